@@ -1,0 +1,51 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// One benchmark result and its JSON Lines form (the schema checked by
+// shared/tools/bench_schema.py). Every shmlink benchmark emits these records.
+#ifndef SHMLINK_BENCH_BENCH_RECORD_H_
+#define SHMLINK_BENCH_BENCH_RECORD_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shmlink::bench {
+
+struct BenchRecord {
+  std::string system;   // one of the schema's names, optionally ":variant"
+  std::string pattern;  // "throughput" or "rtt"
+  uint64_t size = 0;    // message size in bytes
+  // throughput records
+  std::optional<double> msgs_per_s, bytes_per_s;
+  // rtt records
+  std::optional<double> p50_ns, p99_ns, p999_ns;
+  std::optional<int> producers, consumers, reps;
+  // '<metric>_min' / '<metric>_max' spreads, e.g. {"msgs_per_s_min", 1.2e6}
+  std::map<std::string, double> extra;
+  std::string note;
+  std::string error;  // non-empty: the system could not run
+};
+
+// One JSON object on one line (no trailing newline).
+std::string ToJsonLine(const BenchRecord& r);
+
+// Common knobs every benchmark case receives.
+struct BenchConfig {
+  bool quick = false;               // CI smoke: short runs
+  int reps = 3;                     // repetitions; the median is reported
+  double seconds_per_rep = 0.5;     // measuring time per repetition (warm-up excluded)
+  std::vector<uint64_t> sizes = {64, 4096, 1 << 20};
+  int cpu_a = 0, cpu_b = 1;         // cores the two sides are pinned to
+};
+
+// Pins the calling thread/process to `cpu` (ignored if it fails, e.g. fewer cores).
+void PinToCpu(int cpu);
+
+// Median / min / max of a sample (empty -> 0).
+double Median(std::vector<double> v);
+
+}  // namespace shmlink::bench
+
+#endif  // SHMLINK_BENCH_BENCH_RECORD_H_

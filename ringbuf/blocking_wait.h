@@ -1,0 +1,111 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// BlockingWait: the one wait loop behind every blocking call of the rings and queues.
+// Internal header: the public contract is WaitOptions (wait_options.h).
+#ifndef SHMLINK_RINGBUF_BLOCKING_WAIT_H_
+#define SHMLINK_RINGBUF_BLOCKING_WAIT_H_
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+
+#include "ringbuf/error.h"
+#include "ringbuf/event_count.h"
+#include "ringbuf/futex.h"
+#include "ringbuf/process_identity.h"
+#include "ringbuf/wait_options.h"
+
+namespace shmlink::internal {
+
+inline void CpuRelax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+inline bool WouldBlock(const std::error_code& ec) noexcept {
+  return ec == make_error_code(RingErrc::kWouldBlock);
+}
+
+// Calls try_fn() until it returns anything but kWouldBlock, following `opts`.
+//  - `event`: the EventCount the other side notifies after making progress.
+//  - `peer_owner`: packed ProcessIdentity of the process whose progress we wait for, or
+//    nullptr. If it is set and that process is dead, returns kPeerDead once try_fn() still
+//    says kWouldBlock (so everything already committed is delivered first).
+// try_fn's reads of the shared state must be seq_cst (see event_count.h).
+template <typename TryFn>
+auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>* peer_owner,
+                  const WaitOptions& opts) -> decltype(try_fn()) {
+  using Clock = std::chrono::steady_clock;
+  auto r = try_fn();
+  if (r || !WouldBlock(r.error())) return r;
+  const bool infinite = opts.timeout.count() < 0;
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point deadline = infinite ? Clock::time_point::max() : start + opts.timeout;
+  Clock::time_point next_liveness = start + opts.liveness_check;
+
+  auto peer_dead = [&]() -> bool {
+    if (peer_owner == nullptr) return false;
+    // Relaxed is enough: an owner change is itself only a hint, re-checked by IsAlive.
+    uint64_t owner = peer_owner->load(std::memory_order_relaxed);
+    return owner != 0 && !IsAlivePacked(owner);
+  };
+
+  // Phase 1: poll.
+  if (opts.strategy != WaitStrategy::kSleep) {
+    const bool spin_forever = opts.strategy == WaitStrategy::kSpin;
+    const Clock::time_point spin_end = spin_forever ? deadline : std::min(deadline, start + opts.spin);
+    for (uint32_t i = 1;; ++i) {
+      CpuRelax();
+      r = try_fn();
+      if (r || !WouldBlock(r.error())) return r;
+      if ((i & 255) == 0) {
+        const Clock::time_point now = Clock::now();
+        if (now >= spin_end) {
+          if (now >= deadline) return RingErrc::kTimedOut;
+          break;
+        }
+        if (now >= next_liveness) {
+          if (peer_dead()) {
+            r = try_fn();
+            return (r || !WouldBlock(r.error())) ? r : decltype(r)(RingErrc::kPeerDead);
+          }
+          next_liveness = now + opts.liveness_check;
+        }
+      }
+    }
+  }
+
+  // Phase 2: sleep on the event count, waking at least every liveness_check.
+  for (;;) {
+    event.waiters.fetch_add(1, std::memory_order_seq_cst);  // SYNC(event-count): announce
+    const uint32_t seq = event.seq.load(std::memory_order_seq_cst);
+    r = try_fn();  // re-check after announcing
+    if (r || !WouldBlock(r.error())) {
+      event.waiters.fetch_sub(1, std::memory_order_seq_cst);
+      return r;
+    }
+    const Clock::time_point now = Clock::now();
+    if (now >= deadline) {
+      event.waiters.fetch_sub(1, std::memory_order_seq_cst);
+      return RingErrc::kTimedOut;
+    }
+    if (peer_dead()) {
+      event.waiters.fetch_sub(1, std::memory_order_seq_cst);
+      r = try_fn();
+      return (r || !WouldBlock(r.error())) ? r : decltype(r)(RingErrc::kPeerDead);
+    }
+    auto slice = opts.liveness_check;
+    if (!infinite) slice = std::min<std::chrono::nanoseconds>(slice, deadline - now);
+    FutexWait(&event.seq, seq, slice);
+    event.waiters.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+}  // namespace shmlink::internal
+
+#endif  // SHMLINK_RINGBUF_BLOCKING_WAIT_H_

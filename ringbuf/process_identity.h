@@ -1,0 +1,59 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// ProcessIdentity: a process named by pid *and* start time, so that a reused pid is never
+// mistaken for the process that held a role or a slot before it died.
+//
+// It packs into one 64-bit word (see Pack) so that shared-memory owner fields can be
+// claimed and handed over with a single compare-and-swap. 0 means "nobody".
+#ifndef SHMLINK_RINGBUF_PROCESS_IDENTITY_H_
+#define SHMLINK_RINGBUF_PROCESS_IDENTITY_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "ringbuf/error.h"
+#include "ringbuf/expected.h"
+
+namespace shmlink {
+
+struct ProcessIdentity {
+  uint32_t pid = 0;
+  // Start time in clock ticks since boot (field 22 of /proc/<pid>/stat).
+  uint64_t start_ticks = 0;
+
+  // pid in the low 22 bits (Linux's PID_MAX_LIMIT is 2^22), start ticks above.
+  static constexpr int kPidBits = 22;
+  uint64_t Pack() const noexcept {
+    return (start_ticks << kPidBits) | (pid & ((uint64_t{1} << kPidBits) - 1));
+  }
+  static ProcessIdentity Unpack(uint64_t word) noexcept {
+    return {static_cast<uint32_t>(word & ((uint64_t{1} << kPidBits) - 1)), word >> kPidBits};
+  }
+};
+
+// The calling process (cached after the first call; refreshed after fork()).
+ProcessIdentity SelfIdentity() noexcept;
+
+// Reads the identity of `pid` from /proc. Returns start_ticks == 0 if there is no such
+// process or it is a zombie (killed but not yet reaped counts as dead).
+ProcessIdentity IdentityOf(pid_t pid) noexcept;
+
+// True if the process `id` names is still running: same pid, same start time, not a
+// zombie. Costs one read of /proc/<pid>/stat: call it on slow paths only.
+bool IsAlive(ProcessIdentity id) noexcept;
+inline bool IsAlivePacked(uint64_t word) noexcept {
+  return IsAlive(ProcessIdentity::Unpack(word));
+}
+
+// Claims an owner word in shared memory for the calling process: succeeds if the word is
+// free (0) or names a dead process (taken over with one CAS). kRoleTaken if a live process
+// (including this one) holds it. Returns the packed identity written.
+[[nodiscard]] Expected<uint64_t> ClaimOwnerWord(std::atomic<uint64_t>& word) noexcept;
+// Frees the word if it still holds `me`.
+void ReleaseOwnerWord(std::atomic<uint64_t>& word, uint64_t me) noexcept;
+
+}  // namespace shmlink
+
+#endif  // SHMLINK_RINGBUF_PROCESS_IDENTITY_H_

@@ -1,0 +1,171 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+#include "ringbuf/segment.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+namespace shmlink {
+namespace {
+
+bool NameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '.' || c == '_' || c == '-';
+}
+
+Expected<std::byte*> MapShared(int fd, size_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return ErrnoError(errno);
+  return static_cast<std::byte*>(p);
+}
+
+}  // namespace
+
+Expected<void> Segment::ValidateName(std::string_view name) {
+  if (name.size() < 2 || name.size() > 255 || name[0] != '/') return RingErrc::kInvalidName;
+  if (name == "/." || name == "/..") return RingErrc::kInvalidName;
+  for (char c : name.substr(1)) {
+    if (!NameChar(c)) return RingErrc::kInvalidName;
+  }
+  return {};
+}
+
+Expected<Segment> Segment::Create(std::string_view name, size_t size, UnlinkPolicy policy,
+                                  mode_t mode) {
+  if (auto ok = ValidateName(name); !ok) return MakeUnexpected(ok.error());
+  if (size == 0 || size > kMaxSize) return RingErrc::kInvalidArgument;
+  std::string n(name);
+  int fd = ::shm_open(n.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
+  if (fd < 0) return ErrnoError(errno);
+  // shm_open applies the umask; force the requested mode.
+  if (::fchmod(fd, mode) != 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::shm_unlink(n.c_str());
+    return ErrnoError(err);
+  }
+  // Reserve the pages now: ENOSPC here beats SIGBUS on first touch.
+  if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) {
+    ::close(fd);
+    ::shm_unlink(n.c_str());
+    return ErrnoError(err);
+  }
+  auto mapped = MapShared(fd, size);
+  if (!mapped) {
+    ::close(fd);
+    ::shm_unlink(n.c_str());
+    return MakeUnexpected(mapped.error());
+  }
+  return Segment(std::move(n), fd, *mapped, size, policy);
+}
+
+Expected<Segment> Segment::Open(std::string_view name, UnlinkPolicy policy) {
+  if (auto ok = ValidateName(name); !ok) return MakeUnexpected(ok.error());
+  std::string n(name);
+  int fd = ::shm_open(n.c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) return ErrnoError(errno);
+  auto seg = FromFd(fd);
+  if (!seg) return seg;
+  seg->name_ = std::move(n);
+  seg->policy_ = policy;
+  return seg;
+}
+
+Expected<Segment> Segment::CreateAnonymous(size_t size) {
+  if (size == 0 || size > kMaxSize) return RingErrc::kInvalidArgument;
+  int fd = ::memfd_create("shmlink", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return ErrnoError(errno);
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoError(err);
+  }
+  if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) {
+    ::close(fd);
+    return ErrnoError(err);
+  }
+  // A receiver can then trust that the file never shrinks under its mapping.
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoError(err);
+  }
+  auto mapped = MapShared(fd, size);
+  if (!mapped) {
+    ::close(fd);
+    return MakeUnexpected(mapped.error());
+  }
+  return Segment(std::string(), fd, *mapped, size, UnlinkPolicy::kKeep);
+}
+
+Expected<Segment> Segment::FromFd(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoError(err);
+  }
+  if (st.st_size <= 0) {
+    ::close(fd);
+    return RingErrc::kTruncated;
+  }
+  if (static_cast<uint64_t>(st.st_size) > kMaxSize) {
+    ::close(fd);
+    return RingErrc::kInvalidArgument;
+  }
+  const auto size = static_cast<size_t>(st.st_size);
+  auto mapped = MapShared(fd, size);
+  if (!mapped) {
+    ::close(fd);
+    return MakeUnexpected(mapped.error());
+  }
+  return Segment(std::string(), fd, *mapped, size, UnlinkPolicy::kKeep);
+}
+
+Segment::Segment(Segment&& other) noexcept
+    : name_(std::move(other.name_)),
+      fd_(std::exchange(other.fd_, -1)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      policy_(other.policy_),
+      unlinked_(other.unlinked_) {}
+
+Segment& Segment::operator=(Segment&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    name_ = std::move(other.name_);
+    fd_ = std::exchange(other.fd_, -1);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    policy_ = other.policy_;
+    unlinked_ = other.unlinked_;
+  }
+  return *this;
+}
+
+Segment::~Segment() { Reset(); }
+
+void Segment::Reset() noexcept {
+  if (data_ != nullptr) ::munmap(data_, size_);
+  if (fd_ >= 0) ::close(fd_);
+  if (policy_ == UnlinkPolicy::kUnlinkOnDestroy && !unlinked_ && !name_.empty()) {
+    ::shm_unlink(name_.c_str());
+  }
+  data_ = nullptr;
+  fd_ = -1;
+  size_ = 0;
+  name_.clear();
+}
+
+Expected<void> Segment::Unlink() {
+  if (unlinked_ || name_.empty()) return {};
+  if (::shm_unlink(name_.c_str()) != 0 && errno != ENOENT) return ErrnoError(errno);
+  unlinked_ = true;
+  return {};
+}
+
+}  // namespace shmlink

@@ -1,0 +1,99 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// Segment: RAII owner of one POSIX shared-memory mapping (shm_open + mmap).
+//
+//   auto seg = Segment::Create("/my-ring", 1 << 20, UnlinkPolicy::kUnlinkOnDestroy);
+//   if (!seg) { std::cerr << seg.error().message(); }
+//
+// Names follow POSIX shm rules, stricter: a leading '/', then 1..254 characters of
+// [A-Za-z0-9._-] (no further '/'). Create() is exclusive (O_CREAT|O_EXCL, mode 0600 by
+// default) and reserves the memory with posix_fallocate, so a full /dev/shm is an ENOSPC
+// error at creation instead of a SIGBUS later. Open() attaches to an existing segment and
+// maps its whole current size; it does not interpret the contents (see segment_header.h).
+//
+// Unlink policy is explicit: kUnlinkOnDestroy removes the name when this object is
+// destroyed (the creator owns the name), kKeep leaves it (attachers, long-lived names).
+// Unlink() removes the name at once; existing mappings stay valid.
+//
+// Thread safety: not-thread-safe (one owner); the mapped memory is shared by design.
+// Trust boundary: any process of a uid allowed by the file mode can map the segment. A
+// peer that ftruncate()s a shared segment below its mapped size makes later accesses fault
+// (SIGBUS); segments passed by file descriptor (FromFd) can be sealed against that.
+#ifndef SHMLINK_RINGBUF_SEGMENT_H_
+#define SHMLINK_RINGBUF_SEGMENT_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "ringbuf/error.h"
+#include "ringbuf/expected.h"
+
+namespace shmlink {
+
+enum class UnlinkPolicy {
+  kKeep,             // Leave the name in /dev/shm when this Segment is destroyed.
+  kUnlinkOnDestroy,  // shm_unlink the name when this Segment is destroyed.
+};
+
+class Segment {
+ public:
+  // Largest segment Create() accepts (and Open() maps): 64 GiB.
+  static constexpr size_t kMaxSize = size_t{64} << 30;
+
+  // Returns kInvalidName unless `name` is a valid shmlink shm name (see file comment).
+  [[nodiscard]] static Expected<void> ValidateName(std::string_view name);
+
+  // Creates a new segment of `size` bytes (zero-filled). Errors: kInvalidName,
+  // kInvalidArgument (size 0 or > kMaxSize), EEXIST (system category) if the name
+  // exists, ENOSPC if /dev/shm cannot hold it, other errno values from shm_open/mmap.
+  [[nodiscard]] static Expected<Segment> Create(std::string_view name, size_t size,
+                                                UnlinkPolicy policy, mode_t mode = 0600);
+
+  // Attaches to an existing segment read-write and maps all of it. Errors: kInvalidName,
+  // ENOENT if absent, EACCES, kTruncated if it is empty, kInvalidArgument if > kMaxSize.
+  [[nodiscard]] static Expected<Segment> Open(std::string_view name,
+                                              UnlinkPolicy policy = UnlinkPolicy::kKeep);
+
+  // Creates an anonymous segment (memfd) of `size` bytes, sealed against shrinking, to be
+  // passed to a peer by file descriptor (SCM_RIGHTS). name() is empty.
+  [[nodiscard]] static Expected<Segment> CreateAnonymous(size_t size);
+
+  // Maps the file behind `fd` (takes ownership of fd, closes it on error too).
+  [[nodiscard]] static Expected<Segment> FromFd(int fd);
+
+  Segment() = default;
+  Segment(Segment&& other) noexcept;
+  Segment& operator=(Segment&& other) noexcept;
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+  ~Segment();
+
+  // Removes the name now (idempotent). The mapping stays valid.
+  [[nodiscard]] Expected<void> Unlink();
+
+  std::byte* data() const noexcept { return data_; }
+  size_t size() const noexcept { return size_; }
+  const std::string& name() const noexcept { return name_; }
+  // The open file descriptor (valid while the Segment lives), e.g. for SCM_RIGHTS.
+  int fd() const noexcept { return fd_; }
+  bool valid() const noexcept { return data_ != nullptr; }
+
+ private:
+  Segment(std::string name, int fd, std::byte* data, size_t size, UnlinkPolicy policy)
+      : name_(std::move(name)), fd_(fd), data_(data), size_(size), policy_(policy) {}
+  void Reset() noexcept;
+
+  std::string name_;
+  int fd_ = -1;
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;
+  UnlinkPolicy policy_ = UnlinkPolicy::kKeep;
+  bool unlinked_ = false;
+};
+
+}  // namespace shmlink
+
+#endif  // SHMLINK_RINGBUF_SEGMENT_H_

@@ -1,0 +1,120 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// Shared-memory layout of SPSC rings (kinds kSpscRing: one ring, kConnection: two).
+//
+//   +-------------------+ 0
+//   | SegmentHeader     |   256 B, geometry[] = {ring_count, capacity, control_offset,
+//   +-------------------+ 256                   control_stride, data_offset, 0, 0, 0}
+//   | SpscControl x N   |   512 B each: four 128-byte lines (see below)
+//   +-------------------+ data_offset (4096-aligned)
+//   | data ring 0       |   capacity bytes (power of two)
+//   | data ring 1 ...   |
+//   +-------------------+ total_size = data_offset + N * capacity
+//
+// Positions (`*_pos`) are monotonic 64-bit byte counts; an index is pos & (capacity - 1).
+// The data region holds 8-byte-aligned records:
+//
+//    0                   1                   2                   3
+//    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//   |                      payload length (bytes)                   |
+//   +---------------------------------------------------------------+
+//   |             record type (kRecordData | kRecordPadding)        |
+//   +---------------------------------------------------------------+
+//   |           payload ... padded with zeros to 8 bytes           ...
+//
+// Publication rule: the producer writes record headers and payloads, then stores
+// write_pos; the consumer reads only records below the write_pos it loaded. A record never
+// straddles the end of the data region: when the tail is too short, a padding record fills
+// it and the message starts at index 0. Hence the largest message is capacity/2 - 8 bytes
+// (it must fit even when the free space is split evenly by the wrap point).
+#ifndef SHMLINK_RINGBUF_SPSC_LAYOUT_H_
+#define SHMLINK_RINGBUF_SPSC_LAYOUT_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "ringbuf/event_count.h"
+#include "ringbuf/expected.h"
+#include "ringbuf/segment.h"
+#include "ringbuf/segment_header.h"
+
+namespace shmlink {
+
+inline constexpr uint32_t kRecordData = 0x41544144;     // "DATA"
+inline constexpr uint32_t kRecordPadding = 0x44444150;  // "PADD"
+inline constexpr uint64_t kRecordAlign = 8;
+inline constexpr uint64_t kRecordHeaderSize = 8;
+inline constexpr uint64_t kSpscMinCapacity = 256;
+inline constexpr uint64_t kSpscMaxCapacity = uint64_t{1} << 32;  // 4 GiB per ring
+
+struct RecordHeader {
+  uint32_t length;
+  uint32_t type;
+};
+static_assert(sizeof(RecordHeader) == kRecordHeaderSize);
+
+inline constexpr uint64_t RecordSize(uint64_t payload) noexcept {
+  return (kRecordHeaderSize + payload + kRecordAlign - 1) & ~(kRecordAlign - 1);
+}
+inline constexpr uint64_t SpscMaxMessageSize(uint64_t capacity) noexcept {
+  return capacity / 2 - kRecordHeaderSize;
+}
+
+// One writer per 128-byte line (two cache lines: guards against adjacent-line prefetch).
+struct SpscControl {
+  // Line 0, written by the producer.
+  alignas(128) std::atomic<uint64_t> write_pos{0};
+  std::atomic<uint32_t> writer_closed{0};  // end of stream marked by the producer
+  // Line 1, written by the consumer.
+  alignas(128) std::atomic<uint64_t> read_pos{0};
+  std::atomic<uint32_t> reader_closed{0};  // the consumer left for good
+  // Line 2, slow path only: sleepers announce themselves here.
+  alignas(128) EventCount data_event;   // consumer waits for data, producer notifies
+  EventCount space_event;               // producer waits for space, consumer notifies
+  // Line 3, role ownership: packed ProcessIdentity of the holders (0: free).
+  alignas(128) std::atomic<uint64_t> producer_owner{0};
+  std::atomic<uint64_t> consumer_owner{0};
+};
+static_assert(sizeof(SpscControl) == 512);
+static_assert(offsetof(SpscControl, read_pos) == 128);
+static_assert(offsetof(SpscControl, data_event) == 256);
+static_assert(offsetof(SpscControl, producer_owner) == 384);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::is_standard_layout_v<SpscControl>);
+
+struct SpscGeometry {
+  uint32_t ring_count;
+  uint64_t capacity;
+  uint64_t control_offset;
+  uint64_t data_offset;
+  uint64_t total_size;
+  uint64_t creator;
+};
+
+// Where ring `i` lives in a mapped segment.
+struct SpscRegion {
+  SpscControl* control = nullptr;
+  std::byte* data = nullptr;
+  uint64_t capacity = 0;
+};
+
+// Size of a segment holding `ring_count` rings of `capacity` bytes; kInvalidArgument if
+// capacity is not a power of two in [kSpscMinCapacity, kSpscMaxCapacity].
+[[nodiscard]] Expected<uint64_t> SpscSegmentSize(uint32_t ring_count, uint64_t capacity);
+
+// Initialises a freshly created, zero-filled segment and publishes its header.
+void InitSpscSegment(const Segment& seg, SegmentKind kind, uint32_t ring_count,
+                     uint64_t capacity);
+
+// Validates header and geometry of an attached segment against its mapped size.
+[[nodiscard]] Expected<SpscGeometry> ValidateSpscSegment(const Segment& seg, SegmentKind kind,
+                                                         uint32_t ring_count);
+
+SpscRegion SpscRegionAt(const Segment& seg, const SpscGeometry& g, uint32_t index);
+
+}  // namespace shmlink
+
+#endif  // SHMLINK_RINGBUF_SPSC_LAYOUT_H_

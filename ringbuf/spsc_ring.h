@@ -1,0 +1,201 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// SpscRing: a single-producer/single-consumer ring of variable-length messages in POSIX
+// shared memory, shared by two processes that meet by name.
+//
+//   // process A                                 // process B
+//   auto ring = SpscRing::Create("/feed", 1<<20);  auto ring = SpscRing::Attach("/feed");
+//   auto tx = ring->Producer();                    auto rx = ring->Consumer();
+//   auto buf = tx->reserve(100);                   auto msg = rx->peek();  // blocks
+//   std::memcpy(buf->data(), src, 100);            use(msg->data(), msg->size());
+//   tx->commit();                                  rx->release();
+//
+// Zero copy: reserve() hands out a span inside the ring; commit() publishes every span
+// reserved since the last commit (a batch); peek() hands out a read-only span of the next
+// message in place; release() frees it. advance() steps past a peeked message without
+// freeing it yet, so several messages can be read in place and freed by one release().
+//
+// Sizes: capacity is a power of two in [256 B, 4 GiB]; max_message_size() is
+// capacity/2 - 8. Messages may be empty. A larger request fails with kTooLarge.
+//
+// Results: every call returns Expected; errors are RingErrc values:
+//   kWouldBlock (try_ forms: full / empty)     kTimedOut (blocking forms with a timeout)
+//   kClosed     (reader: writer closed and all was drained; writer: reader closed)
+//   kPeerDead   (blocking forms: the process holding the other role died, after draining)
+//   kCorrupt    (indices or records are inconsistent: never read or written out of bounds)
+//
+// Roles: Producer() and Consumer() each claim their role in the segment (pid + start
+// time); a second live claimant gets kRoleTaken, a dead holder's role is taken over.
+// Handles keep the mapping alive; they are move-only and bound to the claiming process
+// (do not use them across fork()).
+//
+// Thread safety: a SpscProducer is producer-only (one thread at a time), a SpscConsumer is
+// consumer-only. Producer and consumer may run concurrently in any two threads/processes.
+#ifndef SHMLINK_RINGBUF_SPSC_RING_H_
+#define SHMLINK_RINGBUF_SPSC_RING_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "ringbuf/error.h"
+#include "ringbuf/expected.h"
+#include "ringbuf/segment.h"
+#include "ringbuf/spsc_layout.h"
+#include "ringbuf/wait_options.h"
+
+namespace shmlink {
+
+// Write side. producer-only.
+class SpscProducer {
+ public:
+  // Binds to ring `region` inside `segment` and claims the producer role.
+  [[nodiscard]] static Expected<SpscProducer> Claim(std::shared_ptr<const Segment> segment,
+                                                    SpscRegion region);
+  SpscProducer(SpscProducer&& other) noexcept;
+  SpscProducer& operator=(SpscProducer&& other) noexcept;
+  SpscProducer(const SpscProducer&) = delete;
+  SpscProducer& operator=(const SpscProducer&) = delete;
+  // Releases the role. Uncommitted reservations are dropped; the stream is NOT closed.
+  ~SpscProducer();
+
+  uint64_t capacity() const noexcept { return region_.capacity; }
+  uint64_t max_message_size() const noexcept { return SpscMaxMessageSize(region_.capacity); }
+
+  // Reserves `n` writable bytes for one message. The span stays valid until commit() or
+  // cancel(). Several reservations may be pending; commit() publishes them all in order.
+  // Errors: kTooLarge, kWouldBlock (not enough free space), kClosed (reader closed or this
+  // producer closed), kCorrupt.
+  [[nodiscard]] Expected<std::span<std::byte>> try_reserve(size_t n) noexcept;
+  // As try_reserve, waiting for space per `opts`. Extra errors: kTimedOut, kPeerDead.
+  [[nodiscard]] Expected<std::span<std::byte>> reserve(size_t n, const WaitOptions& opts = {});
+
+  // Publishes every pending reservation (no-op if none). Wakes a sleeping reader.
+  void commit() noexcept;
+  // Drops every pending reservation.
+  void cancel() noexcept;
+  // Number of reservations not yet committed.
+  uint32_t pending() const noexcept { return pending_count_; }
+
+  // Copying conveniences: reserve + memcpy + commit.
+  [[nodiscard]] Expected<void> try_send(std::span<const std::byte> msg) noexcept;
+  [[nodiscard]] Expected<void> send(std::span<const std::byte> msg, const WaitOptions& opts = {});
+
+  // Commits pending reservations and marks end-of-stream: the reader drains what was
+  // committed, then gets kClosed. Idempotent.
+  void close() noexcept;
+  // True once the consumer called close() (further writes fail with kClosed).
+  bool reader_closed() const noexcept;
+
+ private:
+  SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner);
+  Expected<std::span<std::byte>> TryReserveImpl(size_t n) noexcept;
+
+  std::shared_ptr<const Segment> segment_;
+  SpscRegion region_;
+  uint64_t owner_word_ = 0;
+  uint64_t mask_ = 0;
+  uint64_t write_pos_ = 0;        // local: end of the last reservation
+  uint64_t committed_pos_ = 0;    // last value stored to control->write_pos
+  uint64_t cached_read_pos_ = 0;  // local copy of control->read_pos (refreshed when full)
+  uint32_t pending_count_ = 0;
+  bool closed_ = false;
+};
+
+// Read side. consumer-only.
+class SpscConsumer {
+ public:
+  [[nodiscard]] static Expected<SpscConsumer> Claim(std::shared_ptr<const Segment> segment,
+                                                    SpscRegion region);
+  SpscConsumer(SpscConsumer&& other) noexcept;
+  SpscConsumer& operator=(SpscConsumer&& other) noexcept;
+  SpscConsumer(const SpscConsumer&) = delete;
+  SpscConsumer& operator=(const SpscConsumer&) = delete;
+  // Releases the role; advanced messages are released first.
+  ~SpscConsumer();
+
+  uint64_t capacity() const noexcept { return region_.capacity; }
+  uint64_t max_message_size() const noexcept { return SpscMaxMessageSize(region_.capacity); }
+
+  // The next message not yet advanced past, in place. Idempotent until advance()/release().
+  // The span stays valid until release() (or until the consumer is destroyed).
+  // Errors: kWouldBlock (empty), kClosed (writer closed, all drained), kCorrupt.
+  [[nodiscard]] Expected<std::span<const std::byte>> try_peek() noexcept;
+  // As try_peek, waiting per `opts`. Extra errors: kTimedOut, kPeerDead.
+  [[nodiscard]] Expected<std::span<const std::byte>> peek(const WaitOptions& opts = {});
+
+  // Steps past the peeked message without freeing its bytes (batch reading). Errors:
+  // kBadState if nothing is peeked.
+  [[nodiscard]] Expected<void> advance() noexcept;
+  // Frees the peeked message (if any) and every message advanced past. Wakes a writer
+  // waiting for space.
+  void release() noexcept;
+
+  // Copying conveniences: peek + memcpy + release. Returns the message size. If `buf` is
+  // too small, fails with kTooLarge and leaves the message in the ring.
+  [[nodiscard]] Expected<size_t> try_recv(std::span<std::byte> buf) noexcept;
+  [[nodiscard]] Expected<size_t> recv(std::span<std::byte> buf, const WaitOptions& opts = {});
+
+  // Tells the writer that nobody will read any more (its writes then fail with kClosed).
+  void close() noexcept;
+  // Bytes committed and not yet released (snapshot; may be stale).
+  uint64_t size_bytes() const noexcept;
+
+ private:
+  SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner);
+
+  std::shared_ptr<const Segment> segment_;
+  SpscRegion region_;
+  uint64_t owner_word_ = 0;
+  uint64_t mask_ = 0;
+  uint64_t read_pos_ = 0;          // last value stored to control->read_pos
+  uint64_t cursor_ = 0;            // past every advanced message
+  uint64_t cached_write_pos_ = 0;  // local copy of control->write_pos
+  uint64_t peeked_end_ = 0;        // end of the peeked record when peeked_
+  uint64_t peeked_offset_ = 0;     // payload offset in the data region when peeked_
+  uint32_t peeked_length_ = 0;     // payload length when peeked_
+  bool peeked_ = false;
+};
+
+// Owner of a named segment holding one ring.
+class SpscRing {
+ public:
+  struct CreateOptions {
+    // kUnlinkOnDestroy: the creator owns the name (removed when this SpscRing dies).
+    UnlinkPolicy unlink = UnlinkPolicy::kUnlinkOnDestroy;
+    mode_t mode = 0600;
+    // If the name exists but its creator and both role holders are dead, replace it.
+    bool reclaim_stale = true;
+  };
+
+  // Creates the segment `name` with a ring of `capacity` bytes (power of two).
+  // Errors: those of Segment::Create, kInvalidArgument for a bad capacity.
+  [[nodiscard]] static Expected<SpscRing> Create(std::string_view name, uint64_t capacity,
+                                                 const CreateOptions& options);
+  [[nodiscard]] static Expected<SpscRing> Create(std::string_view name, uint64_t capacity) {
+    return Create(name, capacity, CreateOptions{});
+  }
+  // Attaches to an existing ring, validating header and geometry first.
+  [[nodiscard]] static Expected<SpscRing> Attach(std::string_view name);
+
+  [[nodiscard]] Expected<SpscProducer> Producer() const;
+  [[nodiscard]] Expected<SpscConsumer> Consumer() const;
+
+  uint64_t capacity() const noexcept { return geometry_.capacity; }
+  uint64_t max_message_size() const noexcept { return SpscMaxMessageSize(geometry_.capacity); }
+  const Segment& segment() const noexcept { return *segment_; }
+  // Removes the name now; mapped handles keep working.
+  [[nodiscard]] Expected<void> Unlink() const;
+
+ private:
+  SpscRing(std::shared_ptr<Segment> seg, SpscGeometry g)
+      : segment_(std::move(seg)), geometry_(g) {}
+  std::shared_ptr<Segment> segment_;
+  SpscGeometry geometry_{};
+};
+
+}  // namespace shmlink
+
+#endif  // SHMLINK_RINGBUF_SPSC_RING_H_

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds, runs every test (plain,
+# then the concurrency tests under ThreadSanitizer and the C++ suite under
+# AddressSanitizer+UBSan, then bounded fuzzing), checks that nothing was left in /dev/shm,
+# and ends with one line "N passed, N failed, N skipped".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+
+BAZEL=(bazel)
+STATUS=0
+PASSED=0
+FAILED=0
+SKIPPED=0
+shm_before=$(ls /dev/shm | grep -c '^shmlink' || true)
+
+# run_suite CONFIG_NAME QUERY [bazel flags...]
+run_suite() {
+  local cfg="$1" query="$2"
+  shift 2
+  local labels
+  labels=$("${BAZEL[@]}" query "$query" 2>/dev/null | sort)
+  if [ -z "$labels" ]; then
+    echo "== $cfg: no tests match" >&2
+    return
+  fi
+  echo "== $cfg: $(echo "$labels" | wc -l) test targets" >&2
+  # shellcheck disable=SC2086
+  "${BAZEL[@]}" test "$@" $labels || STATUS=1
+  local outdir
+  outdir=$("${BAZEL[@]}" info "$@" bazel-testlogs 2>/dev/null)
+  read -r p f s < <(python3 scripts/count_tests.py "$outdir" $labels)
+  echo "== $cfg: $p passed, $f failed, $s skipped" >&2
+  PASSED=$((PASSED + p)); FAILED=$((FAILED + f)); SKIPPED=$((SKIPPED + s))
+}
+
+run_suite plain 'tests(//...)'
+run_suite tsan 'attr(tags, "concurrency", tests(//...)) except attr(tags, "no_sanitizer", tests(//...))' --config=tsan
+run_suite asan 'tests(//...) except attr(tags, "no_sanitizer", tests(//...))' --config=asan
+
+if [ -x scripts/fuzz.sh ]; then
+  if bash scripts/fuzz.sh; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); STATUS=1; fi
+fi
+
+leftover=$(ls /dev/shm | grep -c '^shmlink' || true)
+if [ "$leftover" -gt "$shm_before" ]; then
+  echo "test: tests left segments in /dev/shm:" >&2
+  ls -la /dev/shm | grep shmlink >&2
+  FAILED=$((FAILED + 1)); STATUS=1
+fi
+
+if [ "${CI:-}" = "true" ]; then "${BAZEL[@]}" shutdown >/dev/null 2>&1 || true; fi
+if [ "$FAILED" -gt 0 ]; then STATUS=1; fi
+echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+exit $STATUS
