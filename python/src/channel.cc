@@ -126,6 +126,8 @@ auto SlicedWait(Timeout timeout, WaitFn&& wait, BetweenFn&& between) -> decltype
       infinite ? Clock::time_point::max()
                : Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                     std::chrono::duration<double>(*timeout));
+  using R = decltype(wait(WaitOptions{}));
+  if (auto stop = between(); !stop) return R(MakeUnexpected(stop.error()));
   for (;;) {
     auto slice = std::chrono::duration_cast<std::chrono::nanoseconds>(kSignalSlice);
     if (!infinite) {

@@ -184,27 +184,20 @@ class Channel {
   void CloseTx() {
     if (!tx_) return;
     LockWithSignals(tx_->mu);
-    if (!tx_->closed) {
-      if (tx_->producer && tx_->generation == ForkGeneration()) {
-        tx_->producer->close();
-      } else if (!tx_->producer || tx_->generation != ForkGeneration()) {
-        // Never sent from this process: claim just to mark end-of-stream if we can.
-        if (tx_->producer) (void)tx_->producer.release();
-        auto p = tx_->claim();
-        if (p) {
-          p->close();
-          tx_->producer = std::make_unique<SpscProducer>(std::move(*p));
-          tx_->generation = ForkGeneration();
-        }
-      }
+    // Only a role this process claimed is closed: another process's copy of this end (e.g.
+    // the parent's copy of a child's Pipe end) must not end the child's stream. An end
+    // that never sent signals EOF through the hang-up socket when its last copy closes.
+    const bool ours = tx_->producer && tx_->generation == ForkGeneration();
+    if (!tx_->closed && ours) {
+      tx_->producer->close();
       if (tx_->bell.word != nullptr) {
         // SYNC(bell): wake a selector on the reader's fd so it sees the end of stream.
         tx_->bell.word->store(1, std::memory_order_seq_cst);
         (void)::eventfd_write(tx_->bell.efd, 1);
       }
-      tx_->closed = true;
-      if (tx_->generation == ForkGeneration()) tx_->producer.reset();
+      tx_->producer.reset();
     }
+    tx_->closed = true;
     tx_->mu.unlock();
   }
 
