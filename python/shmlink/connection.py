@@ -43,8 +43,7 @@ class Connection:
         self._fds = {"seg": seg_fd, "rx_efd": rx_efd, "tx_efd": tx_efd, "sock": sock_fd}
         self._rx_index = rx_index
         self._tx_index = tx_index
-        self._ch = _Channel.open_pipe(seg_fd, rx_index, tx_index, rx_efd, tx_efd,
-                                      sock_fd if rx_index >= 0 else -1)
+        self._ch = _Channel.open_pipe(seg_fd, rx_index, tx_index, rx_efd, tx_efd, sock_fd)
         self._epoll = None
         self._epoll_pid = None
         self._closed = False

@@ -52,9 +52,14 @@ TxState::~TxState() {
 void RxState::MaybeRelease() noexcept {
   // SYNC(outstanding): acquire pairs with the release decrement in message.cc, so every
   // read of a handed-out message happens before its bytes are freed.
-  if (unreleased && !peek_pending && consumer && outstanding.load(std::memory_order_acquire) == 0) {
+  if (!consumer || peek_pending || outstanding.load(std::memory_order_acquire) != 0) return;
+  if (unreleased) {
     consumer->release();
     unreleased = false;
+  }
+  if (close_pending) {
+    consumer->close();
+    close_pending = false;
   }
 }
 
@@ -310,12 +315,18 @@ std::span<std::byte> TxLock::Reserve(size_t n, Timeout timeout) {
                  static_cast<unsigned long long>(p.max_message_size()));
     ThrowPython();
   }
+  // The ring reports a closed reader only when it is full; multiprocessing users expect
+  // BrokenPipeError at once (one shared load).
+  if (p.reader_closed()) RaiseRingError(make_error_code(RingErrc::kClosed), true);
   auto r = p.try_reserve(n);
   if (!r && Is(r.error(), RingErrc::kWouldBlock)) {
     if (timeout && *timeout <= 0) RaiseRingError(make_error_code(RingErrc::kTimedOut), true);
     r = SlicedWait(
         timeout, [&](const WaitOptions& o) { return p.reserve(n, o); },
-        []() -> Expected<void> { return {}; });
+        [&]() -> Expected<void> {
+          if (PeerHungUp(s_.hup_fd)) return RingErrc::kPeerDead;
+          return {};
+        });
   }
   if (!r) RaiseRingError(r.error(), true);
   return *r;

@@ -54,12 +54,14 @@ struct RxState {
   bool unreleased = false;          // advanced past, not yet released; guarded by mu
   bool peek_pending = false;        // a try_peek() found a message nobody took; guarded by mu
   bool closed = false;
+  bool close_pending = false;  // close() waits for the last zero-copy message; guarded by mu
   Bell bell;
   int hup_fd = -1;  // socket whose hang-up means the peer is gone (Pipe), or -1
   std::shared_ptr<void> keepalive;  // segment owner kept mapped while messages live
 
   ~RxState();
-  // Frees ring space if no handed-out message is alive. Caller holds mu.
+  // Frees ring space (and performs a deferred close) if no handed-out message is alive.
+  // Caller holds mu.
   void MaybeRelease() noexcept;
 };
 
@@ -70,6 +72,7 @@ struct TxState {
   uint64_t generation = 0;
   bool closed = false;
   Bell bell;
+  int hup_fd = -1;  // as RxState::hup_fd: checked while waiting for space
   std::shared_ptr<void> keepalive;
 
   ~TxState();

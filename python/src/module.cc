@@ -130,6 +130,7 @@ class Channel {
         return SpscProducer::Claim(cseg, SpscRegionAt(*cseg, geo, tx));
       };
       ch->tx_->bell = {bell(tx), tx_efd};
+      ch->tx_->hup_fd = hup_fd;
       ch->tx_->keepalive = owner;
     }
     ch->max_message_size_ = SpscMaxMessageSize(geo.capacity);
@@ -256,9 +257,14 @@ class Channel {
     if (!rx_) return;
     LockWithSignals(rx_->mu);
     if (!rx_->closed) {
-      if (rx_->consumer && rx_->generation == ForkGeneration()) rx_->consumer->close();
+      if (rx_->consumer && rx_->generation == ForkGeneration()) {
+        // SpscConsumer::close() frees every advanced message: wait for the last live
+        // zero-copy message (RxState::MaybeRelease performs the deferred close).
+        rx_->peek_pending = false;
+        rx_->close_pending = true;
+        rx_->MaybeRelease();
+      }
       rx_->closed = true;
-      // The consumer handle stays alive while zero-copy messages reference the ring.
     }
     rx_->mu.unlock();
   }
