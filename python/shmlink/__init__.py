@@ -14,7 +14,11 @@ from multiprocessing import AuthenticationError, BufferTooShort  # noqa: E402,F4
 from ._shmlink import Message  # noqa: E402
 from ._ring import Ring  # noqa: E402
 from .connection import Connection, Pipe  # noqa: E402
+from .queues import JoinableQueue, Queue, SimpleQueue  # noqa: E402
+from .sharedctypes import Array, RawArray, RawValue, SharedLock, Value  # noqa: E402
 
 __all__ = [
-    "AuthenticationError", "BufferTooShort", "Connection", "Message", "Pipe", "Ring",
+    "Array", "AuthenticationError", "BufferTooShort", "Connection", "JoinableQueue",
+    "Message", "Pipe", "Queue", "RawArray", "RawValue", "Ring", "SharedLock",
+    "SimpleQueue", "Value",
 ]

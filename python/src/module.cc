@@ -17,6 +17,7 @@
 
 #include "python/src/channel.h"
 #include "python/src/message.h"
+#include "python/src/queue.h"
 #include "ringbuf/segment.h"
 #include "ringbuf/segment_header.h"
 #include "ringbuf/spsc_layout.h"
@@ -341,6 +342,7 @@ PYBIND11_MODULE(_shmlink, m) {
   m.doc() = "shmlink C++ core (internal; use the shmlink package)";
   shmlink::py::InstallForkHandler();
   if (shmlink::py::RegisterMessageType(m.ptr()) != 0) throw a::error_already_set();
+  shmlink::py::RegisterQueueTypes(m);
 
   a::class_<Channel, std::shared_ptr<Channel>>(m, "_Channel")
       .def_static("create_ring", &Channel::CreateRing, a::arg("name"), a::arg("capacity"),
