@@ -13,12 +13,13 @@ from multiprocessing import AuthenticationError, BufferTooShort  # noqa: E402,F4
 
 from ._shmlink import Message  # noqa: E402
 from ._ring import Ring  # noqa: E402
-from .connection import Connection, Pipe  # noqa: E402
+from .connection import Client, Connection, Listener, Pipe  # noqa: E402
 from .queues import JoinableQueue, Queue, SimpleQueue  # noqa: E402
 from .sharedctypes import Array, RawArray, RawValue, SharedLock, Value  # noqa: E402
 
 __all__ = [
-    "Array", "AuthenticationError", "BufferTooShort", "Connection", "JoinableQueue",
+    "Array", "AuthenticationError", "BufferTooShort", "Client", "Connection",
+    "JoinableQueue", "Listener",
     "Message", "Pipe", "Queue", "RawArray", "RawValue", "Ring", "SharedLock",
     "SimpleQueue", "Value",
 ]

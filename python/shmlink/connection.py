@@ -21,9 +21,10 @@ import socket
 from multiprocessing import AuthenticationError, BufferTooShort  # noqa: F401 (re-export)
 from multiprocessing import reduction as _reduction
 
-from ._shmlink import _Channel
+from ._shmlink import _Channel, _Listener, _connect
 
-__all__ = ["Pipe", "Connection", "wait", "AuthenticationError", "BufferTooShort"]
+__all__ = ["Pipe", "Connection", "Listener", "Client", "wait", "AuthenticationError",
+           "BufferTooShort"]
 
 #: Default ring capacity per direction. Messages up to capacity/2 - 8 bytes (4 MiB - 8).
 DEFAULT_PIPE_CAPACITY = 8 << 20
@@ -132,8 +133,7 @@ class Connection:
         """Receive a (picklable) object."""
         self._check_closed()
         self._check_readable()
-        with self._ch.recv_view(None, False) as mv:
-            return _ForkingPickler.loads(mv)
+        return self._ch.recv_decode(_ForkingPickler.loads, None)
 
     def recv_view(self, timeout=None):
         """shmlink extension: the next message in place (see shmlink.Ring.recv_view)."""
@@ -203,6 +203,172 @@ class Connection:
         return "<shmlink.connection.Connection %s%s>" % (
             "r" if self.readable else "", "w" if self.writable else "") + (
             " closed" if self._closed else "")
+
+
+class SocketConnection(Connection):
+    """A Listener/Client connection (transport/connection.h): multiprocessing's wire
+    format and handshake, so stock Python peers work; between shmlink peers the messages
+    travel through shared-memory rings and the socket only carries EOF and doorbells.
+
+    Bound to the process that made it (not picklable, unusable in a forked child).
+    fileno(): usable with multiprocessing.connection.wait() (each call arms a one-shot
+    doorbell); with a long-lived selectors registration, call poll() after each wake-up
+    and re-register (or use wait()) since the doorbell is one-shot.
+    """
+
+    def __init__(self, impl):
+        self._ch = impl
+        self._rx_index = 0
+        self._tx_index = 0
+        self._fds = {}
+        self._epoll = None
+        self._closed = False
+        self._armed = False
+        self._ready_fd = -1
+
+    def _disarm(self):
+        if self._armed:
+            self._armed = False
+            self._ch.disarm_fileno()
+
+    def recv_bytes(self, maxlength=None):
+        self._check_closed()
+        self._disarm()
+        return super().recv_bytes(maxlength)
+
+    def recv_bytes_into(self, buf, offset=0):
+        self._check_closed()
+        self._disarm()
+        return super().recv_bytes_into(buf, offset)
+
+    def recv(self):
+        self._check_closed()
+        self._disarm()
+        return super().recv()
+
+    def recv_view(self, timeout=None):
+        raise NotImplementedError("recv_view is available on Ring and Pipe connections")
+
+    def poll(self, timeout=0.0):
+        self._check_closed()
+        self._disarm()
+        return self._ch.poll(timeout)
+
+    @property
+    def is_shm(self):
+        """True if messages travel through shared memory (both peers are shmlink)."""
+        return self._ch.is_shm
+
+    def fileno(self):
+        self._check_closed()
+        if self._ch.arm_fileno():
+            # A message is already waiting: hand out a descriptor that is readable now.
+            if self._ready_fd < 0:
+                self._ready_fd = os.eventfd(1, os.EFD_CLOEXEC)
+            return self._ready_fd
+        self._armed = True
+        return self._ch.fileno()
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        self._ch.close()
+        if self._ready_fd >= 0:
+            os.close(self._ready_fd)
+            self._ready_fd = -1
+
+    def __reduce__(self):
+        raise TypeError("shmlink socket connections are bound to their process")
+
+    def __repr__(self):
+        return "<shmlink.connection.SocketConnection %s%s>" % (
+            "shm" if not self._closed and self._ch.is_shm else "socket",
+            " closed" if self._closed else "")
+
+
+def _address_text(address):
+    """multiprocessing address -> transport address string."""
+    if isinstance(address, tuple):
+        host, port = address[0], int(address[1])
+        if ":" in host:
+            host = "[%s]" % host
+        return "%s:%d" % (host, port)
+    if isinstance(address, bytes):
+        address = os.fsdecode(address)
+    if not isinstance(address, str) or not address:
+        raise ValueError("address must be a path, an abstract name ('\\0name') or "
+                         "a (host, port) tuple")
+    if address.startswith("\0"):
+        return address
+    return address if "/" in address else "./" + address
+
+
+def _authkey(authkey):
+    if authkey is None:
+        raise ValueError("shmlink Listener/Client require an authkey (bytes): "
+                         "unauthenticated connections are not supported")
+    if not isinstance(authkey, bytes):
+        raise TypeError("authkey should be a byte string")
+    return authkey
+
+
+class Listener:
+    """multiprocessing.connection.Listener over transport/connection.h.
+
+    Listener(address=None, family=None, backlog=1, authkey=None, *, shm=True,
+    ring_capacity=None, legacy_auth=False). address: a Unix path, an abstract name
+    ('\0name') or a (host, port) tuple (port 0: any free port, see .address); None
+    picks a fresh Unix path. family is accepted for compatibility and inferred.
+    shm=False behaves exactly like stock Python (no shared-memory upgrade).
+    """
+
+    def __init__(self, address=None, family=None, backlog=1, authkey=None, *, shm=True,
+                 ring_capacity=None, legacy_auth=False):
+        if address is None:
+            import tempfile
+            address = os.path.join(tempfile.mkdtemp(prefix="shmlink-"), "listener")
+        self._impl = _Listener.create(_address_text(address), _authkey(authkey), shm,
+                                      int(ring_capacity or 0), int(backlog), legacy_auth)
+        self._closed = False
+
+    def accept(self, timeout=None):
+        """Accepts and authenticates one client. shmlink extension: timeout (seconds)
+        raises TimeoutError. A client with the wrong key gives AuthenticationError."""
+        if self._closed:
+            raise OSError("listener is closed")
+        return SocketConnection(self._impl.accept(timeout))
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            self._impl.close()
+
+    @property
+    def address(self):
+        return self._impl.address
+
+    @property
+    def last_accepted(self):
+        """The peer address of the last accepted connection: (host, port) on TCP, ''
+        for Unix sockets (as multiprocessing reports for unbound clients)."""
+        a = self._impl.last_accepted
+        return "" if a is None else a
+
+    def fileno(self):
+        return self._impl.fileno()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def Client(address, family=None, authkey=None, *, shm=True, legacy_auth=False):
+    """multiprocessing.connection.Client over transport/connection.h (see Listener)."""
+    return SocketConnection(_connect(_address_text(address), _authkey(authkey), shm,
+                                     legacy_auth))
 
 
 def _rebuild_connection(seg, rx_efd, tx_efd, sock, rx_index, tx_index):

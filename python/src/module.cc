@@ -18,6 +18,7 @@
 #include "python/src/channel.h"
 #include "python/src/message.h"
 #include "python/src/queue.h"
+#include "python/src/transport_py.h"
 #include "ringbuf/segment.h"
 #include "ringbuf/segment_header.h"
 #include "ringbuf/spsc_layout.h"
@@ -249,6 +250,31 @@ class Channel {
     return pyb::reinterpret_steal<pyb::object>(m);
   }
 
+  // decode(memoryview over the message in place); the view is released before the ring
+  // space is, so it can never outlive the bytes.
+  pyb::object RecvDecode(pyb::object decode, Timeout timeout) {
+    RxLock lock(Rx());
+    auto msg = lock.Peek(timeout);
+    PyObject* mv = PyMemoryView_FromMemory(
+        reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
+        static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
+    if (mv == nullptr) {
+      lock.Consume(false);
+      throw pyb::error_already_set();
+    }
+    PyObject* result = PyObject_CallOneArg(decode.ptr(), mv);
+    PyObject* rel = PyObject_CallMethod(mv, "release", nullptr);
+    Py_DECREF(mv);
+    lock.Consume(false);
+    if (rel == nullptr) {
+      Py_XDECREF(result);
+      throw pyb::error_already_set();
+    }
+    Py_DECREF(rel);
+    if (result == nullptr) throw pyb::error_already_set();
+    return pyb::reinterpret_steal<pyb::object>(result);
+  }
+
   bool Poll(Timeout timeout) {
     RxLock lock(Rx());
     return lock.Poll(timeout);
@@ -343,6 +369,7 @@ PYBIND11_MODULE(_shmlink, m) {
   shmlink::py::InstallForkHandler();
   if (shmlink::py::RegisterMessageType(m.ptr()) != 0) throw a::error_already_set();
   shmlink::py::RegisterQueueTypes(m);
+  shmlink::py::RegisterTransportTypes(m);
 
   a::class_<Channel, std::shared_ptr<Channel>>(m, "_Channel")
       .def_static("create_ring", &Channel::CreateRing, a::arg("name"), a::arg("capacity"),
@@ -360,6 +387,7 @@ PYBIND11_MODULE(_shmlink, m) {
            a::arg("timeout") = a::none())
       .def("recv_view", &Channel::RecvView, a::arg("timeout") = a::none(),
            a::arg("pinned") = false)
+      .def("recv_decode", &Channel::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
       .def("poll", &Channel::Poll, a::arg("timeout") = 0.0)
       .def("close_tx", &Channel::CloseTx)
       .def("close_rx", &Channel::CloseRx)
