@@ -290,7 +290,7 @@ transport::ConnectionOptions Options(bool shm, uint64_t ring_capacity, bool lega
 
 pyb::object AddressToPython(const transport::Address& a) {
   if (a.family == transport::AddressFamily::kTcp) return pyb::make_tuple(a.host, a.port);
-  if (a.family == transport::AddressFamily::kUnixAbstract) return pyb::str("\0" + a.path);
+  if (a.family == transport::AddressFamily::kUnixAbstract) return pyb::str(std::string(1, '\0') + a.path);
   return pyb::str(a.path);
 }
 
