@@ -21,7 +21,11 @@ def no_leftovers():
     before = set(os.listdir("/dev/shm"))
     yield
     gc.collect()
-    left = [f for f in set(os.listdir("/dev/shm")) - before if f.startswith("shmlink-")]
+    # Only names made by this process (queues/values embed the creator's pid): other
+    # test targets run in parallel and share /dev/shm.
+    mine = "-%d-" % os.getpid()
+    left = [f for f in set(os.listdir("/dev/shm")) - before
+            if f.startswith("shmlink-") and mine in f]
     for f in left:
         os.unlink("/dev/shm/" + f)
     assert not left, "left behind: %s" % left
