@@ -165,13 +165,24 @@ class Queue:
         return [_TAG_SPILL, tag, spill.encode("ascii")], spill
 
     def put(self, obj, block=True, timeout=None):
+        if block and timeout is None and not self._closed:  # fast path
+            try:
+                if self._impl.put_object(obj, _dumps, None, self._joinable):
+                    return
+            except TimeoutError:
+                raise _queue.Full from None
         if self._closed:
             raise ValueError("Queue %r is closed" % self)
         if not block:
             timeout = 0
         elif timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
-        parts, spill = self._parts(obj)
+        try:
+            if self._impl.put_object(obj, _dumps, timeout, self._joinable):
+                return
+        except TimeoutError:
+            raise _queue.Full from None
+        parts, spill = self._parts(obj)  # too big for a slot: spill
         try:
             self._impl.put(parts, timeout, self._joinable)
         except TimeoutError:
@@ -188,6 +199,8 @@ class Queue:
 
     # -- getting ----------------------------------------------------------------------
     def get(self, block=True, timeout=None):
+        if block and timeout is None and not self._closed:  # fast path
+            return self._impl.get(_decode, None, _loads)
         if self._closed:
             raise ValueError("Queue %r is closed" % self)
         if not block:
@@ -195,7 +208,7 @@ class Queue:
         elif timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
         try:
-            return self._impl.get(_decode, timeout)
+            return self._impl.get(_decode, timeout, _loads)
         except TimeoutError:
             raise _queue.Empty from None
 

@@ -171,12 +171,45 @@ class QueueImpl {
         for (size_t i = 0; i < n; ++i) PyBuffer_Release(&v[i]);
       }
     } release{views, held};
-    size_t total = 0;
+    std::vector<std::span<const std::byte>> spans;
     for (const auto& p : parts) {
       if (PyObject_GetBuffer(p.ptr(), &views[held], PyBUF_SIMPLE) != 0) Throw();
-      total += static_cast<size_t>(views[held].len);
+      spans.emplace_back(static_cast<const std::byte*>(views[held].buf),
+                         static_cast<size_t>(views[held].len));
       ++held;
     }
+    PutSpans(spans, timeout, task);
+  }
+
+  // Fast path of Queue.put: bytes pass through (tag 0), anything else is pickled with
+  // `dumps` (tag 1). Returns False, having put nothing, if the message does not fit a
+  // slot (the Python layer then spills it).
+  bool PutObject(pyb::handle obj, pyb::handle dumps, Timeout timeout, bool task) {
+    static const std::byte kTagBytes{0}, kTagPickle{1};
+    pyb::object encoded;
+    Py_buffer view{};
+    const std::byte* tag = &kTagBytes;
+    if (!PyBytes_CheckExact(obj.ptr())) {
+      encoded = pyb::reinterpret_steal<pyb::object>(PyObject_CallOneArg(dumps.ptr(), obj.ptr()));
+      if (!encoded) Throw();
+      obj = encoded;
+      tag = &kTagPickle;
+    }
+    if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_SIMPLE) != 0) Throw();
+    struct Release {
+      Py_buffer* v;
+      ~Release() { PyBuffer_Release(v); }
+    } release{&view};
+    if (static_cast<uint64_t>(view.len) + 1 > queue_->max_message_size()) return false;
+    std::span<const std::byte> spans[2] = {
+        {tag, 1}, {static_cast<const std::byte*>(view.buf), static_cast<size_t>(view.len)}};
+    PutSpans(spans, timeout, task);
+    return true;
+  }
+
+  void PutSpans(std::span<const std::span<const std::byte>> spans, Timeout timeout, bool task) {
+    size_t total = 0;
+    for (const auto& sp : spans) total += sp.size();
     if (total > queue_->max_message_size()) {
       PyErr_Format(PyExc_ValueError, "message of %zu bytes exceeds the slot size %llu", total,
                    static_cast<unsigned long long>(queue_->max_message_size()));
@@ -237,9 +270,9 @@ class QueueImpl {
       RaiseRingError(r.error(), true);
     }
     size_t at = 0;
-    for (size_t i = 0; i < held; ++i) {
-      std::memcpy(r->data() + at, views[i].buf, static_cast<size_t>(views[i].len));
-      at += static_cast<size_t>(views[i].len);
+    for (const auto& sp : spans) {
+      if (!sp.empty()) std::memcpy(r->data() + at, sp.data(), sp.size());
+      at += sp.size();
     }
     auto pub = p->publish();
     if (!pub) {
@@ -250,7 +283,7 @@ class QueueImpl {
 
   // Gets one message and returns decode(memoryview over it); the view is released (and
   // the slot freed) when decode returns. Raises TimeoutError (-> queue.Empty).
-  pyb::object Get(pyb::object decode, Timeout timeout) {
+  pyb::object Get(pyb::object decode, Timeout timeout, pyb::object loads) {
     Deadline deadline(timeout);
     const bool nowait = timeout && *timeout <= 0;
     LockWithSignals(consumer_.mu);
@@ -270,14 +303,26 @@ class QueueImpl {
     }
     if (!r) RaiseRingError(r.error(), false);
     UndoTicket();
+    const std::byte* data = r->data.data();
+    const size_t size = r->data.size();
+    // Fast paths: raw bytes (tag 0) and pickles (tag 1); anything else goes to decode.
+    if (size >= 1 && data[0] == std::byte{0}) {
+      PyObject* b = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data) + 1,
+                                              static_cast<Py_ssize_t>(size - 1));
+      (void)c.release();
+      if (b == nullptr) Throw();
+      return pyb::reinterpret_steal<pyb::object>(b);
+    }
+    const bool pickled = size >= 1 && data[0] == std::byte{1} && loads;
+    const size_t skip = pickled ? 1 : 0;
     PyObject* mv = PyMemoryView_FromMemory(
-        reinterpret_cast<char*>(const_cast<std::byte*>(r->data.data())),
-        static_cast<Py_ssize_t>(r->data.size()), PyBUF_READ);
+        reinterpret_cast<char*>(const_cast<std::byte*>(data + skip)),
+        static_cast<Py_ssize_t>(size - skip), PyBUF_READ);
     if (mv == nullptr) {
       (void)c.release();
       Throw();
     }
-    PyObject* result = PyObject_CallOneArg(decode.ptr(), mv);
+    PyObject* result = PyObject_CallOneArg(pickled ? loads.ptr() : decode.ptr(), mv);
     // The slot is freed next: the view must not outlive it (release() fails if decode
     // kept an export of it; then we copy nothing and report the misuse).
     PyObject* rel = PyObject_CallMethod(mv, "release", nullptr);
@@ -470,7 +515,10 @@ void RegisterQueueTypes(pybind11::module_& m) {
       .def_static("attach", &QueueImpl::Attach, a::arg("name"))
       .def("put", &QueueImpl::Put, a::arg("parts"), a::arg("timeout") = a::none(),
            a::arg("task") = false)
-      .def("get", &QueueImpl::Get, a::arg("decode"), a::arg("timeout") = a::none())
+      .def("get", &QueueImpl::Get, a::arg("decode"), a::arg("timeout") = a::none(),
+           a::arg("loads") = a::none())
+      .def("put_object", &QueueImpl::PutObject, a::arg("obj"), a::arg("dumps"),
+           a::arg("timeout") = a::none(), a::arg("task") = false)
       .def("task_done", &QueueImpl::TaskDone)
       .def("join", &QueueImpl::Join, a::arg("timeout") = a::none())
       .def("qsize", &QueueImpl::qsize)
