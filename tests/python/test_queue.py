@@ -21,11 +21,10 @@ def no_leftovers():
     before = set(os.listdir("/dev/shm"))
     yield
     gc.collect()
-    # Only names made by this process (queues/values embed the creator's pid): other
-    # test targets run in parallel and share /dev/shm.
-    mine = "-%d-" % os.getpid()
-    left = [f for f in set(os.listdir("/dev/shm")) - before
-            if f.startswith("shmlink-") and mine in f]
+    # Only names of the kinds this file makes (queues, values, arrays): other test targets
+    # run in parallel, share /dev/shm, and (in PID namespaces) even our pid.
+    kinds = tuple("shmlink-%s-%d-" % (k, os.getpid()) for k in ("q", "jq", "sq", "v", "a"))
+    left = [f for f in set(os.listdir("/dev/shm")) - before if f.startswith(kinds)]
     for f in left:
         os.unlink("/dev/shm/" + f)
     assert not left, "left behind: %s" % left
