@@ -357,12 +357,12 @@ Value Value::ByteArray(std::span<const std::byte> data) {
   return ByteArray(std::string(reinterpret_cast<const char*>(data.data()), data.size()));
 }
 
-#define SHMLINK_CONTAINER_FACTORY(Name, K)  \
+#define SHMLINK_CONTAINER_FACTORY(Name, K)      \
   Value Value::Name(std::vector<Value> items) { \
-    Value v;                                \
-    v.kind_ = Kind::K;                      \
-    v.items_ = std::move(items);            \
-    return v;                               \
+    Value v;                                    \
+    v.kind_ = Kind::K;                          \
+    v.items_ = std::move(items);                \
+    return v;                                   \
   }
 SHMLINK_CONTAINER_FACTORY(List, kList)
 SHMLINK_CONTAINER_FACTORY(Tuple, kTuple)
@@ -651,8 +651,8 @@ struct Node {
     std::int64_t i;
     double f;
   } scalar = {false};
-  std::string_view view;     // str/bytes payload pointing into the input
-  std::string owned_text;    // payload produced by decoding (escapes, latin-1, big ints)
+  std::string_view view;            // str/bytes payload pointing into the input
+  std::string owned_text;           // payload produced by decoding (escapes, latin-1, big ints)
   std::vector<std::uint32_t> kids;  // children; dict: key, value, key, value, ...
 
   std::string_view text() const { return owned ? std::string_view(owned_text) : view; }
@@ -662,18 +662,18 @@ using Status = std::error_code;  // empty = ok
 
 enum class ArgKind : std::uint8_t {
   kNone,
-  kU1,       // 1-byte unsigned
-  kU2,       // 2-byte little-endian unsigned
-  kI4,       // 4-byte little-endian signed
-  kU4,       // 4-byte little-endian unsigned
-  kU8,       // 8-byte little-endian unsigned
-  kF8,       // 8-byte big-endian IEEE double
-  kLine,     // bytes up to '\n' (newline excluded)
-  kTwoLines, // two '\n'-terminated lines (GLOBAL)
-  kLen1,     // 1-byte length, then that many bytes
-  kLen4,     // 4-byte unsigned length, then bytes
-  kLenI4,    // 4-byte signed length (negative = malformed), then bytes
-  kLen8,     // 8-byte length, then bytes
+  kU1,        // 1-byte unsigned
+  kU2,        // 2-byte little-endian unsigned
+  kI4,        // 4-byte little-endian signed
+  kU4,        // 4-byte little-endian unsigned
+  kU8,        // 8-byte little-endian unsigned
+  kF8,        // 8-byte big-endian IEEE double
+  kLine,      // bytes up to '\n' (newline excluded)
+  kTwoLines,  // two '\n'-terminated lines (GLOBAL)
+  kLen1,      // 1-byte length, then that many bytes
+  kLen4,      // 4-byte unsigned length, then bytes
+  kLenI4,     // 4-byte signed length (negative = malformed), then bytes
+  kLen8,      // 8-byte length, then bytes
 };
 
 struct Arg {
@@ -690,13 +690,17 @@ using Handler = Status (*)(Decoder&, const Arg&);
 struct OpInfo {
   Handler handler = nullptr;  // nullptr: unknown opcode (kMalformed)
   ArgKind arg = ArgKind::kNone;
-  bool unsupported = false;   // known opcode outside the subset (kUnsupported)
+  bool unsupported = false;  // known opcode outside the subset (kUnsupported)
 };
 
 class Decoder {
  public:
   Decoder(std::span<const std::byte> data, const DecodeOptions& opts)
-      : p_(reinterpret_cast<const char*>(data.data())), n_(data.size()), opts_(opts) {}
+      : p_(reinterpret_cast<const char*>(data.data())), n_(data.size()), opts_(opts) {
+    // Every opcode is >= 1 byte, so these never over-reserve beyond O(input).
+    nodes_.reserve(std::min<std::size_t>(n_, 256));
+    stack_.reserve(std::min<std::size_t>(n_, 64));
+  }
 
   Expected<Value> Run();
 
@@ -742,22 +746,39 @@ class Decoder {
   Status CheckHashable(std::uint32_t id) const {
     return nodes_[id].hashable ? Status{} : Err(PickleErrc::kUnhashable);
   }
+  // The memo: dense vector for the indices CPython writes (0, 1, 2, ... as it goes; any
+  // index up to the input size, so memory stays O(input)), a map for anything sparser.
+  static constexpr std::uint32_t kNoEntry = 0xffffffffu;
   Status MemoPut(std::uint64_t idx) {
     if (stack_.empty()) return Err(PickleErrc::kMalformed);
-    memo_[idx] = stack_.back();
+    if (idx <= n_) {
+      if (idx >= memo_dense_.size())
+        memo_dense_.resize(static_cast<std::size_t>(idx) + 1, kNoEntry);
+      if (memo_dense_[idx] == kNoEntry) ++memo_count_;
+      memo_dense_[idx] = stack_.back();
+    } else {
+      if (memo_sparse_.insert_or_assign(idx, stack_.back()).second) ++memo_count_;
+    }
     return {};
   }
   Status MemoGet(std::uint64_t idx) {
-    auto it = memo_.find(idx);
-    if (it == memo_.end()) return Err(PickleErrc::kMalformed);
-    stack_.push_back(it->second);
+    std::uint32_t id = kNoEntry;
+    if (idx < memo_dense_.size()) {
+      id = memo_dense_[idx];
+    } else if (auto it = memo_sparse_.find(idx); it != memo_sparse_.end()) {
+      id = it->second;
+    }
+    if (id == kNoEntry) return Err(PickleErrc::kMalformed);
+    stack_.push_back(id);
     return {};
   }
 
   std::vector<Node> nodes_;
   std::vector<std::uint32_t> stack_;
   std::vector<std::size_t> marks_;
-  std::unordered_map<std::uint64_t, std::uint32_t> memo_;
+  std::vector<std::uint32_t> memo_dense_;
+  std::unordered_map<std::uint64_t, std::uint32_t> memo_sparse_;
+  std::size_t memo_count_ = 0;  // len(memo) in CPython terms (MEMOIZE's index)
   std::vector<std::uint32_t> scratch_;
   bool stopped_ = false;
 
@@ -804,7 +825,7 @@ Status Decoder::ReadArg(ArgKind kind, Arg* a) {
     pos_ += static_cast<std::size_t>(len);
     return {};
   };
-  const Status trunc = Err(PickleErrc::kTruncated);
+  static const Status trunc = Err(PickleErrc::kTruncated);
   switch (kind) {
     case ArgKind::kNone:
       return {};
@@ -872,9 +893,7 @@ namespace op {
 using K = Value::Kind;
 using D = Decoder;
 
-Status Proto(D&, const Arg& a) {
-  return a.u <= 5 ? Status{} : D::Err(PickleErrc::kBadProtocol);
-}
+Status Proto(D&, const Arg& a) { return a.u <= 5 ? Status{} : D::Err(PickleErrc::kBadProtocol); }
 Status Frame(D&, const Arg&) { return {}; }  // length checked by the dispatcher
 Status Stop(D& d, const Arg&) {
   if (!d.CanPop()) return D::Err(PickleErrc::kMalformed);
@@ -1122,7 +1141,7 @@ Status Put(D& d, const Arg& a) {
   return d.MemoPut(*idx);
 }
 Status BinPut(D& d, const Arg& a) { return d.MemoPut(a.u); }
-Status Memoize(D& d, const Arg&) { return d.MemoPut(d.memo_.size()); }
+Status Memoize(D& d, const Arg&) { return d.MemoPut(d.memo_count_); }
 Status Get(D& d, const Arg& a) {
   auto idx = ParseIndex(a.data);
   if (!idx) return idx.error();
@@ -1249,20 +1268,20 @@ constexpr std::array<OpInfo, 256> MakeOpTable() {
   };
   using A = ArgKind;
   // Framing, stack and memo.
-  set('\x80', op::Proto, A::kU1);         // PROTO
-  set('\x95', op::Frame, A::kU8);         // FRAME
-  set('.', op::Stop, A::kNone);           // STOP
-  set('(', op::Mark, A::kNone);           // MARK
-  set('0', op::Pop, A::kNone);            // POP
-  set('1', op::PopMark, A::kNone);        // POP_MARK
-  set('2', op::Dup, A::kNone);            // DUP
-  set('p', op::Put, A::kLine);            // PUT
-  set('q', op::BinPut, A::kU1);           // BINPUT
-  set('r', op::BinPut, A::kU4);           // LONG_BINPUT
-  set('\x94', op::Memoize, A::kNone);     // MEMOIZE
-  set('g', op::Get, A::kLine);            // GET
-  set('h', op::BinGet, A::kU1);           // BINGET
-  set('j', op::BinGet, A::kU4);           // LONG_BINGET
+  set('\x80', op::Proto, A::kU1);      // PROTO
+  set('\x95', op::Frame, A::kU8);      // FRAME
+  set('.', op::Stop, A::kNone);        // STOP
+  set('(', op::Mark, A::kNone);        // MARK
+  set('0', op::Pop, A::kNone);         // POP
+  set('1', op::PopMark, A::kNone);     // POP_MARK
+  set('2', op::Dup, A::kNone);         // DUP
+  set('p', op::Put, A::kLine);         // PUT
+  set('q', op::BinPut, A::kU1);        // BINPUT
+  set('r', op::BinPut, A::kU4);        // LONG_BINPUT
+  set('\x94', op::Memoize, A::kNone);  // MEMOIZE
+  set('g', op::Get, A::kLine);         // GET
+  set('h', op::BinGet, A::kU1);        // BINGET
+  set('j', op::BinGet, A::kU4);        // LONG_BINGET
   // Scalars.
   set('N', op::None, A::kNone);           // NONE
   set('\x88', op::NewTrue, A::kNone);     // NEWTRUE
@@ -1287,26 +1306,26 @@ constexpr std::array<OpInfo, 256> MakeOpTable() {
   set('U', op::BinBytes, A::kLen1);       // SHORT_BINSTRING (Python 2 str -> bytes)
   set('\x96', op::ByteArray8, A::kLen8);  // BYTEARRAY8
   // Containers.
-  set(']', op::EmptyList, A::kNone);      // EMPTY_LIST
-  set('a', op::Append, A::kNone);         // APPEND
-  set('e', op::Appends, A::kNone);        // APPENDS
-  set('l', op::List, A::kNone);           // LIST
-  set(')', op::EmptyTuple, A::kNone);     // EMPTY_TUPLE
-  set('t', op::Tuple, A::kNone);          // TUPLE
-  set('\x85', op::Tuple1, A::kNone);      // TUPLE1
-  set('\x86', op::Tuple2, A::kNone);      // TUPLE2
-  set('\x87', op::Tuple3, A::kNone);      // TUPLE3
-  set('}', op::EmptyDict, A::kNone);      // EMPTY_DICT
-  set('s', op::SetItem, A::kNone);        // SETITEM
-  set('u', op::SetItems, A::kNone);       // SETITEMS
-  set('d', op::Dict, A::kNone);           // DICT
-  set('\x8f', op::EmptySet, A::kNone);    // EMPTY_SET
-  set('\x90', op::AddItems, A::kNone);    // ADDITEMS
-  set('\x91', op::FrozenSet, A::kNone);   // FROZENSET
+  set(']', op::EmptyList, A::kNone);     // EMPTY_LIST
+  set('a', op::Append, A::kNone);        // APPEND
+  set('e', op::Appends, A::kNone);       // APPENDS
+  set('l', op::List, A::kNone);          // LIST
+  set(')', op::EmptyTuple, A::kNone);    // EMPTY_TUPLE
+  set('t', op::Tuple, A::kNone);         // TUPLE
+  set('\x85', op::Tuple1, A::kNone);     // TUPLE1
+  set('\x86', op::Tuple2, A::kNone);     // TUPLE2
+  set('\x87', op::Tuple3, A::kNone);     // TUPLE3
+  set('}', op::EmptyDict, A::kNone);     // EMPTY_DICT
+  set('s', op::SetItem, A::kNone);       // SETITEM
+  set('u', op::SetItems, A::kNone);      // SETITEMS
+  set('d', op::Dict, A::kNone);          // DICT
+  set('\x8f', op::EmptySet, A::kNone);   // EMPTY_SET
+  set('\x90', op::AddItems, A::kNone);   // ADDITEMS
+  set('\x91', op::FrozenSet, A::kNone);  // FROZENSET
   // Recognised-as-data callables (see PushCallable/Reduce).
-  set('c', op::Global, A::kTwoLines);     // GLOBAL
-  set('\x93', op::StackGlobal, A::kNone); // STACK_GLOBAL
-  set('R', op::Reduce, A::kNone);         // REDUCE
+  set('c', op::Global, A::kTwoLines);      // GLOBAL
+  set('\x93', op::StackGlobal, A::kNone);  // STACK_GLOBAL
+  set('R', op::Reduce, A::kNone);          // REDUCE
   // Valid pickle, outside the subset: never executed.
   unsupported('P');     // PERSID
   unsupported('Q');     // BINPERSID
@@ -1405,8 +1424,8 @@ Status Decoder::Materialize(std::uint32_t id, int depth, Value* out) {
   std::vector<Value::Entry> entries(n.kind == K::kDict ? count / 2 : 0);
   for (std::size_t k = 0; k < count; ++k) {
     const std::uint32_t kid = nodes_[id].kids[k];
-    Value* slot = n.kind == K::kDict ? (k % 2 ? &entries[k / 2].second : &entries[k / 2].first)
-                                     : &items[k];
+    Value* slot =
+        n.kind == K::kDict ? (k % 2 ? &entries[k / 2].second : &entries[k / 2].first) : &items[k];
     if (auto s = Materialize(kid, depth + 1, slot)) return s;
   }
   on_path_[id] = 0;
@@ -1625,7 +1644,8 @@ Status Encoder::Write(const Value& v, int depth) {
       Op('}');
       const auto& es = v.entries();
       for (const auto& e : es)
-        if (!IsHashableKind(e.first, depth + 1, opts_.max_depth)) return make_error_code(PickleErrc::kUnhashable);
+        if (!IsHashableKind(e.first, depth + 1, opts_.max_depth))
+          return make_error_code(PickleErrc::kUnhashable);
       for (std::size_t i = 0; i < es.size(); i += 1000) {
         std::size_t n = std::min<std::size_t>(1000, es.size() - i);
         if (n > 1) Op('(');
@@ -1641,7 +1661,8 @@ Status Encoder::Write(const Value& v, int depth) {
     case K::kFrozenSet: {
       const bool frozen = v.kind() == K::kFrozenSet;
       for (const auto& x : v.items())
-        if (!IsHashableKind(x, depth + 1, opts_.max_depth)) return make_error_code(PickleErrc::kUnhashable);
+        if (!IsHashableKind(x, depth + 1, opts_.max_depth))
+          return make_error_code(PickleErrc::kUnhashable);
       if (proto_ >= 4) {
         if (frozen) {
           Op('(');
@@ -1693,7 +1714,8 @@ Expected<void> EncodeAppend(const Value& v, std::vector<std::byte>* out, int pro
   e.Op('.');
   if (protocol >= 4) {
     const std::uint64_t len = out->size() - frame_at - 8;
-    for (int k = 0; k < 8; ++k) (*out)[frame_at + k] = static_cast<std::byte>((len >> (8 * k)) & 0xff);
+    for (int k = 0; k < 8; ++k)
+      (*out)[frame_at + k] = static_cast<std::byte>((len >> (8 * k)) & 0xff);
   }
   return {};
 }

@@ -76,7 +76,7 @@ class Value {
     kByteArray,  // raw bytes, mutable in Python
     kList,
     kTuple,
-    kDict,       // ordered key/value pairs (insertion order, as Python dicts)
+    kDict,  // ordered key/value pairs (insertion order, as Python dicts)
     kSet,
     kFrozenSet,
   };
@@ -130,13 +130,13 @@ class Value {
   bool as_bool() const;
   std::int64_t as_int() const;  // @pre fits_int64()
   double as_float() const;
-  const std::string& str() const;    // @pre is_str()
-  const std::string& bytes() const;  // @pre is_bytes() || is_bytearray()
+  const std::string& str() const;                // @pre is_str()
+  const std::string& bytes() const;              // @pre is_bytes() || is_bytearray()
   std::span<const std::byte> byte_span() const;  // same, as bytes
   // Two's-complement little-endian bytes of an int (minimal length; 0 -> empty).
   std::string int_bytes() const;  // @pre is_int()
   // Decimal text of an int, any size.
-  std::string int_decimal() const;  // @pre is_int()
+  std::string int_decimal() const;          // @pre is_int()
   const std::vector<Value>& items() const;  // @pre has_items()
   std::vector<Value>& items();
   const std::vector<Entry>& entries() const;  // @pre is_dict()
@@ -162,8 +162,8 @@ class Value {
     std::int64_t int_;
     double float_;
   } scalar_ = {false};
-  std::string bytes_;          // kStr, kBytes, kByteArray, big kInt
-  std::vector<Value> items_;   // kList, kTuple, kSet, kFrozenSet
+  std::string bytes_;           // kStr, kBytes, kByteArray, big kInt
+  std::vector<Value> items_;    // kList, kTuple, kSet, kFrozenSet
   std::vector<Entry> entries_;  // kDict
 };
 
@@ -183,8 +183,7 @@ struct DecodeOptions {
 // Errors: all PickleErrc values except kBadProtocol for an unsupported PROTO version.
 // Never crashes or reads out of bounds, whatever `data` holds. Any-thread.
 [[nodiscard]] Expected<Value> Decode(std::span<const std::byte> data);
-[[nodiscard]] Expected<Value> Decode(std::span<const std::byte> data,
-                                     const DecodeOptions& options);
+[[nodiscard]] Expected<Value> Decode(std::span<const std::byte> data, const DecodeOptions& options);
 
 struct EncodeOptions {
   int max_depth = 1000;  // deeper Values fail with kTooDeep (the encoder recurses)
