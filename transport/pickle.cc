@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <forward_list>
 #include <unordered_map>
 
 namespace shmlink::pickle {
@@ -645,17 +646,16 @@ struct Node {
   Value::Kind kind = Value::Kind::kNone;
   Callable callable = Callable::kSet;
   bool hashable = true;  // fixed at creation: containers' children never change for tuples
-  bool owned = false;    // text in `owned` rather than `view`
+  bool owned = false;    // kInt: a big int whose two's-complement bytes are in `view`
   union {
     bool b;
     std::int64_t i;
     double f;
   } scalar = {false};
-  std::string_view view;            // str/bytes payload pointing into the input
-  std::string owned_text;           // payload produced by decoding (escapes, latin-1, big ints)
+  std::string_view view;            // str/bytes/big-int payload: into the input or Decoder::owned_
   std::vector<std::uint32_t> kids;  // children; dict: key, value, key, value, ...
 
-  std::string_view text() const { return owned ? std::string_view(owned_text) : view; }
+  std::string_view text() const { return view; }
 };
 
 using Status = std::error_code;  // empty = ok
@@ -781,6 +781,15 @@ class Decoder {
   std::size_t memo_count_ = 0;  // len(memo) in CPython terms (MEMOIZE's index)
   std::vector<std::uint32_t> scratch_;
   bool stopped_ = false;
+
+  // Keeps text produced while decoding (escapes, latin-1 conversions, big ints) alive for
+  // the nodes' string_views; a forward_list never moves its elements (and, unlike a deque,
+  // allocates nothing until used).
+  std::string_view Own(std::string s) {
+    owned_.push_front(std::move(s));
+    return owned_.front();
+  }
+  std::forward_list<std::string> owned_;
 
  private:
   Status ReadArg(ArgKind kind, Arg* a);
@@ -936,7 +945,7 @@ Status PushIntBytes(D& d, std::string_view twos) {
     n->scalar.i = tmp.as_int();
   } else {
     n->owned = true;
-    n->owned_text = tmp.int_bytes();
+    n->view = d.Own(tmp.int_bytes());
   }
   return {};
 }
@@ -1031,8 +1040,7 @@ Status UnicodeText(D& d, const Arg& a) {
   }
   Node* n;
   if (auto st = d.Push(K::kStr, &n)) return st;
-  n->owned = true;
-  n->owned_text = std::move(out);
+  n->view = d.Own(std::move(out));
   return {};
 }
 Status BinBytes(D& d, const Arg& a) { return PushText(d, K::kBytes, a.data); }
@@ -1221,8 +1229,6 @@ Status Reduce(D& d, const Arg&) {
         if (auto s = d.Push(kind, &n)) return s;
         const Node& src = d.At(args[0]);  // re-fetch after Push (arena may move)
         n = &d.At(d.stack_.back());
-        n->owned = src.owned;
-        n->owned_text = src.owned_text;
         n->view = src.view;
         return {};
       }
@@ -1232,8 +1238,7 @@ Status Reduce(D& d, const Arg&) {
         if (!latin1(args[0], &out)) return D::Err(PickleErrc::kUnsupported);
         Node* n;
         if (auto s = d.Push(kind, &n)) return s;
-        n->owned = true;
-        n->owned_text = std::move(out);
+        n->view = d.Own(std::move(out));
         return {};
       }
       return D::Err(PickleErrc::kUnsupported);
@@ -1246,8 +1251,7 @@ Status Reduce(D& d, const Arg&) {
       if (!latin1(args[0], &out)) return D::Err(PickleErrc::kUnsupported);
       Node* n;
       if (auto s = d.Push(K::kBytes, &n)) return s;
-      n->owned = true;
-      n->owned_text = std::move(out);
+      n->view = d.Own(std::move(out));
       return {};
     }
   }
