@@ -467,6 +467,8 @@ TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
 
 TEST(Listener, OtherUidRejectedByDefault) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a client under another uid";
+  pid_t probe = ForkChild([] { return ::setgid(65534) == 0 && ::setuid(65534) == 0 ? 0 : 1; });
+  if (WaitChild(probe) != 0) GTEST_SKIP() << "cannot switch to uid 65534 here (sandbox)";
   const std::string address = testing::UniqueAbstract();
   auto listener = Listener::Create(address, kKey);
   ASSERT_TRUE(listener);
