@@ -146,6 +146,37 @@ def test_python_client_against_cpp_echo_server(unix_path, family):
         p.wait()
 
 
+@pytest.mark.parametrize("family", ["unix", "tcp"])
+def test_python_client_against_examples_echo_server(unix_path, family):
+    server = runfile("examples/echo_server/echo_server")
+    opt = ["--socket", unix_path] if family == "unix" else ["--address", "127.0.0.1:0"]
+    p = subprocess.Popen([server] + opt + ["--authkey", KEY.decode()], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("listening on "), line
+        real = line.split("listening on ", 1)[1].strip()
+        if family == "tcp":
+            host, port = real.rsplit(":", 1)
+            address = (host, int(port))
+        else:
+            address = unix_path
+        conn = Client(address, authkey=KEY)
+        assert conn.is_shm
+        for obj in (["a", 2.5, None, int, sum], "x" * 5000, b"raw" * 1000):
+            conn.send(obj)
+            assert conn.recv() == obj
+        conn.send_bytes(b"bytes path")
+        assert conn.recv_bytes() == b"bytes path"
+        conn.send("close")  # the seed's last message: the server exits cleanly
+        conn.close()
+        assert p.wait(timeout=20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
 def test_cpp_client_against_python_listener(unix_path):
     peer = runfile("tests/python/cpp_echo_peer")
     with Listener(unix_path, authkey=KEY) as listener:
