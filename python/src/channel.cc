@@ -3,13 +3,12 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <pybind11/pybind11.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <string>
-
-#include <pybind11/pybind11.h>
 
 #include "ringbuf/error.h"
 
@@ -124,8 +123,8 @@ namespace {
 // released, running signal handlers between slices. `between` runs with the GIL held after
 // each slice and may return an error to stop waiting.
 template <typename WaitFn, typename BetweenFn>
-auto SlicedWait(Timeout timeout, WaitFn&& wait, BetweenFn&& between) -> decltype(wait(
-    WaitOptions{})) {
+auto SlicedWait(Timeout timeout, WaitFn&& wait, BetweenFn&& between)
+    -> decltype(wait(WaitOptions{})) {
   const bool infinite = !timeout.has_value();
   const Clock::time_point deadline =
       infinite ? Clock::time_point::max()
@@ -137,7 +136,8 @@ auto SlicedWait(Timeout timeout, WaitFn&& wait, BetweenFn&& between) -> decltype
     auto slice = std::chrono::duration_cast<std::chrono::nanoseconds>(kSignalSlice);
     if (!infinite) {
       auto left = deadline - Clock::now();
-      if (left <= Clock::duration::zero()) return decltype(wait(WaitOptions{}))(RingErrc::kTimedOut);
+      if (left <= Clock::duration::zero())
+        return decltype(wait(WaitOptions{}))(RingErrc::kTimedOut);
       slice = std::min(slice, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
     }
     WaitOptions opts = WaitOptions::WithTimeout(slice);

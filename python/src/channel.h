@@ -56,7 +56,7 @@ struct RxState {
   bool closed = false;
   bool close_pending = false;  // close() waits for the last zero-copy message; guarded by mu
   Bell bell;
-  int hup_fd = -1;  // socket whose hang-up means the peer is gone (Pipe), or -1
+  int hup_fd = -1;                  // socket whose hang-up means the peer is gone (Pipe), or -1
   std::shared_ptr<void> keepalive;  // segment owner kept mapped while messages live
 
   ~RxState();

@@ -108,12 +108,12 @@ class Channel {
       RaiseRingError(make_error_code(RingErrc::kBadGeometry), false);
     }
     auto ch = std::make_shared<Channel>();
-    auto owner = std::make_shared<ForkSafeOwner<std::shared_ptr<Segment>>>(
-        std::shared_ptr<Segment>(shared));
+    auto owner =
+        std::make_shared<ForkSafeOwner<std::shared_ptr<Segment>>>(std::shared_ptr<Segment>(shared));
     ch->mapping_ = {reinterpret_cast<uintptr_t>(shared->data()), shared->size()};
     auto bell = [&](int index) {
       return reinterpret_cast<std::atomic<uint32_t>*>(shared->data() + kBellOffset +
-                                                     64 * static_cast<size_t>(index));
+                                                      64 * static_cast<size_t>(index));
     };
     std::shared_ptr<const Segment> cseg = shared;
     SpscGeometry geo = *g;
@@ -255,9 +255,9 @@ class Channel {
   pyb::object RecvDecode(pyb::object decode, Timeout timeout) {
     RxLock lock(Rx());
     auto msg = lock.Peek(timeout);
-    PyObject* mv = PyMemoryView_FromMemory(
-        reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
-        static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
+    PyObject* mv =
+        PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
+                                static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
     if (mv == nullptr) {
       lock.Consume(false);
       throw pyb::error_already_set();
@@ -348,7 +348,7 @@ class Channel {
 
   std::shared_ptr<RxState> rx_;
   std::shared_ptr<TxState> tx_;
-  SpscRing* ring_ = nullptr;        // named rings only; owned by ring_owner_
+  SpscRing* ring_ = nullptr;  // named rings only; owned by ring_owner_
   std::shared_ptr<void> ring_owner_;
   std::string name_;
   bool owns_name_ = false;
@@ -385,8 +385,7 @@ PYBIND11_MODULE(_shmlink, m) {
            a::arg("timeout") = a::none())
       .def("recv_bytes_into", &Channel::RecvBytesInto, a::arg("buffer"), a::arg("offset") = 0,
            a::arg("timeout") = a::none())
-      .def("recv_view", &Channel::RecvView, a::arg("timeout") = a::none(),
-           a::arg("pinned") = false)
+      .def("recv_view", &Channel::RecvView, a::arg("timeout") = a::none(), a::arg("pinned") = false)
       .def("recv_decode", &Channel::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
       .def("poll", &Channel::Poll, a::arg("timeout") = 0.0)
       .def("close_tx", &Channel::CloseTx)

@@ -315,9 +315,9 @@ class QueueImpl {
     }
     const bool pickled = size >= 1 && data[0] == std::byte{1} && loads;
     const size_t skip = pickled ? 1 : 0;
-    PyObject* mv = PyMemoryView_FromMemory(
-        reinterpret_cast<char*>(const_cast<std::byte*>(data + skip)),
-        static_cast<Py_ssize_t>(size - skip), PyBUF_READ);
+    PyObject* mv =
+        PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<std::byte*>(data + skip)),
+                                static_cast<Py_ssize_t>(size - skip), PyBUF_READ);
     if (mv == nullptr) {
       (void)c.release();
       Throw();
