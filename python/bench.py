@@ -116,7 +116,7 @@ def run_shmlink_ring(size, n):
     cap = 1 << 20
     while cap // 2 - 8 < size * 2:
         cap <<= 1
-    name = "/shmlink-bench-%d" % os.getpid()
+    name = "/shmlink-bench-%d-%s" % (os.getpid(), os.urandom(4).hex())
     ring = shmlink.Ring.create(name, cap)
     payload = os.urandom(size)
     p = CTX.Process(target=_ring_producer, args=(name, payload, n))
