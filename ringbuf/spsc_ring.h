@@ -102,6 +102,7 @@ class SpscProducer {
   uint64_t cached_read_pos_ = 0;  // local copy of control->read_pos (refreshed when full)
   uint32_t pending_count_ = 0;
   bool closed_ = false;
+  bool corrupt_ = false;  // positions found inconsistent when the role was claimed
 };
 
 // Read side. consumer-only.
