@@ -58,7 +58,8 @@ auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>
   // Phase 1: poll.
   if (opts.strategy != WaitStrategy::kSleep) {
     const bool spin_forever = opts.strategy == WaitStrategy::kSpin;
-    const Clock::time_point spin_end = spin_forever ? deadline : std::min(deadline, start + opts.spin);
+    const Clock::time_point spin_end =
+        spin_forever ? deadline : std::min(deadline, start + opts.spin);
     for (uint32_t i = 1;; ++i) {
       CpuRelax();
       r = try_fn();

@@ -191,8 +191,7 @@ class SpscRing {
   [[nodiscard]] Expected<void> Unlink() const;
 
  private:
-  SpscRing(std::shared_ptr<Segment> seg, SpscGeometry g)
-      : segment_(std::move(seg)), geometry_(g) {}
+  SpscRing(std::shared_ptr<Segment> seg, SpscGeometry g) : segment_(std::move(seg)), geometry_(g) {}
   std::shared_ptr<Segment> segment_;
   SpscGeometry geometry_{};
 };
