@@ -125,6 +125,10 @@ class SpscConsumer {
   // Errors: kWouldBlock (empty), kClosed (writer closed, all drained), kCorrupt.
   [[nodiscard]] Expected<std::span<const std::byte>> try_peek() noexcept;
   // As try_peek, waiting per `opts`. Extra errors: kTimedOut, kPeerDead.
+  // Messages advanced past but not released keep their space: if they fill the ring, the
+  // writer cannot add the next message. release() before a blocking peek() in that case
+  // (unlike reserve(), which commits pending reservations itself, peek() cannot release
+  // for you: the advanced spans must stay valid until you say so).
   [[nodiscard]] Expected<std::span<const std::byte>> peek(const WaitOptions& opts = {});
 
   // Steps past the peeked message without freeing its bytes (batch reading). Errors:

@@ -34,10 +34,10 @@ inline uint64_t SplitMix64(uint64_t x) {
 }
 
 // Message `seq` of a stream seeded by `seed`: its size (>= 16) is derived from seq, mostly
-// small, 1 in 64 up to `max_size` so that wrap-around and padding are exercised.
+// small, 1 in 1024 up to `max_size` so that wrap-around and padding are exercised.
 inline size_t MessageSize(uint64_t seed, uint64_t seq, size_t max_size) {
   const uint64_t r = SplitMix64(seed ^ (seq * 0x2545f4914f6cdd1dull));
-  size_t n = (r & 63) == 0 ? 16 + (r >> 8) % (max_size - 15) : 16 + (r >> 8) % 240;
+  size_t n = (r & 1023) == 0 ? 16 + (r >> 8) % (max_size - 15) : 16 + (r >> 8) % 240;
   return n > max_size ? max_size : n;
 }
 
