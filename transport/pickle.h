@@ -180,8 +180,11 @@ struct DecodeOptions {
 
 // Decodes one pickle (protocol 0..5 opcodes, as listed in docs/pickle.md) ending in STOP.
 // Bytes after STOP are ignored, as pickle.loads does.
-// Errors: all PickleErrc values except kBadProtocol for an unsupported PROTO version.
-// Never crashes or reads out of bounds, whatever `data` holds. Any-thread.
+// Errors: kUnsupported (objects outside the subset; nothing is ever looked up or called),
+// kMalformed, kTruncated, kTooDeep / kTooLarge (DecodeOptions limits), kBadProtocol (PROTO
+// > 5), kUnhashable, kInvalidUtf8. Never crashes, reads out of bounds or allocates more than
+// O(data.size()) plus the result, whatever `data` holds. `data` is not retained: the Value
+// owns copies. Any-thread.
 [[nodiscard]] Expected<Value> Decode(std::span<const std::byte> data);
 [[nodiscard]] Expected<Value> Decode(std::span<const std::byte> data, const DecodeOptions& options);
 

@@ -646,6 +646,28 @@ TEST(PickleHostile, SharedReferenceBlowUpHitsTheBudget) {
             "(((None, None), (None, None)), ((None, None), (None, None))))");
 }
 
+// Re-using one memoized object in many REDUCE calls must not cost O(n^2) memory.
+TEST(PickleHostile, RepeatedReduceOfAMemoizedObjectHitsTheBudget) {
+  auto build = [](int repeats, bool set) {
+    std::string s = "\x80\x02"s;
+    if (set) {
+      s += "]q\x00("s + std::string(1000, 'N') + "e";  // memo 0: a list of 1000 Nones
+    } else {
+      s += "X\xe8\x03\x00\x00"s + std::string(1000, 'a') + "q\x00"s;  // memo 0: 'a'*1000
+    }
+    s += "0";
+    for (int i = 0; i < repeats; ++i) {
+      s += set ? "c__builtin__\nset\nh\x00\x85R0"s
+               : "c_codecs\nencode\nh\x00X\x06\x00\x00\x00latin1\x86R0"s;
+    }
+    return ToBytes(s + "N.");
+  };
+  for (bool set : {false, true}) {
+    EXPECT_TRUE(Decode(build(1, set)).has_value()) << set;
+    EXPECT_EQ(Decode(build(100, set)).error(), PickleErrc::kTooLarge) << set;
+  }
+}
+
 TEST(PickleHostile, MalformedStreams) {
   struct Bad {
     std::string data;
