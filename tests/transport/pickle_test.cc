@@ -388,6 +388,16 @@ TEST(PickleGolden, DecodesWhatCPythonWrites) {
       "{'k': [1]}, {1,2}]))",
       {});
   EXPECT_EQ(SeedList().ToString() + "\n", repr);
+  // Exactly what the seed's conn.send() puts on the wire: ForkingPickler.dumps (protocol 4).
+  auto wire = RunPython(
+      "from multiprocessing.reduction import ForkingPickler\n"
+      "for o in ('close', ['a', 2.5, None, True, 10**30, -5, b'x', bytearray(b'y'), (1,2), "
+      "{'k': [1]}, {1,2}]): print(bytes(ForkingPickler.dumps(o)).hex())",
+      {});
+  auto lines = Lines(wire);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(Decode(Unhex(lines[0])).value(), S("close"));
+  EXPECT_EQ(Decode(Unhex(lines[1])).value(), SeedList());
 }
 
 // Everything we encode (protocols 2..5) is read back by CPython as an equal object, and
