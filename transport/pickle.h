@@ -44,7 +44,8 @@ enum class PickleErrc : int {
   kTruncated,        // The data ends before STOP or inside an opcode's argument, or a
                      // declared length (string, frame) exceeds the remaining data.
   kTooDeep,          // Nesting deeper than the depth limit (DecodeOptions/EncodeOptions).
-  kTooLarge,         // A limit on decoded size was hit (values, bytes, int digits).
+  kTooLarge,         // A limit on decoded size was hit (DecodeOptions values/bytes, 4300
+                     // int digits, or REDUCE re-using one memoized object over and over).
   kBadProtocol,      // PROTO > 5 in the data, or Encode asked for a protocol outside 2..5.
   kUnhashable,       // A dict key or set element that Python cannot hash (list, dict, set,
                      // bytearray, or a tuple containing one).
