@@ -1440,6 +1440,9 @@ Status Decoder::Materialize(std::uint32_t id, int depth, Value* out) {
   if (on_path_[id]) return Err(PickleErrc::kUnsupported);  // recursive structure
   on_path_[id] = 1;
   const std::size_t count = nodes_[id].kids.size();
+  // Fail before allocating the children if they cannot fit in the budget, so the result's
+  // memory stays below max_values * sizeof(Value) + max_bytes.
+  if (count > opts_.max_values - values_out_) return Err(PickleErrc::kTooLarge);
   std::vector<Value> items(n.kind == K::kDict ? 0 : count);
   std::vector<Value::Entry> entries(n.kind == K::kDict ? count / 2 : 0);
   for (std::size_t k = 0; k < count; ++k) {
