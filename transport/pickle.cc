@@ -708,7 +708,10 @@ class Decoder {
   static Status Err(PickleErrc e) { return make_error_code(e); }
 
   Expected<std::uint32_t> NewNode(Value::Kind k) {
-    if (nodes_.size() >= opts_.max_values || nodes_.size() >= 0xfffffff0u)
+    // The arena has at most one node per input byte; the protocol-2 forms of bytes and
+    // bytearray (GLOBAL + args + REDUCE) need up to 8 nodes per resulting value, so a
+    // budget of 8 * max_values never rejects what the budget on the result would accept.
+    if (nodes_.size() / 8 >= opts_.max_values || nodes_.size() >= 0xfffffff0u)
       return PickleErrc::kTooLarge;
     nodes_.emplace_back();
     nodes_.back().kind = k;

@@ -173,7 +173,9 @@ struct DecodeOptions {
   // Maximum container nesting of the result (a scalar at top level is depth 1).
   int max_depth = 1000;
   // Maximum number of Values in the result (shared references count once per copy, so a
-  // tiny pickle that references one list 2^64 times fails here with kTooLarge).
+  // tiny pickle that references one list 2^64 times fails here with kTooLarge). Decoding
+  // also needs up to 8 working nodes (~56 bytes each) per value for the protocol-2 forms
+  // of bytes/bytearray; more than 8 * max_values nodes is kTooLarge too.
   std::size_t max_values = std::size_t{1} << 22;
   // Maximum total bytes of str/bytes/bytearray/int payloads in the result.
   std::size_t max_bytes = std::size_t{1} << 31;

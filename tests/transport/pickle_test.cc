@@ -678,6 +678,18 @@ TEST(PickleHostile, RepeatedReduceOfAMemoizedObjectHitsTheBudget) {
   }
 }
 
+// Found by the fuzzer: the working-node budget must not reject what the value budget
+// accepts (bytearray at protocol 2 takes 8 working nodes per value).
+TEST(PickleDecode, ValueBudgetAdmitsProtocol2Forms) {
+  std::vector<Value> xs(1000, Value::ByteArray("\x85"));
+  const Value v = Value::List(xs);
+  DecodeOptions opts;
+  opts.max_values = 1001;
+  for (int p = 2; p <= 5; ++p) EXPECT_EQ(Decode(Encode(v, p).value(), opts).value(), v) << p;
+  opts.max_values = 1000;
+  EXPECT_EQ(Decode(Encode(v, 4).value(), opts).error(), PickleErrc::kTooLarge);
+}
+
 TEST(PickleHostile, MalformedStreams) {
   struct Bad {
     std::string data;
