@@ -753,7 +753,7 @@ class Decoder {
   // index up to the input size, so memory stays O(input)), a map for anything sparser.
   static constexpr std::uint32_t kNoEntry = 0xffffffffu;
   Status MemoPut(std::uint64_t idx) {
-    if (stack_.empty()) return Err(PickleErrc::kMalformed);
+    if (!CanPop()) return Err(PickleErrc::kMalformed);  // as CPython: not across a MARK
     if (idx <= n_) {
       if (idx >= memo_dense_.size())
         memo_dense_.resize(static_cast<std::size_t>(idx) + 1, kNoEntry);

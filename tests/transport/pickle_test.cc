@@ -705,18 +705,19 @@ TEST(PickleHostile, MalformedStreams) {
        "a.",
        PickleErrc::kMalformed},  // APPEND underflow
       {"\x80\x02Na.", PickleErrc::kMalformed},
-      {"\x80\x02NNa.", PickleErrc::kMalformed},       // APPEND to a non-list
-      {"\x80\x02\x85.", PickleErrc::kMalformed},      // TUPLE1 underflow
-      {"\x80\x02(e.", PickleErrc::kMalformed},        // APPENDS without a list
-      {"\x80\x02](N(e.", PickleErrc::kMalformed},     // APPENDS target is None
-      {"\x80\x02]((e.", PickleErrc::kMalformed},      // target outside the frame
-      {"\x80\x02](N(\x85.", PickleErrc::kMalformed},  // TUPLE1 across a mark
-      {"\x80\x02t.", PickleErrc::kMalformed},         // TUPLE without MARK
-      {"\x80\x02(Nd.", PickleErrc::kMalformed},       // DICT with odd items
-      {"\x80\x02}Ns.", PickleErrc::kMalformed},       // SETITEM underflow
-      {"\x80\x02h\x05.", PickleErrc::kMalformed},     // memo miss
-      {"\x80\x02q\x00N."s, PickleErrc::kMalformed},   // BINPUT on empty stack
-      {"gxyz\n.", PickleErrc::kMalformed},            // bad GET index
+      {"\x80\x02NNa.", PickleErrc::kMalformed},        // APPEND to a non-list
+      {"\x80\x02\x85.", PickleErrc::kMalformed},       // TUPLE1 underflow
+      {"\x80\x02(e.", PickleErrc::kMalformed},         // APPENDS without a list
+      {"\x80\x02](N(e.", PickleErrc::kMalformed},      // APPENDS target is None
+      {"\x80\x02]((e.", PickleErrc::kMalformed},       // target outside the frame
+      {"\x80\x02](N(\x85.", PickleErrc::kMalformed},   // TUPLE1 across a mark
+      {"\x80\x02t.", PickleErrc::kMalformed},          // TUPLE without MARK
+      {"\x80\x02(Nd.", PickleErrc::kMalformed},        // DICT with odd items
+      {"\x80\x02}Ns.", PickleErrc::kMalformed},        // SETITEM underflow
+      {"\x80\x02h\x05.", PickleErrc::kMalformed},      // memo miss
+      {"\x80\x02q\x00N."s, PickleErrc::kMalformed},    // BINPUT on empty stack
+      {"\x80\x02N(q\x00N."s, PickleErrc::kMalformed},  // BINPUT across a MARK
+      {"gxyz\n.", PickleErrc::kMalformed},             // bad GET index
       {"I12x\n.", PickleErrc::kMalformed},
       {"Fnotafloat\n.", PickleErrc::kMalformed},
       {"\x80\x02\xff.", PickleErrc::kMalformed},  // unknown opcode
