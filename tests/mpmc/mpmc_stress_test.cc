@@ -131,8 +131,8 @@ TEST(MpmcStressTest, FourByFourProcessesDeliverEveryMessageExactlyOnceInOrder) {
   }
   for (pid_t k : kids) EXPECT_EQ(WaitChildFor(k, 55000ms), 0);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%llu messages in %.2f s (%.2f M msgs/s)\n",
-              static_cast<unsigned long long>(kTotal), secs, kTotal / secs / 1e6);
+  std::printf("%llu messages in %.2f s (%.2f M msgs/s)\n", static_cast<unsigned long long>(kTotal),
+              secs, kTotal / secs / 1e6);
   EXPECT_EQ(board->consumed.load(), kTotal);
   EXPECT_EQ(board->duplicates.load(), 0u);
   EXPECT_EQ(board->corrupt.load(), 0u);
