@@ -235,9 +235,12 @@ TEST(MpmcFaultTest, RandomSigkillOfAProducerOrConsumer) {
   }
   std::printf("%d trials: %d abandoned claims, %d redeliveries\n", kTrials, abandoned, redelivered);
   // The windows are wide (busy work while holding claims): both crash paths must have been
-  // exercised, or the loop tested nothing interesting.
-  EXPECT_GT(abandoned, 0);
-  EXPECT_GT(redelivered, 0);
+  // exercised, or the loop tested nothing interesting. Sanitized builds change the timing
+  // too much to rely on it (their runs still check the accounting of every trial).
+  if (!testing::kSanitized) {
+    EXPECT_GT(abandoned, 0);
+    EXPECT_GT(redelivered, 0);
+  }
 }
 
 }  // namespace
