@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -51,6 +52,16 @@ struct Control {
 };
 
 uint64_t SlotsFor(uint64_t size) { return size <= 256 ? 1024 : 256; }
+
+// Wait options of the shmlink workers; SHMLINK_MPMC_WAIT=spin|sleep overrides (experiments).
+WaitOptions BenchWait() {
+  WaitOptions o = WaitOptions::WithTimeout(std::chrono::milliseconds(10));
+  if (const char* e = std::getenv("SHMLINK_MPMC_WAIT")) {
+    if (std::strcmp(e, "spin") == 0) o = WaitOptions::Spin(std::chrono::milliseconds(10));
+    if (std::strcmp(e, "sleep") == 0) o = WaitOptions::Sleep(std::chrono::milliseconds(10));
+  }
+  return o;
+}
 
 // ------------------------------------------------------------ mutex-queue baseline
 
@@ -164,7 +175,7 @@ int ProducerMain(const Case& k, Control* c, int id) {
     WaitStart(c);
     for (uint64_t seq = 0; c->stop.load(std::memory_order_relaxed) == 0; ++seq) {
       std::memcpy(msg.data(), &seq, 8);
-      auto r = tx->push(msg, WaitOptions::WithTimeout(10ms));
+      auto r = tx->push(msg, BenchWait());
       if (!r && r.error() != RingErrc::kTimedOut) return 4;
     }
     return 0;
@@ -189,7 +200,7 @@ int ConsumerMain(const Case& k, Control* c, int id) {
     if (!rx) return 3;
     WaitStart(c);
     for (;;) {
-      auto r = rx->pop(buf, WaitOptions::WithTimeout(10ms));
+      auto r = rx->pop(buf, BenchWait());
       if (r) {
         // Relaxed: a progress counter read by the parent; only this process writes it.
         counter.store(++n, std::memory_order_relaxed);
@@ -291,7 +302,14 @@ void RunMpmcCases(const BenchConfig& cfg, const Emit& emit) {
   for (uint64_t size : cfg.sizes) {
     if (size < 8 || size > kMaxMpmcSize) continue;  // each message carries an 8-byte seq
     for (int procs : {1, 2, 4}) {
+      if (const char* only = std::getenv("SHMLINK_MPMC_PROCS"); only && std::atoi(only) != procs) {
+        continue;
+      }
       for (bool mpmc : {true, false}) {
+        if (const char* sys = std::getenv("SHMLINK_MPMC_SYS");
+            sys && std::string(sys) != (mpmc ? "mpmc" : "mutex")) {
+          continue;
+        }
         Case k;
         k.mpmc = mpmc;
         k.producers = procs;
