@@ -64,12 +64,16 @@ uint64_t HelpForward(std::atomic<uint64_t>& counter, uint64_t pos) {
   return expected;
 }
 
-// SYNC(targeted-wake): wake consumers only if one may be waiting for position `pos`.
+// SYNC(targeted-wake): wake consumers only if one may be waiting for position `pos`. The
+// waiters check comes first (SYNC(event-count) needs it after the publication, which it
+// is), so the fast path without sleepers reads no line that consumers write.
 void NotifyConsumersFor(MpmcControl* c, uint64_t pos) {
+  if (c->not_empty.waiters.load(std::memory_order_seq_cst) == 0) return;
   if (pos <= c->dequeue_pos.load(std::memory_order_seq_cst)) c->not_empty.NotifyAll();
 }
 // SYNC(targeted-wake): wake producers only if one may be waiting for position `pos`.
 void NotifyProducersFor(MpmcControl* c, uint64_t pos) {
+  if (c->not_full.waiters.load(std::memory_order_seq_cst) == 0) return;
   if (pos <= c->enqueue_pos.load(std::memory_order_seq_cst)) c->not_full.NotifyAll();
 }
 
