@@ -156,7 +156,7 @@ struct Case {
   int producers = 1;
   int consumers = 1;
   uint64_t size = 64;
-  std::string name;       // shm name (mpmc)
+  std::string name;  // shm name (mpmc)
   MutexQueue* mq = nullptr;
 };
 
@@ -242,8 +242,8 @@ double RunOnce(const BenchConfig& cfg, Case k) {
     k.mq = CreateMutexQueue(SlotsFor(k.size), k.size, &mq_bytes);
     if (k.mq == nullptr) return -1;
   }
-  void* mem = ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                     -1, 0);
+  void* mem =
+      ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) return -1;
   auto* c = new (mem) Control();
   std::vector<pid_t> kids;

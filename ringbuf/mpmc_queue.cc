@@ -71,10 +71,16 @@ void NotifyConsumersFor(MpmcControl* c, uint64_t pos) {
   if (c->not_empty.waiters.load(std::memory_order_seq_cst) == 0) return;
   if (pos <= c->dequeue_pos.load(std::memory_order_seq_cst)) c->not_empty.NotifyAll();
 }
-// SYNC(targeted-wake): wake producers only if one may be waiting for position `pos`.
-void NotifyProducersFor(MpmcControl* c, uint64_t pos) {
+// Blocked producers wait for the slot this many positions past the enqueue position.
+uint64_t HysteresisSlots(uint64_t slot_count) { return slot_count / 2 - 1; }
+
+// SYNC(targeted-wake): wake producers only if one may be waiting for position `pos`
+// (a blocked producer waits for position e + HysteresisSlots(N) with e <= enqueue_pos).
+void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos) {
   if (c->not_full.waiters.load(std::memory_order_seq_cst) == 0) return;
-  if (pos <= c->enqueue_pos.load(std::memory_order_seq_cst)) c->not_full.NotifyAll();
+  if (pos <= c->enqueue_pos.load(std::memory_order_seq_cst) + HysteresisSlots(slot_count)) {
+    c->not_full.NotifyAll();
+  }
 }
 
 // Runs the liveness check of all participants if `every` has passed since the last one
@@ -242,8 +248,31 @@ Expected<std::span<std::byte>> MpmcProducer::try_claim(size_t n) noexcept {
 }
 
 Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& opts) {
-  return internal::BlockingWait([&] { return try_claim(n); }, view_.control->not_full, nullptr,
-                                opts);
+  auto r = try_claim(n);
+  if (r || !internal::WouldBlock(r.error())) return r;
+  // Full: wait for a batch of free slots (hysteresis), not for the first one. A producer
+  // that refills each slot the moment a consumer frees it ping-pongs one cache line per
+  // message between the two; one that waits for half the queue refills lines consumers
+  // are done with while they drain the rest.
+  const uint64_t batch = HysteresisSlots(view_.slot_count);
+  MpmcControl* c = view_.control;
+  return internal::BlockingWait(
+      [&]() -> Expected<std::span<std::byte>> {
+        // SYNC(targeted-wake): seq_cst loads; this producer waits for the slot of position
+        // w = e + batch, freed by the release of w - N, which notifies (NotifyProducersFor).
+        const uint64_t e = c->enqueue_pos.load(std::memory_order_seq_cst);
+        const uint64_t w = e + batch;
+        const uint64_t st = view_.slot(w)->stamp.load(std::memory_order_seq_cst);
+        const uint64_t dq = c->dequeue_pos.load(std::memory_order_seq_cst);
+        // Slot of w freed, or (fallback, no wake-up guaranteed: liveness_check bounds it)
+        // the queue drained below the mark although a consumer holds an old slot.
+        if (StampPos(st) < (w & kStampPosMask) && e > dq + batch) {
+          if (RecoverIfDue(view_, next_recovery_, recovery_interval_)) return try_claim(n);
+          return RingErrc::kWouldBlock;
+        }
+        return try_claim(n);
+      },
+      c->not_full, nullptr, opts);
 }
 
 Expected<void> MpmcProducer::publish() noexcept {
@@ -361,7 +390,7 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
       // SYNC(slot-free): seq_cst CAS; a skip record is consumed in one step.
       if (s->stamp.compare_exchange_strong(st, MakeStamp(pos + view_.slot_count, 0, kSlotFree),
                                            std::memory_order_seq_cst)) {
-        NotifyProducersFor(c, pos + view_.slot_count);
+        NotifyProducersFor(c, view_.slot_count, pos + view_.slot_count);
         pos = HelpForward(c->dequeue_pos, pos);
       }
       continue;
@@ -452,7 +481,7 @@ Expected<void> MpmcConsumer::release() noexcept {
                                         std::memory_order_seq_cst)) {
     return RingErrc::kCorrupt;
   }
-  NotifyProducersFor(view_.control, claim_pos_ + view_.slot_count);
+  NotifyProducersFor(view_.control, view_.slot_count, claim_pos_ + view_.slot_count);
   return {};
 }
 
