@@ -31,6 +31,7 @@
 
 #include "bench/cases.h"
 #include "bench/peer_harness.h"
+#include "iceoryx_hoofs/log/logmanager.hpp"
 #include "iceoryx_posh/popo/untyped_publisher.hpp"
 #include "iceoryx_posh/popo/untyped_subscriber.hpp"
 #include "iceoryx_posh/runtime/posh_runtime.hpp"
@@ -107,7 +108,16 @@ class Roudi {
       }
     }
     Stop();
-    std::replace(seen.begin(), seen.end(), '\n', ' ');
+    // Terminal colour codes (ESC [ ... m) and newlines make a poor error record.
+    std::string plain;
+    for (size_t i = 0; i < seen.size(); ++i) {
+      if (seen[i] == '\x1b') {
+        while (i < seen.size() && seen[i] != 'm') ++i;
+        continue;
+      }
+      plain += seen[i] == '\n' ? ' ' : seen[i];
+    }
+    seen = plain;
     if (seen.size() > 300) seen = "..." + seen.substr(seen.size() - 300);
     return "iox-roudi did not become ready: " + seen;
   }
@@ -231,10 +241,16 @@ void RunIceoryxCases(const BenchConfig& cfg, const Emit& emit) {
         const std::string instance =
             "case-" + std::to_string(getpid()) + "-" + std::to_string(serial++);
         const bool rtt = c->pattern == Pattern::kRtt;
+        // Runtime names also name the runtime's socket and lock files in /tmp.
+        const std::string name_a = "shmlink-compare-" + instance + "-a";
+        const std::string name_b = "shmlink-compare-" + instance + "-b";
+        c->exit_normally = true;  // the runtime deregisters from RouDi at exit
         c->make = [=](Side side, Pattern, size_t size,
                       std::string* err) -> std::unique_ptr<Endpoint> {
-          const std::string name = "shmlink-compare-" + std::string(side == Side::kA ? "a" : "b") +
-                                   "-" + std::to_string(getpid());
+          const std::string& name = side == Side::kA ? name_a : name_b;
+          // Keep the runtime's per-process debug chatter out of the progress output.
+          iox::log::LogManager::GetLogManager().SetDefaultLogLevel(
+              iox::log::LogLevel::kWarn, iox::log::LogLevelOutput::kHideLogLevel);
           iox::runtime::PoshRuntime::initRuntime(
               iox::RuntimeName_t(iox::cxx::TruncateToCapacity, name.c_str()));
           // Throughput: B publishes "ba", A subscribes. RTT adds "ab" the other way.
@@ -246,6 +262,12 @@ void RunIceoryxCases(const BenchConfig& cfg, const Emit& emit) {
           }
           if (!ep->WaitConnected(err)) return nullptr;
           return ep;
+        };
+        c->cleanup = [=] {  // only left behind by a child that failed or was killed
+          for (const auto& n : {name_a, name_b}) {
+            unlink(("/tmp/" + n).c_str());
+            unlink(("/tmp/" + n + ".lock").c_str());
+          }
         };
         return "";
       },

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -222,6 +223,7 @@ std::string RttEchoer(size_t size, Endpoint* ep, int reps) {
   if (!err.empty()) fail(err);
   ep.reset();  // orderly teardown (e.g. iceoryx ports go back to RouDi)
   std::fflush(nullptr);
+  if (c.exit_normally) std::exit(0);
   _exit(0);
 }
 

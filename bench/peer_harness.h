@@ -62,6 +62,9 @@ struct PeerCase {
   std::function<void()> after_fork;
   // Called in the parent after both children have exited (e.g. unlink a named queue).
   std::function<void()> cleanup;
+  // A child that succeeded leaves through exit() rather than _exit(), so the system's
+  // static runtime (iceoryx) deregisters. Safe: stdio is flushed before every fork.
+  bool exit_normally = false;
 };
 
 // An endpoint over a pair of descriptors (read side, write side; may be equal for a socket):
