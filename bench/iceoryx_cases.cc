@@ -34,6 +34,7 @@
 #include "iceoryx_hoofs/log/logmanager.hpp"
 #include "iceoryx_posh/popo/untyped_publisher.hpp"
 #include "iceoryx_posh/popo/untyped_subscriber.hpp"
+#include "iceoryx_posh/popo/wait_set.hpp"
 #include "iceoryx_posh/runtime/posh_runtime.hpp"
 
 namespace shmlink::bench {
@@ -159,13 +160,20 @@ iox::capro::IdString_t Id(const std::string& s) {
 class IceoryxEndpoint final : public Endpoint {
  public:
   IceoryxEndpoint(const std::string& instance, const std::string& rx_event,
-                  const std::string& tx_event, uint64_t size) {
+                  const std::string& tx_event, uint64_t size, bool waitset) {
     if (!rx_event.empty()) {
       iox::popo::SubscriberOptions so;
       so.queueCapacity = QueueDepth(size);
       so.queueFullPolicy = iox::popo::QueueFullPolicy::BLOCK_PRODUCER;
       sub_ = std::make_unique<iox::popo::UntypedSubscriber>(
           iox::capro::ServiceDescription{Id("shmlink-compare"), Id(instance), Id(rx_event)}, so);
+      if (waitset) {
+        ws_ = std::make_unique<iox::popo::WaitSet<>>();
+        if (ws_->attachState(*sub_, iox::popo::SubscriberState::HAS_DATA).has_error()) {
+          ws_.reset();
+          attach_failed_ = true;
+        }
+      }
     }
     if (!tx_event.empty()) {
       iox::popo::PublisherOptions po;
@@ -177,6 +185,10 @@ class IceoryxEndpoint final : public Endpoint {
 
   // Waits (up to 10 s) until the publisher is connected and the subscriber subscribed.
   bool WaitConnected(std::string* err) {
+    if (attach_failed_) {
+      *err = "WaitSet::attachState failed";
+      return false;
+    }
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < deadline) {
       const bool pub_ok = !pub_ || pub_->hasSubscribers();
@@ -217,12 +229,15 @@ class IceoryxEndpoint final : public Endpoint {
         *err = "iceoryx take() failed (too many chunks held)";
         return false;
       }
+      if (ws_) (void)ws_->wait();  // sleeps until the subscriber has data
     }
   }
 
  private:
   std::unique_ptr<iox::popo::UntypedSubscriber> sub_;
   std::unique_ptr<iox::popo::UntypedPublisher> pub_;
+  std::unique_ptr<iox::popo::WaitSet<>> ws_;  // declared after sub_: detaches first
+  bool attach_failed_ = false;
 };
 
 }  // namespace
@@ -232,46 +247,53 @@ void RunIceoryxCases(const BenchConfig& cfg, const Emit& emit) {
   Progress("  starting iox-roudi ...");
   const std::string start_error = roudi.Start(cfg.sizes);
   static int serial = 0;
-  RunPeerFamily(
-      cfg, "iceoryx",
-      "iceoryx 2.0.3 UntypedPublisher loan+memcpy+publish / UntypedSubscriber busy-poll take "
-      "(read in place), lossless queue policies",
-      [&](PeerCase* c) -> std::string {
-        if (!start_error.empty()) return start_error;
-        const std::string instance =
-            "case-" + std::to_string(getpid()) + "-" + std::to_string(serial++);
-        const bool rtt = c->pattern == Pattern::kRtt;
-        // Runtime names also name the runtime's socket and lock files in /tmp.
-        const std::string name_a = "shmlink-compare-" + instance + "-a";
-        const std::string name_b = "shmlink-compare-" + instance + "-b";
-        c->exit_normally = true;  // the runtime deregisters from RouDi at exit
-        c->make = [=](Side side, Pattern, size_t size,
-                      std::string* err) -> std::unique_ptr<Endpoint> {
-          const std::string& name = side == Side::kA ? name_a : name_b;
-          // Keep the runtime's per-process debug chatter out of the progress output.
-          iox::log::LogManager::GetLogManager().SetDefaultLogLevel(
-              iox::log::LogLevel::kWarn, iox::log::LogLevelOutput::kHideLogLevel);
-          iox::runtime::PoshRuntime::initRuntime(
-              iox::RuntimeName_t(iox::cxx::TruncateToCapacity, name.c_str()));
-          // Throughput: B publishes "ba", A subscribes. RTT adds "ab" the other way.
-          std::unique_ptr<IceoryxEndpoint> ep;
-          if (side == Side::kA) {
-            ep = std::make_unique<IceoryxEndpoint>(instance, "ba", rtt ? "ab" : "", size);
-          } else {
-            ep = std::make_unique<IceoryxEndpoint>(instance, rtt ? "ab" : "", "ba", size);
-          }
-          if (!ep->WaitConnected(err)) return nullptr;
-          return ep;
-        };
-        c->cleanup = [=] {  // only left behind by a child that failed or was killed
-          for (const auto& n : {name_a, name_b}) {
-            unlink(("/tmp/" + n).c_str());
-            unlink(("/tmp/" + n + ".lock").c_str());
-          }
-        };
-        return "";
-      },
-      emit);
+  for (const bool waitset : {false, true}) {
+    RunPeerFamily(
+        cfg, waitset ? "iceoryx:waitset" : "iceoryx",
+        waitset
+            ? "iceoryx 2.0.3 UntypedPublisher loan+memcpy+publish / UntypedSubscriber take, "
+              "sleeping in a WaitSet when empty (read in place), lossless queue policies"
+            : "iceoryx 2.0.3 UntypedPublisher loan+memcpy+publish / UntypedSubscriber busy-poll "
+              "take (read in place), lossless queue policies",
+        [&](PeerCase* c) -> std::string {
+          if (!start_error.empty()) return start_error;
+          const std::string instance =
+              "case-" + std::to_string(getpid()) + "-" + std::to_string(serial++);
+          const bool rtt = c->pattern == Pattern::kRtt;
+          // Runtime names also name the runtime's socket and lock files in /tmp.
+          const std::string name_a = "shmlink-compare-" + instance + "-a";
+          const std::string name_b = "shmlink-compare-" + instance + "-b";
+          c->exit_normally = true;  // the runtime deregisters from RouDi at exit
+          c->make = [=](Side side, Pattern, size_t size,
+                        std::string* err) -> std::unique_ptr<Endpoint> {
+            const std::string& name = side == Side::kA ? name_a : name_b;
+            // Keep the runtime's per-process debug chatter out of the progress output.
+            iox::log::LogManager::GetLogManager().SetDefaultLogLevel(
+                iox::log::LogLevel::kWarn, iox::log::LogLevelOutput::kHideLogLevel);
+            iox::runtime::PoshRuntime::initRuntime(
+                iox::RuntimeName_t(iox::cxx::TruncateToCapacity, name.c_str()));
+            // Throughput: B publishes "ba", A subscribes. RTT adds "ab" the other way.
+            std::unique_ptr<IceoryxEndpoint> ep;
+            if (side == Side::kA) {
+              ep =
+                  std::make_unique<IceoryxEndpoint>(instance, "ba", rtt ? "ab" : "", size, waitset);
+            } else {
+              ep =
+                  std::make_unique<IceoryxEndpoint>(instance, rtt ? "ab" : "", "ba", size, waitset);
+            }
+            if (!ep->WaitConnected(err)) return nullptr;
+            return ep;
+          };
+          c->cleanup = [=] {  // only left behind by a child that failed or was killed
+            for (const auto& n : {name_a, name_b}) {
+              unlink(("/tmp/" + n).c_str());
+              unlink(("/tmp/" + n + ".lock").c_str());
+            }
+          };
+          return "";
+        },
+        emit);
+  }
   Progress("  stopping iox-roudi ...");
   roudi.Stop();
 }
