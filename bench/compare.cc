@@ -144,10 +144,18 @@ double Extra(const BenchRecord& r, const std::string& k) {
   return it == r.extra.end() ? NAN : it->second;
 }
 
+// The source tree: where `bazel run` was started from, or the current directory if it is
+// the workspace root (running bazel-bin/bench/compare directly).
 std::string Root() {
   const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
-  return ws ? ws : "";
+  if (ws) return ws;
+  if (access("WORKSPACE", R_OK) == 0 && access("bench/compare.cc", R_OK) == 0) {
+    return fs::current_path().string();
+  }
+  return "";
 }
+
+std::string g_argv0;  // for locating runfiles when started outside bazel
 // Relative paths on the command line are relative to where the user ran `bazel run`.
 std::string UserPath(const std::string& p) {
   if (p.empty() || p[0] == '/') return p;
@@ -277,7 +285,7 @@ void RunPythonCases(const BenchConfig& cfg, const Emit& emit) {
   const std::string module = root + "/bazel-bin/python/shmlink/_shmlink.so";
   std::string why_not;
   if (root.empty()) {
-    why_not = "not run under `bazel run` (BUILD_WORKSPACE_DIRECTORY unset)";
+    why_not = "source tree not found (use `bazel run`, or start it in the workspace root)";
   } else if (access(bench_py.c_str(), R_OK) != 0) {
     why_not = "python/bench.py not present";
   } else if (access(module.c_str(), R_OK) != 0) {
@@ -303,8 +311,11 @@ void RunPythonCases(const BenchConfig& cfg, const Emit& emit) {
     if (!seen.count(s)) mp_systems += (mp_systems.empty() ? "" : ",") + std::string(s);
   }
   if (mp_systems.empty()) return;
-  std::string script = "bench/python_mp_bench.py";  // runfiles (cwd of bazel run/test)
-  if (access(script.c_str(), R_OK) != 0 && !root.empty()) script = root + "/" + script;
+  // runfiles: the cwd of bazel run/test, else next to the binary, else the source tree
+  std::string script = "bench/python_mp_bench.py";
+  for (const std::string& alt : {g_argv0 + ".runfiles/shmlink/" + script, root + "/" + script}) {
+    if (access(script.c_str(), R_OK) != 0) script = alt;
+  }
   std::string err;
   if (access(py.c_str(), X_OK) != 0) {
     err = py + " not found";
@@ -621,6 +632,7 @@ std::string Plot(const Results& res, const std::string& out, const std::string& 
 }
 
 int Main(int argc, char** argv) {
+  g_argv0 = argv[0];
   CLI::App app{"shmlink vs. the alternatives: one run, same sizes, same process layout"};
   BenchConfig cfg;
   cfg.sizes = {64, 4096, 65536, 1 << 20};
