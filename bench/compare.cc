@@ -769,8 +769,8 @@ int Main(int argc, char** argv) {
   Emit emit = [&](const BenchRecord& r) {
     if (!keep.empty() && !keep.count(BaseSystem(r.system))) return;
     if (json.is_open()) json << ToJsonLine(r) << "\n" << std::flush;
-    std::string line = "[" + std::to_string(++n) + "] " + r.system + " " + r.pattern + " " +
-                       SizeName(r.size) + ": ";
+    std::string line = "[" + std::to_string(++n) + "] " + r.system + " " +
+                       (r.size ? r.pattern + " " + SizeName(r.size) : "(all cases)") + ": ";
     if (!r.error.empty()) {
       line += "ERROR " + r.error;
       res.failed.push_back(r);
