@@ -16,6 +16,7 @@
 // name) after fork; RouDi runs unpinned.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,6 +80,11 @@ class Roudi {
     pid_ = fork();
     if (pid_ < 0) return std::string("fork: ") + std::strerror(errno);
     if (pid_ == 0) {
+      // RouDi runs on any core: undo a pinning inherited from the benchmark process.
+      cpu_set_t all;
+      CPU_ZERO(&all);
+      for (long i = 0; i < sysconf(_SC_NPROCESSORS_CONF) && i < CPU_SETSIZE; ++i) CPU_SET(i, &all);
+      (void)sched_setaffinity(0, sizeof all, &all);
       dup2(out[1], 1);
       dup2(out[1], 2);
       execl(kRoudi, kRoudi, "-c", config_.c_str(), "-m", "on", static_cast<char*>(nullptr));
