@@ -69,11 +69,11 @@ struct Family {
 
 const std::vector<Family>& Families() {
   static const std::vector<Family> families = {
-      // shmlink itself (branch spsc): the reference, its blocking-wait variant, the
+      // shmlink itself (bench/spsc_cases.cc etc.): the reference, its blocking-wait variants, the
       // socketpair baseline and the hardware floors.
-      // SPSC-WIRE: {"spsc", {"shmlink-spsc", "shmlink-spsc-sleep"}, &RunSpscCases},
-      // SPSC-WIRE: {"socketpair", {"unix-socketpair"}, &RunSocketpairCases},
-      // SPSC-WIRE: {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
+      {"spsc", {"shmlink-spsc", "shmlink-spsc-sleep"}, &RunSpscCases},
+      {"socketpair", {"unix-socketpair"}, &RunSocketpairCases},
+      {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
       //
       // ==== LEAD: wire MPMC and Connection here (uncomment, and add the deps in
       // ==== bench/BUILD where it says LEAD-WIRE); nothing else needs to change.
