@@ -9,141 +9,99 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
 
+#include "bench/harness.h"
+
 namespace shmlink::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 constexpr int kMaxReps = 64;
 constexpr uint64_t kEndTag = ~uint64_t{0};          // ends one repetition
 constexpr size_t kMaxRttSamples = size_t{2} << 20;  // per repetition
 
-// One page shared by the parent and both children (MAP_SHARED | MAP_ANONYMOUS).
-struct Shared {
-  // SYNC(ready): start barrier; each child adds 1 (acq_rel) once its endpoint exists and
-  // spins until it reads 2 (acquire), so neither side starts timing before the other is up.
-  alignas(64) std::atomic<int> ready{0};
-  // SYNC(go): A stores repetition r (release) before receiving; B waits for it (acquire)
-  // before sending, so B never floods the channel while A is still reporting the last rep.
-  alignas(64) std::atomic<int> go{0};
-  // SYNC(stop): A stores r (release) when it has measured enough; B polls it (relaxed is
-  // enough: it only ends a loop, and the end tag B then sends carries the ordering).
-  alignas(64) std::atomic<int> stop{0};
-  // SYNC(abort): a failing child sets it (release); waiting loops poll it (acquire) so the
-  // other child gives up instead of spinning until the parent's deadline.
-  alignas(64) std::atomic<int> abort{0};
-  alignas(64) double fig[kMaxReps][3] = {};  // written by A before exit; read after waitpid
+// Results and errors of one case, shared by the supervising process and every process of
+// every repetition (MAP_SHARED | MAP_ANONYMOUS, created before the first fork). Each slot
+// has a single writer, and the supervisor reads it only after that writer's process has
+// exited (waitpid orders the accesses), so plain fields suffice.
+struct CaseResults {
+  double fig[kMaxReps][3] = {};  // throughput: msgs/s; rtt: p50, p99, p99.9 (ns)
   int reps_done = 0;
-  char error[2][256] = {};
+  char error[2][256] = {};  // [0]: side A, [1]: side B
+  // SYNC(failed): a side that fails sets it (release); the supervisor polls it (acquire)
+  // to cut the wait short when the other side may now block forever.
+  std::atomic<int> failed{0};
 };
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
+void SetError(CaseResults* res, Side side, const std::string& what) {
+  char* dst = res->error[side == Side::kA ? 0 : 1];
+  std::snprintf(dst, sizeof res->error[0], "%s", what.c_str());
+  res->failed.store(1, std::memory_order_release);
 }
 
-// Spins until pred() or abort; yields after a while so a loaded machine still progresses.
-template <class Pred>
-bool SpinUntil(Shared* sh, Pred pred) {
-  for (uint64_t i = 0;; ++i) {
-    if (pred()) return true;
-    if (sh->abort.load(std::memory_order_acquire)) return false;
-    if (i > 4096) {
-      sched_yield();
-    } else {
-      CpuRelax();
+// Side A of a throughput repetition: receive and verify sequence numbers; warm up, count
+// for the measured window, ask B to stop, drain to B's end tag.
+std::string ThroughputReceiver(const BenchConfig& cfg, size_t size, Endpoint* ep, PairSync& sync,
+                               double* msgs_per_s) {
+  std::string err;
+  uint64_t expect = 0, tag = 0;
+  auto recv_one = [&]() -> bool {
+    if (!ep->Recv(size, &tag, &err)) return false;
+    if (tag != expect) {
+      err = "message " + std::to_string(expect) + " arrived as tag " + std::to_string(tag) +
+            " (lost, duplicated or reordered)";
+      return false;
     }
+    ++expect;
+    return true;
+  };
+  const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+  while (NowNs() < warm_end) {
+    if (!recv_one()) return err;
+  }
+  const uint64_t window = MeasureNs(cfg);
+  uint64_t count = 0;
+  const uint64_t t0 = NowNs();
+  uint64_t t1 = t0;
+  for (;;) {
+    if (!recv_one()) return err;
+    ++count;
+    if ((count & 7) == 0) {
+      t1 = NowNs();
+      if (t1 - t0 >= window) break;
+    }
+  }
+  *msgs_per_s = static_cast<double>(count) * 1e9 / static_cast<double>(t1 - t0);
+  sync.RequestStop();
+  for (;;) {  // drain what B sent before it saw the stop flag
+    if (!ep->Recv(size, &tag, &err)) return err;
+    if (tag == kEndTag) return "";
+    if (tag != expect++) return "sequence broken while draining";
   }
 }
 
-double WarmupSeconds(const BenchConfig& cfg) { return std::max(0.02, 0.2 * cfg.seconds_per_rep); }
-
-// Child A for throughput: receives, counts, verifies sequence numbers.
-std::string ThroughputReceiver(const BenchConfig& cfg, size_t size, Endpoint* ep, Shared* sh,
-                               int reps) {
+// Side B of a throughput repetition: send numbered messages until A asks to stop.
+std::string ThroughputSender(size_t size, Endpoint* ep, PairSync& sync) {
   std::string err;
-  const auto warm = std::chrono::duration<double>(WarmupSeconds(cfg));
-  const auto dur = std::chrono::duration<double>(cfg.seconds_per_rep);
-  for (int r = 1; r <= reps; ++r) {
-    sh->go.store(r, std::memory_order_release);
-    uint64_t expect = 0, tag = 0;
-    auto recv_one = [&]() -> bool {
-      if (!ep->Recv(size, &tag, &err)) return false;
-      if (tag != expect) {
-        err = "message " + std::to_string(expect) + " arrived as tag " + std::to_string(tag) +
-              " (lost, duplicated or reordered)";
-        return false;
-      }
-      ++expect;
-      return true;
-    };
-    const auto start = Clock::now();
-    while (Clock::now() - start < warm) {
-      if (!recv_one()) return err;
-    }
-    uint64_t count = 0;
-    const auto t0 = Clock::now();
-    auto t1 = t0;
-    for (;;) {
-      if (!recv_one()) return err;
-      ++count;
-      if ((count & 7) == 0) {
-        t1 = Clock::now();
-        if (t1 - t0 >= dur) break;
-      }
-    }
-    sh->fig[r - 1][0] = static_cast<double>(count) / Seconds(t1 - t0);
-    sh->stop.store(r, std::memory_order_release);
-    for (;;) {  // drain what B sent before it saw `stop`, up to the end tag
-      if (!ep->Recv(size, &tag, &err)) return err;
-      if (tag == kEndTag) break;
-      if (tag != expect++) return "sequence broken while draining";
-    }
-    sh->reps_done = r;
-  }
-  return "";
-}
-
-std::string ThroughputSender(size_t size, Endpoint* ep, Shared* sh, int reps) {
-  std::string err;
-  std::vector<std::byte> buf(size, std::byte{0x5a});
-  for (int r = 1; r <= reps; ++r) {
-    if (!SpinUntil(sh, [&] { return sh->go.load(std::memory_order_acquire) >= r; })) {
-      return "peer aborted";
-    }
-    for (uint64_t seq = 0; sh->stop.load(std::memory_order_relaxed) < r; ++seq) {
-      std::memcpy(buf.data(), &seq, sizeof seq);
-      if (!ep->Send(buf.data(), size, &err)) return err;
-    }
-    std::memcpy(buf.data(), &kEndTag, sizeof kEndTag);
+  std::vector<std::byte> buf = PatternBuffer(size);
+  for (uint64_t seq = 0; !sync.StopRequested(); ++seq) {
+    std::memcpy(buf.data(), &seq, sizeof seq);
     if (!ep->Send(buf.data(), size, &err)) return err;
   }
-  return "";
+  std::memcpy(buf.data(), &kEndTag, sizeof kEndTag);
+  return ep->Send(buf.data(), size, &err) ? "" : err;
 }
 
-double Percentile(const std::vector<uint64_t>& sorted, double q) {
-  if (sorted.empty()) return 0;
-  size_t i = static_cast<size_t>(q * static_cast<double>(sorted.size()));
-  return static_cast<double>(sorted[std::min(i, sorted.size() - 1)]);
-}
-
-std::string RttPinger(const BenchConfig& cfg, size_t size, Endpoint* ep, Shared* sh, int reps) {
+// Side A of an RTT repetition: time every exchange of the measured window.
+std::string RttPinger(const BenchConfig& cfg, size_t size, Endpoint* ep, RttStats* stats) {
   std::string err;
-  std::vector<std::byte> buf(size, std::byte{0xa5});
+  std::vector<std::byte> buf = PatternBuffer(size);
   std::vector<uint64_t> samples;
   samples.reserve(kMaxRttSamples);
-  const auto warm = std::chrono::duration<double>(WarmupSeconds(cfg));
-  const auto dur = std::chrono::duration<double>(cfg.seconds_per_rep);
   uint64_t k = 0, tag = 0;
   auto exchange = [&]() -> bool {
     std::memcpy(buf.data(), &k, sizeof k);
@@ -155,82 +113,126 @@ std::string RttPinger(const BenchConfig& cfg, size_t size, Endpoint* ep, Shared*
     ++k;
     return true;
   };
-  for (int r = 1; r <= reps; ++r) {
-    const auto start = Clock::now();
-    while (Clock::now() - start < warm) {
-      if (!exchange()) return err;
-    }
-    samples.clear();
-    const auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(dur);
-    for (;;) {
-      const auto s = Clock::now();
-      if (!exchange()) return err;
-      const auto e = Clock::now();
-      samples.push_back(static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(e - s).count()));
-      if (e >= end || samples.size() >= kMaxRttSamples) break;
-    }
-    std::sort(samples.begin(), samples.end());
-    sh->fig[r - 1][0] = Percentile(samples, 0.50);
-    sh->fig[r - 1][1] = Percentile(samples, 0.99);
-    sh->fig[r - 1][2] = Percentile(samples, 0.999);
-    std::memcpy(buf.data(), &kEndTag, sizeof kEndTag);
-    if (!ep->Send(buf.data(), size, &err)) return err;
-    sh->reps_done = r;
+  const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+  while (NowNs() < warm_end) {
+    if (!exchange()) return err;
   }
-  return "";
+  const uint64_t end = NowNs() + MeasureNs(cfg);
+  for (;;) {
+    const uint64_t s = NowNs();
+    if (!exchange()) return err;
+    const uint64_t e = NowNs();
+    samples.push_back(e - s);
+    if (e >= end || samples.size() >= kMaxRttSamples) break;
+  }
+  *stats = SummarizeRtt(std::move(samples));
+  std::memcpy(buf.data(), &kEndTag, sizeof kEndTag);
+  return ep->Send(buf.data(), size, &err) ? "" : err;
 }
 
-std::string RttEchoer(size_t size, Endpoint* ep, int reps) {
+// Side B of an RTT repetition: echo every message (same size, same tag) until the end tag.
+std::string RttEchoer(size_t size, Endpoint* ep) {
   std::string err;
-  std::vector<std::byte> buf(size, std::byte{0x3c});
+  std::vector<std::byte> buf = PatternBuffer(size);
   uint64_t tag = 0;
-  for (int r = 1; r <= reps; ++r) {
-    for (;;) {
-      if (!ep->Recv(size, &tag, &err)) return err;
-      if (tag == kEndTag) break;
-      std::memcpy(buf.data(), &tag, sizeof tag);
-      if (!ep->Send(buf.data(), size, &err)) return err;
+  for (;;) {
+    if (!ep->Recv(size, &tag, &err)) return err;
+    if (tag == kEndTag) return "";
+    std::memcpy(buf.data(), &tag, sizeof tag);
+    if (!ep->Send(buf.data(), size, &err)) return err;
+  }
+}
+
+// Leaves a process of the case: exit() when the system's runtime must deregister.
+[[noreturn]] void Leave(const PeerCase& c, int rc) {
+  std::fflush(nullptr);
+  if (c.exit_normally) std::exit(rc);
+  _exit(rc);
+}
+
+// One side of one repetition, in its own pinned process (RunPinnedPair did the pinning).
+int RunSide(const BenchConfig& cfg, const PeerCase& c, Side side, PairSync& sync, CaseResults* res,
+            int rep) {
+  std::string err;
+  std::unique_ptr<Endpoint> ep = c.make(side, c.pattern, c.size, &err);
+  if (!ep) {
+    SetError(res, side, err.empty() ? "could not build the endpoint" : err);
+    return 1;
+  }
+  sync.ArriveAndWait();
+  if (c.pattern == Pattern::kThroughput) {
+    err = side == Side::kA ? ThroughputReceiver(cfg, c.size, ep.get(), sync, &res->fig[rep][0])
+                           : ThroughputSender(c.size, ep.get(), sync);
+  } else if (side == Side::kA) {
+    RttStats st;
+    err = RttPinger(cfg, c.size, ep.get(), &st);
+    res->fig[rep][0] = st.p50;
+    res->fig[rep][1] = st.p99;
+    res->fig[rep][2] = st.p999;
+    if (err.empty() && st.samples == 0) err = "no round trips in the measured window";
+  } else {
+    err = RttEchoer(c.size, ep.get());
+  }
+  ep.reset();  // orderly teardown (e.g. iceoryx ports go back to RouDi)
+  if (!err.empty()) {
+    SetError(res, side, err);
+    return 1;
+  }
+  if (side == Side::kB) Leave(c, 0);  // B's process ends here (RunPinnedPair would _exit)
+  return 0;
+}
+
+// Runs repetition `rep` in a fresh supervisor process S that calls RunPinnedPair (S becomes
+// side A on cfg.cpu_a, its child side B on cfg.cpu_b), so no per-process state of the system
+// survives from one repetition to the next and neither touches this process. Kills the
+// pair after `budget_s` (or 2 s after one side reported a failure). Returns "" or why not.
+std::string RunRep(const BenchConfig& cfg, const PeerCase& c, CaseResults* res, int rep,
+                   double budget_s) {
+  std::fflush(nullptr);  // children must not inherit unflushed stdio buffers
+  const pid_t s = fork();
+  if (s < 0) return std::string("fork: ") + std::strerror(errno);
+  if (s == 0) {
+    setpgid(0, 0);  // S and B form one process group: one killpg ends both
+    const std::string e = RunPinnedPair(
+        cfg, [&](PairSync& sync) { return RunSide(cfg, c, Side::kA, sync, res, rep); },
+        [&](PairSync& sync) { return RunSide(cfg, c, Side::kB, sync, res, rep); });
+    if (!e.empty() && !res->error[0][0] && !res->error[1][0]) SetError(res, Side::kA, e);
+    Leave(c, e.empty() ? 0 : 1);
+  }
+  setpgid(s, s);  // also here, so killpg works even before S ran
+  uint64_t deadline = NowNs() + static_cast<uint64_t>(budget_s * 1e9);
+  bool failed_seen = false, timed_out = false;
+  int status = 0;
+  for (;;) {
+    const pid_t w = waitpid(s, &status, WNOHANG);
+    if (w == s) break;
+    if (!failed_seen && res->failed.load(std::memory_order_acquire)) {
+      failed_seen = true;  // the other side may now block forever
+      deadline = std::min<uint64_t>(deadline, NowNs() + 2'000'000'000ull);
+    }
+    if (NowNs() > deadline) {
+      timed_out = !failed_seen;
+      killpg(s, SIGKILL);
+      waitpid(s, &status, 0);
+      break;
+    }
+    usleep(2000);
+  }
+  killpg(s, SIGKILL);  // a B that outlived S
+  std::string err;
+  for (int i = 0; i < 2; ++i) {
+    if (res->error[i][0]) {
+      err += std::string(err.empty() ? "" : "; ") + (i == 0 ? "A: " : "B: ") + res->error[i];
     }
   }
-  return "";
-}
-
-[[noreturn]] void ChildMain(const BenchConfig& cfg, const PeerCase& c, Side side, Shared* sh,
-                            int reps) {
-  const int idx = side == Side::kA ? 0 : 1;
-  PinToCpu(side == Side::kA ? cfg.cpu_a : cfg.cpu_b);
-  std::string err;
-  auto fail = [&](const std::string& what) {
-    std::snprintf(sh->error[idx], sizeof sh->error[idx], "%s", what.c_str());
-    sh->abort.store(1, std::memory_order_release);
-    std::fflush(nullptr);
-    _exit(1);
-  };
-  std::unique_ptr<Endpoint> ep = c.make(side, c.pattern, c.size, &err);
-  if (!ep) fail(err.empty() ? "could not build the endpoint" : err);
-  sh->ready.fetch_add(1, std::memory_order_acq_rel);
-  if (!SpinUntil(sh, [&] { return sh->ready.load(std::memory_order_acquire) >= 2; })) {
-    fail("peer aborted before the start barrier");
+  if (timed_out) {
+    err = "timed out after " + std::to_string(static_cast<int>(budget_s)) + " s" +
+          (err.empty() ? "" : " (" + err + ")");
   }
-  if (c.pattern == Pattern::kThroughput) {
-    err = side == Side::kA ? ThroughputReceiver(cfg, c.size, ep.get(), sh, reps)
-                           : ThroughputSender(c.size, ep.get(), sh, reps);
-  } else {
-    err = side == Side::kA ? RttPinger(cfg, c.size, ep.get(), sh, reps)
-                           : RttEchoer(c.size, ep.get(), reps);
+  if (err.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+    err = "side A's process ended with status " + std::to_string(status);
   }
-  if (!err.empty()) fail(err);
-  ep.reset();  // orderly teardown (e.g. iceoryx ports go back to RouDi)
-  std::fflush(nullptr);
-  if (c.exit_normally) std::exit(0);
-  _exit(0);
-}
-
-void FillSpread(BenchRecord* rec, const char* name, std::vector<double> v, double scale = 1) {
-  for (double& x : v) x *= scale;
-  rec->extra[std::string(name) + "_min"] = *std::min_element(v.begin(), v.end());
-  rec->extra[std::string(name) + "_max"] = *std::max_element(v.begin(), v.end());
+  return err;
 }
 
 class FdEndpoint final : public Endpoint {
@@ -300,98 +302,43 @@ BenchRecord RunPeerCase(const BenchConfig& cfg, const PeerCase& c) {
     return rec;
   }
   void* mem =
-      mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+      mmap(nullptr, sizeof(CaseResults), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) {
     rec.error = std::string("mmap: ") + std::strerror(errno);
     return rec;
   }
-  auto* sh = new (mem) Shared();
-  std::fflush(nullptr);  // children must not inherit unflushed stdio buffers
-  pid_t pids[2] = {-1, -1};
-  for (int i = 0; i < 2; ++i) {
-    pids[i] = fork();
-    if (pids[i] == 0) ChildMain(cfg, c, i == 0 ? Side::kA : Side::kB, sh, reps);
-    if (pids[i] < 0) {
-      rec.error = std::string("fork: ") + std::strerror(errno);
-      if (i == 1) kill(pids[0], SIGKILL);
-      break;
-    }
-  }
-  if (c.after_fork) c.after_fork();
-  // Deadline: generous (a loaded machine, runtime start-up), but a hung peer cannot stall
-  // the whole comparison.
-  const double budget = reps * (WarmupSeconds(cfg) + cfg.seconds_per_rep) * 3 + 30;
-  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(budget));
-  int status[2] = {0, 0};
-  bool done[2] = {pids[0] < 0, pids[1] < 0};
-  bool timed_out = false, killed = false;
-  while (!done[0] || !done[1]) {
-    for (int i = 0; i < 2; ++i) {
-      if (done[i]) continue;
-      pid_t w = waitpid(pids[i], &status[i], WNOHANG);
-      if (w == pids[i]) {
-        done[i] = true;
-        const bool ok = WIFEXITED(status[i]) && WEXITSTATUS(status[i]) == 0;
-        if (!ok && !done[1 - i] && !killed) {  // one side failed: the other may block forever
-          kill(pids[1 - i], SIGKILL);
-          killed = true;
-        }
-      }
-    }
-    if (done[0] && done[1]) break;
-    if (!timed_out && Clock::now() > deadline) {
-      timed_out = true;
-      for (int i = 0; i < 2; ++i) {
-        if (!done[i]) kill(pids[i], SIGKILL);
-      }
-    }
-    usleep(2000);
-  }
-  if (rec.error.empty()) {
-    std::string err;
-    for (int i = 0; i < 2; ++i) {
-      if (sh->error[i][0]) {
-        err += std::string(err.empty() ? "" : "; ") + (i == 0 ? "A: " : "B: ") + sh->error[i];
-      }
-    }
-    if (timed_out)
-      err = "timed out after " + std::to_string(static_cast<int>(budget)) + " s" +
-            (err.empty() ? "" : " (" + err + ")");
-    for (int i = 0; i < 2 && err.empty(); ++i) {
-      if (!(WIFEXITED(status[i]) && WEXITSTATUS(status[i]) == 0)) {
-        err = std::string(i == 0 ? "A" : "B") + " died (status " + std::to_string(status[i]) + ")";
-      }
-    }
-    if (err.empty() && sh->reps_done != reps) err = "not all repetitions completed";
-    rec.error = err;
+  auto* res = new (mem) CaseResults();
+  // Generous (a loaded machine, runtime start-up), but a hung peer cannot stall the run.
+  const double budget =
+      c.timeout_s > 0 ? c.timeout_s : (WarmupNs(cfg) + MeasureNs(cfg)) * 1e-9 * 4 + 20;
+  for (int r = 0; r < reps && rec.error.empty(); ++r) {
+    rec.error = RunRep(cfg, c, res, r, budget);
   }
   if (rec.error.empty()) {
     rec.reps = reps;
     if (c.pattern == Pattern::kThroughput) {
-      std::vector<double> m;
-      for (int r = 0; r < reps; ++r) m.push_back(sh->fig[r][0]);
-      rec.msgs_per_s = Median(m);
-      rec.bytes_per_s = *rec.msgs_per_s * static_cast<double>(c.size);
-      FillSpread(&rec, "msgs_per_s", m);
-      FillSpread(&rec, "bytes_per_s", m, static_cast<double>(c.size));
-    } else {
-      std::vector<double> p[3];
+      RepSet msgs, bytes;
       for (int r = 0; r < reps; ++r) {
-        for (int k = 0; k < 3; ++k) p[k].push_back(sh->fig[r][k]);
+        msgs.Add(res->fig[r][0]);
+        bytes.Add(res->fig[r][0] * static_cast<double>(c.size));
       }
-      rec.p50_ns = Median(p[0]);
-      rec.p99_ns = Median(p[1]);
-      rec.p999_ns = Median(p[2]);
-      FillSpread(&rec, "p50_ns", p[0]);
-      FillSpread(&rec, "p99_ns", p[1]);
-      FillSpread(&rec, "p999_ns", p[2]);
+      PutMedianWithSpread(rec, "msgs_per_s", msgs, &BenchRecord::msgs_per_s);
+      PutMedianWithSpread(rec, "bytes_per_s", bytes, &BenchRecord::bytes_per_s);
+    } else {
+      RepSet p[3];
+      for (int r = 0; r < reps; ++r) {
+        for (int k = 0; k < 3; ++k) p[k].Add(res->fig[r][k]);
+      }
+      PutMedianWithSpread(rec, "p50_ns", p[0], &BenchRecord::p50_ns);
+      PutMedianWithSpread(rec, "p99_ns", p[1], &BenchRecord::p99_ns);
+      PutMedianWithSpread(rec, "p999_ns", p[2], &BenchRecord::p999_ns);
     }
     rec.note = c.note;
   }
+  if (c.after_fork) c.after_fork();
   if (c.cleanup) c.cleanup();
-  sh->~Shared();
-  munmap(mem, sizeof(Shared));
+  res->~CaseResults();
+  munmap(mem, sizeof(CaseResults));
   return rec;
 }
 

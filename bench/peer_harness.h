@@ -1,19 +1,23 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
-// The process layout and timing loops shared by the peer benchmarks (pipe, TCP, iceoryx,
-// Boost): every case forks two children, A pinned to cfg.cpu_a and B pinned to cfg.cpu_b;
-// the parent only supervises (it never touches the channel, so no system's per-process
-// state, e.g. the iceoryx runtime, is inherited across fork), kills both on a deadline and
-// turns their results into BenchRecords.
+// Peer systems (pipe, TCP, iceoryx, Boost) on top of bench/harness.h: a system supplies an
+// Endpoint (send / receive one message) per process; this file runs the shared protocol.
+//
+// Process layout, per repetition: a fresh supervisor process S calls RunPinnedPair, so S
+// is side A on cfg.cpu_a and its child is side B on cfg.cpu_b (the same layout as every
+// shmlink case). The benchmark process itself never touches the channel, so no per-process
+// state of a system (e.g. the iceoryx runtime) is inherited across fork or survives into
+// the next repetition; it kills the pair on a deadline, so a hung peer is an error record,
+// not a stalled run.
 //
 //   throughput: B sends fixed-size messages as fast as the channel takes them; A receives
-//               and counts for cfg.seconds_per_rep after a warm-up, then tells B to stop
-//               and drains. msgs/s is measured at the receiver.
-//   rtt:        A sends a message, B echoes one of the same size back, A times the round
-//               trip of each exchange (steady_clock); p50/p99/p99.9 per repetition.
+//               and counts for MeasureNs(cfg) after WarmupNs(cfg), then raises the stop
+//               flag and drains to B's end tag. msgs/s is measured at the receiver.
+//   rtt:        A sends a message, B echoes one of the same size back, A times each round
+//               trip (NowNs); p50/p99/p99.9 per repetition (SummarizeRtt).
 //
 // Each repetition reports one figure; the record holds the median over cfg.reps and the
-// min/max spread as "<metric>_min"/"<metric>_max". Warm-up is excluded from every figure.
+// min/max spread (PutMedianWithSpread). Warm-up is excluded from every figure.
 //
 // Every message carries a 64-bit tag in its first 8 bytes (sequence number or a control
 // value): the receiver checks it, so a lost, duplicated or reordered message fails the case
@@ -57,14 +61,16 @@ struct PeerCase {
   size_t size = 64;
   std::string note;  // copied into the record (what the system does per message)
   EndpointFactory make;
-  // Called in the parent right after both children were forked: close the parent's copies
-  // of inherited descriptors here so a dying child gives its peer EOF. May be empty.
+  // Called in the benchmark process after the last repetition: close its copies of the
+  // descriptors the repetitions' processes inherited. May be empty.
   std::function<void()> after_fork;
   // Called in the parent after both children have exited (e.g. unlink a named queue).
   std::function<void()> cleanup;
   // A child that succeeded leaves through exit() rather than _exit(), so the system's
   // static runtime (iceoryx) deregisters. Safe: stdio is flushed before every fork.
   bool exit_normally = false;
+  // Per-repetition deadline in seconds; 0 = 4 x (warm-up + measuring time) + 20 s.
+  double timeout_s = 0;
 };
 
 // An endpoint over a pair of descriptors (read side, write side; may be equal for a socket):
