@@ -144,7 +144,7 @@ TrialCounts RunStress(const StressOptions& options, double* seconds) {
   }
   uint64_t seed = options.seed;
   if (seed == 0) seed = static_cast<uint64_t>(start.time_since_epoch().count()) | 1;
-  if (options.verbose) std::fprintf(stderr, "crash_stress: seed %llu\n", (unsigned long long)seed);
+  std::fprintf(stderr, "crash_stress: seed %llu (rerun with --seed)\n", (unsigned long long)seed);
   for (uint64_t t = 0; t < options.trials; ++t) {
     CrashScenario& s = *scenarios[t % scenarios.size()];
     TrialOptions o;

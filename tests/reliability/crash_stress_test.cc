@@ -12,9 +12,9 @@ namespace shmlink::reliability {
 namespace {
 
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr uint64_t kTrials = 40;
+constexpr uint64_t kTrials = 100;
 #else
-constexpr uint64_t kTrials = 120;
+constexpr uint64_t kTrials = 300;
 #endif
 
 TEST(CrashStress, NoLossNoDuplicateNoHangNoLeak) {
