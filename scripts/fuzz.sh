@@ -8,7 +8,8 @@
 #
 # Each target's first lines name what it is compiled with (paths relative to the repo root):
 #   // fuzz-srcs: ringbuf/segment.cc ringbuf/segment_header.cc
-#   // fuzz-libs: -lcrypto                (optional)
+#   // fuzz-srcs: ringbuf/spsc_ring.cc    (repeat the key rather than exceed 100 columns:
+#   // fuzz-libs: -lcrypto                 clang-format reflows long comments; optional)
 # Build: clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -I. <target>
 #        <srcs> -lrt <libs>, into $FUZZ_BUILD_DIR (default ${TMPDIR:-/tmp}/shmlink-fuzz),
 # never into the source tree. Seeds come from fuzz/corpus/<name>/ when present; new inputs
@@ -72,9 +73,14 @@ fi
 
 mkdir -p "$BUILD_DIR/bin" "$BUILD_DIR/corpus" "$BUILD_DIR/artifacts" "$BUILD_DIR/logs"
 
-# header_value FILE KEY: the text after "// KEY:" in the first 10 lines of FILE.
+# header_value FILE KEY: the words after every "// KEY:" in the first 15 lines of FILE
+# (repeat the key for lists longer than a line), plus continuation lines that hold only
+# paths ending in .cc/.c/.cpp (what clang-format makes of an over-long first line).
 header_value() {
-  head -n 10 "$1" | sed -n "s|^//[[:space:]]*$2:[[:space:]]*||p" | head -n 1
+  head -n 15 "$1" | awk -v key="$2" '
+    $0 ~ "^//[[:space:]]*" key ":" { sub("^//[[:space:]]*" key ":[[:space:]]*", ""); printf "%s ", $0; cont = 1; next }
+    cont && /^\/\/[[:space:]]*([^[:space:]]+\.(cc|c|cpp)[[:space:]]*)+$/ { sub("^//[[:space:]]*", ""); printf "%s ", $0; next }
+    { cont = 0 }'
 }
 
 # needs_build BIN SOURCES...: true if BIN is missing or older than a source or any header.
