@@ -36,15 +36,7 @@ Expected<SpscProducer> SpscProducer::Claim(std::shared_ptr<const Segment> segmen
                                            SpscRegion region) {
   auto owner = ClaimOwnerWord(region.control->producer_owner);
   if (!owner) return MakeUnexpected(owner.error());
-  SpscProducer p(std::move(segment), region, *owner);
-  // write_pos is the producer's own index: it is never re-read, so a value left by a dead or
-  // hostile writer must be sane before it is used to address records. An unaligned one
-  // would put a record header across the end of the data region.
-  if (p.committed_pos_ % kRecordAlign != 0 ||
-      p.committed_pos_ - p.cached_read_pos_ > p.capacity()) {
-    return RingErrc::kCorrupt;  // ~SpscProducer releases the role
-  }
-  return p;
+  return SpscProducer(std::move(segment), region, *owner);
 }
 
 SpscProducer::SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
@@ -176,11 +168,7 @@ Expected<SpscConsumer> SpscConsumer::Claim(std::shared_ptr<const Segment> segmen
                                            SpscRegion region) {
   auto owner = ClaimOwnerWord(region.control->consumer_owner);
   if (!owner) return MakeUnexpected(owner.error());
-  SpscConsumer c(std::move(segment), region, *owner);
-  // read_pos is the consumer's own index and is never re-read: an unaligned value left by a
-  // dead or hostile reader would make the next record header straddle the data region end.
-  if (c.read_pos_ % kRecordAlign != 0) return RingErrc::kCorrupt;  // ~SpscConsumer frees the role
-  return c;
+  return SpscConsumer(std::move(segment), region, *owner);
 }
 
 SpscConsumer::SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)

@@ -51,8 +51,7 @@ namespace shmlink {
 // Write side. producer-only.
 class SpscProducer {
  public:
-  // Binds to ring `region` inside `segment` and claims the producer role. Errors:
-  // kRoleTaken, kCorrupt (write_pos left unaligned or too far ahead of read_pos).
+  // Binds to ring `region` inside `segment` and claims the producer role.
   [[nodiscard]] static Expected<SpscProducer> Claim(std::shared_ptr<const Segment> segment,
                                                     SpscRegion region);
   SpscProducer(SpscProducer&& other) noexcept;
@@ -108,8 +107,6 @@ class SpscProducer {
 // Read side. consumer-only.
 class SpscConsumer {
  public:
-  // Binds to ring `region` and claims the consumer role, resuming at read_pos. Errors:
-  // kRoleTaken, kCorrupt (read_pos left unaligned).
   [[nodiscard]] static Expected<SpscConsumer> Claim(std::shared_ptr<const Segment> segment,
                                                     SpscRegion region);
   SpscConsumer(SpscConsumer&& other) noexcept;
