@@ -83,6 +83,7 @@ class CrashScenario {
 // Scenarios whose name is in the comma-separated `filter` ("all" = every one).
 std::vector<std::unique_ptr<CrashScenario>> MakeScenarios(const std::string& filter);
 std::unique_ptr<CrashScenario> MakeSpscScenario();
+std::unique_ptr<CrashScenario> MakeConnectionScenario();
 
 struct StressOptions {
   uint64_t trials = 100;
