@@ -1,5 +1,6 @@
 // fuzz-srcs: ringbuf/error.cc ringbuf/futex.cc ringbuf/process_identity.cc ringbuf/segment.cc
 // fuzz-srcs: ringbuf/segment_header.cc ringbuf/spsc_layout.cc ringbuf/spsc_ring.cc
+// fuzz-srcs: ringbuf/mpmc_layout.cc ringbuf/mpmc_queue.cc ringbuf/shared_object.cc
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // Fuzz target: attaching to a segment full of hostile bytes, in a REAL mapping.
@@ -17,7 +18,8 @@
 //  flags & 3: 0 raw bytes; 1 header fixed up (magic, version, ready, checksum, total size)
 //             around fuzzed kind/geometry; 2 plausible one-ring SPSC geometry; 3 plausible
 //             two-ring (connection) geometry. Modes 2-3 reach the ring code on most inputs.
-//  flags & 4: named shm segment (shm_open + Segment::Open) instead of a memfd.
+//  flags & 4: named shm segment (shm_open + Segment::Open, SpscRing/MpmcQueue/SharedObject
+//             ::Attach) instead of a memfd.
 // Invariants checked: every failure is a typed error (RingErrc or errno), a validated
 // geometry fits the mapping, every span handed out lies inside its ring's data region,
 // nothing outside the ring is touched, and nothing crashes.
@@ -32,8 +34,11 @@
 #include <vector>
 
 #include "fuzz/shm_fuzz_util.h"
+#include "ringbuf/mpmc_layout.h"
+#include "ringbuf/mpmc_queue.h"
 #include "ringbuf/segment.h"
 #include "ringbuf/segment_header.h"
+#include "ringbuf/shared_object.h"
 #include "ringbuf/spsc_layout.h"
 #include "ringbuf/spsc_ring.h"
 
@@ -84,6 +89,29 @@ Segment MakeMapping(const std::vector<uint8_t>& image, bool named) {
     // The attach path a real consumer takes.
     auto ring = SpscRing::Attach(name);
     if (!ring) CheckTypedError(ring.error());
+    // The other kinds' attach paths. A queue that validates is driven a little (bounded:
+    // try_ forms only); a shared object is only attached (its lock is a pthread mutex the
+    // trust boundary leaves to the peer: see docs/RELIABILITY.md).
+    if (auto q = MpmcQueue::Attach(name); !q) {
+      CheckTypedError(q.error());
+    } else {
+      auto tx = q->Producer();
+      auto rx = q->Consumer();
+      if (!tx) CheckTypedError(tx.error());
+      if (!rx) CheckTypedError(rx.error());
+      std::byte buf[64] = {};
+      for (int i = 0; i < 4; ++i) {
+        if (tx) {
+          if (auto r = tx->try_push(std::span<const std::byte>(buf, 8 * i)); !r) {
+            CheckTypedError(r.error());
+          }
+        }
+        if (rx) {
+          if (auto r = rx->try_pop(buf); !r) CheckTypedError(r.error());
+        }
+      }
+    }
+    if (auto o = SharedObject::Attach(name); !o) CheckTypedError(o.error());
     seg = Segment::Open(name);
     ::shm_unlink(name.c_str());
   } else {
@@ -234,6 +262,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Fail("validated header with total_size != mapped size");
     }
   }
+  if (auto m = ValidateMpmcSegment(*seg); !m) CheckTypedError(m.error());
   const struct {
     SegmentKind kind;
     uint32_t rings;
