@@ -84,6 +84,7 @@ class CrashScenario {
 std::vector<std::unique_ptr<CrashScenario>> MakeScenarios(const std::string& filter);
 std::unique_ptr<CrashScenario> MakeSpscScenario();
 std::unique_ptr<CrashScenario> MakeConnectionScenario();
+std::unique_ptr<CrashScenario> MakeMpmcScenario();
 
 struct StressOptions {
   uint64_t trials = 100;

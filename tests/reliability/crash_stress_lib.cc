@@ -124,6 +124,7 @@ bool ShmExists(const std::string& name) {
 std::vector<std::unique_ptr<CrashScenario>> MakeScenarios(const std::string& filter) {
   std::vector<std::unique_ptr<CrashScenario>> all;
   all.push_back(MakeSpscScenario());
+  all.push_back(MakeMpmcScenario());
   all.push_back(MakeConnectionScenario());
   if (filter == "all" || filter.empty()) return all;
   std::vector<std::unique_ptr<CrashScenario>> picked;
