@@ -489,6 +489,12 @@ class ConnScenario final : public CrashScenario {
       }
     }
     if (p.tcp) {
+      if (p.victim == kServer && killed && CountConnSegments(server, false) > 0) {
+        // Documented recovery: a listener killed mid-handshake can leave its connection's
+        // named segment; the next TCP Listener::Create on the host removes it.
+        c.kill_phases["listener:segment_swept_by_next_listener"]++;
+        if (auto next = Listener::Create(Address::Tcp("127.0.0.1", 0), kAuthKey)) next->close();
+      }
       const int segs = CountConnSegments(server, true);
       if (segs > 0) {
         std::fprintf(stderr,
