@@ -58,7 +58,8 @@ auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>
   // Phase 1: poll.
   if (opts.strategy != WaitStrategy::kSleep) {
     const bool spin_forever = opts.strategy == WaitStrategy::kSpin;
-    const Clock::time_point spin_end = spin_forever ? deadline : std::min(deadline, start + opts.spin);
+    const Clock::time_point spin_end =
+        spin_forever ? deadline : std::min(deadline, start + opts.spin);
     for (uint32_t i = 1;; ++i) {
       CpuRelax();
       r = try_fn();
@@ -83,7 +84,7 @@ auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>
   // Phase 2: sleep on the event count, waking at least every liveness_check.
   for (;;) {
     event.waiters.fetch_add(1, std::memory_order_seq_cst);  // SYNC(event-count): announce
-    const uint32_t seq = event.seq.load(std::memory_order_seq_cst);
+    const uint32_t seq = event.PrepareWait();  // SYNC(event-count): arm
     r = try_fn();  // re-check after announcing
     if (r || !WouldBlock(r.error())) {
       event.waiters.fetch_sub(1, std::memory_order_seq_cst);
@@ -94,12 +95,17 @@ auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>
       event.waiters.fetch_sub(1, std::memory_order_seq_cst);
       return RingErrc::kTimedOut;
     }
-    if (peer_dead()) {
-      event.waiters.fetch_sub(1, std::memory_order_seq_cst);
-      r = try_fn();
-      return (r || !WouldBlock(r.error())) ? r : decltype(r)(RingErrc::kPeerDead);
+    // Liveness costs a read of /proc: at most once per liveness_check, not on every
+    // entry into sleep (with kSleep that would be once per message).
+    if (now >= next_liveness) {
+      if (peer_dead()) {
+        event.waiters.fetch_sub(1, std::memory_order_seq_cst);
+        r = try_fn();
+        return (r || !WouldBlock(r.error())) ? r : decltype(r)(RingErrc::kPeerDead);
+      }
+      next_liveness = now + opts.liveness_check;
     }
-    auto slice = opts.liveness_check;
+    std::chrono::nanoseconds slice = next_liveness - now;
     if (!infinite) slice = std::min<std::chrono::nanoseconds>(slice, deadline - now);
     FutexWait(&event.seq, seq, slice);
     event.waiters.fetch_sub(1, std::memory_order_seq_cst);

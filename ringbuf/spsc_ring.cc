@@ -46,7 +46,11 @@ SpscProducer::SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region
   committed_pos_ = region_.control->write_pos.load(std::memory_order_seq_cst);
   write_pos_ = committed_pos_;
   cached_read_pos_ = region_.control->read_pos.load(std::memory_order_seq_cst);
-  if (cached_read_pos_ > committed_pos_) cached_read_pos_ = committed_pos_;  // corrupt; caught later
+  // Positions we index with must be record-aligned and consistent, or a hostile/broken
+  // segment could make us write a record header past the end of the data region.
+  corrupt_ = (committed_pos_ % kRecordAlign) != 0 || cached_read_pos_ > committed_pos_ ||
+             committed_pos_ - cached_read_pos_ > region_.capacity;
+  if (corrupt_) cached_read_pos_ = committed_pos_;
   closed_ = region_.control->writer_closed.load(std::memory_order_seq_cst) != 0;
 }
 
@@ -59,7 +63,8 @@ SpscProducer::SpscProducer(SpscProducer&& o) noexcept
       committed_pos_(o.committed_pos_),
       cached_read_pos_(o.cached_read_pos_),
       pending_count_(std::exchange(o.pending_count_, 0)),
-      closed_(o.closed_) {}
+      closed_(o.closed_),
+      corrupt_(o.corrupt_) {}
 
 SpscProducer& SpscProducer::operator=(SpscProducer&& o) noexcept {
   if (this != &o) {
@@ -77,6 +82,7 @@ SpscProducer::~SpscProducer() {
 
 Expected<std::span<std::byte>> SpscProducer::TryReserveImpl(size_t n) noexcept {
   if (closed_) return RingErrc::kClosed;
+  if (corrupt_) return RingErrc::kCorrupt;
   if (n > max_message_size()) return RingErrc::kTooLarge;
   SpscControl* ctl = region_.control;
   const uint64_t cap = region_.capacity;
@@ -215,6 +221,9 @@ Expected<std::span<const std::byte>> SpscConsumer::try_peek() noexcept {
   if (peeked_) return std::span<const std::byte>(data + peeked_offset_, peeked_length_);
   for (;;) {
     if (cursor_ == cached_write_pos_) {
+      // cursor_ starts at the shared read_pos: a misaligned one would let the 8-byte
+      // header read below cross the end of the data region. Records keep it aligned.
+      if (cursor_ % kRecordAlign != 0) return RingErrc::kCorrupt;
       SpscControl* ctl = region_.control;
       // SYNC(data): acquire side (seq_cst load).
       uint64_t w = ctl->write_pos.load(std::memory_order_seq_cst);

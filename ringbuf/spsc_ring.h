@@ -102,6 +102,7 @@ class SpscProducer {
   uint64_t cached_read_pos_ = 0;  // local copy of control->read_pos (refreshed when full)
   uint32_t pending_count_ = 0;
   bool closed_ = false;
+  bool corrupt_ = false;  // positions found inconsistent when the role was claimed
 };
 
 // Read side. consumer-only.
@@ -124,6 +125,10 @@ class SpscConsumer {
   // Errors: kWouldBlock (empty), kClosed (writer closed, all drained), kCorrupt.
   [[nodiscard]] Expected<std::span<const std::byte>> try_peek() noexcept;
   // As try_peek, waiting per `opts`. Extra errors: kTimedOut, kPeerDead.
+  // Messages advanced past but not released keep their space: if they fill the ring, the
+  // writer cannot add the next message. release() before a blocking peek() in that case
+  // (unlike reserve(), which commits pending reservations itself, peek() cannot release
+  // for you: the advanced spans must stay valid until you say so).
   [[nodiscard]] Expected<std::span<const std::byte>> peek(const WaitOptions& opts = {});
 
   // Steps past the peeked message without freeing its bytes (batch reading). Errors:
@@ -190,8 +195,7 @@ class SpscRing {
   [[nodiscard]] Expected<void> Unlink() const;
 
  private:
-  SpscRing(std::shared_ptr<Segment> seg, SpscGeometry g)
-      : segment_(std::move(seg)), geometry_(g) {}
+  SpscRing(std::shared_ptr<Segment> seg, SpscGeometry g) : segment_(std::move(seg)), geometry_(g) {}
   std::shared_ptr<Segment> segment_;
   SpscGeometry geometry_{};
 };
