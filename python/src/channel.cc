@@ -30,7 +30,21 @@ bool Is(const std::error_code& ec, RingErrc e) { return ec == make_error_code(e)
 // The Python error indicator is set: hand it to pybind11, which re-raises it.
 [[noreturn]] void ThrowPython() { throw pybind11::error_already_set(); }
 
+// Relaxed: a tuning knob; a call that reads a stale value just spins for the old time.
+std::atomic<int64_t> g_spin_ns{std::chrono::nanoseconds(WaitOptions{}.spin).count()};
+
 }  // namespace
+
+void SetSpin(std::chrono::nanoseconds spin) noexcept {
+  g_spin_ns.store(spin.count(), std::memory_order_relaxed);
+}
+
+WaitOptions SliceOptions(std::chrono::nanoseconds timeout) noexcept {
+  WaitOptions o = WaitOptions::WithTimeout(timeout);
+  o.spin = std::chrono::nanoseconds(g_spin_ns.load(std::memory_order_relaxed));
+  if (o.spin.count() <= 0) o.strategy = WaitStrategy::kSleep;
+  return o;
+}
 
 uint64_t ForkGeneration() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
 
@@ -140,7 +154,7 @@ auto SlicedWait(Timeout timeout, WaitFn&& wait, BetweenFn&& between)
         return decltype(wait(WaitOptions{}))(RingErrc::kTimedOut);
       slice = std::min(slice, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
     }
-    WaitOptions opts = WaitOptions::WithTimeout(slice);
+    WaitOptions opts = SliceOptions(slice);
     decltype(wait(opts)) r = RingErrc::kTimedOut;
     Py_BEGIN_ALLOW_THREADS;
     r = wait(opts);

@@ -21,6 +21,7 @@
 #include <Python.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,8 +30,14 @@
 #include <span>
 
 #include "ringbuf/spsc_ring.h"
+#include "ringbuf/wait_options.h"
 
 namespace shmlink::py {
+
+// Wait options of every blocking call of the extension (per-call timeout aside): how long
+// to spin before sleeping on the futex. Process-wide; set from Python (shmlink.set_spin).
+void SetSpin(std::chrono::nanoseconds spin) noexcept;
+WaitOptions SliceOptions(std::chrono::nanoseconds timeout) noexcept;
 
 // Incremented in the child after every fork() (pthread_atfork).
 uint64_t ForkGeneration() noexcept;

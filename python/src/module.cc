@@ -370,6 +370,14 @@ PYBIND11_MODULE(_shmlink, m) {
   if (shmlink::py::RegisterMessageType(m.ptr()) != 0) throw a::error_already_set();
   shmlink::py::RegisterQueueTypes(m);
   shmlink::py::RegisterTransportTypes(m);
+  m.def(
+      "set_spin",
+      [](double seconds) {
+        if (!(seconds >= 0 && seconds <= 1)) throw a::value_error("spin must be in [0, 1] s");
+        shmlink::py::SetSpin(std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9)));
+      },
+      a::arg("seconds"),
+      "Process-wide: how long blocking Ring/Pipe/Queue calls spin before sleeping.");
 
   a::class_<Channel, std::shared_ptr<Channel>>(m, "_Channel")
       .def_static("create_ring", &Channel::CreateRing, a::arg("name"), a::arg("capacity"),

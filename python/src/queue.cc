@@ -255,7 +255,7 @@ class QueueImpl {
         RaiseRingError(make_error_code(RingErrc::kTimedOut), true);
       }
       Py_BEGIN_ALLOW_THREADS;
-      r = p->claim(total, WaitOptions::WithTimeout(*slice));
+      r = p->claim(total, SliceOptions(*slice));
       Py_END_ALLOW_THREADS;
       if (!r && Is(r.error(), RingErrc::kTimedOut)) {
         r = RingErrc::kWouldBlock;
@@ -294,7 +294,7 @@ class QueueImpl {
       auto slice = deadline.Slice();
       if (nowait || !slice) RaiseRingError(make_error_code(RingErrc::kTimedOut), false);
       Py_BEGIN_ALLOW_THREADS;
-      r = c.claim(WaitOptions::WithTimeout(*slice));
+      r = c.claim(SliceOptions(*slice));
       Py_END_ALLOW_THREADS;
       if (!r && Is(r.error(), RingErrc::kTimedOut)) {
         r = RingErrc::kWouldBlock;
