@@ -39,11 +39,13 @@ void SetSpin(std::chrono::nanoseconds spin) noexcept {
   g_spin_ns.store(spin.count(), std::memory_order_relaxed);
 }
 
+std::chrono::nanoseconds SpinTime() noexcept {
+  return std::chrono::nanoseconds(g_spin_ns.load(std::memory_order_relaxed));
+}
+
 WaitOptions SliceOptions(std::chrono::nanoseconds timeout) noexcept {
-  WaitOptions o = WaitOptions::WithTimeout(timeout);
-  o.spin = std::chrono::nanoseconds(g_spin_ns.load(std::memory_order_relaxed));
-  if (o.spin.count() <= 0) o.strategy = WaitStrategy::kSleep;
-  return o;
+  // The spin already happened in YieldSpin: sleep at once.
+  return WaitOptions::Sleep(timeout);
 }
 
 uint64_t ForkGeneration() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
@@ -136,8 +138,8 @@ namespace {
 // Calls `wait(opts)` (a blocking ring call) in slices of kSignalSlice with the GIL
 // released, running signal handlers between slices. `between` runs with the GIL held after
 // each slice and may return an error to stop waiting.
-template <typename WaitFn, typename BetweenFn>
-auto SlicedWait(Timeout timeout, WaitFn&& wait, BetweenFn&& between)
+template <typename TryFn, typename WaitFn, typename BetweenFn>
+auto SlicedWait(Timeout timeout, TryFn&& try_fn, WaitFn&& wait, BetweenFn&& between)
     -> decltype(wait(WaitOptions{})) {
   const bool infinite = !timeout.has_value();
   const Clock::time_point deadline =
@@ -146,6 +148,16 @@ auto SlicedWait(Timeout timeout, WaitFn&& wait, BetweenFn&& between)
                                     std::chrono::duration<double>(*timeout));
   using R = decltype(wait(WaitOptions{}));
   if (auto stop = between(); !stop) return R(MakeUnexpected(stop.error()));
+  {
+    const auto limit =
+        infinite ? std::chrono::nanoseconds::max()
+                 : std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now());
+    R r = RingErrc::kWouldBlock;
+    Py_BEGIN_ALLOW_THREADS;
+    r = YieldSpin(try_fn, limit);
+    Py_END_ALLOW_THREADS;
+    if (r || !Is(r.error(), RingErrc::kWouldBlock)) return r;
+  }
   for (;;) {
     auto slice = std::chrono::duration_cast<std::chrono::nanoseconds>(kSignalSlice);
     if (!infinite) {
@@ -211,7 +223,7 @@ std::span<const std::byte> RxLock::Peek(Timeout timeout) {
   if (!r && Is(r.error(), RingErrc::kWouldBlock)) {
     if (timeout && *timeout <= 0) RaiseRingError(make_error_code(RingErrc::kTimedOut), false);
     r = SlicedWait(
-        timeout, [&](const WaitOptions& o) { return c.peek(o); },
+        timeout, [&] { return c.try_peek(); }, [&](const WaitOptions& o) { return c.peek(o); },
         [&]() -> Expected<void> {
           s_.MaybeRelease();
           if (PeerHungUp(s_.hup_fd)) {
@@ -238,7 +250,7 @@ bool RxLock::Poll(Timeout timeout) {
   auto r = c.try_peek();
   if (!r && Is(r.error(), RingErrc::kWouldBlock) && !(timeout && *timeout <= 0)) {
     r = SlicedWait(
-        timeout, [&](const WaitOptions& o) { return c.peek(o); },
+        timeout, [&] { return c.try_peek(); }, [&](const WaitOptions& o) { return c.peek(o); },
         [&]() -> Expected<void> {
           s_.MaybeRelease();
           if (PeerHungUp(s_.hup_fd)) return RingErrc::kPeerDead;
@@ -336,7 +348,8 @@ std::span<std::byte> TxLock::Reserve(size_t n, Timeout timeout) {
   if (!r && Is(r.error(), RingErrc::kWouldBlock)) {
     if (timeout && *timeout <= 0) RaiseRingError(make_error_code(RingErrc::kTimedOut), true);
     r = SlicedWait(
-        timeout, [&](const WaitOptions& o) { return p.reserve(n, o); },
+        timeout, [&] { return p.try_reserve(n); },
+        [&](const WaitOptions& o) { return p.reserve(n, o); },
         [&]() -> Expected<void> {
           if (PeerHungUp(s_.hup_fd)) return RingErrc::kPeerDead;
           return {};

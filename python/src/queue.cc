@@ -60,6 +60,10 @@ struct Deadline {
         at(infinite ? Clock::time_point::max()
                     : Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                          std::chrono::duration<double>(std::max(0.0, *t)))) {}
+  std::chrono::nanoseconds Left() const {
+    if (infinite) return std::chrono::nanoseconds::max();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(at - Clock::now());
+  }
   // Next wait slice, or nullopt if expired.
   std::optional<std::chrono::nanoseconds> Slice() const {
     if (infinite) return kSlice;
@@ -248,6 +252,11 @@ class QueueImpl {
       throw;
     }
     auto r = p->try_claim(total);
+    if (!r && Is(r.error(), RingErrc::kWouldBlock) && !nowait) {
+      Py_BEGIN_ALLOW_THREADS;
+      r = YieldSpin([&] { return p->try_claim(total); }, deadline.Left());
+      Py_END_ALLOW_THREADS;
+    }
     while (!r && Is(r.error(), RingErrc::kWouldBlock)) {
       auto slice = deadline.Slice();
       if (nowait || !slice) {
@@ -290,6 +299,11 @@ class QueueImpl {
     Unlocker unlock{consumer_.mu};
     MpmcConsumer& c = Acquire(consumer_, [&] { return queue_->Consumer(); });
     auto r = c.try_claim();
+    if (!r && Is(r.error(), RingErrc::kWouldBlock) && !nowait) {
+      Py_BEGIN_ALLOW_THREADS;
+      r = YieldSpin([&] { return c.try_claim(); }, deadline.Left());
+      Py_END_ALLOW_THREADS;
+    }
     while (!r && Is(r.error(), RingErrc::kWouldBlock)) {
       auto slice = deadline.Slice();
       if (nowait || !slice) RaiseRingError(make_error_code(RingErrc::kTimedOut), false);
