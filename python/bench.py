@@ -11,6 +11,7 @@ time from the first to the last receive, median of --reps runs. Systems (names f
   python-shmlink-queue   shmlink.Queue put/get (default slots; 1 MiB spills to a segment)
   python-shmlink-queue:bigslots  the same with slot_size > message (no spill)
   python-shmlink-pipe    shmlink.Pipe send_bytes/recv_bytes
+  python-shmlink-pipe:view  the same, received in place (`with conn.recv_view()`: no copy)
   python-shmlink-ring    shmlink.Ring send_bytes/recv_bytes
   python-mp-queue        multiprocessing.Queue put/get
   python-mp-pipe         multiprocessing.Pipe send_bytes/recv_bytes
@@ -92,6 +93,25 @@ def run_shmlink_pipe(size, n):
     p.start()
     w.close()
     dt = _timed_receive(r.recv_bytes, n)
+    p.join()
+    r.close()
+    return dt
+
+
+def _view_recv(conn):
+    def recv():
+        with conn.recv_view():
+            pass
+    return recv
+
+
+def run_shmlink_pipe_view(size, n):
+    r, w = shmlink.Pipe(duplex=False)
+    payload = os.urandom(size)
+    p = CTX.Process(target=_produce, args=(w.send_bytes, payload, n))
+    p.start()
+    w.close()
+    dt = _timed_receive(_view_recv(r), n)
     p.join()
     r.close()
     return dt
@@ -210,6 +230,7 @@ SYSTEMS = [
     ("python-shmlink-queue", run_shmlink_queue),
     ("python-shmlink-queue:bigslots", None),
     ("python-shmlink-pipe", run_shmlink_pipe),
+    ("python-shmlink-pipe:view", run_shmlink_pipe_view),
     ("python-shmlink-ring", run_shmlink_ring),
     ("python-mp-queue", run_mp_queue),
     ("python-mp-pipe", run_mp_pipe),
