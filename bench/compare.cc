@@ -74,12 +74,8 @@ const std::vector<Family>& Families() {
       {"spsc", {"shmlink-spsc", "shmlink-spsc-sleep"}, &RunSpscCases},
       {"socketpair", {"unix-socketpair"}, &RunSocketpairCases},
       {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
-      //
-      // ==== LEAD: wire MPMC and Connection here (uncomment, and add the deps in
-      // ==== bench/BUILD where it says LEAD-WIRE); nothing else needs to change.
-      // {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmcCases},
-      // {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
-      //
+      {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmcCases},
+      {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
       // Peers (this branch).
       {"pipe", {"pipe"}, &RunPipeCases},
       {"tcp", {"tcp-loopback"}, &RunTcpCases},
