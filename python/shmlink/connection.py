@@ -325,12 +325,26 @@ class Listener:
 
     def __init__(self, address=None, family=None, backlog=1, authkey=None, *, shm=True,
                  ring_capacity=None, legacy_auth=False):
+        self._tempdir = None
         if address is None:
             import tempfile
-            address = os.path.join(tempfile.mkdtemp(prefix="shmlink-"), "listener")
-        self._impl = _Listener.create(_address_text(address), _authkey(authkey), shm,
-                                      int(ring_capacity or 0), int(backlog), legacy_auth)
+            self._tempdir = tempfile.mkdtemp(prefix="shmlink-")
+            address = os.path.join(self._tempdir, "listener")
+        try:
+            self._impl = _Listener.create(_address_text(address), _authkey(authkey), shm,
+                                          int(ring_capacity or 0), int(backlog), legacy_auth)
+        except BaseException:
+            self._remove_tempdir()
+            raise
         self._closed = False
+
+    def _remove_tempdir(self):
+        if self._tempdir is not None:
+            try:
+                os.rmdir(self._tempdir)
+            except OSError:
+                pass
+            self._tempdir = None
 
     def accept(self, timeout=None):
         """Accepts and authenticates one client. shmlink extension: timeout (seconds)
@@ -340,9 +354,12 @@ class Listener:
         return SocketConnection(self._impl.accept(timeout))
 
     def close(self):
+        """Stops listening and removes the socket file (and the directory made for an
+        address=None listener)."""
         if not self._closed:
             self._closed = True
             self._impl.close()
+            self._remove_tempdir()
 
     @property
     def address(self):
