@@ -7,8 +7,10 @@ recv_bytes_into, poll, close, fileno, context manager) and works with
 multiprocessing.connection.wait() and selectors.
 
 fileno() readiness, and its cost: each direction has a doorbell (an eventfd plus a word in
-the segment). The sender writes the eventfd only when the word goes 0 -> 1; the receiver
-clears the word and drains the eventfd when it finds its ring empty. So a burst of
+the segment), off until the receiving end's fileno() is first called (so a Pipe nobody
+selects on makes no eventfd syscall). Then the sender writes the eventfd only when the word
+goes 0 -> 1; the receiver clears the word and drains the eventfd when it finds its ring
+empty. So a burst of
 messages costs one eventfd write and one read, a strict ping-pong one of each per message
 (about a microsecond of syscalls). A socketpair carries no data: its hang-up tells the
 other end (and its fileno) that the last copy of this end was closed or its process died.
@@ -154,6 +156,7 @@ class Connection:
         if not self.readable:
             return self._fds["sock"]
         if self._epoll is None or self._epoll_pid != os.getpid():
+            self._ch.enable_bell()
             ep = select.epoll()
             ep.register(self._fds["rx_efd"], select.EPOLLIN)
             ep.register(self._fds["sock"], select.EPOLLIN | select.EPOLLRDHUP)

@@ -283,6 +283,21 @@ void RxLock::Consume(bool keep) {
   AfterConsume();
 }
 
+void RxLock::EnableBell() {
+  Bell& b = s_.bell;
+  if (b.word == nullptr || b.enabled->load(std::memory_order_seq_cst) != 0) return;
+  // SYNC(bell-enable): seq_cst store then try_peek (seq_cst loads); pairs with the
+  // writer's commit + fence + load of `enabled` in TxLock::Commit: either the writer sees
+  // the doorbell on, or we see its message here and ring for it ourselves.
+  b.enabled->store(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  auto r = s_.consumer->try_peek();
+  if (r) s_.peek_pending = true;
+  if (r || !Is(r.error(), RingErrc::kWouldBlock)) {
+    if (b.word->exchange(1, std::memory_order_seq_cst) == 0) (void)::eventfd_write(b.efd, 1);
+  }
+}
+
 void RxLock::AfterConsume() {
   Bell& b = s_.bell;
   if (b.word == nullptr) return;
@@ -363,8 +378,10 @@ void TxLock::Commit() {
   s_.producer->commit();
   Bell& b = s_.bell;
   if (b.word == nullptr) return;
-  // SYNC(bell): fence + seq_cst exchange; pairs with RxLock::AfterConsume.
+  // SYNC(bell): fence + seq_cst load/exchange; pairs with RxLock::AfterConsume and
+  // RxLock::EnableBell.
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (b.enabled->load(std::memory_order_seq_cst) == 0) return;
   if (b.word->exchange(1, std::memory_order_seq_cst) == 0) (void)::eventfd_write(b.efd, 1);
 }
 

@@ -70,8 +70,12 @@ void InstallForkHandler();
 // Doorbell for fileno()-readiness (Pipe): a word in shared memory plus an eventfd. The
 // writer writes the eventfd only on the 0 -> 1 transition of the word; the reader clears
 // the word and drains the eventfd when it finds the ring empty.
+//
+// The doorbell is off until the reader first asks for its fileno() (`enabled`, next to the
+// word, set once and never cleared): a Pipe nobody selects on makes no eventfd syscall.
 struct Bell {
   std::atomic<uint32_t>* word = nullptr;
+  std::atomic<uint32_t>* enabled = nullptr;
   int efd = -1;
 };
 
@@ -129,6 +133,9 @@ class RxLock {
   void Consume(bool keep);
   // True if a message is ready (for poll()).
   bool Poll(Timeout timeout);
+  // Turns the doorbell on (first fileno()) and makes the fd readable if a message (or end
+  // of stream) is already waiting.
+  void EnableBell();
 
  private:
   void AfterConsume();

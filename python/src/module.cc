@@ -111,10 +111,12 @@ class Channel {
     auto owner =
         std::make_shared<ForkSafeOwner<std::shared_ptr<Segment>>>(std::shared_ptr<Segment>(shared));
     ch->mapping_ = {reinterpret_cast<uintptr_t>(shared->data()), shared->size()};
-    auto bell = [&](int index) {
+    // Per ring: the doorbell word, and at +4 its `enabled` flag (channel.h, Bell).
+    auto word_at = [&](int index, size_t extra) {
       return reinterpret_cast<std::atomic<uint32_t>*>(shared->data() + kBellOffset +
-                                                      64 * static_cast<size_t>(index));
+                                                      64 * static_cast<size_t>(index) + extra);
     };
+    auto bell = [&](int index, int efd) { return Bell{word_at(index, 0), word_at(index, 4), efd}; };
     std::shared_ptr<const Segment> cseg = shared;
     SpscGeometry geo = *g;
     if (rx >= 0) {
@@ -122,7 +124,7 @@ class Channel {
       ch->rx_->claim = [cseg, geo, rx]() {
         return SpscConsumer::Claim(cseg, SpscRegionAt(*cseg, geo, rx));
       };
-      ch->rx_->bell = {bell(rx), rx_efd};
+      ch->rx_->bell = bell(rx, rx_efd);
       ch->rx_->hup_fd = hup_fd;
       ch->rx_->keepalive = owner;
     }
@@ -131,7 +133,7 @@ class Channel {
       ch->tx_->claim = [cseg, geo, tx]() {
         return SpscProducer::Claim(cseg, SpscRegionAt(*cseg, geo, tx));
       };
-      ch->tx_->bell = {bell(tx), tx_efd};
+      ch->tx_->bell = bell(tx, tx_efd);
       ch->tx_->hup_fd = hup_fd;
       ch->tx_->keepalive = owner;
     }
@@ -280,6 +282,12 @@ class Channel {
     return lock.Poll(timeout);
   }
 
+  // First fileno() of a Pipe end: switch its doorbell on.
+  void EnableBell() {
+    RxLock lock(Rx());
+    lock.EnableBell();
+  }
+
   void CloseRx() {
     if (!rx_) return;
     LockWithSignals(rx_->mu);
@@ -396,6 +404,7 @@ PYBIND11_MODULE(_shmlink, m) {
       .def("recv_view", &Channel::RecvView, a::arg("timeout") = a::none(), a::arg("pinned") = false)
       .def("recv_decode", &Channel::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
       .def("poll", &Channel::Poll, a::arg("timeout") = 0.0)
+      .def("enable_bell", &Channel::EnableBell)
       .def("close_tx", &Channel::CloseTx)
       .def("close_rx", &Channel::CloseRx)
       .def("close", &Channel::Close)
