@@ -57,6 +57,12 @@ struct Options {
 
 void RunPythonCases(const BenchConfig& cfg, const Emit& emit);
 
+// RunMpmcCases measures 1->1, 2->2 and 4->4; compare shows 2->2 unless the caller chose.
+void RunMpmc2x2(const BenchConfig& cfg, const Emit& emit) {
+  setenv("SHMLINK_MPMC_PROCS", "2", /*overwrite=*/0);
+  RunMpmcCases(cfg, emit);
+}
+
 // ---- The systems ---------------------------------------------------------------------------
 // One entry per system family: the name --systems accepts, the schema names it emits, and
 // its Run*Cases function (bench/cases.h). To add a family: declare its function in cases.h,
@@ -74,11 +80,10 @@ const std::vector<Family>& Families() {
       {"spsc", {"shmlink-spsc", "shmlink-spsc-sleep"}, &RunSpscCases},
       {"socketpair", {"unix-socketpair"}, &RunSocketpairCases},
       {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
-      //
-      // ==== LEAD: wire MPMC and Connection here (uncomment, and add the deps in
-      // ==== bench/BUILD where it says LEAD-WIRE); nothing else needs to change.
-      // {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmcCases},
-      // {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
+      // MPMC, 2 producers -> 2 consumers (the issue's layout; SHMLINK_MPMC_PROCS overrides),
+      // and the Connection (shm rings after the Python-compatible handshake).
+      {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmc2x2},
+      {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
       //
       // Peers (this branch).
       {"pipe", {"pipe"}, &RunPipeCases},
@@ -108,6 +113,14 @@ const std::vector<std::string>& ExpectedSystems() {
 // ---- Small helpers -------------------------------------------------------------------------
 
 std::string BaseSystem(const std::string& s) { return s.substr(0, s.find(':')); }
+
+// The name a record is shown under: the system, plus "P→C" for multi-producer/consumer ones.
+std::string Shown(const BenchRecord& r) {
+  if (r.producers && r.consumers && (*r.producers != 1 || *r.consumers != 1)) {
+    return r.system + " " + std::to_string(*r.producers) + "→" + std::to_string(*r.consumers);
+  }
+  return r.system;
+}
 
 std::string Fmt(const char* f, double v) {
   char b[64];
@@ -397,7 +410,8 @@ std::vector<uint64_t> SizesOf(const Results& res, const std::string& pat) {
 
 std::string ThroughputTable(const Results& res) {
   std::ostringstream o;
-  o << "### Throughput (one sender, one receiver; median of reps, [min–max])\n\n"
+  o << "### Throughput (one sender, one receiver unless P→C is shown; median of reps, "
+       "[min–max])\n\n"
     << "\"vs shmlink\" = shmlink-spsc's msgs/s ÷ the system's (above 1: shmlink is faster).\n\n"
     << "| size | system | msgs/s | bandwidth | msgs/s min–max | vs shmlink |\n"
     << "|---|---|---:|---:|---:|---:|\n";
@@ -411,7 +425,7 @@ std::string ThroughputTable(const Results& res) {
     const BenchRecord* ref = res.Find(kReference, "throughput", size);
     for (const auto* r : rows) {
       o << "| " << SizeName(size) << " | "
-        << (r->system == kReference ? "**" + r->system + "**" : r->system) << " | "
+        << (r->system == kReference ? "**" + r->system + "**" : Shown(*r)) << " | "
         << Rate(*r->msgs_per_s) << " | " << Bandwidth(*r->bytes_per_s) << " | "
         << Rate(Extra(*r, "msgs_per_s_min")) << " – " << Rate(Extra(*r, "msgs_per_s_max")) << " | "
         << (ref ? Ratio(*ref->msgs_per_s / *r->msgs_per_s) : "–") << " |\n";
@@ -435,7 +449,7 @@ std::string RttTable(const Results& res) {
     const BenchRecord* ref = res.Find(kReference, "rtt", size);
     for (const auto* r : rows) {
       o << "| " << SizeName(size) << " | "
-        << (r->system == kReference ? "**" + r->system + "**" : r->system) << " | "
+        << (r->system == kReference ? "**" + r->system + "**" : Shown(*r)) << " | "
         << Nanos(*r->p50_ns) << " | " << Nanos(*r->p99_ns) << " | "
         << (r->p999_ns ? Nanos(*r->p999_ns) : "–") << " | " << Nanos(Extra(*r, "p50_ns_min"))
         << " – " << Nanos(Extra(*r, "p50_ns_max")) << " | "
@@ -511,7 +525,7 @@ std::string Failures(const Results& res, const std::set<std::string>& not_built)
     std::replace(e.begin(), e.end(), '|', '/');
     std::replace(e.begin(), e.end(), '\n', ' ');
     const std::string which = r.size ? r.pattern + " " + SizeName(r.size) : "all";
-    o << "| " << r.system << " | " << which << " | " << e << " |\n";
+    o << "| " << Shown(r) << " | " << which << " | " << e << " |\n";
   }
   for (const auto& s : not_built) {
     o << "| " << s << " | all | not built into this binary (see bench/compare.cc Families()) |\n";
@@ -529,8 +543,8 @@ constexpr const char* kColors[] = {"#000000", "#c00000", "#7f3f00", "#4b0082", "
 std::string Plot(const Results& res, const std::string& out, const std::string& machine) {
   std::vector<std::string> systems;
   for (const auto& r : res.ok) {
-    if (std::find(systems.begin(), systems.end(), r.system) == systems.end()) {
-      systems.push_back(r.system);
+    if (std::find(systems.begin(), systems.end(), Shown(r)) == systems.end()) {
+      systems.push_back(Shown(r));
     }
   }
   // Legend order: shmlink first, the peers as they ran, the floors last.
@@ -582,7 +596,7 @@ std::string Plot(const Results& res, const std::string& out, const std::string& 
     for (const auto& s : systems) {
       std::vector<const BenchRecord*> rs;
       for (const auto& r : res.ok) {
-        if (r.system == s && r.pattern == p.pattern) rs.push_back(&r);
+        if (Shown(r) == s && r.pattern == p.pattern) rs.push_back(&r);
       }
       if (rs.empty()) continue;
       std::sort(rs.begin(), rs.end(), [](auto* a, auto* b) { return a->size < b->size; });
@@ -769,7 +783,7 @@ int Main(int argc, char** argv) {
   Emit emit = [&](const BenchRecord& r) {
     if (!keep.empty() && !keep.count(BaseSystem(r.system))) return;
     if (json.is_open()) json << ToJsonLine(r) << "\n" << std::flush;
-    std::string line = "[" + std::to_string(++n) + "] " + r.system + " " +
+    std::string line = "[" + std::to_string(++n) + "] " + Shown(r) + " " +
                        (r.size ? r.pattern + " " + SizeName(r.size) : "(all cases)") + ": ";
     if (!r.error.empty()) {
       line += "ERROR " + r.error;
