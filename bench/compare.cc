@@ -274,80 +274,98 @@ std::string JoinSizes(const std::vector<uint64_t>& sizes) {
   return s;
 }
 
-// Python: the shmlink module via python/bench.py --json when it and the built extension
-// exist; stock multiprocessing via bench/python_mp_bench.py (unless python/bench.py
-// already measured those systems).
+// Python: the shmlink module's own benchmark, python/bench.py --json (throughput of
+// python-shmlink-* and, by the same method, python-mp-*), when it and the built extension
+// exist; then bench/python_mp_bench.py for every python-mp-* system and pattern it did not
+// measure (RTT always: python/bench.py measures throughput only).
 void RunPythonCases(const BenchConfig& cfg, const Emit& emit) {
   const std::string root = Root();
   const std::string py = "/usr/bin/python3";
-  std::set<std::string> seen;
+  std::set<std::pair<std::string, std::string>> seen;  // (system, pattern)
   auto forward = [&](const std::string& line) {
     if (line.empty() || line[0] != '{') return;
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return;
     BenchRecord r = FromJson(j);
     if (!r.system.starts_with("python-")) return;
-    seen.insert(BaseSystem(r.system));
+    seen.insert({BaseSystem(r.system), r.pattern});
     emit(r);
   };
   const double budget = 300 + 60.0 * cfg.reps * cfg.seconds_per_rep * 8;
-  const std::vector<std::string> env = {
-      "SHMLINK_BENCH_SIZES=" + JoinSizes(cfg.sizes),
-      "SHMLINK_BENCH_REPS=" + std::to_string(cfg.reps),
-      "SHMLINK_BENCH_SECONDS=" + Fmt("%g", cfg.seconds_per_rep),
-      std::string("SHMLINK_BENCH_QUICK=") + (cfg.quick ? "1" : "0"),
-      "PYTHONPATH=" + root + "/python:" + root + "/bazel-bin/python"};
-  const std::string bench_py = root + "/python/bench.py";
-  const std::string module = root + "/bazel-bin/python/shmlink/_shmlink.so";
-  std::string why_not;
-  if (root.empty()) {
-    why_not = "source tree not found (use `bazel run`, or start it in the workspace root)";
-  } else if (access(bench_py.c_str(), R_OK) != 0) {
-    why_not = "python/bench.py not present";
-  } else if (access(module.c_str(), R_OK) != 0) {
-    why_not = "the extension is not built (bazel build //python:all)";
-  } else {
+  // python/bench.py with its extension: from compare's runfiles (built with it, see
+  // bench/BUILD), else from the source tree and bazel-bin.
+  std::string bench_py, pythonpath, why_not = "python/bench.py not found";
+  const std::vector<std::pair<std::string, std::string>> candidates = {
+      {"python", "python"},
+      {g_argv0 + ".runfiles/shmlink/python", g_argv0 + ".runfiles/shmlink/python"},
+      {root + "/python", root + "/python:" + root + "/bazel-bin/python"}};
+  for (const auto& [dir, path] : candidates) {
+    if (access((dir + "/bench.py").c_str(), R_OK) != 0) continue;
+    const std::string so_a = dir + "/shmlink/_shmlink.so";
+    const std::string so_b = root + "/bazel-bin/python/shmlink/_shmlink.so";
+    if (access(so_a.c_str(), R_OK) != 0 && access(so_b.c_str(), R_OK) != 0) {
+      why_not = "the extension is not built (bazel build //python:all)";
+      continue;
+    }
+    bench_py = dir + "/bench.py";
+    pythonpath = path;
+    break;
+  }
+  if (!bench_py.empty()) {
     std::fprintf(stderr, "  running python/bench.py --json ...\n");
-    std::vector<std::string> argv = {py, bench_py, "--json"};
+    std::vector<std::string> argv = {py,
+                                     bench_py,
+                                     "--json",
+                                     "--sizes",
+                                     JoinSizes(cfg.sizes),
+                                     "--reps",
+                                     std::to_string(cfg.reps),
+                                     "--seconds",
+                                     Fmt("%g", cfg.seconds_per_rep)};
     if (cfg.quick) argv.push_back("--quick");
-    why_not = RunCommand(argv, env, root, budget, forward);
+    why_not = RunCommand(argv, {"PYTHONPATH=" + pythonpath}, "", budget, forward);
     if (!why_not.empty()) why_not = "python/bench.py " + why_not;
   }
   for (const char* s : {"python-shmlink-queue", "python-shmlink-pipe", "python-shmlink-ring"}) {
-    if (seen.count(s) || why_not.empty()) continue;
+    if (seen.count({s, "throughput"}) || why_not.empty()) continue;
     BenchRecord r;
     r.system = s;
     r.pattern = "throughput";
     r.error = "not measured: " + why_not;
     emit(r);
   }
-  // Stock multiprocessing baselines.
-  std::string mp_systems;
+  // Stock multiprocessing baselines, per pattern, for what python/bench.py did not cover.
+  std::map<std::string, std::string> todo;  // patterns -> systems
   for (const char* s : {"python-mp-pipe", "python-mp-queue", "python-mp-listener"}) {
-    if (!seen.count(s)) mp_systems += (mp_systems.empty() ? "" : ",") + std::string(s);
+    std::string pats;
+    for (const char* p : {"throughput", "rtt"}) {
+      if (!seen.count({s, p})) pats += (pats.empty() ? "" : ",") + std::string(p);
+    }
+    if (!pats.empty()) todo[pats] += (todo[pats].empty() ? "" : ",") + std::string(s);
   }
-  if (mp_systems.empty()) return;
   // runfiles: the cwd of bazel run/test, else next to the binary, else the source tree
   std::string script = "bench/python_mp_bench.py";
   for (const std::string& alt : {g_argv0 + ".runfiles/shmlink/" + script, root + "/" + script}) {
     if (access(script.c_str(), R_OK) != 0) script = alt;
   }
-  std::string err;
-  if (access(py.c_str(), X_OK) != 0) {
-    err = py + " not found";
-  } else {
-    err =
-        RunCommand({py, script, "--systems", mp_systems, "--sizes", JoinSizes(cfg.sizes), "--reps",
-                    std::to_string(cfg.reps), "--seconds", Fmt("%g", cfg.seconds_per_rep),
-                    "--cpu-a", std::to_string(cfg.cpu_a), "--cpu-b", std::to_string(cfg.cpu_b)},
-                   {}, "", budget, forward);
-  }
-  if (!err.empty()) {
-    BenchRecord r;
-    r.system = "python-mp-pipe";
-    r.pattern = "throughput";
-    r.error = "python_mp_bench.py " + err;
-    emit(r);
+  for (const auto& [pats, systems] : todo) {
+    std::string err;
+    if (access(py.c_str(), X_OK) != 0) {
+      err = py + " not found";
+    } else {
+      err = RunCommand(
+          {py, script, "--systems", systems, "--patterns", pats, "--sizes", JoinSizes(cfg.sizes),
+           "--reps", std::to_string(cfg.reps), "--seconds", Fmt("%g", cfg.seconds_per_rep),
+           "--cpu-a", std::to_string(cfg.cpu_a), "--cpu-b", std::to_string(cfg.cpu_b)},
+          {}, "", budget, forward);
+    }
+    if (!err.empty()) {
+      BenchRecord r;
+      r.system = systems.substr(0, systems.find(','));
+      r.pattern = "throughput";
+      r.error = "python_mp_bench.py " + err;
+      emit(r);
+    }
   }
 }
 

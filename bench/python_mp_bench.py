@@ -220,6 +220,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--systems", default="pipe,queue,listener")
     ap.add_argument("--sizes", default="64,4096,65536,1048576")
+    ap.add_argument("--patterns", default="throughput,rtt")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=0.5)
     ap.add_argument("--cpu-a", type=int, default=0)
@@ -230,7 +231,7 @@ def main():
     kinds = [k.replace("python-mp-", "") for k in args.systems.split(",") if k]
     with tempfile.TemporaryDirectory(prefix="shmlink-compare-py-") as tmpdir:
         for kind in kinds:
-            for rtt in (False, True):
+            for rtt in [p == "rtt" for p in args.patterns.split(",") if p]:
                 for size in sizes:
                     print("  running python-mp-%s %s %d B ..." % (kind, "rtt" if rtt else "throughput", size),
                           file=sys.stderr, flush=True)
