@@ -40,6 +40,7 @@
 
 #include "bench/bench_record.h"
 #include "bench/cases.h"
+#include "bench/harness.h"
 
 namespace shmlink::bench {
 namespace {
@@ -356,7 +357,8 @@ void RunPythonCases(const BenchConfig& cfg, const Emit& emit) {
       err = RunCommand(
           {py, script, "--systems", systems, "--patterns", pats, "--sizes", JoinSizes(cfg.sizes),
            "--reps", std::to_string(cfg.reps), "--seconds", Fmt("%g", cfg.seconds_per_rep),
-           "--cpu-a", std::to_string(cfg.cpu_a), "--cpu-b", std::to_string(cfg.cpu_b)},
+           "--warmup", Fmt("%g", static_cast<double>(WarmupNs(cfg)) * 1e-9), "--cpu-a",
+           std::to_string(cfg.cpu_a), "--cpu-b", std::to_string(cfg.cpu_b)},
           {}, "", budget, forward);
     }
     if (!err.empty()) {
