@@ -76,8 +76,8 @@ struct Family {
 
 const std::vector<Family>& Families() {
   static const std::vector<Family> families = {
-      // shmlink itself (bench/spsc_cases.cc etc.): the reference, its blocking-wait variants, the
-      // socketpair baseline and the hardware floors.
+      // shmlink itself (bench/spsc_cases.cc etc.): the reference, its blocking-wait
+      // variants, the socketpair baseline and the hardware floors.
       {"spsc", {"shmlink-spsc", "shmlink-spsc-sleep"}, &RunSpscCases},
       {"socketpair", {"unix-socketpair"}, &RunSocketpairCases},
       {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
@@ -85,8 +85,7 @@ const std::vector<Family>& Families() {
       // and the Connection (shm rings after the Python-compatible handshake).
       {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmc2x2},
       {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
-      //
-      // Peers (this branch).
+      // The peers, on bench/peer_harness.h, and the Python systems.
       {"pipe", {"pipe"}, &RunPipeCases},
       {"tcp", {"tcp-loopback"}, &RunTcpCases},
       {"iceoryx", {"iceoryx"}, &RunIceoryxCases},
