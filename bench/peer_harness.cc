@@ -204,21 +204,26 @@ std::string RunRep(const BenchConfig& cfg, const PeerCase& c, CaseResults* res, 
   bool failed_seen = false, timed_out = false;
   int status = 0;
   for (;;) {
-    const pid_t w = waitpid(s, &status, WNOHANG);
-    if (w == s) break;
+    // Notice S's exit without reaping it: while S is an unreaped zombie its process group
+    // id cannot be reused, so the killpg below can only reach S's own group (a B left
+    // behind if S died abruptly).
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(s), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == s) {
+      break;
+    }
     if (!failed_seen && res->failed.load(std::memory_order_acquire)) {
       failed_seen = true;  // the other side may now block forever
       deadline = std::min<uint64_t>(deadline, NowNs() + 2'000'000'000ull);
     }
     if (NowNs() > deadline) {
       timed_out = !failed_seen;
-      killpg(s, SIGKILL);
-      waitpid(s, &status, 0);
       break;
     }
     usleep(2000);
   }
-  killpg(s, SIGKILL);  // a B that outlived S
+  killpg(s, SIGKILL);  // ends B (and S, on a deadline); S is not reaped yet
+  waitpid(s, &status, 0);
   std::string err;
   for (int i = 0; i < 2; ++i) {
     if (res->error[i][0]) {
