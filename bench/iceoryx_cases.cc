@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,6 +88,8 @@ class Roudi {
       CPU_ZERO(&all);
       for (long i = 0; i < sysconf(_SC_NPROCESSORS_CONF) && i < CPU_SETSIZE; ++i) CPU_SET(i, &all);
       (void)sched_setaffinity(0, sizeof all, &all);
+      // If the benchmark dies without stopping it (killed, Ctrl-C), RouDi shuts down too.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
       dup2(out[1], 1);
       dup2(out[1], 2);
       execl(kRoudi, kRoudi, "-c", config_.c_str(), "-m", "on", static_cast<char*>(nullptr));
@@ -106,6 +109,8 @@ class Roudi {
         if (n <= 0) break;  // RouDi exited
         seen.append(buf, static_cast<size_t>(n));
         if (seen.find("RouDi is ready for clients") != std::string::npos) {
+          unlink(config_.c_str());  // read at start-up; nothing to leave behind if killed
+          config_.clear();
           // Keep draining RouDi's output so it never blocks on a full pipe.
           drainer_ = std::thread([fd = fd_] {
             char b[4096];

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -153,6 +154,7 @@ std::string RttEchoer(size_t size, Endpoint* ep) {
 // One side of one repetition, in its own pinned process (RunPinnedPair did the pinning).
 int RunSide(const BenchConfig& cfg, const PeerCase& c, Side side, PairSync& sync, CaseResults* res,
             int rep) {
+  if (side == Side::kB) prctl(PR_SET_PDEATHSIG, SIGKILL);  // B ends with S
   std::string err;
   std::unique_ptr<Endpoint> ep = c.make(side, c.pattern, c.size, &err);
   if (!ep) {
@@ -192,7 +194,8 @@ std::string RunRep(const BenchConfig& cfg, const PeerCase& c, CaseResults* res, 
   const pid_t s = fork();
   if (s < 0) return std::string("fork: ") + std::strerror(errno);
   if (s == 0) {
-    setpgid(0, 0);  // S and B form one process group: one killpg ends both
+    setpgid(0, 0);                     // S and B form one process group: one killpg ends both
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // S ends with the benchmark (e.g. on Ctrl-C)
     const std::string e = RunPinnedPair(
         cfg, [&](PairSync& sync) { return RunSide(cfg, c, Side::kA, sync, res, rep); },
         [&](PairSync& sync) { return RunSide(cfg, c, Side::kB, sync, res, rep); });
