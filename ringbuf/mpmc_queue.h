@@ -229,6 +229,12 @@ class MpmcQueue {
   // Attaches to an existing queue, validating header and geometry first. Errors: those of
   // Segment::Open, kWrongKind (another kind of segment), kBadGeometry, kBadMagic, ...
   [[nodiscard]] static Expected<MpmcQueue> Attach(std::string_view name);
+  // Creates a queue in an anonymous sealed segment (memfd), to be passed by fd
+  // (segment().fd(), SCM_RIGHTS) and adopted on the other side with Adopt(FromFd(fd)).
+  [[nodiscard]] static Expected<MpmcQueue> CreateAnonymous(uint64_t slot_count,
+                                                           uint64_t max_message_size);
+  // Takes over an already-mapped segment (e.g. Segment::FromFd), validating it as Attach.
+  [[nodiscard]] static Expected<MpmcQueue> Adopt(Segment segment);
 
   // New handles, each registered under this process's identity. kRoleTaken if all
   // kMpmcMaxHandles entries are held by live processes. any-thread.
