@@ -1,0 +1,965 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// Upgrade protocol (after a successful handshake in which both challenges carried the
+// shmlink marker and the server has enable_shm; the client follows the server's offer):
+//
+//   server -> client   "#SHMLINK-SEG#" via:u8 capacity:u64le name...   (+ SCM_RIGHTS fd
+//                      when via == 0; via == 1: named segment, the name follows)
+//                   or "#SHMLINK-NOSHM#"  (server could not create a segment)
+//   client -> server   "#SHMLINK-OK#" token(16)   (token read from ring 0)
+//                   or "#SHMLINK-NOSHM#"  (client could not map/validate: socket path)
+//
+// Ring 0 carries server -> client, ring 1 client -> server. Before sending the offer the
+// server claims producer(0)/consumer(1) and commits the 16-byte random token as the first
+// message of ring 0; the client claims consumer(0)/producer(1) and consumes the token, so
+// echoing it proves the client mapped this very segment (not a same-named one elsewhere).
+//
+// Doorbell (fileno() on shm): a reader that arms adds kFdWaiterBias to its ring's
+// data_event.waiters (a value no number of futex sleepers reaches). A sender that sees
+// waiters >= kFdWaiterBias after a commit writes one byte to the socket. SYNC(doorbell):
+// arm is a seq_cst RMW followed by a seq_cst re-check of the ring; the sender's commit is
+// a seq_cst store of write_pos followed by a seq_cst load of waiters (event_count.h's
+// argument): either the sender sees the bias, or the reader's re-check sees the message.
+#include "transport/connection.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "ringbuf/blocking_wait.h"
+#include "ringbuf/process_identity.h"
+#include "ringbuf/segment.h"
+#include "ringbuf/spsc_layout.h"
+#include "ringbuf/spsc_ring.h"
+#include "transport/frame.h"
+
+namespace shmlink::transport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kUpgradeOffer = "#SHMLINK-SEG#";
+constexpr std::string_view kUpgradeOk = "#SHMLINK-OK#";
+constexpr std::string_view kUpgradeNo = "#SHMLINK-NOSHM#";
+constexpr size_t kTokenSize = 16;
+constexpr uint32_t kFdWaiterBias = 1u << 20;
+constexpr uint64_t kMinRingCapacity = 4096;
+constexpr auto kSocketCheckInterval = std::chrono::milliseconds(10);
+
+std::span<const std::byte> AsBytes(std::string_view s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+bool StartsWith(std::span<const std::byte> b, std::string_view p) {
+  return b.size() >= p.size() && std::memcmp(b.data(), p.data(), p.size()) == 0;
+}
+
+std::error_code Errno() { return {errno, std::system_category()}; }
+
+// Maps ring errors to the transport's vocabulary (kCorrupt etc. stay in the ring category).
+std::error_code MapRingError(std::error_code ec) {
+  if (ec == make_error_code(RingErrc::kClosed)) return make_error_code(TransportErrc::kClosed);
+  if (ec == make_error_code(RingErrc::kPeerDead)) return make_error_code(TransportErrc::kPeerDead);
+  if (ec == make_error_code(RingErrc::kTimedOut)) return make_error_code(TransportErrc::kTimedOut);
+  if (ec == make_error_code(RingErrc::kWouldBlock)) {
+    return make_error_code(TransportErrc::kWouldBlock);
+  }
+  if (ec == make_error_code(RingErrc::kTooLarge)) return make_error_code(TransportErrc::kTooLarge);
+  return ec;
+}
+
+// Milliseconds left until `deadline` for poll(): -1 = forever.
+int PollMs(std::optional<Clock::time_point> deadline) {
+  if (!deadline) return -1;
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
+  return left < 0 ? 0 : static_cast<int>(std::min<int64_t>(left, 1 << 30));
+}
+
+std::optional<Clock::time_point> DeadlineFor(Timeout t) {
+  if (t.count() < 0) return std::nullopt;
+  return Clock::now() + t;
+}
+
+// Writes all of `iov` (MSG_NOSIGNAL: EPIPE instead of SIGPIPE), optionally with one fd.
+Expected<void> SendAll(int fd, iovec* iov, int iovcnt, int pass_fd = -1) {
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  bool fd_pending = pass_fd >= 0;
+  while (iovcnt > 0) {
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(iovcnt);
+    if (fd_pending) {
+      std::memset(cbuf, 0, sizeof(cbuf));
+      msg.msg_control = cbuf;
+      msg.msg_controllen = sizeof(cbuf);
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    }
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        pollfd p{fd, POLLOUT, 0};
+        ::poll(&p, 1, -1);
+        continue;
+      }
+      return MakeUnexpected(Errno());
+    }
+    fd_pending = false;
+    size_t left = static_cast<size_t>(n);
+    while (iovcnt > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      ++iov;
+      --iovcnt;
+    }
+    if (iovcnt > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+  return {};
+}
+
+Expected<void> SendFrame(int fd, std::span<const std::byte> payload, int pass_fd = -1) {
+  std::byte hdr[kMaxFrameHeader];
+  const size_t hlen = EncodeFrameHeader(payload.size(), hdr);
+  iovec iov[2] = {{hdr, hlen}, {const_cast<std::byte*>(payload.data()), payload.size()}};
+  return SendAll(fd, iov, payload.empty() ? 1 : 2, pass_fd);
+}
+
+void CloseFd(int& fd) noexcept {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+std::string RandomHex(size_t bytes) {
+  std::vector<unsigned char> r(bytes);
+  RAND_bytes(r.data(), static_cast<int>(r.size()));
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : r) {
+    s += kHex[c >> 4];
+    s += kHex[c & 15];
+  }
+  return s;
+}
+
+}  // namespace
+
+// ====================================================================== Connection::Impl
+
+struct Connection::Impl {
+  int fd = -1;
+  int received_fd = -1;  // fd that arrived with SCM_RIGHTS during the upgrade
+  bool tcp = false;
+  ConnectionOptions options;
+  PeerInfo peer;
+  bool peer_is_shmlink = false;
+  bool closed = false;
+  bool eof = false;  // socket EOF seen
+
+  FrameParser parser{kHandshakeMaxFrame};
+  ConnectionStats stats;
+
+  // socket data path
+  std::vector<std::byte> send_buf;
+  bool reserved = false;
+  bool peeked = false;
+
+  // shm data path
+  std::shared_ptr<Segment> segment;
+  std::optional<SpscProducer> tx;
+  std::optional<SpscConsumer> rx;
+  SpscRegion tx_region, rx_region;
+  bool armed = false;
+
+  ~Impl() {
+    Close();
+    CloseFd(received_fd);
+  }
+
+  bool shm() const { return tx.has_value(); }
+
+  // ---------------------------------------------------------------- socket reads
+  // Receives into the parser; captures an SCM_RIGHTS fd. Returns bytes read (0 = EOF).
+  Expected<size_t> RecvSome(std::optional<Clock::time_point> deadline, bool timeout_is_handshake) {
+    for (;;) {
+      pollfd p{fd, POLLIN, 0};
+      int pr = ::poll(&p, 1, PollMs(deadline));
+      if (pr < 0) {
+        if (errno == EINTR) continue;
+        return MakeUnexpected(Errno());
+      }
+      if (pr == 0) {
+        return timeout_is_handshake ? TransportErrc::kHandshakeTimeout : TransportErrc::kTimedOut;
+      }
+      auto space = parser.PrepareWrite(64 * 1024);
+      iovec iov{space.data(), space.size()};
+      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = cbuf;
+      msg.msg_controllen = sizeof(cbuf);
+      ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+        if (errno == ECONNRESET) {
+          eof = true;
+          return size_t{0};
+        }
+        return MakeUnexpected(Errno());
+      }
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+          const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+          for (size_t i = 0; i < count; ++i) {
+            int got;
+            std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            CloseFd(received_fd);  // keep only the latest
+            received_fd = got;
+          }
+        }
+      }
+      parser.CommitWrite(static_cast<size_t>(n));
+      if (n == 0) eof = true;
+      return static_cast<size_t>(n);
+    }
+  }
+
+  // Next frame from the socket (handshake/upgrade or socket data path), in place.
+  Expected<std::span<const std::byte>> PeekFrame(std::optional<Clock::time_point> deadline,
+                                                 bool handshake) {
+    for (;;) {
+      auto f = parser.Peek();
+      if (f) return f;
+      if (f.error() != make_error_code(TransportErrc::kWouldBlock)) return f;
+      if (eof) {
+        // Stock Python closes by closing the socket: EOF at a frame boundary is a clean end.
+        if (parser.buffered() == 0 && !handshake) return TransportErrc::kClosed;
+        return TransportErrc::kPeerDead;
+      }
+      auto n = RecvSome(deadline, handshake);
+      if (!n) return MakeUnexpected(n.error());
+    }
+  }
+
+  Expected<std::vector<std::byte>> ReadFrame(std::optional<Clock::time_point> deadline) {
+    auto f = PeekFrame(deadline, true);
+    if (!f) return MakeUnexpected(f.error());
+    std::vector<std::byte> out(f->begin(), f->end());
+    parser.Pop();
+    return out;
+  }
+
+  // ---------------------------------------------------------------- handshake + upgrade
+  Expected<void> Authenticate(HandshakeRole role, std::string_view authkey,
+                              Clock::time_point deadline) {
+    HandshakeOptions hopts = options.auth;
+    hopts.advertise_shmlink = options.enable_shm;
+    auto hs = Handshake::Create(role, authkey, hopts);
+    if (!hs) return MakeUnexpected(hs.error());
+    std::vector<Bytes> out;
+    auto r = hs->Start(&out);
+    if (!r) return r;
+    while (true) {
+      for (const Bytes& f : out) {
+        auto s = SendFrame(fd, f);
+        if (!s && !hs->failed()) return s;
+      }
+      out.clear();
+      if (hs->failed() || hs->done()) break;
+      auto frame = PeekFrame(deadline, true);
+      if (!frame) return MakeUnexpected(frame.error());
+      r = hs->OnFrame(*frame, &out);
+      parser.Pop();
+      if (!r) {
+        for (const Bytes& f : out) (void)SendFrame(fd, f);  // #FAILURE#
+        return r;
+      }
+    }
+    peer_is_shmlink = hs->peer_is_shmlink();
+    return {};
+  }
+
+  Expected<void> AttachRings(std::shared_ptr<Segment> seg, bool server) {
+    auto g = ValidateSpscSegment(*seg, SegmentKind::kConnection, 2);
+    if (!g) return MakeUnexpected(g.error());
+    SpscRegion r0 = SpscRegionAt(*seg, *g, 0), r1 = SpscRegionAt(*seg, *g, 1);
+    tx_region = server ? r0 : r1;
+    rx_region = server ? r1 : r0;
+    auto p = SpscProducer::Claim(seg, tx_region);
+    if (!p) return MakeUnexpected(p.error());
+    auto c = SpscConsumer::Claim(seg, rx_region);
+    if (!c) return MakeUnexpected(c.error());
+    tx.emplace(std::move(*p));
+    rx.emplace(std::move(*c));
+    segment = std::move(seg);
+    return {};
+  }
+
+  void DropRings() {
+    tx.reset();
+    rx.reset();
+    segment.reset();
+  }
+
+  Expected<void> ServerUpgrade(Clock::time_point deadline) {
+    const uint64_t cap = options.ring_capacity;
+    auto size = SpscSegmentSize(2, cap);
+    std::optional<Segment> seg;
+    std::string name;
+    if (size && cap >= kMinRingCapacity) {
+      if (tcp) {
+        name = "/shmlink-conn-" + std::to_string(::getpid()) + "-" + RandomHex(12);
+        auto s = Segment::Create(name, *size, UnlinkPolicy::kUnlinkOnDestroy, 0600);
+        if (s) seg.emplace(std::move(*s));
+      } else {
+        auto s = Segment::CreateAnonymous(*size);
+        if (s) seg.emplace(std::move(*s));
+      }
+    }
+    std::array<std::byte, kTokenSize> token{};
+    bool ok = seg.has_value();
+    if (ok) {
+      InitSpscSegment(*seg, SegmentKind::kConnection, 2, cap);
+      ok = static_cast<bool>(AttachRings(std::make_shared<Segment>(std::move(*seg)), true));
+      ok = ok && RAND_bytes(reinterpret_cast<unsigned char*>(token.data()), kTokenSize) == 1;
+      ok = ok && static_cast<bool>(tx->try_send(token));
+    }
+    if (!ok) {
+      DropRings();
+      return SendFrame(fd, AsBytes(kUpgradeNo));
+    }
+    std::vector<std::byte> offer(AsBytes(kUpgradeOffer).begin(), AsBytes(kUpgradeOffer).end());
+    offer.push_back(std::byte{static_cast<uint8_t>(tcp ? 1 : 0)});
+    for (int i = 0; i < 8; ++i) offer.push_back(static_cast<std::byte>(cap >> (8 * i)));
+    if (tcp) {
+      auto nb = AsBytes(name);
+      offer.insert(offer.end(), nb.begin(), nb.end());
+    }
+    auto s = SendFrame(fd, offer, tcp ? -1 : segment->fd());
+    if (!s) {
+      DropRings();
+      return s;
+    }
+    auto reply = ReadFrame(deadline);
+    if (!reply) {
+      DropRings();
+      return MakeUnexpected(reply.error());
+    }
+    if (reply->size() == kUpgradeNo.size() && StartsWith(*reply, kUpgradeNo)) {
+      DropRings();
+      return {};
+    }
+    if (reply->size() != kUpgradeOk.size() + kTokenSize || !StartsWith(*reply, kUpgradeOk) ||
+        std::memcmp(reply->data() + kUpgradeOk.size(), token.data(), kTokenSize) != 0) {
+      DropRings();
+      return TransportErrc::kProtocolError;
+    }
+    if (tcp) (void)segment->Unlink();  // both sides mapped it: nothing can leak now
+    parser.set_max_payload(0);         // nothing but doorbells/EOF from now on
+    return {};
+  }
+
+  Expected<void> ClientUpgrade(Clock::time_point deadline) {
+    auto offer = ReadFrame(deadline);
+    if (!offer) return MakeUnexpected(offer.error());
+    if (offer->size() == kUpgradeNo.size() && StartsWith(*offer, kUpgradeNo)) {
+      CloseFd(received_fd);
+      return {};
+    }
+    if (!StartsWith(*offer, kUpgradeOffer) || offer->size() < kUpgradeOffer.size() + 9) {
+      return TransportErrc::kProtocolError;
+    }
+    const std::byte* p = offer->data() + kUpgradeOffer.size();
+    const uint8_t via = std::to_integer<uint8_t>(p[0]);
+    uint64_t cap = 0;
+    for (int i = 0; i < 8; ++i) cap |= uint64_t{std::to_integer<uint8_t>(p[1 + i])} << (8 * i);
+    std::string name(reinterpret_cast<const char*>(p + 9), offer->size() - kUpgradeOffer.size() - 9);
+    auto attach = [&]() -> Expected<void> {
+      Expected<Segment> seg = TransportErrc::kProtocolError;
+      if (via == 0) {
+        if (received_fd < 0) return TransportErrc::kProtocolError;
+        int f = received_fd;
+        received_fd = -1;
+        seg = Segment::FromFd(f);
+      } else if (via == 1) {
+        seg = Segment::Open(name);
+      }
+      if (!seg) return MakeUnexpected(seg.error());
+      auto shared = std::make_shared<Segment>(std::move(*seg));
+      auto r = AttachRings(shared, false);
+      if (!r) return r;
+      if (rx->capacity() != cap) return TransportErrc::kProtocolError;
+      return {};
+    };
+    std::array<std::byte, kTokenSize> token{};
+    auto ok = attach();
+    if (ok) {
+      auto t = rx->try_recv(token);
+      if (!t || *t != kTokenSize) ok = TransportErrc::kProtocolError;
+    }
+    CloseFd(received_fd);
+    if (!ok) {
+      DropRings();
+      return SendFrame(fd, AsBytes(kUpgradeNo));
+    }
+    std::vector<std::byte> reply(AsBytes(kUpgradeOk).begin(), AsBytes(kUpgradeOk).end());
+    reply.insert(reply.end(), token.begin(), token.end());
+    auto s = SendFrame(fd, reply);
+    if (!s) {
+      DropRings();
+      return s;
+    }
+    parser.set_max_payload(0);
+    return {};
+  }
+
+  Expected<void> Setup(HandshakeRole role, std::string_view authkey) {
+    const Clock::time_point deadline = Clock::now() + options.handshake_timeout;
+    auto r = Authenticate(role, authkey, deadline);
+    if (!r) return r;
+    if (options.enable_shm && peer_is_shmlink) {
+      r = role == HandshakeRole::kServer ? ServerUpgrade(deadline) : ClientUpgrade(deadline);
+      if (!r) return r;
+    }
+    if (!shm()) parser.set_max_payload(options.max_socket_message);
+    return {};
+  }
+
+  // ---------------------------------------------------------------- shm helpers
+  // Drains doorbell bytes; returns true if the socket reached EOF (peer gone).
+  bool DrainSocket() {
+    if (eof) return true;
+    std::byte buf[256];
+    for (;;) {
+      ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+      if (n > 0) continue;
+      if (n == 0) {
+        eof = true;
+        return true;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+      eof = true;  // ECONNRESET etc.
+      return true;
+    }
+  }
+
+  // For the sending side: EOF visible without consuming doorbells meant for the reader.
+  bool SocketHungUp() const {
+    pollfd p{fd, POLLRDHUP, 0};
+    return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  }
+
+  WaitOptions WaitFor(Timeout timeout) const {
+    WaitOptions w = options.wait;
+    w.timeout = timeout.count() < 0 ? WaitOptions::kInfinite : timeout;
+    return w;
+  }
+
+  Expected<std::span<const std::byte>> ShmPeek(Timeout timeout) {
+    auto r = rx->try_peek();
+    if (r) return r;
+    if (r.error() != make_error_code(RingErrc::kWouldBlock)) return MakeUnexpected(MapRingError(r.error()));
+    Clock::time_point next_check = Clock::now();
+    auto try_fn = [&]() -> Expected<std::span<const std::byte>> {
+      auto m = rx->try_peek();
+      if (m || m.error() != make_error_code(RingErrc::kWouldBlock)) return m;
+      const Clock::time_point now = Clock::now();
+      if (now >= next_check) {
+        next_check = now + kSocketCheckInterval;
+        if (DrainSocket()) {
+          // The peer closed the socket: whatever it committed before is visible now.
+          m = rx->try_peek();
+          if (m || m.error() != make_error_code(RingErrc::kWouldBlock)) return m;
+          return RingErrc::kPeerDead;
+        }
+      }
+      return m;
+    };
+    auto m = internal::BlockingWait(try_fn, rx_region.control->data_event,
+                                    &rx_region.control->producer_owner, WaitFor(timeout));
+    if (!m) return MakeUnexpected(MapRingError(m.error()));
+    return m;
+  }
+
+  Expected<std::span<std::byte>> ShmReserve(size_t n) {
+    auto r = tx->try_reserve(n);
+    if (r) return r;
+    if (r.error() != make_error_code(RingErrc::kWouldBlock)) return MakeUnexpected(MapRingError(r.error()));
+    Clock::time_point next_check = Clock::now();
+    auto try_fn = [&]() -> Expected<std::span<std::byte>> {
+      auto b = tx->try_reserve(n);
+      if (b || b.error() != make_error_code(RingErrc::kWouldBlock)) return b;
+      const Clock::time_point now = Clock::now();
+      if (now >= next_check) {
+        next_check = now + kSocketCheckInterval;
+        if (SocketHungUp()) return RingErrc::kPeerDead;
+      }
+      return b;
+    };
+    auto b = internal::BlockingWait(try_fn, tx_region.control->space_event,
+                                    &tx_region.control->consumer_owner, WaitFor(kForever));
+    if (!b) return MakeUnexpected(MapRingError(b.error()));
+    return b;
+  }
+
+  void ShmCommit() {
+    tx->commit();
+    // SYNC(doorbell): seq_cst load after commit()'s seq_cst store (see the file comment).
+    if (tx_region.control->data_event.waiters.load(std::memory_order_seq_cst) >= kFdWaiterBias) {
+      const char bell = 1;
+      if (::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++stats.doorbells_sent;
+      // EAGAIN: the socket already holds unread doorbells, so the reader is woken anyway.
+    }
+  }
+
+  void Disarm() {
+    if (!armed) return;
+    armed = false;
+    rx_region.control->data_event.waiters.fetch_sub(kFdWaiterBias, std::memory_order_seq_cst);
+  }
+
+  void Close() noexcept {
+    if (closed) return;
+    closed = true;
+    if (tx) {
+      Disarm();
+      tx->close();  // end of stream after every committed message
+      rx->close();  // a peer blocked on our full ring gets kClosed
+    }
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    CloseFd(fd);
+    DropRings();
+  }
+};
+
+// ====================================================================== Connection
+
+Connection::Connection(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Connection::Connection(Connection&&) noexcept = default;
+Connection& Connection::operator=(Connection&&) noexcept = default;
+Connection::~Connection() = default;
+
+bool Connection::is_shm() const noexcept { return impl_->shm(); }
+uint64_t Connection::max_message_size() const noexcept {
+  return impl_->shm() ? impl_->tx->max_message_size() : impl_->options.max_socket_message;
+}
+const PeerInfo& Connection::peer() const noexcept { return impl_->peer; }
+bool Connection::peer_is_shmlink() const noexcept { return impl_->peer_is_shmlink; }
+ConnectionStats Connection::stats() const noexcept { return impl_->stats; }
+bool Connection::closed() const noexcept { return impl_->closed; }
+int Connection::fileno() const noexcept { return impl_->fd; }
+void Connection::close() noexcept { impl_->Close(); }
+
+Expected<std::span<std::byte>> Connection::reserve(size_t n) {
+  Impl& m = *impl_;
+  if (m.closed || m.reserved) return TransportErrc::kBadState;
+  if (n > max_message_size()) return TransportErrc::kTooLarge;
+  if (m.shm()) {
+    auto r = m.ShmReserve(n);
+    if (r) m.reserved = true;
+    return r;
+  }
+  m.send_buf.resize(kMaxFrameHeader + n);
+  m.reserved = true;
+  return std::span<std::byte>(m.send_buf.data() + kMaxFrameHeader, n);
+}
+
+Expected<void> Connection::commit() {
+  Impl& m = *impl_;
+  if (m.closed || !m.reserved) return TransportErrc::kBadState;
+  m.reserved = false;
+  if (m.shm()) {
+    m.ShmCommit();
+    return {};
+  }
+  const size_t n = m.send_buf.size() - kMaxFrameHeader;
+  std::byte hdr[kMaxFrameHeader];
+  const size_t hlen = EncodeFrameHeader(n, hdr);
+  std::byte* start = m.send_buf.data() + kMaxFrameHeader - hlen;
+  std::memcpy(start, hdr, hlen);
+  iovec iov{start, hlen + n};
+  auto s = SendAll(m.fd, &iov, 1);
+  if (!s) return s;
+  ++m.stats.socket_frames_sent;
+  m.stats.socket_bytes_sent += n;
+  return {};
+}
+
+Expected<void> Connection::send_bytes(std::span<const std::byte> msg) {
+  Impl& m = *impl_;
+  if (m.closed || m.reserved) return TransportErrc::kBadState;
+  if (msg.size() > max_message_size()) return TransportErrc::kTooLarge;
+  if (m.shm()) {
+    auto buf = m.ShmReserve(msg.size());
+    if (!buf) return MakeUnexpected(buf.error());
+    if (!msg.empty()) std::memcpy(buf->data(), msg.data(), msg.size());
+    m.ShmCommit();
+    return {};
+  }
+  auto s = SendFrame(m.fd, msg);
+  if (!s) return s;
+  ++m.stats.socket_frames_sent;
+  m.stats.socket_bytes_sent += msg.size();
+  return {};
+}
+
+Expected<void> Connection::send_bytes(std::string_view msg) { return send_bytes(AsBytes(msg)); }
+
+Expected<std::span<const std::byte>> Connection::peek(Timeout timeout) {
+  Impl& m = *impl_;
+  if (m.closed) return TransportErrc::kBadState;
+  if (m.shm()) return m.ShmPeek(timeout);
+  const bool was_peeked = m.peeked;
+  auto f = m.PeekFrame(DeadlineFor(timeout), false);
+  if (!f) return f;
+  if (!was_peeked) {
+    m.peeked = true;
+    ++m.stats.socket_frames_received;
+    m.stats.socket_bytes_received += f->size();
+  }
+  return f;
+}
+
+void Connection::release() noexcept {
+  Impl& m = *impl_;
+  if (m.closed) return;
+  if (m.shm()) {
+    m.rx->release();
+  } else if (m.peeked) {
+    m.parser.Pop();
+    m.peeked = false;
+  }
+}
+
+Expected<std::vector<std::byte>> Connection::recv_bytes(Timeout timeout) {
+  auto f = peek(timeout);
+  if (!f) return MakeUnexpected(f.error());
+  std::vector<std::byte> out(f->begin(), f->end());
+  release();
+  return out;
+}
+
+Expected<void> Connection::send(const pickle::Value& v, int protocol) {
+  auto data = pickle::Encode(v, protocol);
+  if (!data) return MakeUnexpected(data.error());
+  return send_bytes(*data);
+}
+
+Expected<pickle::Value> Connection::recv(Timeout timeout) {
+  auto f = peek(timeout);
+  if (!f) return MakeUnexpected(f.error());
+  auto v = pickle::Decode(*f);
+  release();
+  return v;
+}
+
+Expected<bool> Connection::poll(Timeout timeout) {
+  Impl& m = *impl_;
+  if (m.closed) return TransportErrc::kBadState;
+  if (m.shm()) {
+    auto r = m.ShmPeek(timeout);
+    if (r) return true;
+    if (r.error() == make_error_code(TransportErrc::kTimedOut)) return false;
+    return true;  // end of stream / error pending: recv will report it without blocking
+  }
+  if (m.parser.HasFrame() || m.eof) return true;
+  const auto deadline = DeadlineFor(timeout);
+  for (;;) {
+    pollfd p{m.fd, POLLIN, 0};
+    int pr = ::poll(&p, 1, PollMs(deadline));
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) return false;
+    auto n = m.RecvSome(Clock::now(), false);
+    if (!n) return true;
+    if (m.parser.HasFrame() || m.eof) return true;
+    if (deadline && Clock::now() >= *deadline) return false;
+  }
+}
+
+Expected<bool> Connection::arm_fileno() {
+  Impl& m = *impl_;
+  if (m.closed) return TransportErrc::kBadState;
+  if (!m.shm()) return m.parser.HasFrame() || m.eof;
+  if (!m.armed) {
+    // SYNC(doorbell): seq_cst RMW, then the seq_cst re-check below.
+    m.rx_region.control->data_event.waiters.fetch_add(kFdWaiterBias, std::memory_order_seq_cst);
+    m.armed = true;
+  }
+  auto r = m.rx->try_peek();
+  if (r || r.error() != make_error_code(RingErrc::kWouldBlock) || m.DrainSocket()) {
+    m.Disarm();
+    return true;
+  }
+  return false;
+}
+
+void Connection::disarm_fileno() noexcept {
+  Impl& m = *impl_;
+  if (m.closed || !m.shm()) return;
+  m.Disarm();
+  m.DrainSocket();
+}
+
+// ====================================================================== Listener
+
+struct Listener::Impl {
+  int fd = -1;
+  Address address;
+  std::string authkey;
+  ListenerOptions options;
+  PeerInfo last_accepted;
+  ino_t inode = 0;  // socket file we created (removed on close only if still ours)
+  dev_t dev = 0;
+
+  ~Impl() { Close(); }
+  void Close() noexcept {
+    if (fd < 0) return;
+    CloseFd(fd);
+    if (address.family == AddressFamily::kUnixPath) {
+      struct stat st {};
+      if (::lstat(address.path.c_str(), &st) == 0 && st.st_ino == inode && st.st_dev == dev) {
+        ::unlink(address.path.c_str());
+      }
+    }
+  }
+};
+
+namespace {
+
+// A socket file that refuses connections belongs to a dead listener.
+bool IsStaleSocketFile(const std::string& path, const SockAddr& sa) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return false;
+  const int rc = ::connect(probe, sa.get(), sa.length);
+  const int err = errno;
+  ::close(probe);
+  return rc != 0 && err == ECONNREFUSED;
+}
+
+bool UidAllowed(uid_t uid, const ListenerOptions& o) {
+  if (o.allow_any_uid || uid == ::geteuid()) return true;
+  return std::find(o.allowed_uids.begin(), o.allowed_uids.end(), uid) != o.allowed_uids.end();
+}
+
+void ReadPeer(int fd, PeerInfo* peer) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    peer->address = FromSockAddr(reinterpret_cast<sockaddr*>(&ss), len);
+  }
+  if (ss.ss_family == AF_UNIX) {
+    ucred cred{};
+    socklen_t clen = sizeof(cred);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+      peer->pid = cred.pid;
+      peer->uid = cred.uid;
+      peer->gid = cred.gid;
+    }
+  }
+}
+
+}  // namespace
+
+Listener::Listener(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Listener::Listener(Listener&&) noexcept = default;
+Listener& Listener::operator=(Listener&&) noexcept = default;
+Listener::~Listener() = default;
+
+Expected<Listener> Listener::Create(std::string_view address, std::string_view authkey,
+                                    const ListenerOptions& options) {
+  auto a = Address::Parse(address);
+  if (!a) return MakeUnexpected(a.error());
+  return Create(*a, authkey, options);
+}
+
+namespace {
+
+// Removes /dev/shm/shmlink-conn-<pid>-* ring segments left by TCP listeners that died
+// between creating a connection's segment and unlinking it (the client's confirmation
+// never came: SIGKILL mid-handshake). A segment is stale when the creator identity in its
+// header (pid + start time) is dead; a segment whose header was never published falls back
+// to the pid in its name. Live listeners' segments and other users' files are left alone.
+void SweepStaleConnSegments() noexcept {
+  static constexpr std::string_view kPrefix = "shmlink-conn-";
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) return;
+  while (dirent* e = ::readdir(dir)) {
+    const std::string_view file(e->d_name);
+    if (file.substr(0, kPrefix.size()) != kPrefix) continue;
+    const std::string name = "/" + std::string(file);
+    pid_t pid = 0;
+    for (char ch : file.substr(kPrefix.size())) {
+      if (ch < '0' || ch > '9') break;
+      pid = pid * 10 + (ch - '0');
+    }
+    auto seg = Segment::Open(name);
+    bool dead = false;
+    if (seg) {
+      auto f = ValidateHeader(seg->data(), seg->size(), SegmentKind::kConnection);
+      dead = f ? !IsAlivePacked(f->creator) : (pid > 0 && IdentityOf(pid).start_ticks == 0);
+    } else if (seg.error() == RingErrc::kTruncated) {
+      dead = pid > 0 && IdentityOf(pid).start_ticks == 0;
+    }
+    if (dead) ::shm_unlink(name.c_str());
+  }
+  ::closedir(dir);
+}
+
+}  // namespace
+
+Expected<Listener> Listener::Create(const Address& address, std::string_view authkey,
+                                    const ListenerOptions& options) {
+  if (authkey.empty()) return TransportErrc::kInvalidArgument;
+  auto sa = ToSockAddr(address);
+  if (!sa) return MakeUnexpected(sa.error());
+  auto impl = std::make_unique<Impl>();
+  impl->authkey = std::string(authkey);
+  impl->options = options;
+  impl->address = address;
+  impl->fd = ::socket(sa->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (impl->fd < 0) return MakeUnexpected(Errno());
+  if (!address.is_unix()) {
+    int one = 1;
+    ::setsockopt(impl->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  }
+  if (::bind(impl->fd, sa->get(), sa->length) != 0) {
+    if (errno == EADDRINUSE && address.family == AddressFamily::kUnixPath) {
+      if (!IsStaleSocketFile(address.path, *sa)) {
+        struct stat st {};
+        const bool is_sock = ::lstat(address.path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+        if (is_sock) return TransportErrc::kAddressInUse;
+        return MakeUnexpected(std::error_code(EADDRINUSE, std::system_category()));
+      }
+      ::unlink(address.path.c_str());
+      if (::bind(impl->fd, sa->get(), sa->length) != 0) return MakeUnexpected(Errno());
+    } else if (errno == EADDRINUSE) {
+      return TransportErrc::kAddressInUse;
+    } else {
+      return MakeUnexpected(Errno());
+    }
+  }
+  // TCP listeners hand out named ring segments: clean up after dead predecessors.
+  if (!address.is_unix() && options.connection.enable_shm) SweepStaleConnSegments();
+  if (address.family == AddressFamily::kUnixPath) {
+    struct stat st {};
+    if (::chmod(address.path.c_str(), options.socket_mode) != 0 ||
+        ::lstat(address.path.c_str(), &st) != 0) {
+      const int err = errno;
+      ::unlink(address.path.c_str());
+      return MakeUnexpected(std::error_code(err, std::system_category()));
+    }
+    impl->inode = st.st_ino;
+    impl->dev = st.st_dev;
+  }
+  if (::listen(impl->fd, options.backlog) != 0) return MakeUnexpected(Errno());
+  if (!address.is_unix()) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    if (::getsockname(impl->fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+      Address bound = FromSockAddr(reinterpret_cast<sockaddr*>(&ss), len);
+      impl->address.port = bound.port;
+    }
+  }
+  return Listener(std::move(impl));
+}
+
+Expected<Connection> Listener::accept(Timeout timeout) {
+  Impl& l = *impl_;
+  if (l.fd < 0) return TransportErrc::kBadState;
+  const auto deadline = DeadlineFor(timeout);
+  int cfd = -1;
+  for (;;) {
+    pollfd p{l.fd, POLLIN, 0};
+    int pr = ::poll(&p, 1, PollMs(deadline));
+    if (pr < 0) {
+      if (errno == EINTR) continue;
+      return MakeUnexpected(Errno());
+    }
+    if (pr == 0) return TransportErrc::kTimedOut;
+    cfd = ::accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (cfd >= 0) break;
+    if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
+    return MakeUnexpected(Errno());
+  }
+  auto impl = std::make_unique<Connection::Impl>();
+  impl->fd = cfd;
+  impl->tcp = !l.address.is_unix();
+  impl->options = l.options.connection;
+  if (impl->tcp) {
+    int one = 1;
+    ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  l.last_accepted = PeerInfo{};
+  ReadPeer(cfd, &impl->peer);
+  l.last_accepted = impl->peer;
+  if (!impl->tcp && !UidAllowed(impl->peer.uid, l.options)) {
+    return TransportErrc::kPeerNotAllowed;  // impl closes the socket
+  }
+  auto r = impl->Setup(HandshakeRole::kServer, l.authkey);
+  if (!r) return MakeUnexpected(r.error());  // impl's destructor closes the socket
+  return Connection(std::move(impl));
+}
+
+const Address& Listener::address() const noexcept { return impl_->address; }
+const PeerInfo& Listener::last_accepted() const noexcept { return impl_->last_accepted; }
+int Listener::fileno() const noexcept { return impl_->fd; }
+void Listener::close() noexcept { impl_->Close(); }
+
+// ====================================================================== Client
+
+Expected<Connection> Client(const Address& address, std::string_view authkey,
+                            const ConnectionOptions& options) {
+  if (authkey.empty()) return TransportErrc::kInvalidArgument;
+  auto sa = ToSockAddr(address);
+  if (!sa) return MakeUnexpected(sa.error());
+  auto impl = std::make_unique<Connection::Impl>();
+  impl->options = options;
+  impl->tcp = !address.is_unix();
+  impl->fd = ::socket(sa->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (impl->fd < 0) return MakeUnexpected(Errno());
+  while (::connect(impl->fd, sa->get(), sa->length) != 0) {
+    if (errno == EINTR) continue;
+    return MakeUnexpected(Errno());
+  }
+  if (impl->tcp) {
+    int one = 1;
+    ::setsockopt(impl->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  ReadPeer(impl->fd, &impl->peer);
+  auto r = impl->Setup(HandshakeRole::kClient, authkey);
+  if (!r) return MakeUnexpected(r.error());
+  return Connection(std::move(impl));
+}
+
+Expected<Connection> Client(std::string_view address, std::string_view authkey,
+                            const ConnectionOptions& options) {
+  auto a = Address::Parse(address);
+  if (!a) return MakeUnexpected(a.error());
+  return Client(*a, authkey, options);
+}
+
+}  // namespace shmlink::transport
