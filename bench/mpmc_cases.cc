@@ -281,6 +281,9 @@ double RunOnce(const BenchConfig& cfg, Case k) {
   while (c->ready.load() < k.consumers + k.producers && Clock::now() < setup_deadline) {
     std::this_thread::sleep_for(1ms);
   }
+  // Every worker has attached: drop the name now, so that nothing is left in /dev/shm even
+  // if this process is killed mid-run.
+  if (queue) (void)queue->Unlink();
   double rate = -1;
   if (c->ready.load() == k.consumers + k.producers) {
     c->start.store(1, std::memory_order_release);
