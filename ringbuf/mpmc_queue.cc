@@ -201,10 +201,6 @@ MpmcProducer::~MpmcProducer() {
   ReleaseOwnerWord(e.owner, owner_word_);              // SYNC(owner): release
 }
 
-void MpmcProducer::MaybeRecover() noexcept {
-  RecoverIfDue(view_, next_recovery_, recovery_interval_);
-}
-
 Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
   MpmcControl* c = view_.control;
   // SYNC(targeted-wake): seq_cst load; the stamp decides what the position holds.

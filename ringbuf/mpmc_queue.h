@@ -135,7 +135,6 @@ class MpmcProducer {
   MpmcProducer(std::shared_ptr<const Segment> seg, MpmcView view, uint32_t idx, uint64_t owner,
                std::chrono::nanoseconds recovery_interval);
   Expected<std::span<std::byte>> TryClaimOnce(size_t n) noexcept;
-  void MaybeRecover() noexcept;
 
   std::shared_ptr<const Segment> segment_;
   MpmcView view_;
