@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -308,6 +309,34 @@ TEST(MpmcQueueTest, BlockedConsumerIsWokenByAnotherProcess) {
   auto r = rx->pop(buf, WaitOptions::Sleep(5s));
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(Str({buf.data(), r->size}), "wake");
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST(MpmcQueueTest, BlockedConsumerAndProducerUseAlmostNoCpu) {
+  // "No CPU when idle": a consumer blocked on an empty queue and a producer blocked on a
+  // full one for 1 s each sleep on the futex (waking every liveness_check for the dead-peer
+  // check). Generous bound: well under a tenth of the wall time.
+  const std::string name = UniqueShmName("mpmc-idle");
+  auto q = MpmcQueue::Create(name, 2, 16);
+  ASSERT_TRUE(q);
+  pid_t child = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    auto rx = a->Consumer();
+    std::vector<std::byte> buf(16);
+    auto r = rx->pop(buf, WaitOptions::WithTimeout(1s));
+    if (r || r.error() != RingErrc::kTimedOut) return 2;
+    auto tx = a->Producer();
+    if (!tx->try_push(Bytes("a")) || !tx->try_push(Bytes("b"))) return 3;
+    auto p = tx->push(Bytes("c"), WaitOptions::WithTimeout(1s));
+    if (p || p.error() != RingErrc::kTimedOut) return 4;
+    struct rusage ru {};
+    ::getrusage(RUSAGE_SELF, &ru);
+    const double cpu_s =
+        ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    std::printf("cpu while blocked 2 s: %.3f s\n", cpu_s);
+    std::fflush(stdout);
+    return cpu_s < 0.2 ? 0 : 5;
+  });
   EXPECT_EQ(WaitChild(child), 0);
 }
 
