@@ -198,16 +198,21 @@ struct Connection::Impl {
   // ---------------------------------------------------------------- socket reads
   // Receives into the parser; captures an SCM_RIGHTS fd. Returns bytes read (0 = EOF).
   Expected<size_t> RecvSome(std::optional<Clock::time_point> deadline, bool timeout_is_handshake) {
+    bool try_first = true;  // data is often there already: poll() only after EAGAIN
     for (;;) {
-      pollfd p{fd, POLLIN, 0};
-      int pr = ::poll(&p, 1, PollMs(deadline));
-      if (pr < 0) {
-        if (errno == EINTR) continue;
-        return MakeUnexpected(Errno());
+      if (!try_first) {
+        pollfd p{fd, POLLIN, 0};
+        int pr = ::poll(&p, 1, PollMs(deadline));
+        if (pr < 0) {
+          if (errno == EINTR) continue;
+          return MakeUnexpected(Errno());
+        }
+        if (pr == 0) {
+          return timeout_is_handshake ? TransportErrc::kHandshakeTimeout
+                                      : TransportErrc::kTimedOut;
+        }
       }
-      if (pr == 0) {
-        return timeout_is_handshake ? TransportErrc::kHandshakeTimeout : TransportErrc::kTimedOut;
-      }
+      try_first = false;
       auto space = parser.PrepareWrite(64 * 1024);
       iovec iov{space.data(), space.size()};
       alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
