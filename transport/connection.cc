@@ -118,6 +118,8 @@ Expected<void> SendAll(int fd, iovec* iov, int iovcnt, int pass_fd = -1) {
         ::poll(&p, 1, -1);
         continue;
       }
+      // The peer closed its end (or died): the same result the shm path reports.
+      if (errno == EPIPE || errno == ECONNRESET) return TransportErrc::kClosed;
       return MakeUnexpected(Errno());
     }
     fd_pending = false;

@@ -124,8 +124,9 @@ class Connection {
 
   // ---- sending (sender thread)
   // Sends one message (copied). Blocks while the ring (or socket buffer) is full.
-  // Errors: kTooLarge, kClosed (peer closed its reading side), kPeerDead, kBadState
-  // (closed), system errors (EPIPE, ECONNRESET) on the socket path.
+  // Errors: kTooLarge, kClosed (peer closed its reading side; on the socket path also
+  // EPIPE/ECONNRESET, which cannot tell a close from a death), kPeerDead (shm: the peer
+  // died), kBadState (closed), other socket errors in the system category.
   [[nodiscard]] Expected<void> send_bytes(std::span<const std::byte> msg);
   [[nodiscard]] Expected<void> send_bytes(std::string_view msg);
   // Zero copy: a writable span of `n` bytes for one message (in the ring on shm; in a

@@ -500,6 +500,23 @@ TEST(Listener, OtherUidRejectedByDefault) {
   ASSERT_TRUE(ok) << ok.error().message();
   ExpectEcho(*ok, 5);
   EXPECT_EQ(WaitChild(child2), 0);
+  // Over TCP (no credentials) the other uid cannot open our 0600 named segment: the
+  // upgrade is declined and the connection stays on the socket, like a remote host.
+  auto tcp = Listener::Create("127.0.0.1:0", kKey);
+  ASSERT_TRUE(tcp);
+  const std::string tcp_address = tcp->address().ToString();
+  const auto shm_before = testing::ShmFiles(OurSegmentPrefix());
+  pid_t child3 = ForkChild([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
+    return EchoClient(tcp_address, false);
+  });
+  auto sock = tcp->accept(10s);
+  ASSERT_TRUE(sock) << sock.error().message();
+  EXPECT_FALSE(sock->is_shm());
+  EXPECT_TRUE(sock->peer_is_shmlink());
+  EXPECT_EQ(testing::ShmFiles(OurSegmentPrefix()), shm_before);  // offer withdrawn, unlinked
+  ExpectEcho(*sock, 5);
+  EXPECT_EQ(WaitChild(child3), 0);
 }
 
 // fileno() + arm/disarm: select-style waiting on the shm path.
