@@ -25,14 +25,13 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include <openssl/rand.h>
 
 #include <algorithm>
 #include <atomic>
@@ -210,8 +209,7 @@ struct Connection::Impl {
           return MakeUnexpected(Errno());
         }
         if (pr == 0) {
-          return timeout_is_handshake ? TransportErrc::kHandshakeTimeout
-                                      : TransportErrc::kTimedOut;
+          return timeout_is_handshake ? TransportErrc::kHandshakeTimeout : TransportErrc::kTimedOut;
         }
       }
       try_first = false;
@@ -398,7 +396,8 @@ struct Connection::Impl {
     const uint8_t via = std::to_integer<uint8_t>(p[0]);
     uint64_t cap = 0;
     for (int i = 0; i < 8; ++i) cap |= uint64_t{std::to_integer<uint8_t>(p[1 + i])} << (8 * i);
-    std::string name(reinterpret_cast<const char*>(p + 9), offer->size() - kUpgradeOffer.size() - 9);
+    std::string name(reinterpret_cast<const char*>(p + 9),
+                     offer->size() - kUpgradeOffer.size() - 9);
     auto attach = [&]() -> Expected<void> {
       Expected<Segment> seg = TransportErrc::kProtocolError;
       if (via == 0) {
@@ -484,7 +483,8 @@ struct Connection::Impl {
   Expected<std::span<const std::byte>> ShmPeek(Timeout timeout) {
     auto r = rx->try_peek();
     if (r) return r;
-    if (r.error() != make_error_code(RingErrc::kWouldBlock)) return MakeUnexpected(MapRingError(r.error()));
+    if (r.error() != make_error_code(RingErrc::kWouldBlock))
+      return MakeUnexpected(MapRingError(r.error()));
     Clock::time_point next_check = Clock::now();
     auto try_fn = [&]() -> Expected<std::span<const std::byte>> {
       auto m = rx->try_peek();
@@ -510,7 +510,8 @@ struct Connection::Impl {
   Expected<std::span<std::byte>> ShmReserve(size_t n) {
     auto r = tx->try_reserve(n);
     if (r) return r;
-    if (r.error() != make_error_code(RingErrc::kWouldBlock)) return MakeUnexpected(MapRingError(r.error()));
+    if (r.error() != make_error_code(RingErrc::kWouldBlock))
+      return MakeUnexpected(MapRingError(r.error()));
     Clock::time_point next_check = Clock::now();
     auto try_fn = [&]() -> Expected<std::span<std::byte>> {
       auto b = tx->try_reserve(n);

@@ -95,11 +95,11 @@ struct PeerInfo {
 };
 
 struct ConnectionStats {
-  uint64_t socket_frames_sent = 0;      // data frames on the socket after the handshake
+  uint64_t socket_frames_sent = 0;  // data frames on the socket after the handshake
   uint64_t socket_frames_received = 0;
-  uint64_t socket_bytes_sent = 0;       // their payload bytes
+  uint64_t socket_bytes_sent = 0;  // their payload bytes
   uint64_t socket_bytes_received = 0;
-  uint64_t doorbells_sent = 0;          // 1-byte wake-ups for an armed fileno() (shm path)
+  uint64_t doorbells_sent = 0;  // 1-byte wake-ups for an armed fileno() (shm path)
 };
 
 class Connection {
@@ -195,8 +195,7 @@ class Listener {
   // authkey), kAddressInUse, system errors.
   [[nodiscard]] static Expected<Listener> Create(const Address& address, std::string_view authkey,
                                                  const ListenerOptions& options = {});
-  [[nodiscard]] static Expected<Listener> Create(std::string_view address,
-                                                 std::string_view authkey,
+  [[nodiscard]] static Expected<Listener> Create(std::string_view address, std::string_view authkey,
                                                  const ListenerOptions& options = {});
   Listener(Listener&&) noexcept;
   Listener& operator=(Listener&&) noexcept;

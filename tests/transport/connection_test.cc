@@ -327,10 +327,10 @@ TEST(Connection, SigkillMidTransferReleasesBlockedReader) {
       EXPECT_EQ(m.error(), make_error_code(TransportErrc::kClosed)) << m.error().message();
     }
     EXPECT_LT(released - killed, 2s);  // hang detection only; latency is a benchmark
-    std::printf("shm=%d: reader released %lld us after SIGKILL\n", shm,
-                static_cast<long long>(
-                    std::chrono::duration_cast<std::chrono::microseconds>(released - killed)
-                        .count()));
+    std::printf(
+        "shm=%d: reader released %lld us after SIGKILL\n", shm,
+        static_cast<long long>(
+            std::chrono::duration_cast<std::chrono::microseconds>(released - killed).count()));
     EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
   }
 }

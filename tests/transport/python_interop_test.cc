@@ -121,16 +121,15 @@ TEST_P(PythonInterop, ShmlinkClientToStockPythonListener) {
   EXPECT_EQ(WaitChild(py.pid), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Families, PythonInterop,
-    ::testing::Values(Param{"path", false, AuthDialect::kModern},
-                      Param{"abstract", false, AuthDialect::kModern},
-                      Param{"tcp", false, AuthDialect::kModern},
-                      Param{"abstract", true, AuthDialect::kModern},
-                      Param{"tcp", true, AuthDialect::kModern},
-                      Param{"abstract", false, AuthDialect::kLegacy},
-                      Param{"abstract", true, AuthDialect::kLegacy}),
-    Name);
+INSTANTIATE_TEST_SUITE_P(Families, PythonInterop,
+                         ::testing::Values(Param{"path", false, AuthDialect::kModern},
+                                           Param{"abstract", false, AuthDialect::kModern},
+                                           Param{"tcp", false, AuthDialect::kModern},
+                                           Param{"abstract", true, AuthDialect::kModern},
+                                           Param{"tcp", true, AuthDialect::kModern},
+                                           Param{"abstract", false, AuthDialect::kLegacy},
+                                           Param{"abstract", true, AuthDialect::kLegacy}),
+                         Name);
 
 TEST(PythonInteropAuth, WrongKeyFailsOnBothSides) {
   for (bool modern : {false, true}) {
@@ -163,7 +162,7 @@ TEST(PythonInteropAuth, WrongKeyFailsOnBothSides) {
 }
 
 TEST(PythonInteropObjects, PickledObjectsBothWays) {
-  std::vector<std::string> argv = {kPython, kPeer,        "listen",      testing::UniqueAbstract(),
+  std::vector<std::string> argv = {kPython,           kPeer,    "listen", testing::UniqueAbstract(),
                                    std::string(kKey), "--mode", "pickle", "--send-first"};
   Child py = Spawn(argv);
   const std::string ready = ReadLine(py, 20s);
