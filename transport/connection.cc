@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -753,10 +754,30 @@ struct Listener::Impl {
 
 namespace {
 
-// A socket file that refuses connections belongs to a dead listener.
+// True if some socket in this network namespace is bound to `path` (/proc/net/unix lists
+// bound paths as given to bind(); relative binds elsewhere are caught by the probe below).
+bool PathBoundInProc(const std::string& path) {
+  FILE* f = std::fopen("/proc/net/unix", "re");
+  if (f == nullptr) return false;
+  char line[512];
+  bool found = false;
+  while (!found && std::fgets(line, sizeof(line), f) != nullptr) {
+    std::string_view l(line);
+    while (!l.empty() && (l.back() == '\n' || l.back() == ' ')) l.remove_suffix(1);
+    found = l.size() > path.size() && l.substr(l.size() - path.size()) == path &&
+            l[l.size() - path.size() - 1] == ' ';
+  }
+  std::fclose(f);
+  return found;
+}
+
+// A socket file that no socket is bound to and that refuses connections belongs to a dead
+// listener. /proc/net/unix is consulted first so a live listener is not disturbed by a
+// probe connection.
 bool IsStaleSocketFile(const std::string& path, const SockAddr& sa) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+  if (PathBoundInProc(path)) return false;
   int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (probe < 0) return false;
   const int rc = ::connect(probe, sa.get(), sa.length);

@@ -446,7 +446,7 @@ TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
     return 0;
   });
   for (int i = 0; i < 200 && ::access(path.c_str(), F_OK) != 0; ++i) ::usleep(10000);
-  // While it lives, its file is not stolen.
+  // While it lives, its file is not stolen (and no probe connection disturbs it).
   auto busy = Listener::Create(path, kKey);
   ASSERT_FALSE(busy);
   EXPECT_EQ(busy.error(), make_error_code(TransportErrc::kAddressInUse));
@@ -461,6 +461,16 @@ TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   l->close();
   EXPECT_NE(::access(path.c_str(), F_OK), 0);  // removed on close
+  // A live listener in this process: a second Create fails and leaves no probe
+  // connection in its backlog (its accept() sees nobody).
+  {
+    auto live = Listener::Create(path, kKey);
+    ASSERT_TRUE(live);
+    auto second = Listener::Create(path, kKey);
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error(), make_error_code(TransportErrc::kAddressInUse));
+    EXPECT_EQ(live->accept(200ms).error(), make_error_code(TransportErrc::kTimedOut));
+  }
   // A regular file is never replaced.
   FILE* f = std::fopen(path.c_str(), "w");
   ASSERT_NE(f, nullptr);
