@@ -791,11 +791,46 @@ bool UidAllowed(uid_t uid, const ListenerOptions& o) {
   return std::find(o.allowed_uids.begin(), o.allowed_uids.end(), uid) != o.allowed_uids.end();
 }
 
+// The uid owning the IPv4 TCP socket whose local end is `peer` and remote end is `self`,
+// from /proc/net/tcp: available when the peer runs on this host (loopback). -1 if not.
+uid_t LoopbackTcpUid(const sockaddr_in& peer, const sockaddr_in& self) {
+  auto hex = [](const sockaddr_in& a) {
+    char buf[32];
+    // /proc prints the address as the host-order value of the network-order word.
+    std::snprintf(buf, sizeof(buf), "%08X:%04X", a.sin_addr.s_addr, ntohs(a.sin_port));
+    return std::string(buf);
+  };
+  const std::string local = hex(peer), remote = hex(self);
+  FILE* f = std::fopen("/proc/net/tcp", "re");
+  if (f == nullptr) return static_cast<uid_t>(-1);
+  char line[512];
+  uid_t uid = static_cast<uid_t>(-1);
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    char l[64], r[64];
+    unsigned st = 0, u = 0;
+    // sl local rem st tx:rx tr:when retrnsmt uid
+    if (std::sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %u", l, r, &st, &u) == 4 && local == l &&
+        remote == r) {
+      uid = static_cast<uid_t>(u);
+      break;
+    }
+  }
+  std::fclose(f);
+  return uid;
+}
+
 void ReadPeer(int fd, PeerInfo* peer) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
     peer->address = FromSockAddr(reinterpret_cast<sockaddr*>(&ss), len);
+  }
+  if (ss.ss_family == AF_INET) {
+    sockaddr_in self{};
+    socklen_t slen = sizeof(self);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &slen) == 0) {
+      peer->uid = LoopbackTcpUid(*reinterpret_cast<const sockaddr_in*>(&ss), self);
+    }
   }
   if (ss.ss_family == AF_UNIX) {
     ucred cred{};
@@ -905,7 +940,9 @@ Expected<Connection> Listener::accept(Timeout timeout) {
   l.last_accepted = PeerInfo{};
   ReadPeer(cfd, &impl->peer);
   l.last_accepted = impl->peer;
-  if (!impl->tcp && !UidAllowed(impl->peer.uid, l.options)) {
+  // Unix sockets always carry credentials; TCP only from this host (uid -1: remote).
+  const bool uid_known = !impl->tcp || impl->peer.uid != static_cast<uid_t>(-1);
+  if (uid_known && !UidAllowed(impl->peer.uid, l.options)) {
     return TransportErrc::kPeerNotAllowed;  // impl closes the socket
   }
   auto r = impl->Setup(HandshakeRole::kServer, l.authkey);

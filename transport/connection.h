@@ -80,13 +80,15 @@ struct ListenerOptions {
   // Mode of the socket file (Unix paths), set before listen() so no connection can race it.
   mode_t socket_mode = 0600;
   int backlog = 128;
-  // By default only peers of our own uid may connect (SO_PEERCRED, Unix sockets only; TCP
-  // carries no credentials and relies on the authkey alone).
+  // By default only peers of our own uid may connect: SO_PEERCRED on Unix sockets; for
+  // TCP from this host (loopback) the uid owning the client socket in /proc/net/tcp
+  // (IPv4). Remote TCP peers carry no credentials and rely on the authkey alone.
   bool allow_any_uid = false;
   std::vector<uid_t> allowed_uids;  // allowed besides our own uid
 };
 
-// Who is on the other end. pid/uid/gid come from SO_PEERCRED (Unix sockets; -1 on TCP).
+// Who is on the other end. Unix sockets: pid/uid/gid from SO_PEERCRED. TCP: uid of a
+// peer on this host (IPv4, /proc/net/tcp), pid/gid -1; all -1 for remote peers.
 struct PeerInfo {
   pid_t pid = -1;
   uid_t uid = static_cast<uid_t>(-1);

@@ -86,10 +86,8 @@ TEST_P(ShmEcho, TwoShmlinkPeersUseSharedMemory) {
   ASSERT_TRUE(conn) << conn.error().message();
   EXPECT_TRUE(conn->is_shm());
   EXPECT_TRUE(conn->peer_is_shmlink());
-  if (GetParam() != "tcp") {
-    EXPECT_EQ(listener->last_accepted().pid, child);
-    EXPECT_EQ(listener->last_accepted().uid, ::geteuid());
-  }
+  if (GetParam() != "tcp") EXPECT_EQ(listener->last_accepted().pid, child);
+  EXPECT_EQ(listener->last_accepted().uid, ::geteuid());  // TCP: from /proc/net/tcp
   // The TCP segment name is unlinked as soon as both sides mapped it.
   EXPECT_EQ(testing::ShmFiles(OurSegmentPrefix()), shm_before);
   ExpectEcho(*conn, kMessages);
@@ -510,9 +508,23 @@ TEST(Listener, OtherUidRejectedByDefault) {
   ASSERT_TRUE(ok) << ok.error().message();
   ExpectEcho(*ok, 5);
   EXPECT_EQ(WaitChild(child2), 0);
-  // Over TCP (no credentials) the other uid cannot open our 0600 named segment: the
-  // upgrade is declined and the connection stays on the socket, like a remote host.
-  auto tcp = Listener::Create("127.0.0.1:0", kKey);
+  // Over loopback TCP the uid comes from /proc/net/tcp: rejected by default too.
+  auto tcp_default = Listener::Create("127.0.0.1:0", kKey);
+  ASSERT_TRUE(tcp_default);
+  const std::string tcp_default_address = tcp_default->address().ToString();
+  pid_t child4 = ForkChild([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
+    auto c = Client(tcp_default_address, kKey);
+    return c ? 10 : 0;
+  });
+  auto refused = tcp_default->accept(10s);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), make_error_code(TransportErrc::kPeerNotAllowed));
+  EXPECT_EQ(tcp_default->last_accepted().uid, 65534u);
+  EXPECT_EQ(WaitChild(child4), 0);
+  // Allowed over TCP, the other uid cannot open our 0600 named segment: the upgrade is
+  // declined and the connection stays on the socket, like a remote host's.
+  auto tcp = Listener::Create("127.0.0.1:0", kKey, lo);
   ASSERT_TRUE(tcp);
   const std::string tcp_address = tcp->address().ToString();
   const auto shm_before = testing::ShmFiles(OurSegmentPrefix());
