@@ -172,6 +172,7 @@ TEST(Connection, WrongKeyIsAnAuthErrorOnBothSidesAndCreatesNoSegment) {
     ASSERT_TRUE(listener);
     address = listener->address().ToString();
     const auto shm_before = testing::ShmFiles(OurSegmentPrefix());
+    const int fds_before = testing::OpenFdCount();
     pid_t child = ForkChild([&] {
       auto c = Client(address, "wrong key");
       if (c) return 10;
@@ -183,6 +184,7 @@ TEST(Connection, WrongKeyIsAnAuthErrorOnBothSidesAndCreatesNoSegment) {
     EXPECT_TRUE(IsAuthError(conn.error()));
     EXPECT_EQ(WaitChild(child), 0);
     EXPECT_EQ(testing::ShmFiles(OurSegmentPrefix()), shm_before);
+    EXPECT_EQ(testing::OpenFdCount(), fds_before);  // the failed client's socket is closed
     // The listener keeps serving.
     pid_t ok = ForkChild([&] { return EchoClient(address, true); });
     auto good = listener->accept(10s);
@@ -418,6 +420,7 @@ TEST(Connection, TwoHundredFiftySixConcurrentClients) {
       return 0;
     }));
   }
+  const int fds_before = testing::OpenFdCount();
   std::vector<Connection> conns;
   for (int i = 0; i < kProcs * kPerProc; ++i) {
     auto c = listener->accept(30s);
@@ -432,6 +435,43 @@ TEST(Connection, TwoHundredFiftySixConcurrentClients) {
     ASSERT_TRUE(c.send_bytes("echo " + Str(*m)));
   }
   for (pid_t c : children) EXPECT_EQ(WaitChild(c), 0);
+  conns.clear();
+  EXPECT_EQ(testing::OpenFdCount(), fds_before);  // sockets and memfds all released
+}
+
+// The server dies during the handshake: the client gets kPeerDead, not a hang.
+TEST(Connection, ServerKilledMidHandshake) {
+  const std::string address = testing::UniqueAbstract();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t server = ForkChild([&] {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::memcpy(un.sun_path + 1, address.data() + 1, address.size() - 1);
+    socklen_t len = offsetof(sockaddr_un, sun_path) + address.size();
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&un), len) != 0 || ::listen(fd, 4) != 0) return 1;
+    (void)!::write(ready[1], "r", 1);
+    int c = ::accept(fd, nullptr, nullptr);
+    (void)c;
+    ::pause();  // accepted, never sends a challenge
+    return 0;
+  });
+  char r;
+  ASSERT_EQ(::read(ready[0], &r, 1), 1);
+  std::thread killer([&] {
+    std::this_thread::sleep_for(200ms);
+    ::kill(server, SIGKILL);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto c = Client(address, kKey);
+  killer.join();
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error(), make_error_code(TransportErrc::kPeerDead)) << c.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);  // well before the 5 s timeout
+  EXPECT_EQ(WaitChild(server), 128 + SIGKILL);
+  ::close(ready[0]);
+  ::close(ready[1]);
 }
 
 TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
