@@ -55,6 +55,13 @@ constexpr std::string_view kUpgradeOffer = "#SHMLINK-SEG#";
 constexpr std::string_view kUpgradeOk = "#SHMLINK-OK#";
 constexpr std::string_view kUpgradeNo = "#SHMLINK-NOSHM#";
 constexpr size_t kTokenSize = 16;
+// Ring message header on the shm path (8 bytes, keeps payloads 8-aligned). A message
+// that fits a ring record is one kMsgWhole record; a larger one is a kMsgFirst record
+// (u64 total length, then data) followed by kMsgMore records, reassembled by the reader.
+constexpr uint32_t kMsgWhole = 0x4c4f4857;  // "WHOL"
+constexpr uint32_t kMsgFirst = 0x54535246;  // "FRST"
+constexpr uint32_t kMsgMore = 0x45524f4d;   // "MORE"
+constexpr size_t kMsgHeader = 8;
 constexpr uint32_t kFdWaiterBias = 1u << 20;
 constexpr uint64_t kMinRingCapacity = 4096;
 constexpr auto kSocketCheckInterval = std::chrono::milliseconds(10);
@@ -189,6 +196,12 @@ struct Connection::Impl {
   std::optional<SpscConsumer> rx;
   SpscRegion tx_region, rx_region;
   bool armed = false;
+  bool big_reserved = false;      // reserve() of a message larger than a ring record
+  std::vector<std::byte> big_tx;  // its bytes until commit()
+  std::vector<std::byte> big_rx;  // a large message being reassembled / peeked
+  uint64_t big_total = 0, big_got = 0;
+  bool big_active = false, big_ready = false;
+  std::error_code rx_error;  // sticky: the peer broke the message protocol
 
   ~Impl() {
     Close();
@@ -530,6 +543,112 @@ struct Connection::Impl {
     return b;
   }
 
+  // ---- message layer over the rings (see kMsgWhole)
+  uint64_t ShmInlineMax() const { return tx->max_message_size() - kMsgHeader; }
+  uint64_t ShmChunk() const { return tx->capacity() / 4 - 32; }
+
+  Expected<std::span<std::byte>> ShmReserveWhole(size_t n) {
+    auto r = ShmReserve(n + kMsgHeader);
+    if (!r) return r;
+    const uint32_t h[2] = {kMsgWhole, 0};
+    std::memcpy(r->data(), h, sizeof(h));
+    return r->subspan(kMsgHeader);
+  }
+
+  // Sends `msg` (larger than ShmInlineMax) as FIRST + MORE chunks, committing each so the
+  // reader drains while we write.
+  Expected<void> ShmSendLarge(std::span<const std::byte> msg) {
+    const uint64_t chunk = ShmChunk();
+    size_t off = 0;
+    bool first = true;
+    while (first || off < msg.size()) {
+      const size_t n = std::min<size_t>(chunk, msg.size() - off);
+      const size_t hdr = first ? kMsgHeader + 8 : kMsgHeader;
+      auto r = ShmReserve(hdr + n);
+      if (!r) return MakeUnexpected(r.error());
+      const uint32_t h[2] = {first ? kMsgFirst : kMsgMore, 0};
+      std::memcpy(r->data(), h, sizeof(h));
+      if (first) {
+        const uint64_t total = msg.size();
+        std::memcpy(r->data() + kMsgHeader, &total, sizeof(total));
+      }
+      if (n > 0) std::memcpy(r->data() + hdr, msg.data() + off, n);
+      ShmCommit();
+      off += n;
+      first = false;
+    }
+    return {};
+  }
+
+  Expected<std::span<const std::byte>> Broken(TransportErrc e) {
+    rx_error = make_error_code(e);
+    big_active = false;
+    big_rx = {};
+    return MakeUnexpected(rx_error);
+  }
+
+  // The next whole message (reassembled if it came in chunks).
+  Expected<std::span<const std::byte>> ShmPeekMessage(Timeout timeout) {
+    if (rx_error) return MakeUnexpected(rx_error);
+    if (big_ready) return std::span<const std::byte>(big_rx);
+    const auto deadline = DeadlineFor(timeout);
+    for (;;) {
+      Timeout left = kForever;
+      if (deadline) left = std::max<Timeout>(Timeout{0}, *deadline - Clock::now());
+      auto r = ShmPeek(left);
+      if (!r) return r;
+      if (r->size() < kMsgHeader) return Broken(TransportErrc::kProtocolError);
+      uint32_t kind;
+      std::memcpy(&kind, r->data(), sizeof(kind));
+      if (!big_active) {
+        if (kind == kMsgWhole) return r->subspan(kMsgHeader);
+        if (kind != kMsgFirst || r->size() < kMsgHeader + 8) {
+          return Broken(TransportErrc::kProtocolError);
+        }
+        uint64_t total;
+        std::memcpy(&total, r->data() + kMsgHeader, sizeof(total));
+        const size_t n = r->size() - kMsgHeader - 8;
+        if (total > options.max_socket_message) return Broken(TransportErrc::kFrameTooLarge);
+        if (n > total) return Broken(TransportErrc::kProtocolError);
+        // Grow with the data that arrives, not with the length the peer claims.
+        big_rx.clear();
+        big_rx.reserve(std::min<uint64_t>(total, uint64_t{64} << 20));
+        const std::byte* d = r->data() + kMsgHeader + 8;
+        big_rx.insert(big_rx.end(), d, d + n);
+        big_total = total;
+        big_got = n;
+        big_active = true;
+      } else {
+        const size_t n = r->size() - kMsgHeader;
+        if (kind != kMsgMore || n > big_total - big_got) {
+          return Broken(TransportErrc::kProtocolError);
+        }
+        const std::byte* d = r->data() + kMsgHeader;
+        big_rx.insert(big_rx.end(), d, d + n);
+        big_got += n;
+      }
+      rx->release();
+      if (big_got == big_total) {
+        big_active = false;
+        big_ready = true;
+        return std::span<const std::byte>(big_rx);
+      }
+    }
+  }
+
+  void ShmRelease() {
+    if (big_ready) {
+      big_ready = false;
+      if (big_rx.capacity() > (uint64_t{16} << 20)) {
+        big_rx = {};  // do not hold on to a huge buffer
+      } else {
+        big_rx.clear();
+      }
+      return;
+    }
+    rx->release();
+  }
+
   void ShmCommit() {
     tx->commit();
     // SYNC(doorbell): seq_cst load after commit()'s seq_cst store (see the file comment).
@@ -568,9 +687,7 @@ Connection& Connection::operator=(Connection&&) noexcept = default;
 Connection::~Connection() = default;
 
 bool Connection::is_shm() const noexcept { return impl_->shm(); }
-uint64_t Connection::max_message_size() const noexcept {
-  return impl_->shm() ? impl_->tx->max_message_size() : impl_->options.max_socket_message;
-}
+uint64_t Connection::max_message_size() const noexcept { return impl_->options.max_socket_message; }
 const PeerInfo& Connection::peer() const noexcept { return impl_->peer; }
 bool Connection::peer_is_shmlink() const noexcept { return impl_->peer_is_shmlink; }
 ConnectionStats Connection::stats() const noexcept { return impl_->stats; }
@@ -583,9 +700,15 @@ Expected<std::span<std::byte>> Connection::reserve(size_t n) {
   if (m.closed || m.reserved) return TransportErrc::kBadState;
   if (n > max_message_size()) return TransportErrc::kTooLarge;
   if (m.shm()) {
-    auto r = m.ShmReserve(n);
-    if (r) m.reserved = true;
-    return r;
+    if (n <= m.ShmInlineMax()) {
+      auto r = m.ShmReserveWhole(n);
+      if (r) m.reserved = true;
+      return r;
+    }
+    m.big_tx.resize(n);  // sent in chunks by commit()
+    m.big_reserved = true;
+    m.reserved = true;
+    return std::span<std::byte>(m.big_tx);
   }
   m.send_buf.resize(kMaxFrameHeader + n);
   m.reserved = true;
@@ -597,6 +720,12 @@ Expected<void> Connection::commit() {
   if (m.closed || !m.reserved) return TransportErrc::kBadState;
   m.reserved = false;
   if (m.shm()) {
+    if (m.big_reserved) {
+      m.big_reserved = false;
+      auto r = m.ShmSendLarge(m.big_tx);
+      m.big_tx = {};
+      return r;
+    }
     m.ShmCommit();
     return {};
   }
@@ -618,7 +747,8 @@ Expected<void> Connection::send_bytes(std::span<const std::byte> msg) {
   if (m.closed || m.reserved) return TransportErrc::kBadState;
   if (msg.size() > max_message_size()) return TransportErrc::kTooLarge;
   if (m.shm()) {
-    auto buf = m.ShmReserve(msg.size());
+    if (msg.size() > m.ShmInlineMax()) return m.ShmSendLarge(msg);
+    auto buf = m.ShmReserveWhole(msg.size());
     if (!buf) return MakeUnexpected(buf.error());
     if (!msg.empty()) std::memcpy(buf->data(), msg.data(), msg.size());
     m.ShmCommit();
@@ -636,7 +766,7 @@ Expected<void> Connection::send_bytes(std::string_view msg) { return send_bytes(
 Expected<std::span<const std::byte>> Connection::peek(Timeout timeout) {
   Impl& m = *impl_;
   if (m.closed) return TransportErrc::kBadState;
-  if (m.shm()) return m.ShmPeek(timeout);
+  if (m.shm()) return m.ShmPeekMessage(timeout);
   const bool was_peeked = m.peeked;
   auto f = m.PeekFrame(DeadlineFor(timeout), false);
   if (!f) return f;
@@ -652,7 +782,7 @@ void Connection::release() noexcept {
   Impl& m = *impl_;
   if (m.closed) return;
   if (m.shm()) {
-    m.rx->release();
+    m.ShmRelease();
   } else if (m.peeked) {
     m.parser.Pop();
     m.peeked = false;
@@ -685,7 +815,7 @@ Expected<bool> Connection::poll(Timeout timeout) {
   Impl& m = *impl_;
   if (m.closed) return TransportErrc::kBadState;
   if (m.shm()) {
-    auto r = m.ShmPeek(timeout);
+    auto r = m.ShmPeekMessage(timeout);
     if (r) return true;
     if (r.error() == make_error_code(TransportErrc::kTimedOut)) return false;
     return true;  // end of stream / error pending: recv will report it without blocking
@@ -714,7 +844,7 @@ Expected<bool> Connection::arm_fileno() {
     m.armed = true;
   }
   auto r = m.rx->try_peek();
-  if (r || r.error() != make_error_code(RingErrc::kWouldBlock) || m.DrainSocket()) {
+  if (m.big_ready || r || r.error() != make_error_code(RingErrc::kWouldBlock) || m.DrainSocket()) {
     m.Disarm();
     return true;
   }

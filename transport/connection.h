@@ -62,11 +62,11 @@ struct ConnectionOptions {
   // Advertise the shmlink marker and use shared memory with shmlink peers. false: behave
   // exactly like stock Python (socket data path).
   bool enable_shm = true;
-  // Bytes per ring (one ring per direction), a power of two in [4 KiB, 4 GiB]. The largest
-  // message on the shm path is ring_capacity/2 - 8 (see max_message_size()). Chosen by
-  // the server; the client accepts the server's value.
+  // Bytes per ring (one ring per direction), a power of two in [4 KiB, 4 GiB]. Messages
+  // up to ring_capacity/2 - 16 bytes are zero-copy on the shm path; larger ones are sent
+  // in chunks (see max_message_size()). Chosen by the server; the client follows.
   uint64_t ring_capacity = uint64_t{1} << 20;
-  // Longest frame accepted on the socket data path (protects memory from a bogus header).
+  // Longest message on either path (protects memory from a bogus length).
   uint64_t max_socket_message = uint64_t{1} << 31;
   // Bound on the whole handshake (authentication + upgrade). A silent peer gets
   // kHandshakeTimeout and its socket is closed.
@@ -115,8 +115,10 @@ class Connection {
 
   // True if messages travel through shared memory; false on the socket data path.
   bool is_shm() const noexcept;
-  // Largest message send_bytes/reserve accept: ring_capacity/2 - 8 on shm, else
-  // max_socket_message of the options.
+  // Largest message send_bytes/reserve accept (and recv accepts): max_socket_message of
+  // the options, on both paths. On shm a message up to ring_capacity/2 - 16 bytes is one
+  // ring record, read in place; a larger one travels in chunks and is reassembled in a
+  // buffer (peek() then returns that buffer; reserve() hands out a buffer too).
   uint64_t max_message_size() const noexcept;
   const PeerInfo& peer() const noexcept;
   // The peer's challenge carried the shmlink marker.

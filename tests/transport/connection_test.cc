@@ -617,21 +617,45 @@ TEST(Connection, FilenoDoorbellWakesSelect) {
   EXPECT_EQ(WaitChild(child), 0);
 }
 
-TEST(Connection, TooLargeAndBadStateAreTypedErrors) {
+TEST(Connection, LargeMessagesTravelInChunksOnShm) {
   const std::string address = testing::UniqueAbstract();
   ListenerOptions lo;
-  lo.connection.ring_capacity = 1 << 16;
+  lo.connection.ring_capacity = 1 << 16;  // one record holds at most 32 KiB - 16
+  lo.connection.max_socket_message = 4 << 20;
   auto listener = Listener::Create(address, kKey, lo);
   ASSERT_TRUE(listener);
   pid_t child = ForkChild([&] { return EchoClient(address, true); });
   auto conn = listener->accept(10s);
   ASSERT_TRUE(conn);
-  EXPECT_EQ(conn->max_message_size(), (1u << 15) - 8);
-  EXPECT_EQ(conn->send_bytes(std::string(1 << 15, 'x')).error(),
+  ASSERT_TRUE(conn->is_shm());
+  EXPECT_EQ(conn->max_message_size(), 4u << 20);
+  // Around the record limit, and far beyond it; interleaved with small messages.
+  for (size_t n : {size_t{(1 << 15) - 17}, size_t{(1 << 15) - 16}, size_t{(1 << 15) - 15},
+                   size_t{1 << 15}, size_t{100000}, size_t{3 << 20}}) {
+    std::string msg(n, '\0');
+    for (size_t i = 0; i < n; ++i) msg[i] = static_cast<char>('a' + (i * 7 + n) % 26);
+    ASSERT_TRUE(conn->send_bytes(msg)) << n;
+    ASSERT_TRUE(conn->send_bytes("small"));
+    auto back = conn->recv_bytes(10s);
+    ASSERT_TRUE(back) << n << ": " << back.error().message();
+    ASSERT_EQ(Str(*back), msg) << n;
+    EXPECT_EQ(Str(*conn->recv_bytes(10s)), "small");
+  }
+  // Zero-copy reserve of a large message (a buffer, sent in chunks by commit()).
+  auto buf = conn->reserve(200000);
+  ASSERT_TRUE(buf);
+  std::memset(buf->data(), 'R', buf->size());
+  ASSERT_TRUE(conn->commit());
+  auto back = conn->peek(10s);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(Str(*back), std::string(200000, 'R'));
+  conn->release();
+  EXPECT_EQ(conn->send_bytes(std::string(5 << 20, 'x')).error(),
             make_error_code(TransportErrc::kTooLarge));
   EXPECT_EQ(conn->commit().error(), make_error_code(TransportErrc::kBadState));
-  ExpectEcho(*conn, 3);  // still usable
+  ExpectEcho(*conn, 3);  // still usable; ends with "close"
   EXPECT_EQ(WaitChild(child), 0);
+  EXPECT_EQ(conn->stats().socket_frames_sent, 0u);  // all of it went through the rings
   conn->close();
   EXPECT_EQ(conn->send_bytes("x").error(), make_error_code(TransportErrc::kBadState));
   EXPECT_EQ(conn->recv_bytes().error(), make_error_code(TransportErrc::kBadState));
