@@ -131,6 +131,23 @@ INSTANTIATE_TEST_SUITE_P(Families, PythonInterop,
                                            Param{"abstract", true, AuthDialect::kLegacy}),
                          Name);
 
+// Our challenge with every digest Python 3.12 allows, answered by a 3.12-rules client.
+TEST(PythonInteropAuth, EveryAllowedDigestWithPython312Rules) {
+  for (const char* digest : {"md5", "sha256", "sha384", "sha3_256", "sha3_384"}) {
+    ListenerOptions lo;
+    lo.connection.auth.digest = digest;
+    auto listener = Listener::Create(testing::UniqueAbstract(), kKey, lo);
+    ASSERT_TRUE(listener);
+    Child py = Spawn(
+        {kPython, kPeer, "connect", listener->address().ToString(), std::string(kKey), "--modern"});
+    auto conn = listener->accept(20s);
+    ASSERT_TRUE(conn) << digest << ": " << conn.error().message();
+    ASSERT_TRUE(conn->send_bytes("close"));
+    EXPECT_EQ(ReadLine(py, 20s), "DONE 1") << digest;
+    EXPECT_EQ(WaitChild(py.pid), 0) << digest;
+  }
+}
+
 TEST(PythonInteropAuth, WrongKeyFailsOnBothSides) {
   for (bool modern : {false, true}) {
     // Python client, wrong key.
