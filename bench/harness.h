@@ -77,6 +77,12 @@ uint64_t TouchBytes(const std::byte* p, size_t n) noexcept;
 uint64_t MeasureNs(const BenchConfig& cfg) noexcept;
 uint64_t WarmupNs(const BenchConfig& cfg) noexcept;
 
+// RTT loop condition: stop once the measured window is over and at least 200 samples were
+// taken (a loaded machine can stall one side for the whole window), or 20 s after `end`.
+inline bool RttDone(uint64_t now, uint64_t end, size_t samples) noexcept {
+  return now >= end && (samples >= 200 || now >= end + 20'000'000'000ull);
+}
+
 // A ring capacity that holds messages of `size` with room to batch.
 uint64_t RingCapacityFor(uint64_t size) noexcept;
 

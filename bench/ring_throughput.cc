@@ -32,11 +32,8 @@ std::vector<Family> Families() {
       {"spsc", {"shmlink-spsc", "shmlink-spsc-sleep"}, &RunSpscCases},
       {"socketpair", {"unix-socketpair"}, &RunSocketpairCases},
       {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
-      // ---- LEAD: wire the other families here once their libraries are linked into
-      // //bench:ring_throughput (declared in bench/cases.h; calling them before they are
-      // linked fails to link):
-      //   {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmcCases},
-      //   {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
+      {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmcCases},
+      {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
   };
 }
 

@@ -128,7 +128,7 @@ std::string RttRep(const BenchConfig& cfg, uint64_t size, std::vector<uint64_t>*
         const uint64_t end = warm_end + MeasureNs(cfg);
         for (;;) {
           const uint64_t t0 = NowNs();
-          if (t0 >= end) break;
+          if (RttDone(t0, end, samples->size())) break;
           if (!WriteAll(s.fd[0], src.data(), size)) return 3;
           if (ReadAll(s.fd[0], buf.data(), size) != static_cast<ssize_t>(size)) return 4;
           const uint64_t t1 = NowNs();

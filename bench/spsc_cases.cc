@@ -155,7 +155,7 @@ std::string RttRep(const BenchConfig& cfg, uint64_t size, const WaitOptions& opt
         const uint64_t end = warm_end + MeasureNs(cfg);
         for (uint64_t seq = 0;; ++seq) {
           const uint64_t t0 = NowNs();
-          if (t0 >= end) break;
+          if (RttDone(t0, end, samples->size())) break;
           auto buf = tx->reserve(size, opts);
           if (!buf) return 3;
           std::memcpy(buf->data(), src.data(), size);

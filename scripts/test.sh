@@ -13,6 +13,9 @@ PASSED=0
 FAILED=0
 SKIPPED=0
 shm_before=$(ls /dev/shm | grep -c '^shmlink' || true)
+# Tests put their Unix sockets in /tmp as shmlink*.sock (TEST_TMPDIR can exceed sun_path).
+count_sockets() { find /tmp -maxdepth 1 -name 'shmlink*.sock' 2>/dev/null | wc -l; }
+sock_before=$(count_sockets)
 
 # run_suite CONFIG_NAME QUERY [bazel flags...]
 run_suite() {
@@ -46,6 +49,13 @@ leftover=$(ls /dev/shm | grep -c '^shmlink' || true)
 if [ "$leftover" -gt "$shm_before" ]; then
   echo "test: tests left segments in /dev/shm:" >&2
   ls -la /dev/shm | grep shmlink >&2
+  FAILED=$((FAILED + 1)); STATUS=1
+fi
+
+sock_after=$(count_sockets)
+if [ "$sock_after" -gt "$sock_before" ]; then
+  echo "test: tests left socket files in /tmp:" >&2
+  find /tmp -maxdepth 1 -name 'shmlink*.sock' >&2
   FAILED=$((FAILED + 1)); STATUS=1
 fi
 

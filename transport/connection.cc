@@ -22,11 +22,13 @@
 // argument): either the sender sees the bias, or the reader's re-check sees the message.
 #include "transport/connection.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/rand.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -41,6 +43,7 @@
 #include <optional>
 
 #include "ringbuf/blocking_wait.h"
+#include "ringbuf/process_identity.h"
 #include "ringbuf/segment.h"
 #include "ringbuf/spsc_layout.h"
 #include "ringbuf/spsc_ring.h"
@@ -987,6 +990,41 @@ Expected<Listener> Listener::Create(std::string_view address, std::string_view a
   return Create(*a, authkey, options);
 }
 
+namespace {
+
+// Removes /dev/shm/shmlink-conn-<pid>-* ring segments left by TCP listeners that died
+// between creating a connection's segment and unlinking it (the client's confirmation
+// never came: SIGKILL mid-handshake). A segment is stale when the creator identity in its
+// header (pid + start time) is dead; a segment whose header was never published falls back
+// to the pid in its name. Live listeners' segments and other users' files are left alone.
+void SweepStaleConnSegments() noexcept {
+  static constexpr std::string_view kPrefix = "shmlink-conn-";
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) return;
+  while (dirent* e = ::readdir(dir)) {
+    const std::string_view file(e->d_name);
+    if (file.substr(0, kPrefix.size()) != kPrefix) continue;
+    const std::string name = "/" + std::string(file);
+    pid_t pid = 0;
+    for (char ch : file.substr(kPrefix.size())) {
+      if (ch < '0' || ch > '9') break;
+      pid = pid * 10 + (ch - '0');
+    }
+    auto seg = Segment::Open(name);
+    bool dead = false;
+    if (seg) {
+      auto f = ValidateHeader(seg->data(), seg->size(), SegmentKind::kConnection);
+      dead = f ? !IsAlivePacked(f->creator) : (pid > 0 && IdentityOf(pid).start_ticks == 0);
+    } else if (seg.error() == RingErrc::kTruncated) {
+      dead = pid > 0 && IdentityOf(pid).start_ticks == 0;
+    }
+    if (dead) ::shm_unlink(name.c_str());
+  }
+  ::closedir(dir);
+}
+
+}  // namespace
+
 Expected<Listener> Listener::Create(const Address& address, std::string_view authkey,
                                     const ListenerOptions& options) {
   if (authkey.empty()) return TransportErrc::kInvalidArgument;
@@ -1018,6 +1056,8 @@ Expected<Listener> Listener::Create(const Address& address, std::string_view aut
       return MakeUnexpected(Errno());
     }
   }
+  // TCP listeners hand out named ring segments: clean up after dead predecessors.
+  if (!address.is_unix() && options.connection.enable_shm) SweepStaleConnSegments();
   if (address.family == AddressFamily::kUnixPath) {
     struct stat st {};
     if (::chmod(address.path.c_str(), options.socket_mode) != 0 ||

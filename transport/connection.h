@@ -195,8 +195,9 @@ class Listener {
  public:
   // Binds and listens. A Unix socket file left by a dead listener (connect() refused) is
   // replaced; a live one gives kAddressInUse, a non-socket file EADDRINUSE. TCP port 0
-  // picks a free port (see address()). Errors: kInvalidAddress, kInvalidArgument (empty
-  // authkey), kAddressInUse, system errors.
+  // picks a free port (see address()). A TCP listener first removes ring segments that dead
+  // TCP listeners left in /dev/shm (killed mid-handshake, see docs/RELIABILITY.md).
+  // Errors: kInvalidAddress, kInvalidArgument (empty authkey), kAddressInUse, system errors.
   [[nodiscard]] static Expected<Listener> Create(const Address& address, std::string_view authkey,
                                                  const ListenerOptions& options = {});
   [[nodiscard]] static Expected<Listener> Create(std::string_view address, std::string_view authkey,

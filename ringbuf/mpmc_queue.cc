@@ -1,0 +1,631 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// Memory-ordering argument for the MPMC queue (labels are referenced at each atomic):
+//
+// SYNC(publish): a producer writes payload and length with plain stores, then moves the
+//   slot stamp Claimed(p,i) -> Published(p) with a seq_cst CAS (includes release). A
+//   consumer loads the stamp (seq_cst, includes acquire) and claims it with a CAS before it
+//   reads length and payload: every byte is visible before the message can be claimed.
+// SYNC(slot-free): a consumer finishes reading, then moves Reading(p,j) -> Free(p+N) with a
+//   seq_cst CAS (includes release). A producer loads the stamp (includes acquire) before it
+//   claims position p+N and writes the payload, so its writes cannot overtake those reads.
+// SYNC(claim): claims are CASes on the stamp, so exactly one claimant wins each state
+//   transition; the stamp carries the full (54-bit) position, so there is no ABA.
+// enqueue_pos / dequeue_pos say where to look first. The stamp read afterwards decides; a
+//   stale value only costs another loop iteration. Each is at most one behind the true
+//   frontier, because whoever sees a claimed stamp there helps it forward before claiming
+//   anything else. Their loads and CASes are seq_cst for SYNC(targeted-wake) only.
+// SYNC(targeted-wake): a sleeping consumer waits for the slot at the dequeue position w it
+//   last read (seq_cst) before its final re-check; dequeue_pos is monotonic. A producer
+//   that publishes position p then loads dequeue_pos (seq_cst) as d. If the consumer's
+//   re-check saw p unpublished, that re-check - and the consumer's earlier read of w -
+//   precede the publish in the total order, so d >= w: publishing p == w always finds
+//   p <= d and notifies. If p > d, no sleeper can be waiting for p, and the producer skips
+//   the notification (this keeps a backlog, or a head slot held by a preempted producer,
+//   from turning every publish into a futex wake). Symmetrically a consumer freeing
+//   position r (slot now Free(r+N)) notifies producers only if r + N <= enqueue_pos.
+//   Recovery always notifies both sides.
+// Stamps are seq_cst (not merely acq/rel) because the sleeping protocol (event_count.h)
+//   needs one total order between "publish stamp, load waiters" and "announce waiter,
+//   re-load stamp". On x86-64 a seq_cst CAS costs the same as an acq_rel one.
+// SYNC(owner): registry owner words are claimed with acq_rel CAS and freed with a release
+//   store, so a new owner of an entry sees everything the previous owner (or the process
+//   that recovered it) did to stamps carrying that index.
+#include "ringbuf/mpmc_queue.h"
+
+#include <sys/mman.h>
+
+#include <cstring>
+#include <utility>
+
+#include "ringbuf/blocking_wait.h"
+#include "ringbuf/process_identity.h"
+
+namespace shmlink {
+namespace {
+
+// A try_ call gives up with kCorrupt after this many loop iterations. Every iteration of a
+// healthy queue means another handle made progress, so this only trips on damaged stamps.
+constexpr uint32_t kMaxIterations = 1u << 22;
+
+using Clock = std::chrono::steady_clock;
+
+MpmcSlotHeader* SlotByIndex(const MpmcView& v, uint64_t i) {
+  return reinterpret_cast<MpmcSlotHeader*>(v.slots + i * v.stride);
+}
+
+// Moves a claim counter from `pos` to pos + 1 unless somebody did; returns its new value.
+uint64_t HelpForward(std::atomic<uint64_t>& counter, uint64_t pos) {
+  uint64_t expected = pos;
+  // SYNC(targeted-wake): seq_cst (same cost as acq_rel on x86-64).
+  if (counter.compare_exchange_strong(expected, pos + 1, std::memory_order_seq_cst)) {
+    return pos + 1;
+  }
+  return expected;
+}
+
+// SYNC(targeted-wake): wake consumers only if one may be waiting for position `pos`. The
+// waiters check comes first (SYNC(event-count) needs it after the publication, which it
+// is), so the fast path without sleepers reads no line that consumers write.
+void NotifyConsumersFor(MpmcControl* c, uint64_t pos) {
+  if (c->not_empty.waiters.load(std::memory_order_seq_cst) == 0) return;
+  if (pos <= c->dequeue_pos.load(std::memory_order_seq_cst)) c->not_empty.NotifyAll();
+}
+// Blocked producers wait for the slot this many positions past the enqueue position.
+uint64_t HysteresisSlots(uint64_t slot_count) { return slot_count / 2 - 1; }
+
+// SYNC(targeted-wake): wake producers only if one may be waiting for position `pos`
+// (a blocked producer waits for position e + HysteresisSlots(N) with e <= enqueue_pos).
+void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos) {
+  if (c->not_full.waiters.load(std::memory_order_seq_cst) == 0) return;
+  if (pos <= c->enqueue_pos.load(std::memory_order_seq_cst) + HysteresisSlots(slot_count)) {
+    c->not_full.NotifyAll();
+  }
+}
+
+// Runs the liveness check of all participants if `every` has passed since the last one
+// (each check reads /proc once per registered handle). True if something was recovered.
+bool RecoverIfDue(const MpmcView& v, Clock::time_point& next, std::chrono::nanoseconds every) {
+  const Clock::time_point now = Clock::now();
+  if (now < next) return false;
+  next = now + every;
+  return internal::RecoverMpmcDead(v) > 0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- recovery
+
+namespace internal {
+
+bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept {
+  if (idx >= kMpmcMaxHandles) return false;
+  MpmcRegistryEntry& e = v.registry[idx];
+  // SYNC(owner): acquire; pairs with the release of the entry by its previous holder.
+  uint64_t owner = e.owner.load(std::memory_order_acquire);
+  if (owner == 0 || IsAlivePacked(owner)) return false;
+  const uint64_t me = SelfIdentity().Pack();
+  // Take the entry over so that neither a new handle nor another recoverer uses the index
+  // while we scan. If we die meanwhile, the entry names us (dead) and is recovered again:
+  // every step below is a CAS, so repeating it is harmless.
+  // SYNC(owner): acq_rel CAS.
+  if (!e.owner.compare_exchange_strong(owner, me, std::memory_order_acq_rel)) return false;
+  MpmcControl* c = v.control;
+  for (uint64_t i = 0; i < v.slot_count; ++i) {
+    MpmcSlotHeader* s = SlotByIndex(v, i);
+    // SYNC(claim): seq_cst load; the dead owner's last CAS on this stamp completed before
+    // it died, so it is visible here.
+    uint64_t st = s->stamp.load(std::memory_order_seq_cst);
+    while (StampIdx(st) == idx) {
+      const uint64_t pos = StampPos(st);
+      if (StampState(st) == kSlotClaimed) {
+        // Producer died between claim and publish: turn the slot into a skip record.
+        if (s->stamp.compare_exchange_strong(st, MakeStamp(pos, kPublishedSkip, kSlotPublished),
+                                             std::memory_order_seq_cst)) {
+          // Relaxed: a statistic; nothing is ordered by it.
+          c->abandoned.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+      } else if (StampState(st) == kSlotReading) {
+        // Consumer died holding a message: orphan it for redelivery. Count first, so the
+        // adopter's decrement never drives the counter below zero.
+        c->orphans.fetch_add(1, std::memory_order_seq_cst);
+        if (s->stamp.compare_exchange_strong(st, MakeStamp(pos, kMpmcOrphanIdx, kSlotReading),
+                                             std::memory_order_seq_cst)) {
+          break;
+        }
+        c->orphans.fetch_sub(1, std::memory_order_seq_cst);
+      } else {
+        break;  // Free/Published stamps carry no owner (idx 0/1 there mean something else)
+      }
+    }
+  }
+  e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release below
+  // SYNC(owner): release; pairs with the acq_rel CAS of the next holder.
+  e.owner.store(0, std::memory_order_release);
+  c->not_empty.NotifyAll();
+  c->not_full.NotifyAll();
+  return true;
+}
+
+size_t RecoverMpmcDead(const MpmcView& v) noexcept {
+  const uint64_t me = SelfIdentity().Pack();
+  size_t n = 0;
+  for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
+    // Relaxed: a hint; RecoverMpmcEntry re-reads with acquire and re-checks liveness.
+    const uint64_t owner = v.registry[i].owner.load(std::memory_order_relaxed);
+    if (owner == 0 || owner == me) continue;
+    if (RecoverMpmcEntry(v, i)) ++n;
+  }
+  return n;
+}
+
+}  // namespace internal
+
+// ---------------------------------------------------------------- MpmcProducer
+
+MpmcProducer::MpmcProducer(std::shared_ptr<const Segment> seg, MpmcView view, uint32_t idx,
+                           uint64_t owner, std::chrono::nanoseconds recovery_interval)
+    : segment_(std::move(seg)),
+      view_(view),
+      idx_(idx),
+      owner_word_(owner),
+      recovery_interval_(recovery_interval) {}
+
+MpmcProducer::MpmcProducer(MpmcProducer&& o) noexcept
+    : segment_(std::move(o.segment_)),
+      view_(o.view_),
+      idx_(o.idx_),
+      owner_word_(o.owner_word_),
+      recovery_interval_(o.recovery_interval_),
+      next_recovery_(o.next_recovery_),
+      claim_pos_(o.claim_pos_),
+      claim_size_(o.claim_size_),
+      claimed_(std::exchange(o.claimed_, false)) {
+  o.segment_.reset();
+}
+
+MpmcProducer& MpmcProducer::operator=(MpmcProducer&& o) noexcept {
+  if (this != &o) {
+    this->~MpmcProducer();
+    new (this) MpmcProducer(std::move(o));
+  }
+  return *this;
+}
+
+MpmcProducer::~MpmcProducer() {
+  if (!segment_) return;
+  abort();
+  MpmcRegistryEntry& e = view_.registry[idx_];
+  e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release CAS
+  ReleaseOwnerWord(e.owner, owner_word_);              // SYNC(owner): release
+}
+
+void MpmcProducer::MaybeRecover() noexcept {
+  RecoverIfDue(view_, next_recovery_, recovery_interval_);
+}
+
+Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
+  MpmcControl* c = view_.control;
+  // SYNC(targeted-wake): seq_cst load; the stamp decides what the position holds.
+  uint64_t pos = c->enqueue_pos.load(std::memory_order_seq_cst);
+  for (uint32_t iter = 0; iter < kMaxIterations; ++iter) {
+    MpmcSlotHeader* s = view_.slot(pos);
+    const uint64_t want = pos & kStampPosMask;
+    // SYNC(slot-free): seq_cst load (acquire side).
+    uint64_t st = s->stamp.load(std::memory_order_seq_cst);
+    const uint64_t spos = StampPos(st);
+    if (spos == want && StampState(st) == kSlotFree) {
+      // SYNC(claim): seq_cst CAS; the winner owns position `pos`.
+      if (s->stamp.compare_exchange_strong(st, MakeStamp(pos, idx_, kSlotClaimed),
+                                           std::memory_order_seq_cst)) {
+        HelpForward(c->enqueue_pos, pos);
+        claim_pos_ = pos;
+        claim_size_ = n;
+        claimed_ = true;
+        return std::span<std::byte>(view_.payload(pos), n);
+      }
+      continue;  // lost the race for this position; look again
+    }
+    if (spos >= want) {  // position already taken by someone: move the hint past it
+      pos = HelpForward(c->enqueue_pos, pos);
+      continue;
+    }
+    return RingErrc::kWouldBlock;  // the previous lap's message still occupies the slot
+  }
+  return RingErrc::kCorrupt;
+}
+
+Expected<std::span<std::byte>> MpmcProducer::try_claim(size_t n) noexcept {
+  if (claimed_) return RingErrc::kBadState;
+  if (n > view_.max_message_size) return RingErrc::kTooLarge;
+  auto r = TryClaimOnce(n);
+  if (r || !internal::WouldBlock(r.error())) return r;
+  // Full: maybe a dead consumer holds the slot we need; its message must be orphaned so a
+  // live consumer can redeliver and free it.
+  if (RecoverIfDue(view_, next_recovery_, recovery_interval_)) return TryClaimOnce(n);
+  return r;
+}
+
+Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& opts) {
+  auto r = try_claim(n);
+  if (r || !internal::WouldBlock(r.error())) return r;
+  // Full: wait for a batch of free slots (hysteresis), not for the first one. A producer
+  // that refills each slot the moment a consumer frees it ping-pongs one cache line per
+  // message between the two; one that waits for half the queue refills lines consumers
+  // are done with while they drain the rest.
+  const uint64_t batch = HysteresisSlots(view_.slot_count);
+  MpmcControl* c = view_.control;
+  return internal::BlockingWait(
+      [&]() -> Expected<std::span<std::byte>> {
+        // SYNC(targeted-wake): seq_cst loads; this producer waits for the slot of position
+        // w = e + batch, freed by the release of w - N, which notifies (NotifyProducersFor).
+        const uint64_t e = c->enqueue_pos.load(std::memory_order_seq_cst);
+        const uint64_t w = e + batch;
+        const uint64_t st = view_.slot(w)->stamp.load(std::memory_order_seq_cst);
+        const uint64_t dq = c->dequeue_pos.load(std::memory_order_seq_cst);
+        // Slot of w freed, or (fallback, no wake-up guaranteed: liveness_check bounds it)
+        // the queue drained below the mark although a consumer holds an old slot.
+        if (StampPos(st) < (w & kStampPosMask) && e > dq + batch) {
+          if (RecoverIfDue(view_, next_recovery_, recovery_interval_)) return try_claim(n);
+          return RingErrc::kWouldBlock;
+        }
+        return try_claim(n);
+      },
+      c->not_full, nullptr, opts);
+}
+
+Expected<void> MpmcProducer::publish() noexcept {
+  if (!claimed_) return RingErrc::kBadState;
+  return publish(claim_size_);
+}
+
+Expected<void> MpmcProducer::publish(size_t n) noexcept {
+  if (!claimed_ || n > claim_size_) return RingErrc::kBadState;
+  MpmcSlotHeader* s = view_.slot(claim_pos_);
+  s->length = static_cast<uint32_t>(n);
+  uint64_t expected = MakeStamp(claim_pos_, idx_, kSlotClaimed);
+  claimed_ = false;
+  // SYNC(publish): seq_cst CAS (release side). A CAS, not a store: if our claim was taken
+  // away (we were judged dead), we must not overwrite the recoverer's stamp.
+  if (!s->stamp.compare_exchange_strong(expected,
+                                        MakeStamp(claim_pos_, kPublishedData, kSlotPublished),
+                                        std::memory_order_seq_cst)) {
+    return RingErrc::kCorrupt;
+  }
+  NotifyConsumersFor(view_.control, claim_pos_);
+  return {};
+}
+
+void MpmcProducer::abort() noexcept {
+  if (!claimed_) return;
+  claimed_ = false;
+  MpmcSlotHeader* s = view_.slot(claim_pos_);
+  uint64_t expected = MakeStamp(claim_pos_, idx_, kSlotClaimed);
+  // SYNC(publish): seq_cst CAS; a skip record carries no payload.
+  if (s->stamp.compare_exchange_strong(expected,
+                                       MakeStamp(claim_pos_, kPublishedSkip, kSlotPublished),
+                                       std::memory_order_seq_cst)) {
+    view_.control->abandoned.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+    NotifyConsumersFor(view_.control, claim_pos_);
+  }
+}
+
+Expected<void> MpmcProducer::try_push(std::span<const std::byte> msg) noexcept {
+  auto span = try_claim(msg.size());
+  if (!span) return MakeUnexpected(span.error());
+  if (!msg.empty()) std::memcpy(span->data(), msg.data(), msg.size());
+  return publish();
+}
+
+Expected<void> MpmcProducer::push(std::span<const std::byte> msg, const WaitOptions& opts) {
+  auto span = claim(msg.size(), opts);
+  if (!span) return MakeUnexpected(span.error());
+  if (!msg.empty()) std::memcpy(span->data(), msg.data(), msg.size());
+  return publish();
+}
+
+// ---------------------------------------------------------------- MpmcConsumer
+
+MpmcConsumer::MpmcConsumer(std::shared_ptr<const Segment> seg, MpmcView view, uint32_t idx,
+                           uint64_t owner, std::chrono::nanoseconds recovery_interval)
+    : segment_(std::move(seg)),
+      view_(view),
+      idx_(idx),
+      owner_word_(owner),
+      recovery_interval_(recovery_interval) {}
+
+MpmcConsumer::MpmcConsumer(MpmcConsumer&& o) noexcept
+    : segment_(std::move(o.segment_)),
+      view_(o.view_),
+      idx_(o.idx_),
+      owner_word_(o.owner_word_),
+      recovery_interval_(o.recovery_interval_),
+      next_recovery_(o.next_recovery_),
+      claim_pos_(o.claim_pos_),
+      claim_len_(o.claim_len_),
+      claimed_(std::exchange(o.claimed_, false)),
+      redelivered_(o.redelivered_) {
+  o.segment_.reset();
+}
+
+MpmcConsumer& MpmcConsumer::operator=(MpmcConsumer&& o) noexcept {
+  if (this != &o) {
+    this->~MpmcConsumer();
+    new (this) MpmcConsumer(std::move(o));
+  }
+  return *this;
+}
+
+MpmcConsumer::~MpmcConsumer() {
+  if (!segment_) return;
+  if (claimed_) (void)release();
+  MpmcRegistryEntry& e = view_.registry[idx_];
+  e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release CAS
+  ReleaseOwnerWord(e.owner, owner_word_);              // SYNC(owner): release
+}
+
+MpmcConsumer::Message MpmcConsumer::Held() const noexcept {
+  return Message{std::span<const std::byte>(view_.payload(claim_pos_), claim_len_), redelivered_};
+}
+
+Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
+  MpmcControl* c = view_.control;
+  // SYNC(targeted-wake): seq_cst load; the stamp decides what the position holds.
+  uint64_t pos = c->dequeue_pos.load(std::memory_order_seq_cst);
+  for (uint32_t iter = 0; iter < kMaxIterations; ++iter) {
+    MpmcSlotHeader* s = view_.slot(pos);
+    const uint64_t want = pos & kStampPosMask;
+    // SYNC(publish): seq_cst load (acquire side).
+    uint64_t st = s->stamp.load(std::memory_order_seq_cst);
+    const uint64_t spos = StampPos(st);
+    if (spos > want || (spos == want && StampState(st) == kSlotReading)) {
+      pos = HelpForward(c->dequeue_pos, pos);  // already taken by another consumer
+      continue;
+    }
+    if (spos != want || StampState(st) != kSlotPublished) {
+      return RingErrc::kWouldBlock;  // not yet claimed, or claimed but not yet published
+    }
+    if (StampIdx(st) == kPublishedSkip) {
+      // SYNC(slot-free): seq_cst CAS; a skip record is consumed in one step.
+      if (s->stamp.compare_exchange_strong(st, MakeStamp(pos + view_.slot_count, 0, kSlotFree),
+                                           std::memory_order_seq_cst)) {
+        NotifyProducersFor(c, view_.slot_count, pos + view_.slot_count);
+        pos = HelpForward(c->dequeue_pos, pos);
+      }
+      continue;
+    }
+    // SYNC(claim) + SYNC(publish): seq_cst CAS, acquire side of the producer's publication.
+    if (!s->stamp.compare_exchange_strong(st, MakeStamp(pos, idx_, kSlotReading),
+                                          std::memory_order_seq_cst)) {
+      continue;
+    }
+    HelpForward(c->dequeue_pos, pos);
+    const uint32_t len = s->length;
+    claim_pos_ = pos;
+    claimed_ = true;
+    redelivered_ = false;
+    if (len > view_.max_message_size) {
+      claim_len_ = 0;
+      (void)release();
+      return RingErrc::kCorrupt;
+    }
+    claim_len_ = len;
+    return Held();
+  }
+  return RingErrc::kCorrupt;
+}
+
+Expected<MpmcConsumer::Message> MpmcConsumer::TryAdoptOrphan() noexcept {
+  MpmcControl* c = view_.control;
+  for (uint64_t i = 0; i < view_.slot_count; ++i) {
+    MpmcSlotHeader* s = SlotByIndex(view_, i);
+    uint64_t st = s->stamp.load(std::memory_order_seq_cst);  // SYNC(claim)
+    if (StampState(st) != kSlotReading || StampIdx(st) != kMpmcOrphanIdx) continue;
+    const uint64_t pos = StampPos(st);
+    // SYNC(claim): seq_cst CAS; the payload was published before the dead consumer's
+    // claim, which happens-before this CAS via the recoverer's CAS on the same stamp.
+    if (!s->stamp.compare_exchange_strong(st, MakeStamp(pos, idx_, kSlotReading),
+                                          std::memory_order_seq_cst)) {
+      continue;
+    }
+    c->orphans.fetch_sub(1, std::memory_order_seq_cst);
+    c->redelivered.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+    const uint32_t len = s->length;
+    claim_pos_ = pos;
+    claimed_ = true;
+    redelivered_ = true;
+    if (len > view_.max_message_size) {
+      claim_len_ = 0;
+      (void)release();
+      return RingErrc::kCorrupt;
+    }
+    claim_len_ = len;
+    return Held();
+  }
+  return RingErrc::kWouldBlock;
+}
+
+Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimSlow() noexcept {
+  const bool recovered = RecoverIfDue(view_, next_recovery_, recovery_interval_);
+  // seq_cst: part of the state a sleeper re-checks (event_count.h); recovery notifies.
+  if (view_.control->orphans.load(std::memory_order_seq_cst) > 0) {
+    auto r = TryAdoptOrphan();
+    if (r || !internal::WouldBlock(r.error())) return r;
+  }
+  if (recovered) return TryClaimOnce();
+  return RingErrc::kWouldBlock;
+}
+
+Expected<MpmcConsumer::Message> MpmcConsumer::try_claim() noexcept {
+  if (claimed_) return RingErrc::kBadState;
+  auto r = TryClaimOnce();
+  if (r || !internal::WouldBlock(r.error())) return r;
+  return TryClaimSlow();
+}
+
+Expected<MpmcConsumer::Message> MpmcConsumer::claim(const WaitOptions& opts) {
+  return internal::BlockingWait([&] { return try_claim(); }, view_.control->not_empty, nullptr,
+                                opts);
+}
+
+Expected<void> MpmcConsumer::release() noexcept {
+  if (!claimed_) return RingErrc::kBadState;
+  claimed_ = false;
+  MpmcSlotHeader* s = view_.slot(claim_pos_);
+  uint64_t expected = MakeStamp(claim_pos_, idx_, kSlotReading);
+  // SYNC(slot-free): seq_cst CAS (release side). A CAS so that a claim taken away from a
+  // process judged dead is not freed twice.
+  if (!s->stamp.compare_exchange_strong(expected,
+                                        MakeStamp(claim_pos_ + view_.slot_count, 0, kSlotFree),
+                                        std::memory_order_seq_cst)) {
+    return RingErrc::kCorrupt;
+  }
+  NotifyProducersFor(view_.control, view_.slot_count, claim_pos_ + view_.slot_count);
+  return {};
+}
+
+Expected<MpmcConsumer::Popped> MpmcConsumer::CopyOut(std::span<std::byte> buf) noexcept {
+  if (buf.size() < claim_len_) return RingErrc::kTooLarge;  // keep the claim
+  if (claim_len_ > 0) std::memcpy(buf.data(), view_.payload(claim_pos_), claim_len_);
+  Popped p{claim_len_, redelivered_};
+  auto ok = release();
+  if (!ok) return MakeUnexpected(ok.error());
+  return p;
+}
+
+Expected<MpmcConsumer::Popped> MpmcConsumer::try_pop(std::span<std::byte> buf) noexcept {
+  if (!claimed_) {
+    auto m = try_claim();
+    if (!m) return MakeUnexpected(m.error());
+  }
+  return CopyOut(buf);
+}
+
+Expected<MpmcConsumer::Popped> MpmcConsumer::pop(std::span<std::byte> buf,
+                                                 const WaitOptions& opts) {
+  if (!claimed_) {
+    auto m = claim(opts);
+    if (!m) return MakeUnexpected(m.error());
+  }
+  return CopyOut(buf);
+}
+
+// ---------------------------------------------------------------- MpmcQueue
+
+namespace {
+
+bool IsStaleMpmcSegment(std::string_view name) {
+  auto seg = Segment::Open(name);
+  if (!seg) return false;
+  auto g = ValidateMpmcSegment(*seg);
+  if (!g) return false;  // not ours to judge: leave foreign or corrupt files alone
+  if (IsAlivePacked(g->creator)) return false;
+  MpmcView v = MpmcViewOf(*seg, *g);
+  for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
+    const uint64_t owner = v.registry[i].owner.load(std::memory_order_acquire);
+    if (owner != 0 && IsAlivePacked(owner)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+MpmcQueue::MpmcQueue(std::shared_ptr<Segment> seg, MpmcGeometry g)
+    : segment_(std::move(seg)), geometry_(g), view_(MpmcViewOf(*segment_, g)) {}
+
+Expected<MpmcQueue> MpmcQueue::Create(std::string_view name, uint64_t slot_count,
+                                      uint64_t max_message_size, const CreateOptions& options) {
+  auto size = MpmcSegmentSize(slot_count, max_message_size);
+  if (!size) return MakeUnexpected(size.error());
+  auto seg = Segment::Create(name, *size, options.unlink, options.mode);
+  if (!seg && options.reclaim_stale && seg.error() == std::errc::file_exists &&
+      IsStaleMpmcSegment(name)) {
+    std::string n(name);
+    ::shm_unlink(n.c_str());
+    seg = Segment::Create(name, *size, options.unlink, options.mode);
+  }
+  if (!seg) return MakeUnexpected(seg.error());
+  InitMpmcSegment(*seg, slot_count, max_message_size);
+  auto shared = std::make_shared<Segment>(std::move(*seg));
+  auto g = ValidateMpmcSegment(*shared);
+  if (!g) return MakeUnexpected(g.error());
+  return MpmcQueue(std::move(shared), *g);
+}
+
+Expected<MpmcQueue> MpmcQueue::Attach(std::string_view name) {
+  auto seg = Segment::Open(name);
+  if (!seg) return MakeUnexpected(seg.error());
+  auto g = ValidateMpmcSegment(*seg);
+  if (!g) return MakeUnexpected(g.error());
+  return MpmcQueue(std::make_shared<Segment>(std::move(*seg)), *g);
+}
+
+Expected<std::pair<uint32_t, uint64_t>> MpmcQueue::Register(uint32_t role) const {
+  const uint64_t me = SelfIdentity().Pack();
+  for (int pass = 0; pass < 2; ++pass) {
+    for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
+      MpmcRegistryEntry& e = view_.registry[i];
+      uint64_t expected = 0;
+      // SYNC(owner): acq_rel CAS; ordered after the previous holder's release.
+      if (e.owner.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
+        e.role.store(role, std::memory_order_relaxed);  // relaxed: informational (stats)
+        return std::make_pair(i, me);
+      }
+    }
+    if (internal::RecoverMpmcDead(view_) == 0) break;
+  }
+  return RingErrc::kRoleTaken;
+}
+
+Expected<MpmcProducer> MpmcQueue::Producer() const {
+  auto r = Register(kRoleProducer);
+  if (!r) return MakeUnexpected(r.error());
+  return MpmcProducer(segment_, view_, r->first, r->second, recovery_interval_);
+}
+
+Expected<MpmcConsumer> MpmcQueue::Consumer() const {
+  auto r = Register(kRoleConsumer);
+  if (!r) return MakeUnexpected(r.error());
+  return MpmcConsumer(segment_, view_, r->first, r->second, recovery_interval_);
+}
+
+size_t MpmcQueue::RecoverDead() const noexcept { return internal::RecoverMpmcDead(view_); }
+
+MpmcStats MpmcQueue::stats() const noexcept {
+  const MpmcControl* c = view_.control;
+  MpmcStats st;
+  // Relaxed/seq_cst mix is fine for a snapshot; each counter is corrected by its stamp.
+  uint64_t e = c->enqueue_pos.load(std::memory_order_seq_cst);
+  uint64_t stamp = view_.slot(e)->stamp.load(std::memory_order_seq_cst);
+  if (StampPos(stamp) > (e & kStampPosMask) ||
+      (StampPos(stamp) == (e & kStampPosMask) && StampState(stamp) != kSlotFree)) {
+    ++e;  // the hint lags one claim behind
+  }
+  uint64_t d = c->dequeue_pos.load(std::memory_order_seq_cst);
+  stamp = view_.slot(d)->stamp.load(std::memory_order_seq_cst);
+  if (StampPos(stamp) > (d & kStampPosMask) ||
+      (StampPos(stamp) == (d & kStampPosMask) && StampState(stamp) == kSlotReading)) {
+    ++d;
+  }
+  st.abandoned = c->abandoned.load(std::memory_order_relaxed);
+  st.redelivered = c->redelivered.load(std::memory_order_relaxed);
+  const int64_t orphans = c->orphans.load(std::memory_order_relaxed);
+  st.orphans = orphans > 0 ? static_cast<uint64_t>(orphans) : 0;
+  st.pushes = e >= st.abandoned ? e - st.abandoned : 0;
+  st.pops = d >= st.abandoned ? d - st.abandoned : 0;
+  if (st.pops > st.pushes) st.pops = st.pushes;
+  st.size = e >= d ? e - d : 0;
+  st.capacity = view_.slot_count;
+  for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
+    if (view_.registry[i].owner.load(std::memory_order_relaxed) == 0) continue;
+    const uint32_t role = view_.registry[i].role.load(std::memory_order_relaxed);
+    if (role == kRoleProducer) ++st.producers;
+    if (role == kRoleConsumer) ++st.consumers;
+  }
+  return st;
+}
+
+Expected<void> MpmcQueue::Unlink() const { return segment_->Unlink(); }
+
+}  // namespace shmlink

@@ -1,0 +1,158 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+#include "ringbuf/shared_object.h"
+
+#include <sys/mman.h>
+#include <time.h>
+
+#include <cerrno>
+#include <new>
+#include <string>
+
+#include "ringbuf/process_identity.h"
+#include "ringbuf/segment_header.h"
+
+namespace shmlink {
+namespace {
+
+constexpr uint64_t kControlOffset = sizeof(SegmentHeader);
+constexpr uint64_t kDataOffset = AlignUp(kControlOffset + sizeof(SharedObjectControl), 64);
+
+struct Validated {
+  uint64_t size, elem_size, type_tag, creator;
+};
+
+Expected<Validated> ValidateObject(const Segment& seg) {
+  auto f = ValidateHeader(seg.data(), seg.size(), SegmentKind::kSharedObject);
+  if (!f) return MakeUnexpected(f.error());
+  const uint64_t* g = f->geometry;
+  uint64_t prod = 0;
+  uint64_t total = 0;
+  if (g[0] != kDataOffset || g[1] == 0 || g[2] == 0 || g[4] != kControlOffset || g[6] != 0 ||
+      g[7] != 0 || MulOverflows(g[2], g[3], &prod) || prod != g[1] ||
+      AddOverflows(g[0], g[1], &total) || total != f->total_size) {
+    return RingErrc::kBadGeometry;
+  }
+  return Validated{g[1], g[2], g[5], f->creator};
+}
+
+bool IsStaleObject(std::string_view name) {
+  auto seg = Segment::Open(name);
+  if (!seg) return false;
+  auto v = ValidateObject(*seg);
+  return v && !IsAlivePacked(v->creator);
+}
+
+}  // namespace
+
+Expected<SharedObject> SharedObject::Create(std::string_view name, size_t size,
+                                            const CreateOptions& options) {
+  if (size == 0 || options.elem_size == 0 || size % options.elem_size != 0 ||
+      size > Segment::kMaxSize - kDataOffset) {
+    return RingErrc::kInvalidArgument;
+  }
+  const uint64_t total = kDataOffset + size;
+  auto seg = Segment::Create(name, total, options.unlink, options.mode);
+  if (!seg && options.reclaim_stale && seg.error() == std::errc::file_exists &&
+      IsStaleObject(name)) {
+    std::string n(name);
+    ::shm_unlink(n.c_str());
+    seg = Segment::Create(name, total, options.unlink, options.mode);
+  }
+  if (!seg) return MakeUnexpected(seg.error());
+  const uint64_t geometry[8] = {kDataOffset,
+                                size,
+                                options.elem_size,
+                                size / options.elem_size,
+                                kControlOffset,
+                                options.type_tag,
+                                0,
+                                0};
+  WriteHeader(seg->data(), SegmentKind::kSharedObject, total, geometry);
+  auto* c = new (seg->data() + kControlOffset) SharedObjectControl();
+  pthread_mutexattr_t attr;
+  int rc = pthread_mutexattr_init(&attr);
+  if (rc == 0) rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  if (rc == 0) rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  if (rc == 0) rc = pthread_mutex_init(&c->mutex, &attr);
+  pthread_mutexattr_destroy(&attr);
+  if (rc != 0) return ErrnoError(rc);
+  // SYNC(ready): release inside PublishHeader; the mutex and zeroed data are visible to
+  // every attacher that validated the header.
+  PublishHeader(seg->data());
+  auto shared = std::make_shared<Segment>(std::move(*seg));
+  std::byte* base = shared->data();
+  return SharedObject(std::move(shared), c, base + kDataOffset, size, options.elem_size,
+                      options.type_tag);
+}
+
+Expected<SharedObject> SharedObject::Attach(std::string_view name) {
+  auto seg = Segment::Open(name);
+  if (!seg) return MakeUnexpected(seg.error());
+  auto v = ValidateObject(*seg);
+  if (!v) return MakeUnexpected(v.error());
+  auto shared = std::make_shared<Segment>(std::move(*seg));
+  std::byte* base = shared->data();
+  auto* c = std::launder(reinterpret_cast<SharedObjectControl*>(base + kControlOffset));
+  return SharedObject(std::move(shared), c, base + kDataOffset, v->size, v->elem_size, v->type_tag);
+}
+
+Expected<SharedObject::Guard> SharedObject::Finish(int rc, LockRecovery mode) noexcept {
+  if (rc == 0) return Guard(&control_->mutex, false);
+  if (rc == EOWNERDEAD) {
+    // Relaxed: a statistic; the mutex orders the data.
+    control_->owner_died_count.fetch_add(1, std::memory_order_relaxed);
+    Guard g(&control_->mutex, true);
+    if (mode == LockRecovery::kAutoRecover) {
+      auto ok = g.mark_consistent();
+      if (!ok) return MakeUnexpected(ok.error());
+    }
+    return g;
+  }
+  if (rc == EBUSY) return RingErrc::kWouldBlock;
+  if (rc == ETIMEDOUT) return RingErrc::kTimedOut;
+  return ErrnoError(rc);
+}
+
+Expected<SharedObject::Guard> SharedObject::lock(LockRecovery mode) noexcept {
+  return Finish(pthread_mutex_lock(&control_->mutex), mode);
+}
+
+Expected<SharedObject::Guard> SharedObject::try_lock(LockRecovery mode) noexcept {
+  return Finish(pthread_mutex_trylock(&control_->mutex), mode);
+}
+
+Expected<SharedObject::Guard> SharedObject::lock_for(std::chrono::nanoseconds timeout,
+                                                     LockRecovery mode) noexcept {
+  struct timespec ts {};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  const int64_t ns = timeout.count() < 0 ? 0 : timeout.count();
+  ts.tv_sec += static_cast<time_t>(ns / 1000000000);
+  ts.tv_nsec += static_cast<long>(ns % 1000000000);
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec += 1;
+    ts.tv_nsec -= 1000000000;
+  }
+  return Finish(pthread_mutex_timedlock(&control_->mutex, &ts), mode);
+}
+
+uint64_t SharedObject::owner_died_count() const noexcept {
+  return control_->owner_died_count.load(std::memory_order_relaxed);  // relaxed: statistic
+}
+
+Expected<void> SharedObject::Guard::mark_consistent() noexcept {
+  if (mutex_ == nullptr) return RingErrc::kBadState;
+  if (consistent_) return {};
+  int rc = pthread_mutex_consistent(mutex_);
+  if (rc != 0) return ErrnoError(rc);
+  consistent_ = true;
+  return {};
+}
+
+void SharedObject::Guard::unlock() noexcept {
+  if (mutex_ == nullptr) return;
+  // Unlocking an inconsistent robust mutex makes it ENOTRECOVERABLE (documented).
+  pthread_mutex_unlock(mutex_);
+  mutex_ = nullptr;
+}
+
+}  // namespace shmlink

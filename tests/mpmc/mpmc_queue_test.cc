@@ -1,0 +1,475 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// MpmcQueue semantics in one process, hostile segments, and the two deterministic crash
+// cases of the documented crash semantics (mpmc_queue.h), with real processes and SIGKILL.
+#include "ringbuf/mpmc_queue.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ringbuf/segment_header.h"
+#include "ringbuf/spsc_ring.h"
+#include "tests/mpmc/mpmc_test_util.h"
+#include "tests/test_util.h"
+
+namespace shmlink {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ForkChild;
+using testing::ShmExists;
+using testing::UniqueShmName;
+using testing::WaitChild;
+using testing::WaitChildFor;
+
+std::span<const std::byte> Bytes(const std::string& s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+std::string Str(std::span<const std::byte> b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+TEST(MpmcQueueTest, PushPopVariableSizesInOrder) {
+  const std::string name = UniqueShmName("mpmc-basic");
+  {
+    auto q = MpmcQueue::Create(name, 8, 100);
+    ASSERT_TRUE(q) << q.error().message();
+    auto other = MpmcQueue::Attach(name);
+    ASSERT_TRUE(other) << other.error().message();
+    EXPECT_EQ(other->capacity(), 8u);
+    EXPECT_EQ(other->max_message_size(), 100u);
+    auto tx = q->Producer();
+    auto rx = other->Consumer();
+    ASSERT_TRUE(tx && rx);
+    const std::vector<std::string> msgs = {"", "a", std::string(100, 'z'), "hello"};
+    for (const auto& m : msgs) ASSERT_TRUE(tx->try_push(Bytes(m)));
+    EXPECT_EQ(q->size(), 4u);
+    std::vector<std::byte> buf(100);
+    for (const auto& m : msgs) {
+      auto r = rx->try_pop(buf);
+      ASSERT_TRUE(r) << r.error().message();
+      EXPECT_FALSE(r->redelivered);
+      EXPECT_EQ(Str({buf.data(), r->size}), m);
+    }
+    auto empty = rx->try_pop(buf);
+    ASSERT_FALSE(empty);
+    EXPECT_EQ(empty.error(), RingErrc::kWouldBlock);
+    MpmcStats st = other->stats();
+    EXPECT_EQ(st.pushes, 4u);
+    EXPECT_EQ(st.pops, 4u);
+    EXPECT_EQ(st.size, 0u);
+    EXPECT_EQ(st.producers, 1u);
+    EXPECT_EQ(st.consumers, 1u);
+  }
+  EXPECT_FALSE(ShmExists(name));
+}
+
+TEST(MpmcQueueTest, FullEmptyTimeoutsAndWrapAround) {
+  const std::string name = UniqueShmName("mpmc-full");
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  auto rx = q->Consumer();
+  ASSERT_TRUE(tx && rx);
+  std::vector<std::byte> buf(16);
+  for (int lap = 0; lap < 5; ++lap) {
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(tx->try_push(Bytes(std::to_string(lap * 4 + i))));
+    auto full = tx->try_push(Bytes("x"));
+    ASSERT_FALSE(full);
+    EXPECT_EQ(full.error(), RingErrc::kWouldBlock);
+    EXPECT_EQ(q->size(), 4u);
+    for (int i = 0; i < 4; ++i) {
+      auto r = rx->try_pop(buf);
+      ASSERT_TRUE(r);
+      EXPECT_EQ(Str({buf.data(), r->size}), std::to_string(lap * 4 + i));
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto timed = rx->pop(buf, WaitOptions::WithTimeout(30ms));
+  ASSERT_FALSE(timed);
+  EXPECT_EQ(timed.error(), RingErrc::kTimedOut);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(tx->try_push(Bytes("y")));
+  auto timed_push = tx->push(Bytes("z"), WaitOptions::Sleep(30ms));
+  ASSERT_FALSE(timed_push);
+  EXPECT_EQ(timed_push.error(), RingErrc::kTimedOut);
+}
+
+TEST(MpmcQueueTest, TooLargeAndSmallBufferKeepsTheClaim) {
+  const std::string name = UniqueShmName("mpmc-large");
+  auto q = MpmcQueue::Create(name, 4, 10);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  auto rx = q->Consumer();
+  EXPECT_EQ(tx->try_push(Bytes(std::string(11, 'a'))).error(), RingErrc::kTooLarge);
+  ASSERT_TRUE(tx->try_push(Bytes("0123456789")));
+  std::vector<std::byte> small(4), big(10);
+  auto r = rx->try_pop(small);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), RingErrc::kTooLarge);
+  EXPECT_TRUE(rx->has_claim());
+  r = rx->try_pop(big);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Str({big.data(), r->size}), "0123456789");
+}
+
+TEST(MpmcQueueTest, ZeroCopyClaimPublishReleaseAndMisuse) {
+  const std::string name = UniqueShmName("mpmc-zc");
+  auto q = MpmcQueue::Create(name, 4, 64);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  auto rx = q->Consumer();
+  EXPECT_EQ(tx->publish().error(), RingErrc::kBadState);
+  EXPECT_EQ(rx->release().error(), RingErrc::kBadState);
+  auto span = tx->try_claim(64);
+  ASSERT_TRUE(span);
+  EXPECT_EQ(span->size(), 64u);
+  EXPECT_EQ(tx->try_claim(1).error(), RingErrc::kBadState);
+  std::memcpy(span->data(), "in-place", 8);
+  EXPECT_EQ(tx->publish(65).error(), RingErrc::kBadState);
+  ASSERT_TRUE(tx->publish(8));
+  auto m = rx->try_claim();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(Str(m->data), "in-place");
+  EXPECT_EQ(rx->try_claim().error(), RingErrc::kBadState);
+  ASSERT_TRUE(rx->release());
+  EXPECT_EQ(q->stats().pops, 1u);
+}
+
+TEST(MpmcQueueTest, AbortedClaimIsSkippedAndCounted) {
+  const std::string name = UniqueShmName("mpmc-abort");
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  auto tx1 = q->Producer();
+  auto tx2 = q->Producer();
+  auto rx = q->Consumer();
+  ASSERT_TRUE(tx1->try_claim(4));
+  ASSERT_TRUE(tx2->try_push(Bytes("second")));
+  std::vector<std::byte> buf(16);
+  EXPECT_EQ(rx->try_pop(buf).error(), RingErrc::kWouldBlock);  // FIFO: head still claimed
+  tx1->abort();
+  auto r = rx->try_pop(buf);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Str({buf.data(), r->size}), "second");
+  MpmcStats st = q->stats();
+  EXPECT_EQ(st.abandoned, 1u);
+  EXPECT_EQ(st.pushes, 1u);
+  EXPECT_EQ(st.pops, 1u);
+  EXPECT_EQ(st.size, 0u);
+}
+
+TEST(MpmcQueueTest, InvalidArguments) {
+  const std::string name = UniqueShmName("mpmc-args");
+  EXPECT_EQ(MpmcQueue::Create(name, 3, 16).error(), RingErrc::kInvalidArgument);
+  EXPECT_EQ(MpmcQueue::Create(name, 1, 16).error(), RingErrc::kInvalidArgument);
+  EXPECT_EQ(MpmcQueue::Create(name, 4, 0).error(), RingErrc::kInvalidArgument);
+  EXPECT_EQ(MpmcQueue::Create("bad-name", 4, 16).error(), RingErrc::kInvalidName);
+  EXPECT_EQ(MpmcQueue::Attach(name).error(), std::errc::no_such_file_or_directory);
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  EXPECT_EQ(MpmcQueue::Create(name, 4, 16).error(), std::errc::file_exists);  // exclusive
+}
+
+TEST(MpmcQueueTest, WrongKindIsRejected) {
+  const std::string name = UniqueShmName("mpmc-kind");
+  auto ring = SpscRing::Create(name, 4096);
+  ASSERT_TRUE(ring);
+  auto q = MpmcQueue::Attach(name);
+  ASSERT_FALSE(q);
+  EXPECT_EQ(q.error(), RingErrc::kWrongKind);
+}
+
+// Rewrites a header field through a second mapping and re-seals the checksum.
+void PatchHeader(const std::string& name, size_t offset, uint64_t value, bool reseal) {
+  auto seg = Segment::Open(name);
+  ASSERT_TRUE(seg);
+  std::memcpy(seg->data() + offset, &value, sizeof(value));
+  if (reseal) {
+    const uint64_t sum = HeaderChecksum(seg->data());
+    std::memcpy(seg->data() + offsetof(SegmentHeader, checksum), &sum, 8);
+  }
+}
+
+TEST(MpmcQueueTest, HostileHeadersAreRejected) {
+  struct Case {
+    size_t offset;
+    uint64_t value;
+    bool reseal;
+    RingErrc want;
+  };
+  const size_t geo = offsetof(SegmentHeader, geometry);
+  const std::vector<Case> cases = {
+      {0, 0x1234, true, RingErrc::kBadMagic},
+      {geo, 3, false, RingErrc::kBadChecksum},  // slot_count, checksum not updated
+      {geo, 3, true, RingErrc::kBadGeometry},   // not a power of two
+      {geo, uint64_t{1} << 40, true, RingErrc::kBadGeometry},
+      {geo + 8, 1u << 20, true, RingErrc::kBadGeometry},  // max size vs stride
+      {geo + 16, 8, true, RingErrc::kBadGeometry},        // stride
+      {geo + 48, 64, true, RingErrc::kBadGeometry},       // slots_offset
+      {24, 1u << 30, true, RingErrc::kTruncated},         // total_size beyond the file
+  };
+  for (const Case& c : cases) {
+    const std::string name = UniqueShmName("mpmc-hostile");
+    auto q = MpmcQueue::Create(name, 8, 32);
+    ASSERT_TRUE(q);
+    PatchHeader(name, c.offset, c.value, c.reseal);
+    auto a = MpmcQueue::Attach(name);
+    ASSERT_FALSE(a) << "offset " << c.offset;
+    EXPECT_EQ(a.error(), c.want) << "offset " << c.offset << ": " << a.error().message();
+  }
+}
+
+TEST(MpmcQueueTest, HostileSlotsGiveErrorsNotCrashes) {
+  const std::string name = UniqueShmName("mpmc-hostile-slot");
+  auto q = MpmcQueue::Create(name, 4, 32);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  auto rx = q->Consumer();
+  ASSERT_TRUE(tx->try_push(Bytes("ok")));
+  auto seg = Segment::Open(name);
+  ASSERT_TRUE(seg);
+  auto g = ValidateMpmcSegment(*seg);
+  ASSERT_TRUE(g);
+  MpmcView v = MpmcViewOf(*seg, *g);
+  v.slot(0)->length = 1u << 30;  // longer than max_message_size
+  std::vector<std::byte> buf(64);
+  auto r = rx->try_pop(buf);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), RingErrc::kCorrupt);
+  // Garbage stamps everywhere: calls return errors and never touch memory out of bounds.
+  for (uint64_t i = 0; i < 4; ++i) v.slot(i)->stamp.store(0xdeadbeefdeadbeefull + i);
+  EXPECT_FALSE(rx->try_pop(buf));
+  EXPECT_FALSE(tx->try_push(Bytes("x")));
+}
+
+TEST(MpmcQueueTest, RegistryFullThenDeadEntriesAreReused) {
+  const std::string name = UniqueShmName("mpmc-registry");
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  pid_t child = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    std::vector<MpmcProducer> hs;
+    for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
+      auto p = a->Producer();
+      if (!p) return 3;
+      hs.push_back(std::move(*p));
+    }
+    if (a->Producer().error() != RingErrc::kRoleTaken) return 4;
+    ::_exit(0);  // die holding every entry (no destructors)
+  });
+  ASSERT_EQ(WaitChild(child), 0);
+  EXPECT_EQ(q->stats().producers, kMpmcMaxHandles);
+  auto p = q->Producer();  // recovers the dead entries
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(q->stats().producers, 1u);
+}
+
+TEST(MpmcQueueTest, StaleNameIsReclaimedOnCreate) {
+  const std::string name = UniqueShmName("mpmc-stale");
+  pid_t child = ForkChild([&] {
+    MpmcQueue::CreateOptions o;
+    o.unlink = UnlinkPolicy::kKeep;
+    auto q = MpmcQueue::Create(name, 4, 16, o);
+    if (!q) return 2;
+    auto tx = q->Producer();
+    ::_exit(tx ? 0 : 3);
+  });
+  ASSERT_EQ(WaitChild(child), 0);
+  ASSERT_TRUE(ShmExists(name));
+  {
+    auto q = MpmcQueue::Create(name, 4, 16);
+    ASSERT_TRUE(q) << q.error().message();
+  }
+  EXPECT_FALSE(ShmExists(name));
+}
+
+TEST(MpmcQueueTest, BlockedConsumerIsWokenByAnotherProcess) {
+  const std::string name = UniqueShmName("mpmc-wake");
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  auto rx = q->Consumer();
+  pid_t child = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    auto tx = a->Producer();
+    std::this_thread::sleep_for(50ms);
+    return tx->push(Bytes("wake")) ? 0 : 3;
+  });
+  std::vector<std::byte> buf(16);
+  auto r = rx->pop(buf, WaitOptions::Sleep(5s));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(Str({buf.data(), r->size}), "wake");
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+// Child blocks on a pipe after doing `what`; parent learns it is ready through `ready`.
+struct Pipe {
+  int fds[2] = {-1, -1};
+  Pipe() { EXPECT_EQ(::pipe(fds), 0); }
+  ~Pipe() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+  void Signal() { (void)!::write(fds[1], "r", 1); }
+  bool Wait() {
+    char c;
+    return ::read(fds[0], &c, 1) == 1;
+  }
+};
+
+class MpmcCrashTest : public ::testing::TestWithParam<bool> {};  // param: reap before recovery
+
+TEST_P(MpmcCrashTest, ProducerKilledBetweenClaimAndPublishDoesNotWedgeTheQueue) {
+  const bool reap_first = GetParam();
+  const std::string name = UniqueShmName("mpmc-pkill");
+  auto q = MpmcQueue::Create(name, 8, 32);
+  ASSERT_TRUE(q);
+  Pipe ready;
+  pid_t child = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    auto tx = a->Producer();
+    auto span = tx->try_claim(5);
+    if (!span) return 3;
+    std::memcpy(span->data(), "dead!", 5);
+    ready.Signal();
+    for (;;) ::pause();
+  });
+  ASSERT_TRUE(ready.Wait());
+  auto tx = q->Producer();
+  auto rx = q->Consumer();
+  ASSERT_TRUE(tx->try_push(Bytes("after")));
+  std::vector<std::byte> buf(32);
+  // The head is claimed by a live producer: FIFO keeps consumers waiting.
+  auto blocked = rx->pop(buf, WaitOptions::WithTimeout(50ms));
+  ASSERT_FALSE(blocked);
+  EXPECT_EQ(blocked.error(), RingErrc::kTimedOut);
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  if (reap_first) {
+    EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+  }
+  // Zombie or reaped: the claim is abandoned within a bounded time.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = rx->pop(buf, WaitOptions::WithTimeout(2s));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  EXPECT_EQ(Str({buf.data(), r->size}), "after");
+  EXPECT_FALSE(r->redelivered);
+  if (!reap_first) {
+    EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+  }
+  MpmcStats st = q->stats();
+  EXPECT_EQ(st.abandoned, 1u);
+  EXPECT_EQ(st.pushes, 1u);
+  EXPECT_EQ(st.pops, 1u);
+  EXPECT_EQ(st.size, 0u);
+  EXPECT_EQ(st.producers, 1u);  // the dead one's entry was freed
+}
+
+TEST_P(MpmcCrashTest, ConsumerKilledHoldingAMessageGetsItRedelivered) {
+  const bool reap_first = GetParam();
+  const std::string name = UniqueShmName("mpmc-ckill");
+  auto q = MpmcQueue::Create(name, 8, 32);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  ASSERT_TRUE(tx->try_push(Bytes("first")));
+  ASSERT_TRUE(tx->try_push(Bytes("second")));
+  Pipe ready;
+  pid_t child = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    auto rx = a->Consumer();
+    auto m = rx->try_claim();
+    if (!m || Str(m->data) != "first") return 3;
+    ready.Signal();
+    for (;;) ::pause();
+  });
+  ASSERT_TRUE(ready.Wait());
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  if (reap_first) {
+    EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+  }
+  auto rx = q->Consumer();
+  std::vector<std::byte> buf(32);
+  auto r = rx->pop(buf, WaitOptions::WithTimeout(2s));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Str({buf.data(), r->size}), "second");
+  EXPECT_FALSE(r->redelivered);
+  r = rx->pop(buf, WaitOptions::WithTimeout(2s));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(Str({buf.data(), r->size}), "first");
+  EXPECT_TRUE(r->redelivered);
+  EXPECT_EQ(rx->try_pop(buf).error(), RingErrc::kWouldBlock);
+  if (!reap_first) {
+    EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+  }
+  MpmcStats st = q->stats();
+  EXPECT_EQ(st.redelivered, 1u);
+  EXPECT_EQ(st.orphans, 0u);
+  EXPECT_EQ(st.abandoned, 0u);
+  EXPECT_EQ(st.pushes, 2u);
+  EXPECT_EQ(st.pops, 2u);
+  EXPECT_EQ(st.consumers, 1u);
+}
+
+TEST_P(MpmcCrashTest, DeadConsumerHoldingTheOnlySlotUnblocksAProducer) {
+  // Full queue whose only slot is held by a dead consumer: producers block until a live
+  // consumer redelivers it; nothing hangs.
+  const bool reap_first = GetParam();
+  const std::string name = UniqueShmName("mpmc-cfull");
+  auto q = MpmcQueue::Create(name, 2, 16);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  ASSERT_TRUE(tx->try_push(Bytes("a")));
+  ASSERT_TRUE(tx->try_push(Bytes("b")));
+  Pipe ready;
+  pid_t child = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    auto rx = a->Consumer();
+    auto m = rx->try_claim();
+    if (!m) return 3;
+    ready.Signal();
+    for (;;) ::pause();
+  });
+  ASSERT_TRUE(ready.Wait());
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  if (reap_first) WaitChild(child);
+  // A producer in another process blocks: the dead consumer's slot is the one it needs.
+  pid_t producer = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    auto p = a->Producer();
+    return p->push(Bytes("c"), WaitOptions::WithTimeout(5s)) ? 0 : 4;
+  });
+  auto rx = q->Consumer();
+  std::vector<std::byte> buf(16);
+  auto r = rx->pop(buf, WaitOptions::WithTimeout(2s));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Str({buf.data(), r->size}), "b");
+  r = rx->pop(buf, WaitOptions::WithTimeout(2s));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(Str({buf.data(), r->size}), "a");
+  EXPECT_TRUE(r->redelivered);
+  r = rx->pop(buf, WaitOptions::WithTimeout(5s));
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(Str({buf.data(), r->size}), "c");
+  EXPECT_EQ(WaitChildFor(producer, 5000ms), 0);
+  if (!reap_first) WaitChild(child);
+  MpmcStats st = q->stats();
+  EXPECT_EQ(st.redelivered, 1u);
+  EXPECT_EQ(st.pushes, 3u);
+  EXPECT_EQ(st.pops, 3u);
+}
+
+INSTANTIATE_TEST_SUITE_P(ReapedOrZombie, MpmcCrashTest, ::testing::Bool());
+
+}  // namespace
+}  // namespace shmlink

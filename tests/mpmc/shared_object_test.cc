@@ -1,0 +1,258 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// SharedObject / SharedValue / SharedArray: sharing across processes, the robust lock when
+// its holder is SIGKILLed (EOWNERDEAD -> repair -> consistent), ENOTRECOVERABLE instead of
+// a deadlock when nobody repairs, and hostile or mismatched segments.
+#include "ringbuf/shared_object.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ringbuf/mpmc_queue.h"
+#include "ringbuf/segment_header.h"
+#include "tests/mpmc/mpmc_test_util.h"
+#include "tests/test_util.h"
+
+namespace shmlink {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ForkChild;
+using testing::ShmExists;
+using testing::UniqueShmName;
+using testing::WaitChild;
+using testing::WaitChildFor;
+
+struct Pipe {
+  int fds[2] = {-1, -1};
+  Pipe() { EXPECT_EQ(::pipe(fds), 0); }
+  ~Pipe() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+  void Signal() { (void)!::write(fds[1], "r", 1); }
+  bool Wait() {
+    char c;
+    return ::read(fds[0], &c, 1) == 1;
+  }
+};
+
+struct Pair {
+  int32_t a;
+  double b;
+};
+
+TEST(SharedObjectTest, ValueAndArrayAreSharedAcrossProcesses) {
+  const std::string vname = UniqueShmName("obj-value");
+  const std::string aname = UniqueShmName("obj-array");
+  {
+    auto v = SharedValue<Pair>::Create(vname, Pair{7, 1.5});
+    ASSERT_TRUE(v) << v.error().message();
+    auto arr = SharedArray<double>::Create(aname, 10);
+    ASSERT_TRUE(arr);
+    EXPECT_EQ(arr->size(), 10u);
+    EXPECT_EQ(arr->span()[3], 0.0);  // zero-filled
+    pid_t child = ForkChild([&] {
+      auto cv = SharedValue<Pair>::Attach(vname);
+      auto ca = SharedArray<double>::Attach(aname);
+      if (!cv || !ca) return 2;
+      if (cv->get()->a != 7) return 3;
+      auto g = cv->lock();
+      if (!g || g->owner_died()) return 4;
+      cv->get()->a = 42;
+      for (size_t i = 0; i < ca->size(); ++i) ca->span()[i] = static_cast<double>(i) * 2;
+      return 0;
+    });
+    ASSERT_EQ(WaitChild(child), 0);
+    auto g = v->lock();
+    ASSERT_TRUE(g);
+    EXPECT_FALSE(g->owner_died());
+    EXPECT_EQ(v->get()->a, 42);
+    EXPECT_EQ(v->get()->b, 1.5);
+    EXPECT_EQ(arr->span()[9], 18.0);
+  }
+  EXPECT_FALSE(ShmExists(vname));
+  EXPECT_FALSE(ShmExists(aname));
+}
+
+TEST(SharedObjectTest, ByteLevelCoreAndTypeTag) {
+  const std::string name = UniqueShmName("obj-bytes");
+  SharedObject::CreateOptions o;
+  o.elem_size = 4;
+  o.type_tag = 'i';
+  auto obj = SharedObject::Create(name, 40, o);
+  ASSERT_TRUE(obj);
+  auto a = SharedObject::Attach(name);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->size(), 40u);
+  EXPECT_EQ(a->elem_size(), 4u);
+  EXPECT_EQ(a->count(), 10u);
+  EXPECT_EQ(a->type_tag(), static_cast<uint64_t>('i'));
+  std::memcpy(obj->data(), "abcd", 4);
+  EXPECT_EQ(std::memcmp(a->data(), "abcd", 4), 0);
+  EXPECT_EQ(SharedObject::Create(UniqueShmName("obj-bad"), 0).error(), RingErrc::kInvalidArgument);
+  EXPECT_EQ(SharedObject::Create(UniqueShmName("obj-bad"), 10, o).error(),
+            RingErrc::kInvalidArgument);  // not a multiple of elem_size
+}
+
+TEST(SharedObjectTest, MismatchedTypeWrongKindAndHostileHeader) {
+  const std::string name = UniqueShmName("obj-kind");
+  auto v = SharedValue<uint32_t>::Create(name, 5);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(SharedValue<uint64_t>::Attach(name).error(), RingErrc::kBadGeometry);
+  EXPECT_EQ(MpmcQueue::Attach(name).error(), RingErrc::kWrongKind);
+  const std::string qname = UniqueShmName("obj-queue");
+  auto q = MpmcQueue::Create(qname, 4, 16);
+  ASSERT_TRUE(q);
+  EXPECT_EQ(SharedObject::Attach(qname).error(), RingErrc::kWrongKind);
+  // data_offset moved, checksum re-sealed: still rejected by the geometry check.
+  auto seg = Segment::Open(name);
+  ASSERT_TRUE(seg);
+  const uint64_t bad = 64;
+  std::memcpy(seg->data() + offsetof(SegmentHeader, geometry), &bad, 8);
+  const uint64_t sum = HeaderChecksum(seg->data());
+  std::memcpy(seg->data() + offsetof(SegmentHeader, checksum), &sum, 8);
+  EXPECT_EQ(SharedObject::Attach(name).error(), RingErrc::kBadGeometry);
+}
+
+TEST(SharedObjectTest, TryLockAndTimedLockAcrossProcesses) {
+  const std::string name = UniqueShmName("obj-try");
+  auto v = SharedValue<int>::Create(name, 0);
+  ASSERT_TRUE(v);
+  Pipe ready, done;
+  pid_t child = ForkChild([&] {
+    auto cv = SharedValue<int>::Attach(name);
+    auto g = cv->lock();
+    if (!g) return 2;
+    ready.Signal();
+    done.Wait();
+    return 0;
+  });
+  ASSERT_TRUE(ready.Wait());
+  EXPECT_EQ(v->object().try_lock().error(), RingErrc::kWouldBlock);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(v->object().lock_for(30ms).error(), RingErrc::kTimedOut);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  done.Signal();
+  EXPECT_EQ(WaitChild(child), 0);
+  auto g = v->object().try_lock();
+  ASSERT_TRUE(g);
+  EXPECT_FALSE(g->owner_died());
+}
+
+// The shared counter: every increment records itself in done[proc]; a locker that finds
+// the previous owner dead repairs count from the per-process records.
+struct Counter {
+  uint64_t count;
+  uint64_t in_progress;
+  uint64_t done[4];
+  uint64_t repairs;
+};
+
+void LockAndRepair(SharedValue<Counter>& v, SharedObject::Guard& g) {
+  if (!g.owner_died()) return;
+  Counter* c = v.get();
+  c->count = c->done[0] + c->done[1] + c->done[2] + c->done[3];
+  c->in_progress = 0;
+  c->repairs += 1;
+  ASSERT_TRUE(g.mark_consistent());
+}
+
+TEST(SharedObjectTest, CounterStaysExactWhenAHolderIsKilled) {
+  constexpr uint64_t kIncrements = testing::kSanitized ? 2000 : 20000;
+  constexpr uint64_t kVictimDone = 123;
+  const std::string name = UniqueShmName("obj-counter");
+  auto v = SharedValue<Counter>::Create(name, Counter{});
+  ASSERT_TRUE(v);
+  Pipe holding;
+  std::vector<pid_t> kids;
+  for (int me = 0; me < 4; ++me) {
+    kids.push_back(ForkChild([&, me] {
+      auto cv = SharedValue<Counter>::Attach(name);
+      if (!cv) return 2;
+      const uint64_t n = me == 0 ? kVictimDone : kIncrements;
+      for (uint64_t i = 0; i < n; ++i) {
+        auto g = cv->lock();
+        if (!g) return 3;
+        LockAndRepair(*cv, *g);
+        Counter* c = cv->get();
+        c->in_progress = 1;
+        c->count += 1;
+        c->done[me] += 1;
+        c->in_progress = 0;
+      }
+      if (me != 0) return 0;
+      // The victim: dies in the middle of an increment, holding the lock.
+      auto g = cv->lock();
+      if (!g) return 4;
+      LockAndRepair(*cv, *g);
+      cv->get()->in_progress = 1;
+      cv->get()->count += 1;
+      holding.Signal();
+      for (;;) ::pause();
+    }));
+  }
+  ASSERT_TRUE(holding.Wait());
+  ASSERT_EQ(::kill(kids[0], SIGKILL), 0);
+  EXPECT_EQ(WaitChildFor(kids[0], 5000ms), 128 + SIGKILL);
+  for (int i = 1; i < 4; ++i) EXPECT_EQ(WaitChildFor(kids[i], 30000ms), 0) << "worker " << i;
+  auto g = v->lock();  // repairs here if every survivor finished before the victim died
+  ASSERT_TRUE(g);
+  LockAndRepair(*v, *g);
+  const Counter c = *v->get();
+  EXPECT_EQ(c.repairs, 1u);
+  EXPECT_EQ(v->object().owner_died_count(), 1u);
+  EXPECT_EQ(c.done[0], kVictimDone);
+  EXPECT_EQ(c.count, 3 * kIncrements + kVictimDone);
+  EXPECT_EQ(c.in_progress, 0u);
+}
+
+TEST(SharedObjectTest, UnrepairedLockBecomesNotRecoverableInsteadOfDeadlocking) {
+  const std::string name = UniqueShmName("obj-norec");
+  auto v = SharedValue<int>::Create(name, 0);
+  ASSERT_TRUE(v);
+  pid_t child = ForkChild([&]() -> int {
+    auto cv = SharedValue<int>::Attach(name);
+    auto g = cv->lock();
+    ::_exit(g ? 0 : 2);  // dies holding the lock
+  });
+  ASSERT_EQ(WaitChild(child), 0);
+  {
+    auto g = v->lock();
+    ASSERT_TRUE(g);
+    EXPECT_TRUE(g->owner_died());
+    // No mark_consistent(): the guard's unlock leaves the lock unrecoverable.
+  }
+  auto again = v->object().lock_for(2s);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error(), std::errc::state_not_recoverable);
+}
+
+TEST(SharedObjectTest, AutoRecoverReportsAndContinues) {
+  const std::string name = UniqueShmName("obj-auto");
+  auto v = SharedValue<int>::Create(name, 0);
+  ASSERT_TRUE(v);
+  pid_t child = ForkChild([&]() -> int {
+    auto cv = SharedValue<int>::Attach(name);
+    auto g = cv->lock();
+    ::_exit(g ? 0 : 2);
+  });
+  ASSERT_EQ(WaitChild(child), 0);
+  {
+    auto g = v->lock(LockRecovery::kAutoRecover);
+    ASSERT_TRUE(g);
+    EXPECT_TRUE(g->owner_died());
+  }
+  auto g = v->lock();
+  ASSERT_TRUE(g);
+  EXPECT_FALSE(g->owner_died());
+}
+
+}  // namespace
+}  // namespace shmlink

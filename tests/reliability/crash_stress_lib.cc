@@ -1,0 +1,171 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "tests/reliability/crash_scenario.h"
+
+namespace shmlink::reliability {
+
+void TrialCounts::Add(const TrialCounts& o) {
+  trials += o.trials;
+  lost += o.lost;
+  duplicated += o.duplicated;
+  hangs += o.hangs;
+  leaked += o.leaked;
+  misordered += o.misordered;
+  corrupt += o.corrupt;
+  errors += o.errors;
+  kills += o.kills;
+  redelivered += o.redelivered;
+  messages += o.messages;
+  for (const auto& [k, v] : o.kill_phases) kill_phases[k] += v;
+  for (const auto& [k, v] : o.scenarios) scenarios[k] += v;
+}
+
+namespace {
+std::string JsonMap(const std::map<std::string, uint64_t>& m) {
+  std::ostringstream out;
+  out << "{";
+  bool first = true;
+  for (const auto& [k, v] : m) {
+    out << (first ? "" : ", ") << "\"" << k << "\": " << v;
+    first = false;
+  }
+  out << "}";
+  return out.str();
+}
+}  // namespace
+
+std::string TrialCounts::Json(double seconds) const {
+  std::ostringstream out;
+  out << "{\"trials\": " << trials << ", \"lost\": " << lost << ", \"duplicated\": " << duplicated
+      << ", \"hangs\": " << hangs << ", \"leaked\": " << leaked
+      << ", \"misordered\": " << misordered << ", \"corrupt\": " << corrupt
+      << ", \"errors\": " << errors << ", \"kills\": " << kills
+      << ", \"redelivered\": " << redelivered << ", \"messages\": " << messages
+      << ", \"seconds\": " << static_cast<uint64_t>(seconds)
+      << ", \"scenarios\": " << JsonMap(scenarios) << ", \"kill_phases\": " << JsonMap(kill_phases)
+      << "}";
+  return out.str();
+}
+
+const char* KillMethodName(KillMethod m) {
+  switch (m) {
+    case KillMethod::kNone:
+      return "none";
+    case KillMethod::kSelf:
+      return "self";
+    case KillMethod::kAsync:
+      return "async";
+    case KillMethod::kCpuTimer:
+      return "cpu-timer";
+  }
+  return "?";
+}
+
+void* MapSharedAnonymous(size_t bytes) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    std::perror("crash_stress: mmap");
+    std::abort();
+  }
+  return p;
+}
+
+void UnmapShared(void* p, size_t bytes) { ::munmap(p, bytes); }
+
+void ArmCpuKillTimer(std::chrono::microseconds cpu) {
+  sigevent ev{};
+  ev.sigev_notify = SIGEV_SIGNAL;
+  ev.sigev_signo = SIGKILL;
+  timer_t timer;
+  if (::timer_create(CLOCK_PROCESS_CPUTIME_ID, &ev, &timer) != 0) {
+    ::raise(SIGKILL);  // cannot arm: die now rather than silently not at all
+  }
+  itimerspec spec{};
+  const auto us = cpu.count() < 1 ? 1 : cpu.count();
+  spec.it_value.tv_sec = us / 1000000;
+  spec.it_value.tv_nsec = (us % 1000000) * 1000;
+  ::timer_settime(timer, 0, &spec, nullptr);
+}
+
+int WaitUntil(pid_t pid, std::chrono::steady_clock::time_point deadline) {
+  for (uint32_t i = 0;; ++i) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) return 0;  // not our child any more: nothing to wait for
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    ::usleep(i < 100 ? 200 : 2000);
+  }
+}
+
+void KillAndReap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+bool ShmExists(const std::string& name) {
+  struct stat st {};
+  return ::stat(("/dev/shm" + name).c_str(), &st) == 0;
+}
+
+std::vector<std::unique_ptr<CrashScenario>> MakeScenarios(const std::string& filter) {
+  std::vector<std::unique_ptr<CrashScenario>> all;
+  all.push_back(MakeSpscScenario());
+  all.push_back(MakeMpmcScenario());
+  all.push_back(MakeConnectionScenario());
+  if (filter == "all" || filter.empty()) return all;
+  std::vector<std::unique_ptr<CrashScenario>> picked;
+  const std::string list = "," + filter + ",";
+  for (auto& s : all) {
+    if (list.find("," + s->name() + ",") != std::string::npos) picked.push_back(std::move(s));
+  }
+  return picked;
+}
+
+TrialCounts RunStress(const StressOptions& options, double* seconds) {
+  const auto start = std::chrono::steady_clock::now();
+  auto scenarios = MakeScenarios(options.scenarios);
+  TrialCounts total;
+  if (scenarios.empty()) {
+    std::fprintf(stderr, "crash_stress: no scenario matches '%s'\n", options.scenarios.c_str());
+    total.errors = 1;
+    return total;
+  }
+  uint64_t seed = options.seed;
+  if (seed == 0) seed = static_cast<uint64_t>(start.time_since_epoch().count()) | 1;
+  std::fprintf(stderr, "crash_stress: seed %llu (rerun with --seed)\n", (unsigned long long)seed);
+  for (uint64_t t = 0; t < options.trials; ++t) {
+    CrashScenario& s = *scenarios[t % scenarios.size()];
+    TrialOptions o;
+    o.seed = seed + t * 0x9E3779B97F4A7C15ull;
+    o.verbose = options.verbose;
+    TrialCounts c = s.RunTrial(o);
+    c.trials = 1;
+    c.scenarios[s.name()] += 1;
+    if (!c.Clean()) {
+      std::fprintf(stderr, "crash_stress: trial %llu (%s, seed %llu) failed: %s\n",
+                   (unsigned long long)t, s.name().c_str(), (unsigned long long)o.seed,
+                   c.Json(0).c_str());
+    }
+    total.Add(c);
+  }
+  if (seconds != nullptr) {
+    *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  return total;
+}
+
+}  // namespace shmlink::reliability

@@ -1,0 +1,394 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// Crash scenario for MpmcQueue: 2-3 producer processes and 2-3 consumer processes on one
+// queue, one of them SIGKILLed (between claim and publish, after publish, while holding a
+// claimed message, after release, or anywhere by an asynchronous kill). The semantics
+// checked (mpmc_queue.h "CRASH SEMANTICS"):
+//
+//  - every message whose publish() returned is delivered (the survivors recover the dead
+//    process's registry entry);
+//  - a producer killed between claim and publish loses only that unpublished message;
+//  - a consumer killed while holding a message has it redelivered, flagged `redelivered`,
+//    to another consumer: at most one message is delivered twice (the dead consumer held
+//    at most one), and only with the flag; a completed release is never undone;
+//  - per producer, each consumer sees that producer's messages in publish order (a
+//    redelivered one excepted);
+//  - nothing waits unboundedly, and the queue's name is gone once its creator (the parent)
+//    destroys it.
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "ringbuf/mpmc_queue.h"
+#include "ringbuf/process_identity.h"
+#include "tests/reliability/crash_scenario.h"
+#include "tests/test_util.h"
+
+namespace shmlink::reliability {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+constexpr int kMaxProducers = 3;
+constexpr int kMaxConsumers = 3;
+constexpr uint32_t kMaxPerProducer = 4096;
+constexpr size_t kMinMessage = 16;
+
+enum Phase : uint32_t {
+  kStart = 0,
+  kClaim,      // inside claim() (producer or consumer)
+  kFill,       // producer: claimed, writing
+  kPublish,    // inside publish()
+  kPublished,  // publish() returned, ledger not yet updated
+  kHold,       // consumer: holding a claimed message, logging it
+  kRelease,    // inside release()
+  kReleased,   // release() returned
+  kDone,
+  kPhaseCount
+};
+const char* const kPhaseNames[kPhaseCount] = {"start",   "claim",         "fill",
+                                              "publish", "after_publish", "hold",
+                                              "release", "after_release", "done"};
+
+struct Plan {
+  int producers = 2;
+  int consumers = 2;
+  uint32_t per_producer = 1000;
+  uint64_t slots = 64;
+  uint64_t max_size = 128;
+  bool victim_is_producer = true;
+  int victim_index = 0;
+  KillMethod kill = KillMethod::kNone;
+  Phase self_phase = kFill;
+  uint32_t self_at = 0;
+  double delay_fraction = 0;
+  microseconds cpu{0};
+};
+
+struct Ledger {
+  std::atomic<uint32_t> phase[kMaxProducers + kMaxConsumers];
+  std::atomic<uint32_t> published[kMaxProducers];  // publish() returned for [0, n)
+  std::atomic<uint32_t> producers_finished;        // set by the parent
+  std::atomic<int64_t> loop_start[kMaxProducers + kMaxConsumers];
+  std::atomic<uint32_t> misordered;
+  std::atomic<uint32_t> corrupt;
+  std::atomic<uint32_t> flagged;  // deliveries flagged redelivered
+  std::atomic<uint32_t> deliveries[kMaxProducers][kMaxPerProducer];
+  std::atomic<uint32_t> flagged_at[kMaxProducers][kMaxPerProducer];
+};
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+uint32_t Seed(uint32_t p, uint32_t seq) { return p * 0x9E3779B9u + seq * 2654435761u + 5; }
+
+void Write(std::span<std::byte> b, uint32_t p, uint32_t seq) {
+  const uint32_t len = static_cast<uint32_t>(b.size()), seed = Seed(p, seq);
+  std::memcpy(b.data(), &p, 4);
+  std::memcpy(b.data() + 4, &seq, 4);
+  std::memcpy(b.data() + 8, &len, 4);
+  std::memcpy(b.data() + 12, &seed, 4);
+  for (size_t i = kMinMessage; i < b.size(); ++i) b[i] = std::byte(static_cast<uint8_t>(seed + i));
+}
+
+bool Read(std::span<const std::byte> m, uint32_t* p, uint32_t* seq) {
+  if (m.size() < kMinMessage) return false;
+  uint32_t len, seed;
+  std::memcpy(p, m.data(), 4);
+  std::memcpy(seq, m.data() + 4, 4);
+  std::memcpy(&len, m.data() + 8, 4);
+  std::memcpy(&seed, m.data() + 12, 4);
+  if (*p >= kMaxProducers || *seq >= kMaxPerProducer || len != m.size() || seed != Seed(*p, *seq)) {
+    return false;
+  }
+  for (size_t i = kMinMessage; i < m.size(); ++i) {
+    if (m[i] != std::byte(static_cast<uint8_t>(seed + i))) return false;
+  }
+  return true;
+}
+
+enum Exit : int { kExitOk = 0, kExitHang = 10, kExitError = 11 };
+
+WaitOptions Slice() {
+  WaitOptions w = WaitOptions::WithTimeout(milliseconds(50));
+  w.liveness_check = milliseconds(5);
+  return w;
+}
+
+struct Proc {
+  const Plan& p;
+  Ledger* l;
+  bool producer;
+  int index;
+  Clock::time_point deadline;
+
+  int slot() const { return producer ? index : kMaxProducers + index; }
+  bool victim() const { return producer == p.victim_is_producer && index == p.victim_index; }
+  void Set(Phase ph) const { l->phase[slot()].store(ph, std::memory_order_relaxed); }
+  void Die(Phase ph, uint32_t seq) const {
+    if (victim() && p.kill == KillMethod::kSelf && ph == p.self_phase && seq >= p.self_at) {
+      ::raise(SIGKILL);
+    }
+  }
+};
+
+int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int index,
+                 const TrialOptions& o) {
+  Proc me{p, l, true, index, Clock::now() + o.wait_bound};
+  if (me.victim() && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
+  auto q = MpmcQueue::Attach(name);
+  if (!q) return kExitError;
+  q->set_recovery_interval(milliseconds(5));
+  auto tx = q->Producer();
+  if (!tx) return kExitError;
+  std::mt19937_64 rng(p.per_producer * 31 + index);
+  l->loop_start[me.slot()].store(NowNs());
+  for (uint32_t seq = 0; seq < p.per_producer; ++seq) {
+    const size_t n = kMinMessage + rng() % (p.max_size - kMinMessage + 1);
+    me.Set(kClaim);
+    Expected<std::span<std::byte>> buf = RingErrc::kWouldBlock;
+    for (;;) {
+      buf = tx->claim(n, Slice());
+      if (buf) break;
+      if (buf.error() == RingErrc::kTimedOut && Clock::now() < me.deadline) continue;
+      return buf.error() == RingErrc::kTimedOut ? kExitHang : kExitError;
+    }
+    me.Set(kFill);
+    std::memset(buf->data(), 0xEE, buf->size() / 2);
+    me.Die(kFill, seq);  // claimed, half written, never published
+    Write(*buf, static_cast<uint32_t>(index), seq);
+    me.Set(kPublish);
+    if (!tx->publish()) return kExitError;
+    me.Set(kPublished);
+    me.Die(kPublished, seq);
+    l->published[index].store(seq + 1, std::memory_order_relaxed);
+  }
+  me.Set(kDone);
+  return kExitOk;
+}
+
+int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int index,
+                 const TrialOptions& o) {
+  Proc me{p, l, false, index, Clock::now() + o.wait_bound};
+  if (me.victim() && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
+  auto q = MpmcQueue::Attach(name);
+  if (!q) return kExitError;
+  q->set_recovery_interval(milliseconds(5));
+  auto rx = q->Consumer();
+  if (!rx) return kExitError;
+  uint32_t last[kMaxProducers];
+  bool seen[kMaxProducers] = {};
+  l->loop_start[me.slot()].store(NowNs());
+  uint32_t got = 0;
+  int idle = 0;
+  for (;;) {
+    me.Set(kClaim);
+    auto m = rx->claim(Slice());
+    if (!m) {
+      if (m.error() != RingErrc::kTimedOut) return kExitError;
+      // Done when every producer is finished (parent's flag) and nothing is queued or
+      // orphaned - after recovering any dead participant ourselves.
+      if (l->producers_finished.load()) {
+        q->RecoverDead();
+        const MpmcStats s = q->stats();
+        if (s.size == 0 && s.orphans == 0 && ++idle >= 3) break;
+      }
+      if (Clock::now() >= me.deadline) return kExitHang;
+      continue;
+    }
+    idle = 0;
+    me.Set(kHold);
+    uint32_t prod, seq;
+    if (!Read(m->data, &prod, &seq)) {
+      l->corrupt.fetch_add(1);
+      return kExitError;
+    }
+    l->deliveries[prod][seq].fetch_add(1, std::memory_order_relaxed);
+    if (m->redelivered) {
+      l->flagged.fetch_add(1);
+      l->flagged_at[prod][seq].fetch_add(1);
+    } else {
+      if (seen[prod] && seq <= last[prod]) l->misordered.fetch_add(1);
+      seen[prod] = true;
+      last[prod] = seq;
+    }
+    me.Die(kHold, got);  // holding a claimed message
+    me.Set(kRelease);
+    if (!rx->release()) return kExitError;
+    me.Set(kReleased);
+    me.Die(kReleased, got);
+    ++got;
+  }
+  me.Set(kDone);
+  return kExitOk;
+}
+
+Plan MakePlan(std::mt19937_64& rng) {
+  Plan p;
+  p.producers = 2 + static_cast<int>(rng() % 2);
+  p.consumers = 2 + static_cast<int>(rng() % 2);
+  p.per_producer = 50 + static_cast<uint32_t>(rng() % 2000);
+  p.slots = uint64_t{8} << (rng() % 6);  // 8 .. 256
+  p.max_size = kMinMessage + rng() % 240;
+  p.victim_is_producer = rng() % 2 == 0;
+  p.victim_index = static_cast<int>(rng() % (p.victim_is_producer ? p.producers : p.consumers));
+  const uint64_t k = rng() % 20;
+  p.kill = k < 8    ? KillMethod::kSelf
+           : k < 16 ? KillMethod::kAsync
+           : k < 19 ? KillMethod::kCpuTimer
+                    : KillMethod::kNone;
+  p.self_phase =
+      p.victim_is_producer ? (rng() % 2 ? kFill : kPublished) : (rng() % 2 ? kHold : kReleased);
+  p.self_at = static_cast<uint32_t>(rng() % p.per_producer);
+  p.delay_fraction = static_cast<double>(rng() % 1000) / 1000.0;
+  p.cpu = microseconds(200 + rng() % 3000);
+  return p;
+}
+
+class MpmcScenario final : public CrashScenario {
+ public:
+  std::string name() const override { return "mpmc"; }
+
+  TrialCounts RunTrial(const TrialOptions& o) override {
+    std::mt19937_64 rng(o.seed);
+    const Plan p = MakePlan(rng);
+    TrialCounts c;
+    const std::string name = testing::UniqueShmName("crash-mpmc");
+    auto* l = new (MapSharedAnonymous(sizeof(Ledger))) Ledger();
+    std::optional<MpmcQueue> q;
+    {
+      auto r = MpmcQueue::Create(name, p.slots, p.max_size);
+      if (!r) {
+        std::fprintf(stderr, "mpmc: create: %s\n", r.error().message().c_str());
+        c.errors++;
+        UnmapShared(l, sizeof(Ledger));
+        return c;
+      }
+      q.emplace(std::move(*r));
+    }
+    const auto trial_deadline = Clock::now() + o.deadline;
+    pid_t prods[kMaxProducers] = {}, cons[kMaxConsumers] = {};
+    for (int i = 0; i < p.producers; ++i) {
+      prods[i] = testing::ForkChild([&] { return ProducerMain(name, p, l, i, o); });
+    }
+    for (int i = 0; i < p.consumers; ++i) {
+      cons[i] = testing::ForkChild([&] { return ConsumerMain(name, p, l, i, o); });
+    }
+    const pid_t victim = p.victim_is_producer ? prods[p.victim_index] : cons[p.victim_index];
+    const int vslot = p.victim_is_producer ? p.victim_index : kMaxProducers + p.victim_index;
+    if (p.kill == KillMethod::kAsync) {
+      for (int i = 0; i < 40000 && l->loop_start[vslot].load() == 0; ++i) {
+        siginfo_t info{};
+        if (::waitid(P_PID, victim, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == victim) {
+          break;
+        }
+        ::usleep(50);
+      }
+      std::this_thread::sleep_for(microseconds(static_cast<int64_t>(p.delay_fraction * loop_us_)));
+      ::kill(victim, SIGKILL);
+    }
+    // Producers first; then tell consumers no more is coming.
+    bool killed = false;
+    uint32_t victim_phase = 0;
+    auto reap = [&](pid_t pid, bool is_victim) {
+      const int st = WaitUntil(pid, trial_deadline);
+      if (st == -1) {
+        c.hangs++;
+        KillAndReap(pid);
+        return;
+      }
+      if (is_victim) {
+        killed = WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+        victim_phase = l->phase[vslot].load();
+        if (killed) return;
+      }
+      const int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      if (code != kExitOk) {
+        std::fprintf(stderr, "mpmc: %s exit %d (victim %s %d, %s)\n",
+                     pid == victim ? "victim" : "survivor", code,
+                     p.victim_is_producer ? "producer" : "consumer", p.victim_index,
+                     KillMethodName(p.kill));
+        (code == kExitHang ? c.hangs : c.errors)++;
+      }
+    };
+    const auto t0 = Clock::now();
+    for (int i = 0; i < p.producers; ++i) reap(prods[i], prods[i] == victim);
+    loop_us_ =
+        0.8 * loop_us_ + 0.2 * std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+    l->producers_finished.store(1);
+    for (int i = 0; i < p.consumers; ++i) reap(cons[i], cons[i] == victim);
+    if (killed) {
+      c.kills++;
+      c.kill_phases[std::string(p.victim_is_producer ? "mpmc-producer:" : "mpmc-consumer:") +
+                    (victim_phase < kPhaseCount ? kPhaseNames[victim_phase] : "?")]++;
+    }
+
+    // ---- accounting
+    const bool consumer_killed = killed && !p.victim_is_producer;
+    uint32_t dup_total = 0;
+    for (int pr = 0; pr < p.producers; ++pr) {
+      const uint32_t published = l->published[pr].load();
+      for (uint32_t s = 0; s < kMaxPerProducer; ++s) {
+        const uint32_t d = l->deliveries[pr][s].load();
+        c.messages += d;
+        if (s < published && d == 0) c.lost++;
+        if (d > 1) {
+          // Allowed: one redelivery (flagged) of the message a killed consumer held.
+          if (consumer_killed && d == 2 && l->flagged_at[pr][s].load() >= 1 && dup_total == 0) {
+            c.redelivered++;
+            dup_total++;
+          } else {
+            c.duplicated += d - 1;
+          }
+        }
+        if (d > 0 && s >= p.per_producer) c.corrupt++;
+      }
+    }
+    if (!consumer_killed && l->flagged.load() != 0) c.duplicated += l->flagged.load();
+    c.misordered += l->misordered.load();
+    c.corrupt += l->corrupt.load();
+
+    // ---- files
+    q.reset();  // creator: kUnlinkOnDestroy
+    if (ShmExists(name)) {
+      c.leaked++;
+      ::shm_unlink(name.c_str());
+    }
+    if (o.verbose) {
+      std::fprintf(
+          stderr,
+          "mpmc seed=%llu P=%d C=%d n=%u slots=%llu victim=%s%d kill=%s killed=%d phase=%s\n",
+          (unsigned long long)o.seed, p.producers, p.consumers, p.per_producer,
+          (unsigned long long)p.slots, p.victim_is_producer ? "P" : "C", p.victim_index,
+          KillMethodName(p.kill), killed,
+          kPhaseNames[victim_phase < kPhaseCount ? victim_phase : 0]);
+    }
+    l->~Ledger();
+    UnmapShared(l, sizeof(Ledger));
+    return c;
+  }
+
+ private:
+  double loop_us_ = 5000;
+};
+
+}  // namespace
+
+std::unique_ptr<CrashScenario> MakeMpmcScenario() { return std::make_unique<MpmcScenario>(); }
+
+}  // namespace shmlink::reliability

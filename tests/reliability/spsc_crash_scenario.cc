@@ -1,0 +1,635 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// Crash scenario for SpscRing: one producer process, one consumer process, one of them
+// SIGKILLed at a random point. The semantics checked (see spsc_ring.h, docs/RELIABILITY.md):
+//
+//  Producer killed: every message whose commit() returned is delivered exactly once, in
+//    order; a message reserved but not committed is never delivered; after draining, the
+//    consumer's blocking peek returns kPeerDead (kClosed if the kill came after close()).
+//  Consumer killed: a new consumer claims the role (the dead holder is detected by pid +
+//    start time) and resumes at the last release(): nothing is lost, and the only messages
+//    delivered twice are those the dead consumer had peeked or advanced past but not yet
+//    released (at-least-once for the unreleased tail); the producer, blocked on a full
+//    ring meanwhile, gets kPeerDead and continues once the new consumer is there.
+//  Files: the ring's creator (the parent, or the producer process) uses kUnlinkOnDestroy.
+//    When the creator was killed, the name stays, and the documented recovery applies:
+//    SpscRing::Create on the same name reclaims a segment whose creator and role holders
+//    are dead. After the trial the name must not exist.
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "ringbuf/process_identity.h"
+#include "ringbuf/spsc_ring.h"
+#include "tests/reliability/crash_scenario.h"
+#include "tests/test_util.h"
+
+namespace shmlink::reliability {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+constexpr uint32_t kMaxMessages = 8192;
+constexpr size_t kMinMessage = 16;  // seq (8) + length (4) + pattern seed (4)
+
+enum Phase : uint32_t {
+  kStart = 0,
+  kCreate,
+  kClaim,
+  kReserve,      // inside reserve()
+  kFill,         // reserved, writing the payload
+  kCommit,       // inside commit()
+  kCommitted,    // commit() returned, ledger not yet updated
+  kClose,        // inside close()
+  kClosed,       // close() returned
+  kPeek,         // inside peek()
+  kProcess,      // peeked, checking + logging the message
+  kAdvance,      // advance() returned, not released
+  kRelease,      // inside release()
+  kReleased,     // release() returned, ledger not yet updated
+  kReaderClose,  // inside the consumer's close()
+  kDone,
+  kPhaseCount
+};
+const char* const kPhaseNames[kPhaseCount] = {
+    "start",        "create",        "claim",        "reserve", "fill",    "commit",
+    "after_commit", "close",         "after_close",  "peek",    "process", "after_advance",
+    "release",      "after_release", "reader_close", "done"};
+
+enum class Role { kProducer, kConsumer };
+
+struct Plan {
+  uint64_t capacity = 4096;
+  uint32_t messages = 1000;
+  uint32_t max_batch = 1;         // producer: reservations per commit
+  uint32_t release_every = 1;     // consumer: messages per release (advance in between)
+  size_t max_size = 64;           // largest message
+  bool producer_creates = false;  // else the parent creates the ring
+  bool sleep_strategy = false;    // WaitOptions::Sleep instead of spin-then-sleep
+  Role victim = Role::kProducer;
+  KillMethod kill = KillMethod::kNone;
+  Phase self_phase = kStart;  // kSelf: where
+  uint32_t self_at = 0;       //        at which message
+  microseconds delay{0};      // kCpuTimer: CPU time before SIGKILL
+  double delay_fraction = 0;  // kAsync/kCpuTimer: of the typical loop time; < 0: setup
+};
+
+// Shared with the children (anonymous shared mapping).
+struct Ledger {
+  std::atomic<uint32_t> phase[2];   // per role (producer, consumer incarnations share 1)
+  std::atomic<uint32_t> created;    // producer published the ring (producer_creates)
+  std::atomic<uint32_t> claimed;    // producer holds the role
+  std::atomic<uint32_t> reserved;   // messages [0, reserved) fully written into the ring
+  std::atomic<uint32_t> committed;  // commit() returned for [0, committed)
+  std::atomic<uint32_t> producer_closed;
+  // Per role: steady-clock ns when its message loop started / ended (0: not yet). The
+  // parent times asynchronous kills from the start and learns typical loop durations.
+  std::atomic<int64_t> loop_start[2];
+  std::atomic<int64_t> loop_end[2];
+  struct Incarnation {
+    std::atomic<int64_t> first;           // first seq delivered to it, -1 none
+    std::atomic<int64_t> last;            // last seq delivered to it, -1 none
+    std::atomic<uint32_t> released_upto;  // release() returned for seqs below this
+    std::atomic<uint32_t> misordered;
+    std::atomic<uint32_t> corrupt;
+    std::atomic<uint32_t> count;
+  } inc[2];
+  std::atomic<uint32_t> deliveries[kMaxMessages];
+};
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+void SetPhase(Ledger* l, Role r, Phase p) {
+  // Relaxed: the ledger is read by the parent only after the writer has died or exited
+  // (waitpid orders it); a dying process's executed stores are in the shared page.
+  l->phase[r == Role::kProducer ? 0 : 1].store(p, std::memory_order_relaxed);
+}
+
+uint32_t PatternSeed(uint64_t seq) { return static_cast<uint32_t>(seq * 2654435761u + 17); }
+
+void WriteMessage(std::span<std::byte> buf, uint64_t seq) {
+  const uint32_t len = static_cast<uint32_t>(buf.size());
+  const uint32_t seed = PatternSeed(seq);
+  std::memcpy(buf.data(), &seq, 8);
+  std::memcpy(buf.data() + 8, &len, 4);
+  std::memcpy(buf.data() + 12, &seed, 4);
+  for (size_t i = kMinMessage; i < buf.size(); ++i) {
+    buf[i] = std::byte(static_cast<uint8_t>(seed + i * 13));
+  }
+}
+
+// Returns the seq, or -1 if the bytes are not a message written by WriteMessage.
+int64_t ReadMessage(std::span<const std::byte> msg) {
+  if (msg.size() < kMinMessage) return -1;
+  uint64_t seq;
+  uint32_t len;
+  uint32_t seed;
+  std::memcpy(&seq, msg.data(), 8);
+  std::memcpy(&len, msg.data() + 8, 4);
+  std::memcpy(&seed, msg.data() + 12, 4);
+  if (len != msg.size() || seq >= kMaxMessages || seed != PatternSeed(seq)) return -1;
+  for (size_t i = kMinMessage; i < msg.size(); ++i) {
+    if (msg[i] != std::byte(static_cast<uint8_t>(seed + i * 13))) return -1;
+  }
+  return static_cast<int64_t>(seq);
+}
+
+// Exit codes of the children.
+enum Exit : int {
+  kExitOk = 0,          // producer: closed; consumer: got kClosed
+  kExitPeerDead = 1,    // consumer: got kPeerDead after draining
+  kExitNoProducer = 2,  // consumer: the producer died before it ever claimed its role
+  kExitNoRing = 3,      // consumer: the ring never appeared (its creator died first)
+  kExitHang = 10,       // a bounded wait expired where progress was due
+  kExitError = 11,      // unexpected error result
+};
+
+class SelfKill {
+ public:
+  SelfKill(const Plan& p, Role me, bool armed) : p_(p), armed_(armed && p.victim == me) {}
+  void At(Phase phase, uint64_t seq) const {
+    if (armed_ && p_.kill == KillMethod::kSelf && phase == p_.self_phase && seq >= p_.self_at) {
+      ::raise(SIGKILL);
+    }
+  }
+
+ private:
+  const Plan& p_;
+  bool armed_;
+};
+
+WaitOptions Waits(const Plan& p, milliseconds slice) {
+  WaitOptions w = p.sleep_strategy ? WaitOptions::Sleep(slice) : WaitOptions::WithTimeout(slice);
+  w.liveness_check = milliseconds(5);
+  return w;
+}
+
+size_t PickSize(std::mt19937_64& rng, size_t max_size) {
+  if (rng() % 16 == 0) return kMinMessage + rng() % (max_size - kMinMessage + 1);
+  return kMinMessage + rng() % std::min<size_t>(64, max_size - kMinMessage + 1);
+}
+
+int ProducerMain(const std::string& name, const Plan& p, Ledger* l, uint64_t seed,
+                 const TrialOptions& o) {
+  const SelfKill die(p, Role::kProducer, true);
+  if (p.victim == Role::kProducer && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.delay);
+  std::mt19937_64 rng(seed ^ 0x5bd1e995);
+  const auto deadline = Clock::now() + o.wait_bound;
+  std::optional<SpscRing> ring;
+  SetPhase(l, Role::kProducer, kCreate);
+  if (p.producer_creates) {
+    auto r = SpscRing::Create(name, p.capacity);
+    if (!r) return kExitError;
+    ring.emplace(std::move(*r));
+    l->created.store(1, std::memory_order_relaxed);
+  } else {
+    auto r = SpscRing::Attach(name);
+    if (!r) return kExitError;
+    ring.emplace(std::move(*r));
+  }
+  SetPhase(l, Role::kProducer, kClaim);
+  auto tx = ring->Producer();
+  if (!tx) return kExitError;
+  l->claimed.store(1, std::memory_order_relaxed);
+  l->loop_start[0].store(NowNs(), std::memory_order_relaxed);
+  uint32_t seq = 0;
+  while (seq < p.messages) {
+    const uint32_t batch = 1 + static_cast<uint32_t>(rng() % p.max_batch);
+    for (uint32_t b = 0; b < batch && seq < p.messages; ++b) {
+      const size_t n = PickSize(rng, p.max_size);
+      SetPhase(l, Role::kProducer, kReserve);
+      Expected<std::span<std::byte>> buf = RingErrc::kWouldBlock;
+      for (;;) {
+        buf = tx->reserve(n, Waits(p, milliseconds(50)));
+        if (buf) break;
+        const auto e = buf.error();
+        // Consumer dead (or not there yet) with a full ring: wait for its replacement.
+        if ((e == RingErrc::kPeerDead || e == RingErrc::kTimedOut) && Clock::now() < deadline) {
+          continue;
+        }
+        return e == RingErrc::kTimedOut || e == RingErrc::kPeerDead ? kExitHang : kExitError;
+      }
+      SetPhase(l, Role::kProducer, kFill);
+      if (seq >= p.self_at) {
+        // Die with half a payload written: the message must never be delivered.
+        std::memset(buf->data(), 0xEE, buf->size() / 2);
+        die.At(kFill, seq);
+      }
+      WriteMessage(*buf, seq);
+      ++seq;
+      l->reserved.store(seq, std::memory_order_relaxed);
+      die.At(kReserve, seq);  // pending, uncommitted reservations
+    }
+    SetPhase(l, Role::kProducer, kCommit);
+    tx->commit();
+    SetPhase(l, Role::kProducer, kCommitted);
+    die.At(kCommitted, seq);
+    l->committed.store(seq, std::memory_order_relaxed);
+  }
+  l->loop_end[0].store(NowNs(), std::memory_order_relaxed);
+  SetPhase(l, Role::kProducer, kClose);
+  tx->close();
+  SetPhase(l, Role::kProducer, kClosed);
+  l->producer_closed.store(1, std::memory_order_relaxed);
+  die.At(kClosed, seq);
+  // Linger until the reader is done: when this process created the ring, its exit unlinks
+  // the name, and a replacement consumer must still be able to attach and drain.
+  while (!tx->reader_closed()) {
+    if (Clock::now() >= deadline) return kExitHang;
+    ::usleep(300);
+  }
+  SetPhase(l, Role::kProducer, kDone);
+  return kExitOk;
+}
+
+int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int incarnation, pid_t producer,
+                 uint64_t seed, const TrialOptions& o) {
+  const bool armed = incarnation == 0;  // the replacement is never killed
+  const SelfKill die(p, Role::kConsumer, armed);
+  if (armed && p.victim == Role::kConsumer && p.kill == KillMethod::kCpuTimer) {
+    ArmCpuKillTimer(p.delay);
+  }
+  std::mt19937_64 rng(seed ^ 0x27d4eb2f ^ incarnation);
+  auto& inc = l->inc[incarnation];
+  const auto deadline = Clock::now() + o.wait_bound;
+  auto producer_dead = [&] { return IdentityOf(producer).start_ticks == 0; };
+  SetPhase(l, Role::kConsumer, kStart);
+  // Attach: the producer may still be creating the ring, or may have died doing so.
+  std::optional<SpscRing> ring;
+  for (;;) {
+    auto r = SpscRing::Attach(name);
+    if (r) {
+      ring.emplace(std::move(*r));
+      break;
+    }
+    const bool dead = producer_dead();
+    if (dead || Clock::now() >= deadline) {
+      auto again = SpscRing::Attach(name);  // a last look after seeing it dead
+      if (again) {
+        ring.emplace(std::move(*again));
+        break;
+      }
+      return dead ? kExitNoRing : kExitHang;
+    }
+    ::usleep(200);
+  }
+  SetPhase(l, Role::kConsumer, kClaim);
+  std::optional<SpscConsumer> rx;
+  for (;;) {
+    auto c = ring->Consumer();
+    if (c) {
+      rx.emplace(std::move(*c));
+      break;
+    }
+    // kRoleTaken: the killed predecessor is not reaped yet (a zombie counts as dead, so
+    // this is only the instant between kill and exit).
+    if (c.error() != RingErrc::kRoleTaken || Clock::now() >= deadline) return kExitError;
+    ::usleep(200);
+  }
+  uint32_t unreleased = 0;
+  if (incarnation == 0) l->loop_start[1].store(NowNs(), std::memory_order_relaxed);
+  int64_t last = -1;
+  for (;;) {
+    SetPhase(l, Role::kConsumer, kPeek);
+    auto msg = rx->try_peek();
+    if (!msg && msg.error() == RingErrc::kWouldBlock) {
+      // Never block while holding advanced-but-unreleased messages: they may be exactly
+      // the space the producer is waiting for (documented in spsc_ring.h).
+      if (unreleased > 0) {
+        SetPhase(l, Role::kConsumer, kRelease);
+        rx->release();
+        SetPhase(l, Role::kConsumer, kReleased);
+        die.At(kReleased, static_cast<uint64_t>(last));
+        inc.released_upto.store(static_cast<uint32_t>(last + 1), std::memory_order_relaxed);
+        unreleased = 0;
+        SetPhase(l, Role::kConsumer, kPeek);
+      }
+      msg = rx->peek(Waits(p, milliseconds(50)));
+    }
+    if (!msg) {
+      const auto e = msg.error();
+      if (e == RingErrc::kTimedOut) {
+        if (l->claimed.load(std::memory_order_relaxed) == 0 && producer_dead()) {
+          return kExitNoProducer;  // died before claiming: nobody to wait for or detect
+        }
+        if (Clock::now() < deadline) continue;
+        return kExitHang;
+      }
+      SetPhase(l, Role::kConsumer, kReaderClose);
+      rx->close();
+      die.At(kReaderClose, kMaxMessages);
+      SetPhase(l, Role::kConsumer, kDone);
+      if (incarnation == 0) l->loop_end[1].store(NowNs(), std::memory_order_relaxed);
+      if (e == RingErrc::kClosed) return kExitOk;
+      if (e == RingErrc::kPeerDead) return kExitPeerDead;
+      return kExitError;
+    }
+    SetPhase(l, Role::kConsumer, kProcess);
+    const int64_t seq = ReadMessage(*msg);
+    if (seq < 0) {
+      inc.corrupt.fetch_add(1, std::memory_order_relaxed);
+      return kExitError;
+    }
+    if (last >= 0 && seq != last + 1) inc.misordered.fetch_add(1, std::memory_order_relaxed);
+    if (last < 0) inc.first.store(seq, std::memory_order_relaxed);
+    last = seq;
+    // "Processing" the message: the delivery count is what the checker reads.
+    l->deliveries[seq].fetch_add(1, std::memory_order_relaxed);
+    inc.last.store(seq, std::memory_order_relaxed);
+    inc.count.fetch_add(1, std::memory_order_relaxed);
+    die.At(kProcess, static_cast<uint64_t>(seq));  // peeked, not released
+    if (++unreleased < p.release_every && rng() % 4 != 0) {
+      if (!rx->advance()) return kExitError;
+      SetPhase(l, Role::kConsumer, kAdvance);
+      die.At(kAdvance, static_cast<uint64_t>(seq));  // advanced past, not released
+      continue;
+    }
+    SetPhase(l, Role::kConsumer, kRelease);
+    rx->release();
+    SetPhase(l, Role::kConsumer, kReleased);
+    die.At(kReleased, static_cast<uint64_t>(seq));
+    inc.released_upto.store(static_cast<uint32_t>(seq + 1), std::memory_order_relaxed);
+    unreleased = 0;
+  }
+}
+
+Plan MakePlan(std::mt19937_64& rng) {
+  Plan p;
+  static constexpr uint64_t kCaps[] = {1024, 4096, 65536};
+  p.capacity = kCaps[rng() % 3];
+  p.messages = 100 + static_cast<uint32_t>(rng() % 8000);
+  p.max_batch = 1 + static_cast<uint32_t>(rng() % 4);
+  p.release_every = 1 + static_cast<uint32_t>(rng() % 4);
+  p.max_size = std::min<size_t>(SpscMaxMessageSize(p.capacity), 512);
+  p.producer_creates = rng() % 2 == 0;
+  p.sleep_strategy = rng() % 4 == 0;
+  p.victim = rng() % 2 == 0 ? Role::kProducer : Role::kConsumer;
+  const uint64_t k = rng() % 20;
+  p.kill = k < 8    ? KillMethod::kSelf
+           : k < 15 ? KillMethod::kAsync
+           : k < 19 ? KillMethod::kCpuTimer
+                    : KillMethod::kNone;
+  static constexpr Phase kProducerPoints[] = {kFill, kReserve, kCommitted, kClosed};
+  static constexpr Phase kConsumerPoints[] = {kProcess, kAdvance, kReleased, kReaderClose};
+  p.self_phase =
+      p.victim == Role::kProducer ? kProducerPoints[rng() % 4] : kConsumerPoints[rng() % 4];
+  p.self_at = static_cast<uint32_t>(rng() % p.messages);
+  // Async and CPU-timer delays are a fraction of the victim's typical loop time (learned
+  // by the scenario, see RunTrial); 1/16 of them fall before the loop starts (setup,
+  // create, claim) and 1/16 after it would have ended.
+  p.delay_fraction = static_cast<double>(rng() % 1000) / 1000.0;
+  if (rng() % 16 == 0) p.delay_fraction = -1;    // during setup
+  if (rng() % 16 == 0) p.delay_fraction = 1.05;  // after the loop (close, linger, exit)
+  if (p.kill != KillMethod::kSelf) p.self_at = kMaxMessages;  // disarm the kFill scribble
+  return p;
+}
+
+class SpscScenario final : public CrashScenario {
+ public:
+  std::string name() const override { return "spsc"; }
+
+ private:
+  // Typical loop time per role (us, moving average of trials where it ran to the end).
+  double loop_us_[2] = {2000, 2000};
+
+  void Learn(Ledger* l, int role) {
+    const int64_t a = l->loop_start[role].load(), b = l->loop_end[role].load();
+    if (a > 0 && b > a) loop_us_[role] = 0.8 * loop_us_[role] + 0.2 * ((b - a) / 1000.0);
+  }
+
+ public:
+  TrialCounts RunTrial(const TrialOptions& o) override {
+    std::mt19937_64 rng(o.seed);
+    Plan p = MakePlan(rng);
+    TrialCounts c;
+    const std::string name = testing::UniqueShmName("crash-spsc");
+    const int victim_role = p.victim == Role::kProducer ? 0 : 1;
+    if (p.kill == KillMethod::kCpuTimer) {
+      // Setup costs CPU too (fork, attach, /proc reads): ~300 us here.
+      const double us = p.delay_fraction < 0 ? 100 : 300 + p.delay_fraction * loop_us_[victim_role];
+      p.delay = microseconds(static_cast<int64_t>(us));
+    }
+    auto* l = new (MapSharedAnonymous(sizeof(Ledger))) Ledger();
+    for (auto& inc : l->inc) {
+      inc.first.store(-1);
+      inc.last.store(-1);
+    }
+    std::optional<SpscRing> owner;
+    if (!p.producer_creates) {
+      auto r = SpscRing::Create(name, p.capacity);
+      if (!r) {
+        std::fprintf(stderr, "spsc: create %s: %s\n", name.c_str(), r.error().message().c_str());
+        c.errors++;
+        UnmapShared(l, sizeof(Ledger));
+        return c;
+      }
+      owner.emplace(std::move(*r));
+    }
+    const auto trial_deadline = Clock::now() + o.deadline;
+    const pid_t prod = testing::ForkChild([&] { return ProducerMain(name, p, l, o.seed, o); });
+    const pid_t cons =
+        testing::ForkChild([&] { return ConsumerMain(name, p, l, 0, prod, o.seed, o); });
+    const pid_t victim = p.victim == Role::kProducer ? prod : cons;
+    const pid_t other = p.victim == Role::kProducer ? cons : prod;
+    if (p.kill == KillMethod::kAsync) {
+      if (p.delay_fraction >= 0) {
+        // Time the kill from the start of the victim's message loop.
+        for (int i = 0; i < 40000 && l->loop_start[victim_role].load() == 0; ++i) {
+          siginfo_t info{};
+          if (::waitid(P_PID, victim, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+              info.si_pid == victim) {
+            break;  // already gone
+          }
+          ::usleep(50);
+        }
+        std::this_thread::sleep_for(
+            microseconds(static_cast<int64_t>(p.delay_fraction * loop_us_[victim_role])));
+      }
+      ::kill(victim, SIGKILL);
+    }
+    const int victim_status = WaitUntil(victim, trial_deadline);
+    if (victim_status == -1) {
+      c.hangs++;
+      KillAndReap(victim);
+    }
+    const bool killed =
+        victim_status != -1 && WIFSIGNALED(victim_status) && WTERMSIG(victim_status) == SIGKILL;
+    // The victim's last phase, read before a replacement starts writing the same word.
+    const uint32_t victim_phase = l->phase[victim_role].load();
+    if (killed) {
+      c.kills++;
+      const uint32_t ph = victim_phase;
+      c.kill_phases[std::string(victim_role == 0 ? "producer:" : "consumer:") +
+                    (ph < kPhaseCount ? kPhaseNames[ph] : "?")]++;
+    }
+    if (!killed) Learn(l, victim_role);
+    // A killed consumer is replaced; the replacement must finish the stream.
+    pid_t replacement = -1;
+    if (p.victim == Role::kConsumer && killed) {
+      replacement =
+          testing::ForkChild([&] { return ConsumerMain(name, p, l, 1, prod, o.seed, o); });
+    }
+    const int other_status = WaitUntil(other, trial_deadline);
+    if (other_status == -1) {
+      c.hangs++;
+      KillAndReap(other);
+    }
+    int repl_status = 0;
+    if (replacement > 0) {
+      repl_status = WaitUntil(replacement, trial_deadline);
+      if (repl_status == -1) {
+        c.hangs++;
+        KillAndReap(replacement);
+      }
+    }
+    auto exit_code = [](int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); };
+
+    // ---- exit statuses against the semantics (-1: overran the deadline, already counted)
+    const bool producer_killed = p.victim == Role::kProducer && killed;
+    const bool consumer_killed = p.victim == Role::kConsumer && killed;
+    const int prod_status = p.victim == Role::kProducer ? victim_status : other_status;
+    const int cons_status = p.victim == Role::kProducer ? other_status
+                            : replacement > 0           ? repl_status
+                                                        : victim_status;
+    if (!producer_killed && prod_status != -1 && exit_code(prod_status) != kExitOk) {
+      const int pe = exit_code(prod_status);
+      std::fprintf(stderr, "spsc: producer exit %d\n", pe);
+      (pe == kExitHang ? c.hangs : c.errors)++;
+    }
+    if (cons_status != -1) {
+      const int ce = exit_code(cons_status);
+      bool ok = ce == kExitOk;
+      if (producer_killed) {
+        // After the producer's death: drained then kPeerDead; kClosed only if it had
+        // closed; nothing to attach to / nobody to wait for if it died that early.
+        const uint32_t ph = l->phase[0].load();
+        const bool had_closed = ph == kClose || ph == kClosed || ph == kDone;
+        ok = ce == kExitPeerDead || ce == kExitNoProducer || ce == kExitNoRing ||
+             (ce == kExitOk && had_closed);
+      }
+      if (consumer_killed) {
+        // Killed after its own close(): the stream was complete; the replacement finds the
+        // ring gone (its creator exited) or closed.
+        const uint32_t ph = victim_phase;
+        if ((ph == kReaderClose || ph == kDone) && ce == kExitNoRing) ok = true;
+      }
+      if (!ok) {
+        std::fprintf(stderr, "spsc: consumer exit %d (victim %s, %s, killed %d)\n", ce,
+                     p.victim == Role::kProducer ? "producer" : "consumer", KillMethodName(p.kill),
+                     killed);
+        (ce == kExitHang ? c.hangs : c.errors)++;
+      }
+    }
+
+    // ---- message accounting
+    const uint32_t committed = l->committed.load();
+    const uint32_t reserved = l->reserved.load();
+    const uint32_t expected_total = producer_killed ? committed : p.messages;
+    auto& i0 = l->inc[0];
+    auto& i1 = l->inc[1];
+    // Duplicates the semantics allow: after a consumer kill, the replacement restarts at
+    // the last release, so seqs in [its first, the dead one's last] come again - but
+    // never anything the dead consumer had released.
+    int64_t dup_lo = 1, dup_hi = 0;  // empty
+    if (replacement > 0 && i1.first.load() >= 0) {
+      dup_lo = i1.first.load();
+      dup_hi = i0.last.load();
+      if (dup_lo < static_cast<int64_t>(i0.released_upto.load())) {
+        std::fprintf(stderr, "spsc: replacement restarted at %lld, before the release at %u\n",
+                     (long long)dup_lo, i0.released_upto.load());
+        c.duplicated += i0.released_upto.load() - dup_lo;
+        dup_lo = i0.released_upto.load();
+      }
+      // The unreleased tail is at most one release batch (plus the peeked message).
+      if (dup_hi - dup_lo + 1 > static_cast<int64_t>(p.release_every) + 1) {
+        std::fprintf(stderr, "spsc: %lld redelivered, more than a release batch\n",
+                     (long long)(dup_hi - dup_lo + 1));
+        c.duplicated++;
+      }
+    }
+    for (uint32_t s = 0; s < kMaxMessages; ++s) {
+      const uint32_t d = l->deliveries[s].load();
+      c.messages += d;
+      if (s < expected_total && d == 0) c.lost++;
+      if (d > 1) {
+        if (static_cast<int64_t>(s) >= dup_lo && static_cast<int64_t>(s) <= dup_hi && d == 2) {
+          c.redelivered++;
+        } else {
+          c.duplicated += d - 1;
+        }
+      }
+      if (d > 0 && s >= reserved) c.corrupt++;  // delivered a message never written
+    }
+    c.misordered += i0.misordered.load() + i1.misordered.load();
+    c.corrupt += i0.corrupt.load() + i1.corrupt.load();
+    if (c.lost && o.verbose) {
+      std::fprintf(stderr, "spsc: lost %llu (committed %u reserved %u messages %u)\n",
+                   (unsigned long long)c.lost, committed, reserved, p.messages);
+    }
+
+    // ---- files: the creator's handle unlinks; a dead creator's segment is reclaimed
+    owner.reset();
+    if (ShmExists(name)) {
+      if (p.producer_creates && producer_killed) {
+        // The documented recovery: a new creator reclaims a segment whose creator and
+        // role holders are all dead.
+        auto again = SpscRing::Create(name, p.capacity);
+        if (!again) {
+          auto probe = SpscRing::Attach(name);
+          if (!probe &&
+              (probe.error() == RingErrc::kNotReady || probe.error() == RingErrc::kTruncated)) {
+            // Killed inside Create before the header was published: no creator identity
+            // to judge by, so it is not reclaimable automatically (documented gap).
+            c.kill_phases["spsc:unpublished_segment_removed"]++;
+          } else {
+            std::fprintf(stderr, "spsc: stale segment not reclaimed: %s\n",
+                         again.error().message().c_str());
+            c.leaked++;
+          }
+          ::shm_unlink(name.c_str());
+        }
+      } else {
+        c.leaked++;
+        ::shm_unlink(name.c_str());
+      }
+    }
+    if (ShmExists(name)) {
+      c.leaked++;
+      ::shm_unlink(name.c_str());
+    }
+    if (o.verbose) {
+      std::fprintf(stderr,
+                   "spsc seed=%llu victim=%s kill=%s phase=%d at=%u killed=%d cap=%llu n=%u "
+                   "committed=%u delivered=%llu\n",
+                   (unsigned long long)o.seed,
+                   p.victim == Role::kProducer ? "producer" : "consumer", KillMethodName(p.kill),
+                   p.self_phase, p.self_at, killed, (unsigned long long)p.capacity, p.messages,
+                   committed, (unsigned long long)c.messages);
+    }
+    l->~Ledger();
+    UnmapShared(l, sizeof(Ledger));
+    return c;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<CrashScenario> MakeSpscScenario() { return std::make_unique<SpscScenario>(); }
+
+}  // namespace shmlink::reliability
