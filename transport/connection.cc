@@ -871,12 +871,13 @@ struct Listener::Impl {
   PeerInfo last_accepted;
   ino_t inode = 0;  // socket file we created (removed on close only if still ours)
   dev_t dev = 0;
+  pid_t creator = ::getpid();  // a forked child's copy never removes the parent's file
 
   ~Impl() { Close(); }
   void Close() noexcept {
     if (fd < 0) return;
     CloseFd(fd);
-    if (address.family == AddressFamily::kUnixPath) {
+    if (address.family == AddressFamily::kUnixPath && ::getpid() == creator) {
       struct stat st {};
       if (::lstat(address.path.c_str(), &st) == 0 && st.st_ino == inode && st.st_dev == dev) {
         ::unlink(address.path.c_str());

@@ -219,7 +219,8 @@ class Listener {
   const PeerInfo& last_accepted() const noexcept;
   // The listening socket (readable when a client is waiting).
   int fileno() const noexcept;
-  // Stops listening and removes the socket file (if it is still ours). Idempotent.
+  // Stops listening and removes the socket file (if it is still ours: same inode, and
+  // called in the process that created the listener, not a forked child). Idempotent.
   void close() noexcept;
 
   struct Impl;

@@ -497,6 +497,13 @@ TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
   ASSERT_EQ(::lstat(path.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // A forked child destroying its copy of the listener leaves the parent's file alone.
+  pid_t copy = ForkChild([&] {
+    l->close();
+    return 0;
+  });
+  EXPECT_EQ(WaitChild(copy), 0);
+  EXPECT_EQ(::access(path.c_str(), F_OK), 0);
   l->close();
   EXPECT_NE(::access(path.c_str(), F_OK), 0);  // removed on close
   // A live listener in this process: a second Create fails and leaves no probe
