@@ -183,7 +183,8 @@ struct Connection::Impl {
   PeerInfo peer;
   bool peer_is_shmlink = false;
   bool closed = false;
-  bool eof = false;  // socket EOF seen
+  bool eof = false;            // socket EOF seen
+  pid_t creator = ::getpid();  // a forked child's copy must not end the parent's streams
 
   FrameParser parser{kHandshakeMaxFrame};
   ConnectionStats stats;
@@ -671,6 +672,18 @@ struct Connection::Impl {
   void Close() noexcept {
     if (closed) return;
     closed = true;
+    if (tx && ::getpid() != creator) {
+      // A copy inherited by fork(): close our fd only. The role handles are leaked on
+      // purpose: their destructors would release the parent's roles (owner words) and
+      // store our stale read position; the streams stay open for the parent.
+      CloseFd(fd);
+      (void)new SpscProducer(std::move(*tx));
+      (void)new SpscConsumer(std::move(*rx));
+      tx.reset();
+      rx.reset();
+      segment.reset();
+      return;
+    }
     if (tx) {
       Disarm();
       tx->close();  // end of stream after every committed message

@@ -31,7 +31,8 @@
 // Thread safety: a Connection may be used by one sending thread and one receiving thread
 // concurrently (send_bytes/reserve/commit vs recv_bytes/peek/release/poll); otherwise
 // not-thread-safe. Listener: not-thread-safe. Connections are bound to the process that
-// made them (do not use them across fork()).
+// made them: do not use them in a fork()ed child. Closing or destroying an inherited copy
+// in the child is safe (it closes the child's fd only; the parent's streams stay open).
 #ifndef SHMLINK_TRANSPORT_CONNECTION_H_
 #define SHMLINK_TRANSPORT_CONNECTION_H_
 

@@ -624,6 +624,27 @@ TEST(Connection, FilenoDoorbellWakesSelect) {
   EXPECT_EQ(WaitChild(child), 0);
 }
 
+// A child forked from a process with an open connection may drop its copy without
+// ending the parent's streams or releasing the parent's ring roles.
+TEST(Connection, ForkedCopyClosingLeavesParentConnectionIntact) {
+  const std::string address = testing::UniqueAbstract();
+  auto listener = Listener::Create(address, kKey);
+  ASSERT_TRUE(listener);
+  pid_t peer = ForkChild([&] { return EchoClient(address, true); });
+  auto conn = listener->accept(10s);
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(conn->is_shm());
+  pid_t copy = ForkChild([&] {
+    conn->close();  // the child's copy
+    return 0;
+  });
+  EXPECT_EQ(WaitChild(copy), 0);
+  ExpectEcho(*conn, 50);          // both directions still open; ends with "close"
+  EXPECT_EQ(WaitChild(peer), 0);  // the peer saw no premature end of stream
+  auto end = conn->recv_bytes(5s);
+  EXPECT_EQ(end.error(), make_error_code(TransportErrc::kClosed)) << end.error().message();
+}
+
 TEST(Connection, LargeMessagesTravelInChunksOnShm) {
   const std::string address = testing::UniqueAbstract();
   ListenerOptions lo;
