@@ -64,38 +64,42 @@ def _produce(send, payload, n):
         send(payload)
 
 
-def run_shmlink_queue(size, n, slot_size=None):
-    q = shmlink.Queue(1024, slot_size=slot_size or shmlink.queues.DEFAULT_SLOT_SIZE,
-                      slots=1024 if size < 65536 else 16)
+def _queue_case(q, size, n):
     payload = os.urandom(size)
     p = CTX.Process(target=_produce, args=(q.put, payload, n))
     p.start()
     dt = _timed_receive(q.get, n)
     p.join()
+    return dt
+
+
+def run_shmlink_queue(size, n, slot_size=None):
+    q = shmlink.Queue(1024, slot_size=slot_size or shmlink.queues.DEFAULT_SLOT_SIZE,
+                      slots=1024 if size < 65536 else 16)
+    dt = _queue_case(q, size, n)
     q.unlink()
     return dt
 
 
 def run_mp_queue(size, n):
-    q = CTX.Queue(1024)
-    payload = os.urandom(size)
-    p = CTX.Process(target=_produce, args=(q.put, payload, n))
-    p.start()
-    dt = _timed_receive(q.get, n)
-    p.join()
-    return dt
+    return _queue_case(CTX.Queue(1024), size, n)
 
 
-def run_shmlink_pipe(size, n):
-    r, w = shmlink.Pipe(duplex=False)
+def _pipe_case(make_pipe, receiver, size, n):
+    # receiver(read_end) -> the function _timed_receive calls once per message.
+    r, w = make_pipe(duplex=False)
     payload = os.urandom(size)
     p = CTX.Process(target=_produce, args=(w.send_bytes, payload, n))
     p.start()
     w.close()
-    dt = _timed_receive(r.recv_bytes, n)
+    dt = _timed_receive(receiver(r), n)
     p.join()
     r.close()
     return dt
+
+
+def _bytes_recv(conn):
+    return conn.recv_bytes
 
 
 def _view_recv(conn):
@@ -105,28 +109,16 @@ def _view_recv(conn):
     return recv
 
 
+def run_shmlink_pipe(size, n):
+    return _pipe_case(shmlink.Pipe, _bytes_recv, size, n)
+
+
 def run_shmlink_pipe_view(size, n):
-    r, w = shmlink.Pipe(duplex=False)
-    payload = os.urandom(size)
-    p = CTX.Process(target=_produce, args=(w.send_bytes, payload, n))
-    p.start()
-    w.close()
-    dt = _timed_receive(_view_recv(r), n)
-    p.join()
-    r.close()
-    return dt
+    return _pipe_case(shmlink.Pipe, _view_recv, size, n)
 
 
 def run_mp_pipe(size, n):
-    r, w = CTX.Pipe(duplex=False)
-    payload = os.urandom(size)
-    p = CTX.Process(target=_produce, args=(w.send_bytes, payload, n))
-    p.start()
-    w.close()
-    dt = _timed_receive(r.recv_bytes, n)
-    p.join()
-    r.close()
-    return dt
+    return _pipe_case(CTX.Pipe, _bytes_recv, size, n)
 
 
 def _ring_producer(name, payload, n):
