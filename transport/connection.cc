@@ -17,9 +17,10 @@
 // Doorbell (fileno() on shm): a reader that arms adds kFdWaiterBias to its ring's
 // data_event.waiters (a value no number of futex sleepers reaches). A sender that sees
 // waiters >= kFdWaiterBias after a commit writes one byte to the socket. SYNC(doorbell):
-// arm is a seq_cst RMW followed by a seq_cst re-check of the ring; the sender's commit is
-// a seq_cst store of write_pos followed by a seq_cst load of waiters (event_count.h's
-// argument): either the sender sees the bias, or the reader's re-check sees the message.
+// arm is a seq_cst RMW followed by a seq_cst re-check of the ring; the sender's commit
+// publishes the message and ends with a seq_cst fence (spsc_ring.cc, SYNC(event-count)),
+// followed by a seq_cst load of waiters (event_count.h's argument): either the sender sees
+// the bias, or the reader's re-check sees the message.
 #include "transport/connection.h"
 
 #include <dirent.h>
@@ -655,7 +656,7 @@ struct Connection::Impl {
 
   void ShmCommit() {
     tx->commit();
-    // SYNC(doorbell): seq_cst load after commit()'s seq_cst store (see the file comment).
+    // SYNC(doorbell): seq_cst load after commit()'s seq_cst fence (see the file comment).
     if (tx_region.control->data_event.waiters.load(std::memory_order_seq_cst) >= kFdWaiterBias) {
       const char bell = 1;
       if (::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++stats.doorbells_sent;

@@ -301,7 +301,7 @@ void RxLock::EnableBell() {
 void RxLock::AfterConsume() {
   Bell& b = s_.bell;
   if (b.word == nullptr) return;
-  // SYNC(bell): seq_cst, Dekker with the writer's commit (seq_cst store of write_pos) and
+  // SYNC(bell): seq_cst, Dekker with the writer's commit (ends with a seq_cst fence) and
   // its exchange in TxLock::Commit: either we see its message below, or it sees 0 and
   // writes the eventfd after our drain.
   if (b.word->load(std::memory_order_seq_cst) == 0) return;
