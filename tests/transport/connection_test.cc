@@ -86,7 +86,9 @@ TEST_P(ShmEcho, TwoShmlinkPeersUseSharedMemory) {
   ASSERT_TRUE(conn) << conn.error().message();
   EXPECT_TRUE(conn->is_shm());
   EXPECT_TRUE(conn->peer_is_shmlink());
-  if (GetParam() != "tcp") EXPECT_EQ(listener->last_accepted().pid, child);
+  if (GetParam() != "tcp") {
+    EXPECT_EQ(listener->last_accepted().pid, child);
+  }
   EXPECT_EQ(listener->last_accepted().uid, ::geteuid());  // TCP: from /proc/net/tcp
   // The TCP segment name is unlinked as soon as both sides mapped it.
   EXPECT_EQ(testing::ShmFiles(OurSegmentPrefix()), shm_before);
@@ -146,7 +148,9 @@ TEST(Connection, ZeroCopyAndEndOfStream) {
     ASSERT_TRUE(conn);
     EXPECT_EQ(conn->is_shm(), shm);
     // On shm the writer is gone before we read anything (a socket buffer may fill up).
-    if (shm) EXPECT_EQ(WaitChild(child), 0);
+    if (shm) {
+      EXPECT_EQ(WaitChild(child), 0);
+    }
     for (int i = 0; i < 1000; ++i) {
       auto m = conn->peek(5s);
       ASSERT_TRUE(m) << i << ": " << m.error().message();
@@ -162,7 +166,9 @@ TEST(Connection, ZeroCopyAndEndOfStream) {
     auto end = conn->peek(5s);
     EXPECT_EQ(end.error(), make_error_code(TransportErrc::kClosed)) << end.error().message();
     EXPECT_TRUE(*conn->poll(0ms));  // end of stream counts as "recv won't block"
-    if (!shm) EXPECT_EQ(WaitChild(child), 0);
+    if (!shm) {
+      EXPECT_EQ(WaitChild(child), 0);
+    }
   }
 }
 

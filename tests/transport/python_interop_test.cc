@@ -96,7 +96,9 @@ TEST_P(PythonInterop, StockPythonClientToShmlinkListener) {
   ASSERT_TRUE(conn) << conn.error().message();
   EXPECT_FALSE(conn->is_shm());
   EXPECT_FALSE(conn->peer_is_shmlink());
-  if (p.family != "tcp") EXPECT_EQ(listener->last_accepted().pid, py.pid);
+  if (p.family != "tcp") {
+    EXPECT_EQ(listener->last_accepted().pid, py.pid);
+  }
   ExpectEcho(*conn, 200);
   EXPECT_EQ(ReadLine(py, 20s), "DONE 203");
   EXPECT_EQ(conn->recv_bytes(10s).error(), make_error_code(TransportErrc::kClosed));
