@@ -48,13 +48,15 @@ inline bool IsAlivePacked(uint64_t word) noexcept { return IsAlive(ProcessIdenti
 // Finer than IsAlive, for crash recovery that must not wait for a killed process's exit:
 //  kDead:  gone, zombie, pid reused, or exiting (PF_EXITING: it never runs user code again,
 //          although the kernel may take long to tear it down, e.g. a large address space).
-//  kDying: SIGKILL is pending but it has not started exiting: it runs at most the few user
-//          instructions before it takes the signal (at its next kernel entry, which kill()
-//          forces at once). A kill()ed process can stay in this state for a long time when it
-//          waits for a CPU on a loaded machine. Its state may still change under you: recover
+//  kDying: SIGKILL is pending (in its own or its thread group's pending set) but it has not
+//          started exiting: it runs at most the few user instructions before it takes the
+//          signal (at its next kernel entry, which kill() forces at once), then kernel code
+//          only. A kill()ed process can stay in this state for a long time when it waits
+//          for a CPU on a loaded machine. Its state may still change under you: recover
 //          what it holds, but do not let anybody else reuse what it might still touch.
+//          There is no window: from kill() until it is reaped, one of kDying/kDead holds.
 //  kAlive: anything else (what IsAlive calls alive, minus the two cases above).
-// One read of /proc/<pid>/stat. any-thread.
+// One read of /proc/<pid>/stat, plus one of /proc/<pid>/status if it looks alive. any-thread.
 enum class Liveness { kAlive, kDying, kDead };
 Liveness LivenessOf(ProcessIdentity id) noexcept;
 inline Liveness LivenessOfPacked(uint64_t word) noexcept {

@@ -11,17 +11,27 @@
 //  * KilledWhileExiting: it has a large populated address space, so after kill() the
 //    kernel takes a long time (PF_EXITING set) to make it a zombie.
 // In both, RecoverDead() right after kill() must orphan the message for redelivery.
+//  * KilledAndStoppedBeforeExiting (producer side): the victim has taken SIGKILL off its
+//    own pending set but not yet set PF_EXITING - held there by a PTRACE_EVENT_EXIT stop,
+//    standing in for a preempted or vCPU-starved process (the mpmc_queue_test flake where
+//    a blocked pop got the message behind the victim's claim only after 2.1 s). There
+//    /proc/<pid>/stat shows neither SIGKILL nor PF_EXITING; a blocked pop must still get
+//    past the victim's claim within its liveness bound.
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "ringbuf/mpmc_queue.h"
 #include "ringbuf/process_identity.h"
@@ -177,6 +187,64 @@ TEST(MpmcRecoveryTest, KilledWhileExiting) {
   }
   EXPECT_FALSE(ShmExists(name));
   testing::FreeScratch(f, 1);
+}
+
+TEST(MpmcRecoveryTest, KilledAndStoppedBeforeExiting) {
+  const std::string name = UniqueShmName("mpmc-exitstop");
+  auto q = MpmcQueue::Create(name, 8, 32);
+  ASSERT_TRUE(q) << q.error().message();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t victim = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    auto tx = a->Producer();
+    auto span = tx ? tx->try_claim(5) : Expected<std::span<std::byte>>(RingErrc::kBadState);
+    if (!span) return 3;
+    std::memcpy(span->data(), "dead!", 5);
+    (void)!::write(ready[1], "r", 1);
+    for (;;) ::pause();
+  });
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  auto tx = q->Producer();
+  auto rx = q->Consumer();
+  ASSERT_TRUE(tx && rx);
+  const char kAfter[] = "after";
+  ASSERT_TRUE(tx->try_push(std::as_bytes(std::span(kAfter, 5))));
+  if (::ptrace(PTRACE_SEIZE, victim, nullptr, PTRACE_O_TRACEEXIT) != 0) {
+    const int err = errno;
+    ::kill(victim, SIGKILL);
+    EXPECT_EQ(WaitChildFor(victim, 10000ms), 128 + SIGKILL);
+    GTEST_SKIP() << "ptrace not permitted here: " << std::strerror(err);
+  }
+  const ProcessIdentity id = IdentityOf(victim);
+  ASSERT_NE(id.start_ticks, 0u);
+  EXPECT_EQ(LivenessOf(id), Liveness::kAlive);
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(victim, &status, 0), victim);
+  // Stopped inside do_exit, before PF_EXITING: the window under test.
+  ASSERT_TRUE(WIFSTOPPED(status) && (status >> 16) == PTRACE_EVENT_EXIT) << std::hex << status;
+  EXPECT_EQ(LivenessOf(id), Liveness::kDying) << "a process killed by SIGKILL looked alive";
+  std::vector<std::byte> buf(32);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = rx->pop(buf, WaitOptions::WithTimeout(2s));
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(r) << r.error().message() << ": the victim's claim was never abandoned";
+  EXPECT_LT(waited, 2s);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), r->size), "after");
+  // Let it finish dying (the kernel resumes the exit: SIGKILL cannot be cancelled).
+  ASSERT_EQ(::ptrace(PTRACE_CONT, victim, nullptr, nullptr), 0);
+  EXPECT_EQ(WaitChildFor(victim, 10000ms), 128 + SIGKILL);
+  q->RecoverDead();  // the dying owner's entry was kept; now it is gone
+  const MpmcStats st = q->stats();
+  EXPECT_EQ(st.abandoned, 1u);
+  EXPECT_EQ(st.pops, 1u);
+  EXPECT_EQ(st.size, 0u);
+  EXPECT_EQ(st.producers, 1u);
 }
 
 }  // namespace
