@@ -227,6 +227,11 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, uint64_t see
         return e == RingErrc::kTimedOut || e == RingErrc::kPeerDead ? kExitHang : kExitError;
       }
       deadline = Clock::now() + o.wait_bound;
+      // A blocking reserve() that had to wait committed the pending batch first (the
+      // reader can only free what was published): account for that implicit commit.
+      if (const uint32_t done = seq + 1 - tx->pending(); done > l->committed.load()) {
+        l->committed.store(done, std::memory_order_relaxed);
+      }
       SetPhase(l, Role::kProducer, kFill);
       if (seq >= p.self_at) {
         // Die with half a payload written: the message must never be delivered.
