@@ -6,7 +6,9 @@
 // Registrations only: //bench:micro links benchmark_main.
 #include <benchmark/benchmark.h>
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "transport/pickle.h"
 
@@ -65,5 +67,18 @@ void BM_PickleEncodeSeedList(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * out.size()));
 }
 BENCHMARK(BM_PickleEncodeSeedList)->Arg(2)->Arg(4)->Arg(5);
+
+// A large bytes payload (protocol 4): the cost is the one copy into the Value.
+void BM_PickleDecodeBytes(benchmark::State& state) {
+  const auto enc = shmlink::pickle::Encode(
+                       Value::Bytes(std::string(static_cast<std::size_t>(state.range(0)), 'x')))
+                       .value();
+  for (auto _ : state) {
+    auto v = shmlink::pickle::Decode(enc);
+    benchmark::DoNotOptimize(v);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * enc.size()));
+}
+BENCHMARK(BM_PickleDecodeBytes)->Arg(4096)->Arg(1 << 20);
 
 }  // namespace

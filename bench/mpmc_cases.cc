@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -51,6 +52,16 @@ struct Control {
 };
 
 uint64_t SlotsFor(uint64_t size) { return size <= 256 ? 1024 : 256; }
+
+// Wait options of the shmlink workers; SHMLINK_MPMC_WAIT=spin|sleep overrides (experiments).
+WaitOptions BenchWait() {
+  WaitOptions o = WaitOptions::WithTimeout(std::chrono::milliseconds(10));
+  if (const char* e = std::getenv("SHMLINK_MPMC_WAIT")) {
+    if (std::strcmp(e, "spin") == 0) o = WaitOptions::Spin(std::chrono::milliseconds(10));
+    if (std::strcmp(e, "sleep") == 0) o = WaitOptions::Sleep(std::chrono::milliseconds(10));
+  }
+  return o;
+}
 
 // ------------------------------------------------------------ mutex-queue baseline
 
@@ -145,7 +156,7 @@ struct Case {
   int producers = 1;
   int consumers = 1;
   uint64_t size = 64;
-  std::string name;       // shm name (mpmc)
+  std::string name;  // shm name (mpmc)
   MutexQueue* mq = nullptr;
 };
 
@@ -164,7 +175,7 @@ int ProducerMain(const Case& k, Control* c, int id) {
     WaitStart(c);
     for (uint64_t seq = 0; c->stop.load(std::memory_order_relaxed) == 0; ++seq) {
       std::memcpy(msg.data(), &seq, 8);
-      auto r = tx->push(msg, WaitOptions::WithTimeout(10ms));
+      auto r = tx->push(msg, BenchWait());
       if (!r && r.error() != RingErrc::kTimedOut) return 4;
     }
     return 0;
@@ -189,7 +200,7 @@ int ConsumerMain(const Case& k, Control* c, int id) {
     if (!rx) return 3;
     WaitStart(c);
     for (;;) {
-      auto r = rx->pop(buf, WaitOptions::WithTimeout(10ms));
+      auto r = rx->pop(buf, BenchWait());
       if (r) {
         // Relaxed: a progress counter read by the parent; only this process writes it.
         counter.store(++n, std::memory_order_relaxed);
@@ -231,8 +242,8 @@ double RunOnce(const BenchConfig& cfg, Case k) {
     k.mq = CreateMutexQueue(SlotsFor(k.size), k.size, &mq_bytes);
     if (k.mq == nullptr) return -1;
   }
-  void* mem = ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                     -1, 0);
+  void* mem =
+      ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) return -1;
   auto* c = new (mem) Control();
   std::vector<pid_t> kids;
@@ -291,7 +302,14 @@ void RunMpmcCases(const BenchConfig& cfg, const Emit& emit) {
   for (uint64_t size : cfg.sizes) {
     if (size < 8 || size > kMaxMpmcSize) continue;  // each message carries an 8-byte seq
     for (int procs : {1, 2, 4}) {
+      if (const char* only = std::getenv("SHMLINK_MPMC_PROCS"); only && std::atoi(only) != procs) {
+        continue;
+      }
       for (bool mpmc : {true, false}) {
+        if (const char* sys = std::getenv("SHMLINK_MPMC_SYS");
+            sys && std::string(sys) != (mpmc ? "mpmc" : "mutex")) {
+          continue;
+        }
         Case k;
         k.mpmc = mpmc;
         k.producers = procs;

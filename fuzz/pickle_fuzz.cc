@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using shmlink::pickle::Encode;
   // Smaller budgets than the defaults keep each run fast (2^k shared-reference blow-ups).
   DecodeOptions opts;
-  opts.max_values = 1 << 16;
+  opts.max_values = 1 << 14;
   opts.max_bytes = 1 << 24;
   std::span<const std::byte> in(reinterpret_cast<const std::byte*>(data), size);
   auto v = Decode(in, opts);

@@ -3,18 +3,29 @@
 // EventCount: the sleep/wake word pair that lets a waiter sleep on a futex in shared memory
 // while the fast path of the other side stays free of system calls.
 //
-//   waiter:   waiters += 1; s = seq; re-check state; futex_wait(&seq, s); waiters -= 1
-//   notifier: publish state; if (waiters != 0) { seq += 1; futex_wake(&seq) }
+//   waiter:   waiters += 1; s = seq |= 1 (arm); re-check state; futex_wait(&seq, s);
+//             waiters -= 1
+//   notifier: publish state; if (waiters != 0 && (seq & 1)) { seq: s -> s + 1 (disarm, CAS);
+//             futex_wake(&seq) }
+//
+// The low bit of `seq` says "somebody went to sleep on this value". The first notifier
+// clears it (changing the value, so no sleeper on it can miss the wake) and makes the one
+// wake call; later notifiers see the bit clear and make none until a waiter re-arms. So a
+// burst of notifications costs one futex_wake per sleep, not one per notification while
+// the woken waiter has not yet been scheduled.
 //
 // SYNC(event-count): every access here and the state publication/re-check around it are
 // seq_cst. In the single total order either the notifier's load of `waiters` follows the
-// waiter's increment (it sees a sleeper and bumps `seq`, so futex_wait returns EAGAIN or is
-// woken), or it precedes it (then the waiter's re-check, later in the order, sees the
-// published state). Either way no wake-up is lost. A notifier with no sleeper pays one
-// load of a line that only changes when somebody goes to sleep.
+// waiter's increment, or it precedes it (then the waiter's re-check, later in the order,
+// sees the published state). In the first case the notifier's load of `seq` follows the
+// waiter's arming RMW: it sees the bit set (and disarms it: the value changes, so the
+// waiter's futex_wait returns EAGAIN or is woken), or it sees it clear because another
+// notifier disarmed it after the arming - which changed the value the waiter sleeps on in
+// the same way. No wake-up is lost. A notifier with no sleeper pays one load of a line that
+// only changes when somebody goes to sleep.
 //
-// A waiter killed while asleep leaves `waiters` too high: notifiers then make needless
-// wake calls (slower, never wrong).
+// A waiter killed while asleep leaves `waiters` too high and possibly the bit set: at most
+// one needless wake call follows (slower, never wrong).
 #ifndef SHMLINK_RINGBUF_EVENT_COUNT_H_
 #define SHMLINK_RINGBUF_EVENT_COUNT_H_
 
@@ -27,15 +38,23 @@
 namespace shmlink {
 
 struct EventCount {
-  std::atomic<uint32_t> seq{0};      // futex word; bumped by notifiers that saw a sleeper
+  std::atomic<uint32_t> seq{0};      // futex word; low bit: armed by a waiter
   std::atomic<uint32_t> waiters{0};  // number of processes between announce and retire
+
+  // Waiter side, after incrementing `waiters`: arms the word and returns the value to pass
+  // to futex_wait. SYNC(event-count): seq_cst RMW.
+  uint32_t PrepareWait() noexcept { return seq.fetch_or(1, std::memory_order_seq_cst) | 1u; }
 
   // Notifier side; call after the state change was published with a seq_cst store/RMW.
   void NotifyAll() noexcept {
-    // SYNC(event-count): seq_cst load, see the file comment.
-    if (waiters.load(std::memory_order_seq_cst) != 0) {
-      seq.fetch_add(1, std::memory_order_seq_cst);
-      FutexWake(&seq, INT_MAX);
+    // SYNC(event-count): seq_cst loads and CAS, see the file comment.
+    if (waiters.load(std::memory_order_seq_cst) == 0) return;
+    uint32_t s = seq.load(std::memory_order_seq_cst);
+    while ((s & 1u) != 0) {
+      if (seq.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst)) {
+        FutexWake(&seq, INT_MAX);
+        return;
+      }
     }
   }
 };

@@ -11,10 +11,20 @@
 //   claims position p+N and writes the payload, so its writes cannot overtake those reads.
 // SYNC(claim): claims are CASes on the stamp, so exactly one claimant wins each state
 //   transition; the stamp carries the full (54-bit) position, so there is no ABA.
-// enqueue_pos / dequeue_pos are hints (relaxed): they say where to look first. The stamp
-//   read afterwards decides; a stale hint only costs another loop iteration. Each is at
-//   most one behind the true frontier, because whoever sees a claimed stamp at the hint
-//   helps it forward before claiming anything else.
+// enqueue_pos / dequeue_pos say where to look first. The stamp read afterwards decides; a
+//   stale value only costs another loop iteration. Each is at most one behind the true
+//   frontier, because whoever sees a claimed stamp there helps it forward before claiming
+//   anything else. Their loads and CASes are seq_cst for SYNC(targeted-wake) only.
+// SYNC(targeted-wake): a sleeping consumer waits for the slot at the dequeue position w it
+//   last read (seq_cst) before its final re-check; dequeue_pos is monotonic. A producer
+//   that publishes position p then loads dequeue_pos (seq_cst) as d. If the consumer's
+//   re-check saw p unpublished, that re-check - and the consumer's earlier read of w -
+//   precede the publish in the total order, so d >= w: publishing p == w always finds
+//   p <= d and notifies. If p > d, no sleeper can be waiting for p, and the producer skips
+//   the notification (this keeps a backlog, or a head slot held by a preempted producer,
+//   from turning every publish into a futex wake). Symmetrically a consumer freeing
+//   position r (slot now Free(r+N)) notifies producers only if r + N <= enqueue_pos.
+//   Recovery always notifies both sides.
 // Stamps are seq_cst (not merely acq/rel) because the sleeping protocol (event_count.h)
 //   needs one total order between "publish stamp, load waiters" and "announce waiter,
 //   re-load stamp". On x86-64 a seq_cst CAS costs the same as an acq_rel one.
@@ -47,11 +57,30 @@ MpmcSlotHeader* SlotByIndex(const MpmcView& v, uint64_t i) {
 // Moves a claim counter from `pos` to pos + 1 unless somebody did; returns its new value.
 uint64_t HelpForward(std::atomic<uint64_t>& counter, uint64_t pos) {
   uint64_t expected = pos;
-  // Relaxed: the counters are hints (see the file comment).
-  if (counter.compare_exchange_strong(expected, pos + 1, std::memory_order_relaxed)) {
+  // SYNC(targeted-wake): seq_cst (same cost as acq_rel on x86-64).
+  if (counter.compare_exchange_strong(expected, pos + 1, std::memory_order_seq_cst)) {
     return pos + 1;
   }
   return expected;
+}
+
+// SYNC(targeted-wake): wake consumers only if one may be waiting for position `pos`. The
+// waiters check comes first (SYNC(event-count) needs it after the publication, which it
+// is), so the fast path without sleepers reads no line that consumers write.
+void NotifyConsumersFor(MpmcControl* c, uint64_t pos) {
+  if (c->not_empty.waiters.load(std::memory_order_seq_cst) == 0) return;
+  if (pos <= c->dequeue_pos.load(std::memory_order_seq_cst)) c->not_empty.NotifyAll();
+}
+// Blocked producers wait for the slot this many positions past the enqueue position.
+uint64_t HysteresisSlots(uint64_t slot_count) { return slot_count / 2 - 1; }
+
+// SYNC(targeted-wake): wake producers only if one may be waiting for position `pos`
+// (a blocked producer waits for position e + HysteresisSlots(N) with e <= enqueue_pos).
+void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos) {
+  if (c->not_full.waiters.load(std::memory_order_seq_cst) == 0) return;
+  if (pos <= c->enqueue_pos.load(std::memory_order_seq_cst) + HysteresisSlots(slot_count)) {
+    c->not_full.NotifyAll();
+  }
 }
 
 // Runs the liveness check of all participants if `every` has passed since the last one
@@ -178,8 +207,8 @@ void MpmcProducer::MaybeRecover() noexcept {
 
 Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
   MpmcControl* c = view_.control;
-  // Relaxed: a hint (file comment); the stamp decides.
-  uint64_t pos = c->enqueue_pos.load(std::memory_order_relaxed);
+  // SYNC(targeted-wake): seq_cst load; the stamp decides what the position holds.
+  uint64_t pos = c->enqueue_pos.load(std::memory_order_seq_cst);
   for (uint32_t iter = 0; iter < kMaxIterations; ++iter) {
     MpmcSlotHeader* s = view_.slot(pos);
     const uint64_t want = pos & kStampPosMask;
@@ -219,8 +248,31 @@ Expected<std::span<std::byte>> MpmcProducer::try_claim(size_t n) noexcept {
 }
 
 Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& opts) {
-  return internal::BlockingWait([&] { return try_claim(n); }, view_.control->not_full, nullptr,
-                                opts);
+  auto r = try_claim(n);
+  if (r || !internal::WouldBlock(r.error())) return r;
+  // Full: wait for a batch of free slots (hysteresis), not for the first one. A producer
+  // that refills each slot the moment a consumer frees it ping-pongs one cache line per
+  // message between the two; one that waits for half the queue refills lines consumers
+  // are done with while they drain the rest.
+  const uint64_t batch = HysteresisSlots(view_.slot_count);
+  MpmcControl* c = view_.control;
+  return internal::BlockingWait(
+      [&]() -> Expected<std::span<std::byte>> {
+        // SYNC(targeted-wake): seq_cst loads; this producer waits for the slot of position
+        // w = e + batch, freed by the release of w - N, which notifies (NotifyProducersFor).
+        const uint64_t e = c->enqueue_pos.load(std::memory_order_seq_cst);
+        const uint64_t w = e + batch;
+        const uint64_t st = view_.slot(w)->stamp.load(std::memory_order_seq_cst);
+        const uint64_t dq = c->dequeue_pos.load(std::memory_order_seq_cst);
+        // Slot of w freed, or (fallback, no wake-up guaranteed: liveness_check bounds it)
+        // the queue drained below the mark although a consumer holds an old slot.
+        if (StampPos(st) < (w & kStampPosMask) && e > dq + batch) {
+          if (RecoverIfDue(view_, next_recovery_, recovery_interval_)) return try_claim(n);
+          return RingErrc::kWouldBlock;
+        }
+        return try_claim(n);
+      },
+      c->not_full, nullptr, opts);
 }
 
 Expected<void> MpmcProducer::publish() noexcept {
@@ -241,7 +293,7 @@ Expected<void> MpmcProducer::publish(size_t n) noexcept {
                                         std::memory_order_seq_cst)) {
     return RingErrc::kCorrupt;
   }
-  view_.control->not_empty.NotifyAll();
+  NotifyConsumersFor(view_.control, claim_pos_);
   return {};
 }
 
@@ -255,7 +307,7 @@ void MpmcProducer::abort() noexcept {
                                        MakeStamp(claim_pos_, kPublishedSkip, kSlotPublished),
                                        std::memory_order_seq_cst)) {
     view_.control->abandoned.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
-    view_.control->not_empty.NotifyAll();
+    NotifyConsumersFor(view_.control, claim_pos_);
   }
 }
 
@@ -319,8 +371,8 @@ MpmcConsumer::Message MpmcConsumer::Held() const noexcept {
 
 Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
   MpmcControl* c = view_.control;
-  // Relaxed: a hint (file comment); the stamp decides.
-  uint64_t pos = c->dequeue_pos.load(std::memory_order_relaxed);
+  // SYNC(targeted-wake): seq_cst load; the stamp decides what the position holds.
+  uint64_t pos = c->dequeue_pos.load(std::memory_order_seq_cst);
   for (uint32_t iter = 0; iter < kMaxIterations; ++iter) {
     MpmcSlotHeader* s = view_.slot(pos);
     const uint64_t want = pos & kStampPosMask;
@@ -338,8 +390,8 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
       // SYNC(slot-free): seq_cst CAS; a skip record is consumed in one step.
       if (s->stamp.compare_exchange_strong(st, MakeStamp(pos + view_.slot_count, 0, kSlotFree),
                                            std::memory_order_seq_cst)) {
+        NotifyProducersFor(c, view_.slot_count, pos + view_.slot_count);
         pos = HelpForward(c->dequeue_pos, pos);
-        c->not_full.NotifyAll();
       }
       continue;
     }
@@ -429,7 +481,7 @@ Expected<void> MpmcConsumer::release() noexcept {
                                         std::memory_order_seq_cst)) {
     return RingErrc::kCorrupt;
   }
-  view_.control->not_full.NotifyAll();
+  NotifyProducersFor(view_.control, view_.slot_count, claim_pos_ + view_.slot_count);
   return {};
 }
 

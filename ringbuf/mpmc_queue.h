@@ -11,7 +11,10 @@
 // Algorithm: Vyukov's bounded MPMC queue with per-slot sequence stamps (mpmc_layout.h).
 // The fast path is lock-free and makes no system call: a claim is one CAS on the slot's
 // stamp (plus a CAS that advances the shared position). Blocking calls spin, then sleep on
-// a futex EventCount in the segment (no CPU while idle); see wait_options.h.
+// a futex EventCount in the segment (no CPU while idle, apart from a wake-up every
+// WaitOptions::liveness_check to look for dead participants); see wait_options.h. A
+// publish/release makes a wake-up call only if a sleeper may be waiting for exactly that
+// position, and one call per sleep at most.
 //
 // Order: messages of one producer handle are claimed by consumers in the order they were
 // published (per-producer FIFO); no order across producers. A redelivered message (below)
@@ -102,7 +105,10 @@ class MpmcProducer {
   // publish() or abort(). At most one claim per handle. Errors: kTooLarge, kBadState (a
   // claim is pending), kWouldBlock (full), kCorrupt.
   [[nodiscard]] Expected<std::span<std::byte>> try_claim(size_t n) noexcept;
-  // As try_claim, waiting for space per `opts`. Extra error: kTimedOut.
+  // As try_claim, waiting for space per `opts`. When the queue is full it waits until
+  // about half of it is free again (hysteresis: refills then touch lines the consumers are
+  // done with instead of racing them slot by slot), or at most opts.liveness_check if a
+  // consumer holds an old slot while the rest drained. Extra error: kTimedOut.
   [[nodiscard]] Expected<std::span<std::byte>> claim(size_t n, const WaitOptions& opts = {});
   // Commits the claimed slot (its first `n` bytes if given, n <= claimed size) and wakes a
   // sleeping consumer. Errors: kBadState (no claim, or n too big), kCorrupt (the claim was

@@ -45,6 +45,7 @@ Expected<Address> Address::Parse(std::string_view text) {
 std::string Address::ToString() const {
   switch (family) {
     case AddressFamily::kUnixPath:
+      if (path.empty()) return "";  // an unnamed (client) socket
       return path.find('/') == std::string::npos ? "./" + path : path;
     case AddressFamily::kUnixAbstract:
       return "@" + path;

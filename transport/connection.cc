@@ -661,6 +661,20 @@ Expected<std::vector<std::byte>> Connection::recv_bytes(Timeout timeout) {
   return out;
 }
 
+Expected<void> Connection::send(const pickle::Value& v, int protocol) {
+  auto data = pickle::Encode(v, protocol);
+  if (!data) return MakeUnexpected(data.error());
+  return send_bytes(*data);
+}
+
+Expected<pickle::Value> Connection::recv(Timeout timeout) {
+  auto f = peek(timeout);
+  if (!f) return MakeUnexpected(f.error());
+  auto v = pickle::Decode(*f);
+  release();
+  return v;
+}
+
 Expected<bool> Connection::poll(Timeout timeout) {
   Impl& m = *impl_;
   if (m.closed) return TransportErrc::kBadState;

@@ -50,6 +50,7 @@
 #include "transport/address.h"
 #include "transport/error.h"
 #include "transport/handshake.h"
+#include "transport/pickle.h"
 
 namespace shmlink::transport {
 
@@ -147,6 +148,16 @@ class Connection {
   // True if recv would not block (a message, or end of stream / peer death, is pending);
   // false after `timeout` (0: just check). Errors: kBadState (closed).
   [[nodiscard]] Expected<bool> poll(Timeout timeout = Timeout{0});
+
+  // ---- objects (Python's conn.send / conn.recv)
+  // Pickles `v` (protocol 2..5; Python's default is 4) and sends it. Errors: the codec's
+  // PickleErrc (nothing is sent), then those of send_bytes. sender thread.
+  [[nodiscard]] Expected<void> send(const pickle::Value& v, int protocol = 4);
+  // Receives one message and unpickles it in place. A message that is not a supported
+  // pickle (e.g. a GLOBAL/REDUCE such as Python's `int` or `sum`: PickleErrc::kUnsupported)
+  // is consumed and reported; nothing is looked up or executed and the connection stays
+  // usable. Other errors as recv_bytes. receiver thread.
+  [[nodiscard]] Expected<pickle::Value> recv(Timeout timeout = kForever);
 
   // ---- event loops
   // An fd to wait on with select/poll/epoll (the control socket). Protocol:

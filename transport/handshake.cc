@@ -199,7 +199,9 @@ Expected<void> Handshake::OnFrame(std::span<const std::byte> frame, std::vector<
       if (!split) return Fail(split.error());
       peer_legacy_ = split->name.empty();
       peer_is_shmlink_ = StartsWith(split->payload, kShmlinkMarker);
-      auto response = CreateResponse(key, message);
+      // 3.11 answers every challenge with bare HMAC-MD5; 3.12+ follows the prefix.
+      auto response = options_.dialect == AuthDialect::kLegacy ? Hmac("md5", key, message)
+                                                               : CreateResponse(key, message);
       if (!response) return Fail(response.error());
       out->push_back(std::move(*response));
       state_ = State::kAwaitWelcome;

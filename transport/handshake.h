@@ -12,7 +12,8 @@
 //            else fails with kAuthRejected).
 //
 // Two wire dialects, as in CPython:
-//   kLegacy (3.11):  message = 20 random bytes, answer = HMAC-MD5 (16 bytes, no prefix).
+//   kLegacy (3.11):  message = 20 random bytes, answer = HMAC-MD5 (16 bytes, no prefix)
+//                    to every challenge, prefixed or not (what 3.11 does).
 //   kModern (3.12+): message = "{sha256}" + 40 random bytes (the digest is configurable:
 //                    md5, sha256, sha384, sha3_256, sha3_384); the MAC covers the whole
 //                    message, prefix included; answer = "{name}" + MAC. A bare 16-byte

@@ -708,7 +708,10 @@ class Decoder {
   static Status Err(PickleErrc e) { return make_error_code(e); }
 
   Expected<std::uint32_t> NewNode(Value::Kind k) {
-    if (nodes_.size() >= opts_.max_values || nodes_.size() >= 0xfffffff0u)
+    // The arena has at most one node per input byte; the protocol-2 forms of bytes and
+    // bytearray (GLOBAL + args + REDUCE) need up to 8 nodes per resulting value, so a
+    // budget of 8 * max_values never rejects what the budget on the result would accept.
+    if (nodes_.size() / 8 >= opts_.max_values || nodes_.size() >= 0xfffffff0u)
       return PickleErrc::kTooLarge;
     nodes_.emplace_back();
     nodes_.back().kind = k;
@@ -750,7 +753,7 @@ class Decoder {
   // index up to the input size, so memory stays O(input)), a map for anything sparser.
   static constexpr std::uint32_t kNoEntry = 0xffffffffu;
   Status MemoPut(std::uint64_t idx) {
-    if (stack_.empty()) return Err(PickleErrc::kMalformed);
+    if (!CanPop()) return Err(PickleErrc::kMalformed);  // as CPython: not across a MARK
     if (idx <= n_) {
       if (idx >= memo_dense_.size())
         memo_dense_.resize(static_cast<std::size_t>(idx) + 1, kNoEntry);
@@ -785,11 +788,25 @@ class Decoder {
   // Keeps text produced while decoding (escapes, latin-1 conversions, big ints) alive for
   // the nodes' string_views; a forward_list never moves its elements (and, unlike a deque,
   // allocates nothing until used).
-  std::string_view Own(std::string s) {
+  // Budget: CPython's pickles produce at most ~2 bytes of text per input byte this way
+  // (UTF-8 of latin-1/escapes, big ints, each latin-1 str converted once); a pickle that
+  // converts one memoized str over and over would otherwise cost O(n^2) memory.
+  Expected<std::string_view> Own(std::string s) {
+    if (s.size() > 2 * n_ + 64 - owned_bytes_) return PickleErrc::kTooLarge;
+    owned_bytes_ += s.size();
     owned_.push_front(std::move(s));
-    return owned_.front();
+    return std::string_view(owned_.front());
+  }
+  // Budget for children copied by REDUCE (set(list)): CPython copies each list once, so
+  // at most one per input byte; re-reducing one memoized list must not be O(n^2).
+  Status CountCopies(std::size_t k) {
+    if (k > n_ - copied_) return Err(PickleErrc::kTooLarge);
+    copied_ += k;
+    return {};
   }
   std::forward_list<std::string> owned_;
+  std::size_t owned_bytes_ = 0;  // <= 2 * n_ + 64
+  std::size_t copied_ = 0;       // <= n_
 
  private:
   Status ReadArg(ArgKind kind, Arg* a);
@@ -937,16 +954,14 @@ Status BoolOp(D& d, bool b) {
 Status NewTrue(D& d, const Arg&) { return BoolOp(d, true); }
 Status NewFalse(D& d, const Arg&) { return BoolOp(d, false); }
 
-Status PushIntBytes(D& d, std::string_view twos) {
-  Value tmp = Value::IntFromBytes(twos);
+// Pushes a node whose payload is text produced while decoding (kept by Decoder::Own).
+Status PushOwned(D& d, K kind, std::string text, bool big_int = false) {
+  auto view = d.Own(std::move(text));
+  if (!view) return view.error();
   Node* n;
-  if (auto s = d.Push(K::kInt, &n)) return s;
-  if (tmp.fits_int64()) {
-    n->scalar.i = tmp.as_int();
-  } else {
-    n->owned = true;
-    n->view = d.Own(tmp.int_bytes());
-  }
+  if (auto s = d.Push(kind, &n)) return s;
+  n->view = *view;
+  n->owned = big_int;
   return {};
 }
 Status PushInt64(D& d, std::int64_t v) {
@@ -955,21 +970,33 @@ Status PushInt64(D& d, std::int64_t v) {
   n->scalar.i = v;
   return {};
 }
+// Two's-complement bytes; `in_input`: `twos` points into the pickle (LONG1/LONG4) and can
+// be referenced as is (Materialize minimizes it).
+Status PushIntBytes(D& d, std::string_view twos, bool in_input) {
+  Value tmp = Value::IntFromBytes(twos);
+  if (tmp.fits_int64()) return PushInt64(d, tmp.as_int());
+  if (!in_input) return PushOwned(d, K::kInt, tmp.int_bytes(), true);
+  Node* n;
+  if (auto s = d.Push(K::kInt, &n)) return s;
+  n->view = twos;
+  n->owned = true;
+  return {};
+}
 Status BinInt(D& d, const Arg& a) { return PushInt64(d, a.i); }
 Status BinIntU(D& d, const Arg& a) { return PushInt64(d, static_cast<std::int64_t>(a.u)); }
-Status Long1(D& d, const Arg& a) { return PushIntBytes(d, a.data); }
-Status Long4(D& d, const Arg& a) { return PushIntBytes(d, a.data); }
+Status Long1(D& d, const Arg& a) { return PushIntBytes(d, a.data, true); }
+Status Long4(D& d, const Arg& a) { return PushIntBytes(d, a.data, true); }
 Status IntText(D& d, const Arg& a) {
   if (a.data == "01") return BoolOp(d, true);  // protocol 0/1 bools
   if (a.data == "00") return BoolOp(d, false);
   auto b = ParseDecimalLine(a.data, false);
   if (!b) return b.error();
-  return PushIntBytes(d, *b);
+  return PushIntBytes(d, *b, false);
 }
 Status LongText(D& d, const Arg& a) {
   auto b = ParseDecimalLine(a.data, true);
   if (!b) return b.error();
-  return PushIntBytes(d, *b);
+  return PushIntBytes(d, *b, false);
 }
 Status PushFloat(D& d, double f) {
   Node* n;
@@ -1038,10 +1065,7 @@ Status UnicodeText(D& d, const Arg& a) {
     if (cp > 0x10ffff) return D::Err(PickleErrc::kInvalidUtf8);
     AppendUtf8(&out, cp);
   }
-  Node* n;
-  if (auto st = d.Push(K::kStr, &n)) return st;
-  n->view = d.Own(std::move(out));
-  return {};
+  return PushOwned(d, K::kStr, std::move(out));
 }
 Status BinBytes(D& d, const Arg& a) { return PushText(d, K::kBytes, a.data); }
 Status ByteArray8(D& d, const Arg& a) { return PushText(d, K::kByteArray, a.data); }
@@ -1216,6 +1240,7 @@ Status Reduce(D& d, const Arg&) {
       if (!arg_is(0, K::kList) && !arg_is(0, K::kTuple) && !arg_is(0, K::kSet) &&
           !arg_is(0, K::kFrozenSet))
         return D::Err(PickleErrc::kUnsupported);
+      if (auto s = d.CountCopies(d.At(args[0]).kids.size())) return s;
       std::vector<std::uint32_t> items = d.At(args[0]).kids;
       if (auto s = CheckAllHashable(d, items, 1)) return s;
       return PushContainer(d, kind, std::move(items));
@@ -1236,10 +1261,7 @@ Status Reduce(D& d, const Arg&) {
           IsLatin1Name(d.At(args[1]).text())) {
         std::string out;
         if (!latin1(args[0], &out)) return D::Err(PickleErrc::kUnsupported);
-        Node* n;
-        if (auto s = d.Push(kind, &n)) return s;
-        n->view = d.Own(std::move(out));
-        return {};
+        return PushOwned(d, kind, std::move(out));
       }
       return D::Err(PickleErrc::kUnsupported);
     }
@@ -1249,10 +1271,7 @@ Status Reduce(D& d, const Arg&) {
         return D::Err(PickleErrc::kUnsupported);
       std::string out;
       if (!latin1(args[0], &out)) return D::Err(PickleErrc::kUnsupported);
-      Node* n;
-      if (auto s = d.Push(K::kBytes, &n)) return s;
-      n->view = d.Own(std::move(out));
-      return {};
+      return PushOwned(d, K::kBytes, std::move(out));
     }
   }
   return D::Err(PickleErrc::kUnsupported);
@@ -1424,6 +1443,9 @@ Status Decoder::Materialize(std::uint32_t id, int depth, Value* out) {
   if (on_path_[id]) return Err(PickleErrc::kUnsupported);  // recursive structure
   on_path_[id] = 1;
   const std::size_t count = nodes_[id].kids.size();
+  // Fail before allocating the children if they cannot fit in the budget, so the result's
+  // memory stays below max_values * sizeof(Value) + max_bytes.
+  if (count > opts_.max_values - values_out_) return Err(PickleErrc::kTooLarge);
   std::vector<Value> items(n.kind == K::kDict ? 0 : count);
   std::vector<Value::Entry> entries(n.kind == K::kDict ? count / 2 : 0);
   for (std::size_t k = 0; k < count; ++k) {

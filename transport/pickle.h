@@ -44,7 +44,8 @@ enum class PickleErrc : int {
   kTruncated,        // The data ends before STOP or inside an opcode's argument, or a
                      // declared length (string, frame) exceeds the remaining data.
   kTooDeep,          // Nesting deeper than the depth limit (DecodeOptions/EncodeOptions).
-  kTooLarge,         // A limit on decoded size was hit (values, bytes, int digits).
+  kTooLarge,         // A limit on decoded size was hit (DecodeOptions values/bytes, 4300
+                     // int digits, or REDUCE re-using one memoized object over and over).
   kBadProtocol,      // PROTO > 5 in the data, or Encode asked for a protocol outside 2..5.
   kUnhashable,       // A dict key or set element that Python cannot hash (list, dict, set,
                      // bytearray, or a tuple containing one).
@@ -172,7 +173,9 @@ struct DecodeOptions {
   // Maximum container nesting of the result (a scalar at top level is depth 1).
   int max_depth = 1000;
   // Maximum number of Values in the result (shared references count once per copy, so a
-  // tiny pickle that references one list 2^64 times fails here with kTooLarge).
+  // tiny pickle that references one list 2^64 times fails here with kTooLarge). Decoding
+  // also needs up to 8 working nodes (~56 bytes each) per value for the protocol-2 forms
+  // of bytes/bytearray; more than 8 * max_values nodes is kTooLarge too.
   std::size_t max_values = std::size_t{1} << 22;
   // Maximum total bytes of str/bytes/bytearray/int payloads in the result.
   std::size_t max_bytes = std::size_t{1} << 31;
@@ -180,8 +183,11 @@ struct DecodeOptions {
 
 // Decodes one pickle (protocol 0..5 opcodes, as listed in docs/pickle.md) ending in STOP.
 // Bytes after STOP are ignored, as pickle.loads does.
-// Errors: all PickleErrc values except kBadProtocol for an unsupported PROTO version.
-// Never crashes or reads out of bounds, whatever `data` holds. Any-thread.
+// Errors: kUnsupported (objects outside the subset; nothing is ever looked up or called),
+// kMalformed, kTruncated, kTooDeep / kTooLarge (DecodeOptions limits), kBadProtocol (PROTO
+// > 5), kUnhashable, kInvalidUtf8. Never crashes, reads out of bounds or allocates more than
+// O(data.size()) plus the result, whatever `data` holds. `data` is not retained: the Value
+// owns copies. Any-thread.
 [[nodiscard]] Expected<Value> Decode(std::span<const std::byte> data);
 [[nodiscard]] Expected<Value> Decode(std::span<const std::byte> data, const DecodeOptions& options);
 

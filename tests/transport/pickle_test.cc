@@ -388,6 +388,16 @@ TEST(PickleGolden, DecodesWhatCPythonWrites) {
       "{'k': [1]}, {1,2}]))",
       {});
   EXPECT_EQ(SeedList().ToString() + "\n", repr);
+  // Exactly what the seed's conn.send() puts on the wire: ForkingPickler.dumps (protocol 4).
+  auto wire = RunPython(
+      "from multiprocessing.reduction import ForkingPickler\n"
+      "for o in ('close', ['a', 2.5, None, True, 10**30, -5, b'x', bytearray(b'y'), (1,2), "
+      "{'k': [1]}, {1,2}]): print(bytes(ForkingPickler.dumps(o)).hex())",
+      {});
+  auto lines = Lines(wire);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(Decode(Unhex(lines[0])).value(), S("close"));
+  EXPECT_EQ(Decode(Unhex(lines[1])).value(), SeedList());
 }
 
 // Everything we encode (protocols 2..5) is read back by CPython as an equal object, and
@@ -646,6 +656,40 @@ TEST(PickleHostile, SharedReferenceBlowUpHitsTheBudget) {
             "(((None, None), (None, None)), ((None, None), (None, None))))");
 }
 
+// Re-using one memoized object in many REDUCE calls must not cost O(n^2) memory.
+TEST(PickleHostile, RepeatedReduceOfAMemoizedObjectHitsTheBudget) {
+  auto build = [](int repeats, bool set) {
+    std::string s = "\x80\x02"s;
+    if (set) {
+      s += "]q\x00("s + std::string(1000, 'N') + "e";  // memo 0: a list of 1000 Nones
+    } else {
+      s += "X\xe8\x03\x00\x00"s + std::string(1000, 'a') + "q\x00"s;  // memo 0: 'a'*1000
+    }
+    s += "0";
+    for (int i = 0; i < repeats; ++i) {
+      s += set ? "c__builtin__\nset\nh\x00\x85R0"s
+               : "c_codecs\nencode\nh\x00X\x06\x00\x00\x00latin1\x86R0"s;
+    }
+    return ToBytes(s + "N.");
+  };
+  for (bool set : {false, true}) {
+    EXPECT_TRUE(Decode(build(1, set)).has_value()) << set;
+    EXPECT_EQ(Decode(build(100, set)).error(), PickleErrc::kTooLarge) << set;
+  }
+}
+
+// Found by the fuzzer: the working-node budget must not reject what the value budget
+// accepts (bytearray at protocol 2 takes 8 working nodes per value).
+TEST(PickleDecode, ValueBudgetAdmitsProtocol2Forms) {
+  std::vector<Value> xs(1000, Value::ByteArray("\x85"));
+  const Value v = Value::List(xs);
+  DecodeOptions opts;
+  opts.max_values = 1001;
+  for (int p = 2; p <= 5; ++p) EXPECT_EQ(Decode(Encode(v, p).value(), opts).value(), v) << p;
+  opts.max_values = 1000;
+  EXPECT_EQ(Decode(Encode(v, 4).value(), opts).error(), PickleErrc::kTooLarge);
+}
+
 TEST(PickleHostile, MalformedStreams) {
   struct Bad {
     std::string data;
@@ -661,18 +705,19 @@ TEST(PickleHostile, MalformedStreams) {
        "a.",
        PickleErrc::kMalformed},  // APPEND underflow
       {"\x80\x02Na.", PickleErrc::kMalformed},
-      {"\x80\x02NNa.", PickleErrc::kMalformed},       // APPEND to a non-list
-      {"\x80\x02\x85.", PickleErrc::kMalformed},      // TUPLE1 underflow
-      {"\x80\x02(e.", PickleErrc::kMalformed},        // APPENDS without a list
-      {"\x80\x02](N(e.", PickleErrc::kMalformed},     // APPENDS target is None
-      {"\x80\x02]((e.", PickleErrc::kMalformed},      // target outside the frame
-      {"\x80\x02](N(\x85.", PickleErrc::kMalformed},  // TUPLE1 across a mark
-      {"\x80\x02t.", PickleErrc::kMalformed},         // TUPLE without MARK
-      {"\x80\x02(Nd.", PickleErrc::kMalformed},       // DICT with odd items
-      {"\x80\x02}Ns.", PickleErrc::kMalformed},       // SETITEM underflow
-      {"\x80\x02h\x05.", PickleErrc::kMalformed},     // memo miss
-      {"\x80\x02q\x00N."s, PickleErrc::kMalformed},   // BINPUT on empty stack
-      {"gxyz\n.", PickleErrc::kMalformed},            // bad GET index
+      {"\x80\x02NNa.", PickleErrc::kMalformed},        // APPEND to a non-list
+      {"\x80\x02\x85.", PickleErrc::kMalformed},       // TUPLE1 underflow
+      {"\x80\x02(e.", PickleErrc::kMalformed},         // APPENDS without a list
+      {"\x80\x02](N(e.", PickleErrc::kMalformed},      // APPENDS target is None
+      {"\x80\x02]((e.", PickleErrc::kMalformed},       // target outside the frame
+      {"\x80\x02](N(\x85.", PickleErrc::kMalformed},   // TUPLE1 across a mark
+      {"\x80\x02t.", PickleErrc::kMalformed},          // TUPLE without MARK
+      {"\x80\x02(Nd.", PickleErrc::kMalformed},        // DICT with odd items
+      {"\x80\x02}Ns.", PickleErrc::kMalformed},        // SETITEM underflow
+      {"\x80\x02h\x05.", PickleErrc::kMalformed},      // memo miss
+      {"\x80\x02q\x00N."s, PickleErrc::kMalformed},    // BINPUT on empty stack
+      {"\x80\x02N(q\x00N."s, PickleErrc::kMalformed},  // BINPUT across a MARK
+      {"gxyz\n.", PickleErrc::kMalformed},             // bad GET index
       {"I12x\n.", PickleErrc::kMalformed},
       {"Fnotafloat\n.", PickleErrc::kMalformed},
       {"\x80\x02\xff.", PickleErrc::kMalformed},  // unknown opcode

@@ -1,0 +1,840 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// //bench:compare — shmlink against the alternatives, in one run, on this machine.
+//
+//   bazel run -c opt //bench:compare                 # full run (< 15 min)
+//   bazel run -c opt //bench:compare -- --quick      # CI smoke run (< 2 min)
+//   bazel run -c opt //bench:compare -- --systems pipe,iceoryx --json=out.jsonl
+//
+// Every system family runs its throughput and RTT cases for the same sizes in two separate
+// processes pinned to two cores (see bench/peer_harness.h and the shmlink harness). While it
+// runs, one progress line per case goes to stderr. At the end it prints (and writes to
+// bench/out/compare.md) the machine description, one Markdown table per pattern with each
+// system's figure and its ratio to shmlink, the target checks and the failures; it writes
+// the records as JSON Lines (--json) and a PNG plot per pattern (gnuplot) into bench/out/.
+// See docs/compare.md for what each peer does per message.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/bench_record.h"
+#include "bench/cases.h"
+
+namespace shmlink::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The reference every ratio is taken against.
+constexpr const char* kReference = "shmlink-spsc";
+
+struct Options {
+  std::string json_path, out_dir;
+  std::vector<std::string> systems;
+  bool plot = true;
+};
+
+void RunPythonCases(const BenchConfig& cfg, const Emit& emit);
+
+// ---- The systems ---------------------------------------------------------------------------
+// One entry per system family: the name --systems accepts, the schema names it emits, and
+// its Run*Cases function (bench/cases.h). To add a family: declare its function in cases.h,
+// add the entry here and its cc_library to compare's deps in bench/BUILD.
+struct Family {
+  const char* name;
+  std::vector<std::string> systems;
+  void (*run)(const BenchConfig&, const Emit&);
+};
+
+const std::vector<Family>& Families() {
+  static const std::vector<Family> families = {
+      // shmlink itself (bench/spsc_cases.cc etc.): the reference, its blocking-wait variants, the
+      // socketpair baseline and the hardware floors.
+      {"spsc", {"shmlink-spsc", "shmlink-spsc-sleep"}, &RunSpscCases},
+      {"socketpair", {"unix-socketpair"}, &RunSocketpairCases},
+      {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
+      {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmcCases},
+      {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
+      // Peers (this branch).
+      {"pipe", {"pipe"}, &RunPipeCases},
+      {"tcp", {"tcp-loopback"}, &RunTcpCases},
+      {"iceoryx", {"iceoryx"}, &RunIceoryxCases},
+      {"boost", {"boost-message-queue"}, &RunBoostCases},
+      {"python",
+       {"python-mp-pipe", "python-mp-queue", "python-mp-listener", "python-shmlink-queue",
+        "python-shmlink-pipe", "python-shmlink-ring"},
+       &RunPythonCases},
+  };
+  return families;
+}
+
+// Systems the issue asks for whose family is not linked into this binary (reported as such).
+const std::vector<std::string>& ExpectedSystems() {
+  static const std::vector<std::string> all = {"shmlink-spsc",        "shmlink-spsc-sleep",
+                                               "shmlink-mpmc",        "shmlink-connection",
+                                               "unix-socketpair",     "pipe",
+                                               "tcp-loopback",        "iceoryx",
+                                               "boost-message-queue", "python-mp-pipe",
+                                               "python-mp-queue",     "python-mp-listener",
+                                               "floor-cacheline",     "floor-memcpy"};
+  return all;
+}
+
+// ---- Small helpers -------------------------------------------------------------------------
+
+std::string BaseSystem(const std::string& s) { return s.substr(0, s.find(':')); }
+
+std::string Fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+std::string Rate(double v) {  // messages per second
+  if (!std::isfinite(v)) return "–";
+  if (v >= 1e6) return Fmt("%.2f M/s", v / 1e6);
+  if (v >= 1e3) return Fmt("%.1f k/s", v / 1e3);
+  return Fmt("%.0f /s", v);
+}
+std::string Bandwidth(double v) {
+  if (!std::isfinite(v)) return "–";
+  if (v >= 1e9) return Fmt("%.2f GB/s", v / 1e9);
+  return Fmt("%.0f MB/s", v / 1e6);
+}
+std::string Nanos(double ns) {
+  if (!std::isfinite(ns)) return "–";
+  if (ns >= 1e6) return Fmt("%.2f ms", ns / 1e6);
+  if (ns >= 1e4) return Fmt("%.1f µs", ns / 1e3);
+  if (ns >= 1e3) return Fmt("%.2f µs", ns / 1e3);
+  return Fmt("%.0f ns", ns);
+}
+std::string SizeName(uint64_t s) {
+  if (s >= (1u << 20) && s % (1u << 20) == 0) return std::to_string(s >> 20) + " MiB";
+  if (s >= 1024 && s % 1024 == 0) return std::to_string(s >> 10) + " KiB";
+  return std::to_string(s) + " B";
+}
+std::string Ratio(double r) {
+  if (!(r > 0) || !std::isfinite(r)) return "–";
+  return r >= 10 ? Fmt("×%.0f", r) : Fmt("×%.2f", r);
+}
+double Extra(const BenchRecord& r, const std::string& k) {
+  auto it = r.extra.find(k);
+  return it == r.extra.end() ? NAN : it->second;
+}
+
+// The source tree: where `bazel run` was started from, or the current directory if it is
+// the workspace root (running bazel-bin/bench/compare directly).
+std::string Root() {
+  const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
+  if (ws) return ws;
+  if (access("WORKSPACE", R_OK) == 0 && access("bench/compare.cc", R_OK) == 0) {
+    return fs::current_path().string();
+  }
+  return "";
+}
+
+std::string g_argv0;  // for locating runfiles when started outside bazel
+// Relative paths on the command line are relative to where the user ran `bazel run`.
+std::string UserPath(const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  const char* wd = std::getenv("BUILD_WORKING_DIRECTORY");
+  return wd ? std::string(wd) + "/" + p : p;
+}
+
+BenchRecord FromJson(const nlohmann::json& j) {
+  BenchRecord r;
+  r.system = j.value("system", "");
+  r.pattern = j.value("pattern", "");
+  r.size = j.value("size", uint64_t{0});
+  auto num = [&](const char* k) -> std::optional<double> {
+    if (j.contains(k) && j[k].is_number()) return j[k].get<double>();
+    return std::nullopt;
+  };
+  r.msgs_per_s = num("msgs_per_s");
+  r.bytes_per_s = num("bytes_per_s");
+  r.p50_ns = num("p50_ns");
+  r.p99_ns = num("p99_ns");
+  r.p999_ns = num("p999_ns");
+  for (const char* k : {"producers", "consumers", "reps"}) {
+    if (j.contains(k) && j[k].is_number_integer()) {
+      std::optional<int> v = j[k].get<int>();
+      if (!std::strcmp(k, "producers")) r.producers = v;
+      if (!std::strcmp(k, "consumers")) r.consumers = v;
+      if (!std::strcmp(k, "reps")) r.reps = v;
+    }
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    if (it->is_number() && (k.ends_with("_min") || k.ends_with("_max"))) {
+      r.extra[k] = it->get<double>();
+    }
+  }
+  r.note = j.value("note", "");
+  if (j.contains("error"))
+    r.error = j["error"].is_string() ? j["error"].get<std::string>() : "error";
+  return r;
+}
+
+// Runs argv with `env` added, streaming each stdout line to on_line; stderr passes through.
+// Kills it after timeout_s. Returns "" or an explanation.
+std::string RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                       const std::string& cwd, double timeout_s,
+                       const std::function<void(const std::string&)>& on_line) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return std::string("pipe: ") + std::strerror(errno);
+  std::fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) return std::string("fork: ") + std::strerror(errno);
+  if (pid == 0) {
+    dup2(out[1], 1);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
+    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<int>(timeout_s * 1e3));
+  std::string buf;
+  bool timed_out = false;
+  for (;;) {
+    pollfd p{out[0], POLLIN, 0};
+    int n = poll(&p, 1, 200);
+    if (n > 0) {
+      char b[8192];
+      ssize_t got = read(out[0], b, sizeof b);
+      if (got <= 0) break;
+      buf.append(b, static_cast<size_t>(got));
+      size_t nl;
+      while ((nl = buf.find('\n')) != std::string::npos) {
+        on_line(buf.substr(0, nl));
+        buf.erase(0, nl + 1);
+      }
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      timed_out = true;
+      kill(pid, SIGKILL);
+      break;
+    }
+  }
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (timed_out) return "timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s";
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return "exited with status " + std::to_string(status);
+  }
+  return "";
+}
+
+std::string JoinSizes(const std::vector<uint64_t>& sizes) {
+  std::string s;
+  for (uint64_t z : sizes) s += (s.empty() ? "" : ",") + std::to_string(z);
+  return s;
+}
+
+// Python: the shmlink module via python/bench.py --json when it and the built extension
+// exist; stock multiprocessing via bench/python_mp_bench.py (unless python/bench.py
+// already measured those systems).
+void RunPythonCases(const BenchConfig& cfg, const Emit& emit) {
+  const std::string root = Root();
+  const std::string py = "/usr/bin/python3";
+  std::set<std::string> seen;
+  auto forward = [&](const std::string& line) {
+    if (line.empty() || line[0] != '{') return;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return;
+    BenchRecord r = FromJson(j);
+    if (!r.system.starts_with("python-")) return;
+    seen.insert(BaseSystem(r.system));
+    emit(r);
+  };
+  const double budget = 300 + 60.0 * cfg.reps * cfg.seconds_per_rep * 8;
+  const std::vector<std::string> env = {
+      "SHMLINK_BENCH_SIZES=" + JoinSizes(cfg.sizes),
+      "SHMLINK_BENCH_REPS=" + std::to_string(cfg.reps),
+      "SHMLINK_BENCH_SECONDS=" + Fmt("%g", cfg.seconds_per_rep),
+      std::string("SHMLINK_BENCH_QUICK=") + (cfg.quick ? "1" : "0"),
+      "PYTHONPATH=" + root + "/python:" + root + "/bazel-bin/python"};
+  const std::string bench_py = root + "/python/bench.py";
+  const std::string module = root + "/bazel-bin/python/shmlink/_shmlink.so";
+  std::string why_not;
+  if (root.empty()) {
+    why_not = "source tree not found (use `bazel run`, or start it in the workspace root)";
+  } else if (access(bench_py.c_str(), R_OK) != 0) {
+    why_not = "python/bench.py not present";
+  } else if (access(module.c_str(), R_OK) != 0) {
+    why_not = "the extension is not built (bazel build //python:all)";
+  } else {
+    std::fprintf(stderr, "  running python/bench.py --json ...\n");
+    std::vector<std::string> argv = {py, bench_py, "--json"};
+    if (cfg.quick) argv.push_back("--quick");
+    why_not = RunCommand(argv, env, root, budget, forward);
+    if (!why_not.empty()) why_not = "python/bench.py " + why_not;
+  }
+  for (const char* s : {"python-shmlink-queue", "python-shmlink-pipe", "python-shmlink-ring"}) {
+    if (seen.count(s) || why_not.empty()) continue;
+    BenchRecord r;
+    r.system = s;
+    r.pattern = "throughput";
+    r.error = "not measured: " + why_not;
+    emit(r);
+  }
+  // Stock multiprocessing baselines.
+  std::string mp_systems;
+  for (const char* s : {"python-mp-pipe", "python-mp-queue", "python-mp-listener"}) {
+    if (!seen.count(s)) mp_systems += (mp_systems.empty() ? "" : ",") + std::string(s);
+  }
+  if (mp_systems.empty()) return;
+  // runfiles: the cwd of bazel run/test, else next to the binary, else the source tree
+  std::string script = "bench/python_mp_bench.py";
+  for (const std::string& alt : {g_argv0 + ".runfiles/shmlink/" + script, root + "/" + script}) {
+    if (access(script.c_str(), R_OK) != 0) script = alt;
+  }
+  std::string err;
+  if (access(py.c_str(), X_OK) != 0) {
+    err = py + " not found";
+  } else {
+    err =
+        RunCommand({py, script, "--systems", mp_systems, "--sizes", JoinSizes(cfg.sizes), "--reps",
+                    std::to_string(cfg.reps), "--seconds", Fmt("%g", cfg.seconds_per_rep),
+                    "--cpu-a", std::to_string(cfg.cpu_a), "--cpu-b", std::to_string(cfg.cpu_b)},
+                   {}, "", budget, forward);
+  }
+  if (!err.empty()) {
+    BenchRecord r;
+    r.system = "python-mp-pipe";
+    r.pattern = "throughput";
+    r.error = "python_mp_bench.py " + err;
+    emit(r);
+  }
+}
+
+// ---- Machine description -------------------------------------------------------------------
+
+std::string Machine() {
+  std::string model = "unknown CPU";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.starts_with("model name")) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  utsname u{};
+  uname(&u);
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  double mem_gib = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
+                   static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 30);
+  return model + ", " + std::to_string(cores) + " logical cores, " + Fmt("%.0f GiB", mem_gib) +
+         " RAM, " + u.sysname + " " + u.release + " (" + u.machine + ")";
+}
+
+std::string UtcNow() {
+  std::time_t t = std::time(nullptr);
+  char b[64];
+  std::strftime(b, sizeof b, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  return b;
+}
+
+// ---- Report ----------------------------------------------------------------------------------
+
+struct Results {
+  std::vector<BenchRecord> ok, failed;
+  const BenchRecord* Find(const std::string& sys, const std::string& pat, uint64_t size) const {
+    for (const auto& r : ok) {
+      if (r.system == sys && r.pattern == pat && r.size == size) return &r;
+    }
+    return nullptr;
+  }
+  // The record for `sys`/`pat` whose size is `size` or else the largest one (floors may be
+  // measured at one size only).
+  const BenchRecord* FindNear(const std::string& sys, const std::string& pat, uint64_t size) const {
+    if (auto* r = Find(sys, pat, size)) return r;
+    const BenchRecord* best = nullptr;
+    for (const auto& r : ok) {
+      if (r.system == sys && r.pattern == pat && (!best || r.size > best->size)) best = &r;
+    }
+    return best;
+  }
+};
+
+std::vector<uint64_t> SizesOf(const Results& res, const std::string& pat) {
+  std::set<uint64_t> s;
+  for (const auto& r : res.ok) {
+    if (r.pattern == pat) s.insert(r.size);
+  }
+  return {s.begin(), s.end()};
+}
+
+std::string ThroughputTable(const Results& res) {
+  std::ostringstream o;
+  o << "### Throughput (one sender, one receiver; median of reps, [min–max])\n\n"
+    << "\"vs shmlink\" = shmlink-spsc's msgs/s ÷ the system's (above 1: shmlink is faster).\n\n"
+    << "| size | system | msgs/s | bandwidth | msgs/s min–max | vs shmlink |\n"
+    << "|---|---|---:|---:|---:|---:|\n";
+  for (uint64_t size : SizesOf(res, "throughput")) {
+    std::vector<const BenchRecord*> rows;
+    for (const auto& r : res.ok) {
+      if (r.pattern == "throughput" && r.size == size) rows.push_back(&r);
+    }
+    std::sort(rows.begin(), rows.end(),
+              [](auto* a, auto* b) { return *a->msgs_per_s > *b->msgs_per_s; });
+    const BenchRecord* ref = res.Find(kReference, "throughput", size);
+    for (const auto* r : rows) {
+      o << "| " << SizeName(size) << " | "
+        << (r->system == kReference ? "**" + r->system + "**" : r->system) << " | "
+        << Rate(*r->msgs_per_s) << " | " << Bandwidth(*r->bytes_per_s) << " | "
+        << Rate(Extra(*r, "msgs_per_s_min")) << " – " << Rate(Extra(*r, "msgs_per_s_max")) << " | "
+        << (ref ? Ratio(*ref->msgs_per_s / *r->msgs_per_s) : "–") << " |\n";
+    }
+  }
+  return o.str();
+}
+
+std::string RttTable(const Results& res) {
+  std::ostringstream o;
+  o << "### Round trip (ping-pong; median of reps' percentiles, p50 [min–max])\n\n"
+    << "\"vs shmlink\" = the system's p50 ÷ shmlink-spsc's p50 (above 1: shmlink is faster).\n\n"
+    << "| size | system | p50 | p99 | p99.9 | p50 min–max | vs shmlink |\n"
+    << "|---|---|---:|---:|---:|---:|---:|\n";
+  for (uint64_t size : SizesOf(res, "rtt")) {
+    std::vector<const BenchRecord*> rows;
+    for (const auto& r : res.ok) {
+      if (r.pattern == "rtt" && r.size == size) rows.push_back(&r);
+    }
+    std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return *a->p50_ns < *b->p50_ns; });
+    const BenchRecord* ref = res.Find(kReference, "rtt", size);
+    for (const auto* r : rows) {
+      o << "| " << SizeName(size) << " | "
+        << (r->system == kReference ? "**" + r->system + "**" : r->system) << " | "
+        << Nanos(*r->p50_ns) << " | " << Nanos(*r->p99_ns) << " | "
+        << (r->p999_ns ? Nanos(*r->p999_ns) : "–") << " | " << Nanos(Extra(*r, "p50_ns_min"))
+        << " – " << Nanos(Extra(*r, "p50_ns_max")) << " | "
+        << (ref ? Ratio(*r->p50_ns / *ref->p50_ns) : "–") << " |\n";
+    }
+  }
+  return o.str();
+}
+
+std::string Targets(const Results& res) {
+  std::ostringstream o;
+  o << "### Targets (issue 7; same run)\n\n| target | measured | result |\n|---|---|---|\n";
+  auto row = [&](const std::string& what, const std::string& measured, int verdict) {
+    o << "| " << what << " | " << measured << " | "
+      << (verdict < 0 ? "n/a (not measured)"
+          : verdict   ? "met"
+                      : "**missed**")
+      << " |\n";
+  };
+  const BenchRecord* s_rtt = res.Find(kReference, "rtt", 64);
+  const BenchRecord* s_tp = res.Find(kReference, "throughput", 64);
+  for (const char* peer : {"iceoryx", "boost-message-queue"}) {
+    const BenchRecord* p_rtt = res.Find(peer, "rtt", 64);
+    if (s_rtt && p_rtt) {
+      row(std::string("RTT p50 at 64 B below ") + peer,
+          Nanos(*s_rtt->p50_ns) + " vs " + Nanos(*p_rtt->p50_ns), *s_rtt->p50_ns < *p_rtt->p50_ns);
+    } else {
+      row(std::string("RTT p50 at 64 B below ") + peer, "–", -1);
+    }
+    const BenchRecord* p_tp = res.Find(peer, "throughput", 64);
+    if (s_tp && p_tp) {
+      row(std::string("64 B throughput above ") + peer,
+          Rate(*s_tp->msgs_per_s) + " vs " + Rate(*p_tp->msgs_per_s),
+          *s_tp->msgs_per_s > *p_tp->msgs_per_s);
+    } else {
+      row(std::string("64 B throughput above ") + peer, "–", -1);
+    }
+  }
+  const BenchRecord* sp = res.Find("unix-socketpair", "throughput", 64);
+  if (s_tp && sp) {
+    double r = *s_tp->msgs_per_s / *sp->msgs_per_s;
+    row("64 B throughput ≥ 20× unix-socketpair", Ratio(r), r >= 20);
+  } else {
+    row("64 B throughput ≥ 20× unix-socketpair", "–", -1);
+  }
+  const BenchRecord* cl = res.FindNear("floor-cacheline", "rtt", 64);
+  if (s_rtt && cl) {
+    double r = *s_rtt->p50_ns / *cl->p50_ns;
+    row("RTT p50 (64 B) ≤ 2× cache-line floor",
+        Nanos(*s_rtt->p50_ns) + " vs " + Nanos(*cl->p50_ns) + " = " + Ratio(r), r <= 2);
+  } else {
+    row("RTT p50 (64 B) ≤ 2× cache-line floor", "–", -1);
+  }
+  const BenchRecord* s_mb = res.Find(kReference, "throughput", 1 << 20);
+  const BenchRecord* mc = res.FindNear("floor-memcpy", "throughput", 1 << 20);
+  if (s_mb && mc) {
+    double r = *s_mb->bytes_per_s / *mc->bytes_per_s;
+    row("1 MiB bandwidth ≥ 0.8× memcpy floor",
+        Bandwidth(*s_mb->bytes_per_s) + " vs " + Bandwidth(*mc->bytes_per_s) + " = " + Ratio(r),
+        r >= 0.8);
+  } else {
+    row("1 MiB bandwidth ≥ 0.8× memcpy floor", "–", -1);
+  }
+  return o.str();
+}
+
+std::string Failures(const Results& res, const std::set<std::string>& not_built) {
+  std::ostringstream o;
+  if (res.failed.empty() && not_built.empty()) return "";
+  o << "### Not measured\n\n| system | case | reason |\n|---|---|---|\n";
+  for (const auto& r : res.failed) {
+    std::string e = r.error;
+    std::replace(e.begin(), e.end(), '|', '/');
+    std::replace(e.begin(), e.end(), '\n', ' ');
+    const std::string which = r.size ? r.pattern + " " + SizeName(r.size) : "all";
+    o << "| " << r.system << " | " << which << " | " << e << " |\n";
+  }
+  for (const auto& s : not_built) {
+    o << "| " << s << " | all | not built into this binary (see bench/compare.cc Families()) |\n";
+  }
+  return o.str();
+}
+
+// Writes gnuplot data + script and renders <out>/throughput.png and <out>/rtt.png.
+// Distinct colours (shmlink systems come first and get the dark ones).
+constexpr const char* kColors[] = {"#000000", "#c00000", "#7f3f00", "#4b0082", "#1f77b4",
+                                   "#ff7f0e", "#2ca02c", "#17becf", "#9467bd", "#8c564b",
+                                   "#e377c2", "#7f7f7f", "#bcbd22", "#d62728", "#aec7e8",
+                                   "#98df8a", "#ffbb78", "#c5b0d5", "#f7b6d2", "#9edae5"};
+
+std::string Plot(const Results& res, const std::string& out, const std::string& machine) {
+  std::vector<std::string> systems;
+  for (const auto& r : res.ok) {
+    if (std::find(systems.begin(), systems.end(), r.system) == systems.end()) {
+      systems.push_back(r.system);
+    }
+  }
+  // Legend order: shmlink first, the peers as they ran, the floors last.
+  auto rank = [](const std::string& s) {
+    return s.starts_with("shmlink") ? 0 : s.starts_with("floor") ? 2 : 1;
+  };
+  std::stable_sort(systems.begin(), systems.end(),
+                   [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
+  // One gnuplot data block per system (blocks separated by two blank lines).
+  std::ostringstream script;
+  script << "# Generated by //bench:compare; re-render with: gnuplot " << out << "/compare.gp\n"
+         << "set terminal pngcairo size 1500,620 font 'DejaVu Sans,10' noenhanced\n"
+         << "set logscale xy\nset grid xtics ytics mytics\nset key outside right top\n"
+         << "set xtics ('64 B' 64, '4 KiB' 4096, '64 KiB' 65536, '1 MiB' 1048576)\n"
+         << "set xrange [40:1700000]\nset xlabel 'message size'\n"
+         << "set bars small\n";
+  struct Panel {
+    const char* file;
+    const char* pattern;
+    const char* title;
+    const char* ylabel;
+    std::function<std::array<double, 3>(const BenchRecord&)> get;
+  };
+  const std::vector<Panel> panels = {
+      {"throughput_msgs", "throughput", "Throughput (msgs/s, median with min–max)", "messages / s",
+       [](const BenchRecord& r) {
+         return std::array<double, 3>{*r.msgs_per_s, Extra(r, "msgs_per_s_min"),
+                                      Extra(r, "msgs_per_s_max")};
+       }},
+      {"throughput_bytes", "throughput", "Bandwidth (GB/s, median with min–max)", "GB / s",
+       [](const BenchRecord& r) {
+         return std::array<double, 3>{*r.bytes_per_s / 1e9, Extra(r, "bytes_per_s_min") / 1e9,
+                                      Extra(r, "bytes_per_s_max") / 1e9};
+       }},
+      {"rtt_p50", "rtt", "Round trip p50 (µs, median with min–max)", "µs",
+       [](const BenchRecord& r) {
+         return std::array<double, 3>{*r.p50_ns / 1e3, Extra(r, "p50_ns_min") / 1e3,
+                                      Extra(r, "p50_ns_max") / 1e3};
+       }},
+      {"rtt_p99", "rtt", "Round trip p99 (µs, median with min–max)", "µs",
+       [](const BenchRecord& r) {
+         return std::array<double, 3>{*r.p99_ns / 1e3, Extra(r, "p99_ns_min") / 1e3,
+                                      Extra(r, "p99_ns_max") / 1e3};
+       }},
+  };
+  std::map<std::string, std::vector<std::string>> plotted;  // panel -> systems with data
+  for (const auto& p : panels) {
+    std::ofstream dat(out + "/" + p.file + ".dat");
+    for (const auto& s : systems) {
+      std::vector<const BenchRecord*> rs;
+      for (const auto& r : res.ok) {
+        if (r.system == s && r.pattern == p.pattern) rs.push_back(&r);
+      }
+      if (rs.empty()) continue;
+      std::sort(rs.begin(), rs.end(), [](auto* a, auto* b) { return a->size < b->size; });
+      dat << "# " << s << "\n";
+      for (const auto* r : rs) {
+        auto v = p.get(*r);
+        if (!std::isfinite(v[1])) v[1] = v[0];
+        if (!std::isfinite(v[2])) v[2] = v[0];
+        dat << r->size << " " << v[0] << " " << v[1] << " " << v[2] << "\n";
+      }
+      dat << "\n\n";
+      plotted[p.file].push_back(s);
+    }
+  }
+  // Colour and point type follow the system (same in every panel); the legend is drawn
+  // once, right of both panels.
+  auto style = [&](const std::string& s) {
+    const size_t i =
+        static_cast<size_t>(std::find(systems.begin(), systems.end(), s) - systems.begin());
+    const bool shm = s.starts_with("shmlink");
+    const bool floor = s.starts_with("floor");
+    std::ostringstream st;
+    st << "lw "
+       << (shm     ? 3
+           : floor ? 2
+                   : 1.5)
+       << " dt " << (floor ? 2 : 1) << " pt " << (i % 13 + 1) << " ps 1.2 lc rgb '"
+       << kColors[i % (sizeof kColors / sizeof kColors[0])] << "'";
+    return st.str();
+  };
+  auto plot_cmd = [&](const Panel& p, bool key) {
+    std::ostringstream c;
+    c << "set title '" << p.title << "'\nset ylabel '" << p.ylabel << "'\n"
+      << (key ? "set key at screen 0.995,0.86 right top Left reverse samplen 3\n" : "unset key\n")
+      << "plot ";
+    const auto& ss = plotted[p.file];
+    for (size_t i = 0; i < ss.size(); ++i) {
+      c << (i ? ", \\\n  " : "") << "'" << out << "/" << p.file << ".dat' index " << i
+        << " using 1:2:3:4 with yerrorlines " << style(ss[i]) << " title '" << ss[i] << "'";
+    }
+    if (ss.empty()) c << "NaN notitle";
+    c << "\n";
+    return c.str();
+  };
+  for (const char* pat : {"throughput", "rtt"}) {
+    script << "set output '" << out << "/" << pat << ".png'\n"
+           << "set multiplot layout 1,2 margins 0.06,0.83,0.11,0.87 spacing 0.07 title '" << pat
+           << " — " << machine << "' font ',11'\n";
+    bool first = true;
+    for (const auto& p : panels) {
+      if (std::string(p.pattern) != pat) continue;
+      script << plot_cmd(p, !first);
+      first = false;
+    }
+    script << "unset multiplot\nset output\n";
+  }
+  const std::string gp = out + "/compare.gp";
+  std::ofstream(gp) << script.str();
+  if (access("/usr/bin/gnuplot", X_OK) != 0)
+    return "gnuplot not installed (apt install gnuplot-nox)";
+  std::string err = RunCommand({"/usr/bin/gnuplot", gp}, {}, "", 60, [](const std::string&) {});
+  return err.empty() ? "" : "gnuplot " + err;
+}
+
+int Main(int argc, char** argv) {
+  g_argv0 = argv[0];
+  CLI::App app{"shmlink vs. the alternatives: one run, same sizes, same process layout"};
+  BenchConfig cfg;
+  cfg.sizes = {64, 4096, 65536, 1 << 20};
+  cfg.reps = 5;
+  cfg.seconds_per_rep = 0.6;
+  Options opt;
+  std::string systems_csv, sizes_csv;
+  bool list = false;
+  app.add_flag("--quick", cfg.quick, "CI smoke run: 2 reps of 0.1 s (under 2 minutes)");
+  app.add_option("--json", opt.json_path, "also write the records as JSON Lines to this file");
+  app.add_option("--systems", systems_csv,
+                 "comma-separated families or system names to run (default: all; see --list)");
+  app.add_option("--sizes", sizes_csv, "comma-separated message sizes in bytes (>= 8)");
+  app.add_option("--reps", cfg.reps, "repetitions per case (median and min–max reported)");
+  app.add_option("--seconds", cfg.seconds_per_rep, "measuring time per repetition");
+  app.add_option(
+      "--cpus",
+      [&](const CLI::results_t& v) {
+        return std::sscanf(v[0].c_str(), "%d,%d", &cfg.cpu_a, &cfg.cpu_b) == 2;
+      },
+      "the two cores, e.g. 0,1");
+  app.add_option("--out", opt.out_dir,
+                 "directory for compare.md, *.png, *.dat (default bench/out)");
+  app.add_flag("!--no-plot", opt.plot, "skip the PNG plots");
+  app.add_flag("--list", list, "list the families and systems and exit");
+  std::string report_from;
+  app.add_option("--report-from", report_from,
+                 "measure nothing: rebuild the report and plots from a saved --json file");
+  CLI11_PARSE(app, argc, argv);
+
+  const bool reps_set = app.count("--reps") > 0, secs_set = app.count("--seconds") > 0;
+  if (cfg.quick) {
+    if (!reps_set) cfg.reps = 2;
+    if (!secs_set) cfg.seconds_per_rep = 0.1;
+  }
+  if (!sizes_csv.empty()) {
+    cfg.sizes.clear();
+    std::stringstream ss(sizes_csv);
+    for (std::string t; std::getline(ss, t, ',');) cfg.sizes.push_back(std::stoull(t));
+  }
+  if (!systems_csv.empty()) {
+    std::stringstream ss(systems_csv);
+    for (std::string t; std::getline(ss, t, ',');) opt.systems.push_back(t);
+  }
+  if (list) {
+    for (const auto& f : Families()) {
+      std::printf("%-12s", f.name);
+      for (const auto& s : f.systems) std::printf(" %s", s.c_str());
+      std::printf("\n");
+    }
+    return 0;
+  }
+  // Output locations.
+  if (opt.out_dir.empty()) {
+    opt.out_dir = Root().empty() ? "bench/out" : Root() + "/bench/out";
+  } else {
+    opt.out_dir = UserPath(opt.out_dir);
+  }
+  std::error_code ec;
+  fs::create_directories(opt.out_dir, ec);
+  opt.out_dir = fs::absolute(opt.out_dir).string();
+  std::ofstream json;
+  if (!opt.json_path.empty()) {
+    json.open(UserPath(opt.json_path));
+    if (!json) {
+      std::fprintf(stderr, "compare: cannot write %s\n", opt.json_path.c_str());
+      return 2;
+    }
+  }
+
+  // Which families to run and which of their systems to keep.
+  std::vector<const Family*> run;
+  std::set<std::string> keep;  // empty: keep everything the selected families emit
+  for (const auto& f : Families()) {
+    bool sel = opt.systems.empty();
+    for (const auto& want : opt.systems) {
+      if (want == f.name) sel = true;
+      if (std::find(f.systems.begin(), f.systems.end(), want) != f.systems.end()) {
+        sel = true;
+        keep.insert(want);
+      }
+    }
+    if (sel) run.push_back(&f);
+    // A family named as a whole keeps all its systems.
+    for (const auto& want : opt.systems) {
+      if (want == f.name) keep.insert(f.systems.begin(), f.systems.end());
+    }
+  }
+  for (const auto& want : opt.systems) {
+    bool known = false;
+    for (const auto& f : Families()) {
+      known |=
+          want == f.name || std::find(f.systems.begin(), f.systems.end(), want) != f.systems.end();
+    }
+    if (!known) {
+      std::fprintf(stderr, "compare: unknown system '%s' (see --list)\n", want.c_str());
+      return 2;
+    }
+  }
+  std::set<std::string> not_built;
+  if (opt.systems.empty()) {
+    for (const auto& s : ExpectedSystems()) {
+      bool have = false;
+      for (const auto& f : Families()) {
+        have |= std::find(f.systems.begin(), f.systems.end(), s) != f.systems.end();
+      }
+      if (!have) not_built.insert(s);
+    }
+  }
+
+  const std::string machine = Machine();
+  std::fprintf(stderr, "compare: %s\ncompare: sizes %s, %d reps x %.2f s, cores %d and %d%s\n",
+               machine.c_str(), JoinSizes(cfg.sizes).c_str(), cfg.reps, cfg.seconds_per_rep,
+               cfg.cpu_a, cfg.cpu_b, cfg.quick ? " (--quick)" : "");
+  Results res;
+  const auto t_start = std::chrono::steady_clock::now();
+  int n = 0;
+  Emit emit = [&](const BenchRecord& r) {
+    if (!keep.empty() && !keep.count(BaseSystem(r.system))) return;
+    if (json.is_open()) json << ToJsonLine(r) << "\n" << std::flush;
+    std::string line = "[" + std::to_string(++n) + "] " + r.system + " " +
+                       (r.size ? r.pattern + " " + SizeName(r.size) : "(all cases)") + ": ";
+    if (!r.error.empty()) {
+      line += "ERROR " + r.error;
+      res.failed.push_back(r);
+    } else if (r.pattern == "throughput" && r.msgs_per_s && r.bytes_per_s) {
+      line += Rate(*r.msgs_per_s) + ", " + Bandwidth(*r.bytes_per_s);
+      res.ok.push_back(r);
+    } else if (r.pattern == "rtt" && r.p50_ns && r.p99_ns) {
+      line += "p50 " + Nanos(*r.p50_ns) + ", p99 " + Nanos(*r.p99_ns) +
+              (r.p999_ns ? ", p99.9 " + Nanos(*r.p999_ns) : "");
+      res.ok.push_back(r);
+    } else {
+      line += "incomplete record";
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+    std::fflush(stderr);
+  };
+  if (!report_from.empty()) {
+    std::ifstream in(UserPath(report_from));
+    if (!in) {
+      std::fprintf(stderr, "compare: cannot read %s\n", report_from.c_str());
+      return 2;
+    }
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty() || line[0] != '{') continue;
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.is_object()) emit(FromJson(j));
+    }
+    not_built.clear();
+  } else {
+    for (const Family* f : run) {
+      std::fprintf(stderr, "compare: == %s ==\n", f->name);
+      f->run(cfg, emit);
+    }
+  }
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+
+  std::ostringstream md;
+  md << "## shmlink vs. alternatives — " << UtcNow() << "\n\n"
+     << "- Machine: " << machine << "\n"
+     << "- Layout: two processes pinned to cores " << cfg.cpu_a << " and " << cfg.cpu_b
+     << " (sched_setaffinity); " << cfg.reps << " repetitions × "
+     << Fmt("%.2f", cfg.seconds_per_rep) << " s per case after a warm-up"
+     << (cfg.quick ? " (--quick)" : "") << "; run took " << Fmt("%.0f", took) << " s\n";
+  if (!report_from.empty()) md << "- Records read from " << report_from << " (not measured now)\n";
+  md << "- Command: `bazel run -c opt //bench:compare";
+  for (int i = 1; i < argc; ++i) md << (i == 1 ? " --" : "") << " " << argv[i];
+  md << "`\n\n"
+     << ThroughputTable(res) << "\n"
+     << RttTable(res) << "\n"
+     << Targets(res) << "\n"
+     << Failures(res, not_built);
+  if (opt.plot) {
+    std::string perr = Plot(res, opt.out_dir, machine);
+    if (perr.empty()) {
+      md << "\nPlots: " << opt.out_dir << "/throughput.png, " << opt.out_dir << "/rtt.png\n";
+    } else {
+      md << "\nPlots not rendered: " << perr << "\n";
+    }
+  }
+  std::ofstream(opt.out_dir + "/compare.md") << md.str();
+  std::printf("%s", md.str().c_str());
+  std::fprintf(stderr, "compare: report in %s/compare.md%s\n", opt.out_dir.c_str(),
+               opt.json_path.empty() ? "" : (", records in " + opt.json_path).c_str());
+  return res.ok.empty() ? 1 : 0;
+}
+
+}  // namespace
+}  // namespace shmlink::bench
+
+int main(int argc, char** argv) { return shmlink::bench::Main(argc, argv); }

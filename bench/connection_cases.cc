@@ -1,0 +1,212 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// shmlink-connection: a transport::Connection between two shmlink processes (Listener on
+//   an abstract Unix address, Client in the other process): after the Python-compatible
+//   handshake the data path is the connection's pair of SPSC rings in shared memory.
+// unix-socket-framed: the same API and the same processes with the shm upgrade disabled,
+//   i.e. exactly what a stock Python peer gets: Python's framing (4-byte length + payload)
+//   over the Unix socket.
+//   throughput: child send_bytes() `size`-byte messages until told to stop, then close();
+//     parent peek()s each message in place (touching its bytes) and release()s it.
+//   rtt: parent send_bytes(), waits for the echo with peek()/release(); the child echoes.
+// Both sides use the connection's default wait (spin 50 us, then futex sleep).
+#include <string>
+#include <vector>
+
+#include "bench/cases.h"
+#include "bench/harness.h"
+#include "transport/connection.h"
+
+namespace shmlink::bench {
+namespace {
+
+using transport::Client;
+using transport::Connection;
+using transport::Listener;
+using transport::ListenerOptions;
+using transport::TransportErrc;
+
+constexpr std::string_view kKey = "bench key";
+
+std::string UniqueAbstract() {
+  static int counter = 0;
+  return "@shmlink-bench-conn-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+}
+
+struct Setup {
+  std::string address;
+  ListenerOptions options;
+};
+
+Setup MakeSetup(bool shm, uint64_t size) {
+  Setup s;
+  s.address = UniqueAbstract();
+  s.options.connection.enable_shm = shm;
+  s.options.connection.ring_capacity = std::max<uint64_t>(RingCapacityFor(size), 1 << 16);
+  return s;
+}
+
+std::string ThroughputRep(const BenchConfig& cfg, bool shm, uint64_t size, double* msgs_per_s) {
+  Setup s = MakeSetup(shm, size);
+  auto listener = Listener::Create(s.address, kKey, s.options);
+  if (!listener) return "listen: " + listener.error().message();
+  uint64_t count = 0, window_ns = 1;
+  std::string err = RunPinnedPair(
+      cfg,
+      [&](PairSync& sync) -> int {
+        auto conn = listener->accept();
+        if (!conn || conn->is_shm() != shm) return 2;
+        sync.ArriveAndWait();
+        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+        const uint64_t measure = MeasureNs(cfg);
+        bool measuring = false;
+        uint64_t start = 0, sink = 0;
+        uint32_t tick = 0;
+        const uint32_t check_every = size >= 4096 ? 1 : 64;
+        for (;;) {
+          auto m = conn->peek();
+          if (!m || m->size() != size) return 3;
+          sink += TouchBytes(m->data(), m->size());
+          conn->release();
+          if (measuring) ++count;
+          if (++tick == check_every) {
+            tick = 0;
+            const uint64_t now = NowNs();
+            if (!measuring) {
+              if (now >= warm_end) {
+                measuring = true;
+                start = now;
+              }
+            } else if (now - start >= measure) {
+              window_ns = now - start;
+              break;
+            }
+          }
+        }
+        sync.RequestStop();
+        for (;;) {  // drain until the writer's close
+          auto m = conn->peek();
+          if (!m) break;
+          conn->release();
+        }
+        sync.child_value.fetch_add(sink & 1, std::memory_order_relaxed);  // keep `sink` live
+        return 0;
+      },
+      [&](PairSync& sync) -> int {
+        auto conn = Client(s.address, kKey, s.options.connection);
+        if (!conn) return 2;
+        const std::vector<std::byte> src = PatternBuffer(size);
+        sync.ArriveAndWait();
+        while (!sync.StopRequested()) {
+          if (!conn->send_bytes(src)) return 3;
+        }
+        conn->close();
+        return 0;
+      });
+  if (!err.empty()) return err;
+  if (count == 0) return "no messages in the measured window";
+  *msgs_per_s = static_cast<double>(count) * 1e9 / static_cast<double>(window_ns);
+  return "";
+}
+
+std::string RttRep(const BenchConfig& cfg, bool shm, uint64_t size,
+                   std::vector<uint64_t>* samples) {
+  Setup s = MakeSetup(shm, size);
+  auto listener = Listener::Create(s.address, kKey, s.options);
+  if (!listener) return "listen: " + listener.error().message();
+  return RunPinnedPair(
+      cfg,
+      [&](PairSync& sync) -> int {
+        auto conn = listener->accept();
+        if (!conn || conn->is_shm() != shm) return 2;
+        const std::vector<std::byte> src = PatternBuffer(size);
+        samples->reserve(1 << 18);
+        sync.ArriveAndWait();
+        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+        const uint64_t end = warm_end + MeasureNs(cfg);
+        for (;;) {
+          const uint64_t t0 = NowNs();
+          if (t0 >= end) break;
+          if (!conn->send_bytes(src)) return 3;
+          auto m = conn->peek();
+          if (!m || m->size() != size) return 4;
+          conn->release();
+          const uint64_t t1 = NowNs();
+          if (t0 >= warm_end) samples->push_back(t1 - t0);
+        }
+        conn->close();
+        return 0;
+      },
+      [&](PairSync& sync) -> int {
+        auto conn = Client(s.address, kKey, s.options.connection);
+        if (!conn) return 2;
+        sync.ArriveAndWait();
+        for (;;) {
+          auto m = conn->peek();
+          if (!m) return m.error() == make_error_code(TransportErrc::kClosed) ? 0 : 3;
+          if (!conn->send_bytes(*m)) return 4;
+          conn->release();
+        }
+      });
+}
+
+void RunFor(const BenchConfig& cfg, const Emit& emit, bool shm) {
+  const std::string system = shm ? "shmlink-connection" : "unix-socket-framed";
+  const std::string note = shm ? "transport::Connection, shm rings after the Python handshake"
+                               : "transport::Connection, Python framing over AF_UNIX";
+  for (uint64_t size : cfg.sizes) {
+    BenchRecord rec;
+    rec.system = system;
+    rec.pattern = "throughput";
+    rec.size = size;
+    rec.producers = 1;
+    rec.consumers = 1;
+    RepSet msgs, bytes;
+    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
+      double m = 0;
+      rec.error = ThroughputRep(cfg, shm, size, &m);
+      msgs.Add(m);
+      bytes.Add(m * static_cast<double>(size));
+    }
+    if (rec.error.empty()) {
+      rec.reps = cfg.reps;
+      PutMedianWithSpread(rec, "msgs_per_s", msgs, &BenchRecord::msgs_per_s);
+      PutMedianWithSpread(rec, "bytes_per_s", bytes, &BenchRecord::bytes_per_s);
+      rec.note = note;
+    }
+    emit(rec);
+  }
+  for (uint64_t size : cfg.sizes) {
+    BenchRecord rec;
+    rec.system = system;
+    rec.pattern = "rtt";
+    rec.size = size;
+    RepSet p50, p99, p999;
+    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
+      std::vector<uint64_t> samples;
+      rec.error = RttRep(cfg, shm, size, &samples);
+      if (rec.error.empty() && samples.empty()) rec.error = "no round trips measured";
+      const RttStats st = SummarizeRtt(std::move(samples));
+      p50.Add(st.p50);
+      p99.Add(st.p99);
+      p999.Add(st.p999);
+    }
+    if (rec.error.empty()) {
+      rec.reps = cfg.reps;
+      PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
+      PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
+      PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
+      rec.note = note;
+    }
+    emit(rec);
+  }
+}
+
+}  // namespace
+
+void RunConnectionCases(const BenchConfig& cfg, const Emit& emit) {
+  RunFor(cfg, emit, true);
+  RunFor(cfg, emit, false);
+}
+
+}  // namespace shmlink::bench

@@ -1,0 +1,210 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// Hardware floors the rings are judged against:
+//   floor-cacheline (rtt, size 8): the two pinned processes ping-pong one 64-bit word in
+//     one shared cache line, spinning: the cheapest possible cross-core round trip.
+//   floor-memcpy (throughput, size 1 MiB): one core memcpy's a 1 MiB buffer into another
+//     (both warm); bytes_per_s counts bytes copied. The bandwidth a single producer could
+//     at best put into a ring.
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "bench/cases.h"
+#include "bench/harness.h"
+
+namespace shmlink::bench {
+namespace {
+
+inline void Relax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#endif
+}
+
+constexpr uint64_t kQuit = ~uint64_t{0};
+
+std::string CachelineRep(const BenchConfig& cfg, std::vector<uint64_t>* samples) {
+  void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return "mmap failed";
+  // SYNC(floor): release stores / acquire loads, like a ring's index hand-off.
+  auto* word = new (mem) std::atomic<uint64_t>(0);
+  std::string err = RunPinnedPair(
+      cfg,
+      [&](PairSync& sync) -> int {
+        samples->reserve(1 << 22);
+        sync.ArriveAndWait();
+        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+        const uint64_t end = warm_end + MeasureNs(cfg);
+        for (uint64_t v = 1;; v += 2) {
+          const uint64_t t0 = NowNs();
+          if (RttDone(t0, end, samples->size())) break;
+          word->store(v, std::memory_order_release);
+          while (word->load(std::memory_order_acquire) != v + 1) Relax();
+          const uint64_t t1 = NowNs();
+          if (t0 >= warm_end) samples->push_back(t1 - t0);
+        }
+        word->store(kQuit, std::memory_order_release);
+        return 0;
+      },
+      [&](PairSync& sync) -> int {
+        sync.ArriveAndWait();
+        uint64_t last = 0;
+        for (;;) {
+          uint64_t v;
+          while ((v = word->load(std::memory_order_acquire)) == last) Relax();
+          if (v == kQuit) return 0;
+          last = v + 1;
+          word->store(last, std::memory_order_release);
+        }
+      });
+  ::munmap(mem, 4096);
+  return err;
+}
+
+// The structural floor of a ring that signals with an index on its own line: each hop
+// writes a 64-byte "record" line, then release-stores a "position" on another line; the
+// receiver polls the position and then reads the record (two serialized line transfers
+// per hop instead of one). Same sampling as CachelineRep.
+std::string FlagDataRep(const BenchConfig& cfg, std::vector<uint64_t>* samples) {
+  void* mem = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return "mmap failed";
+  auto* base = static_cast<std::byte*>(mem);
+  // Lines: 0 = a->b position, 1 = a->b record, 2 = b->a position, 3 = b->a record
+  // (128 bytes apart against adjacent-line prefetch).
+  auto* pos_ab = new (base) std::atomic<uint64_t>(0);
+  auto* rec_ab = reinterpret_cast<volatile uint64_t*>(base + 128);
+  auto* pos_ba = new (base + 256) std::atomic<uint64_t>(0);
+  auto* rec_ba = reinterpret_cast<volatile uint64_t*>(base + 384);
+  std::string err = RunPinnedPair(
+      cfg,
+      [&](PairSync& sync) -> int {
+        samples->reserve(1 << 22);
+        sync.ArriveAndWait();
+        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+        const uint64_t end = warm_end + MeasureNs(cfg);
+        for (uint64_t v = 1;; ++v) {
+          const uint64_t t0 = NowNs();
+          if (RttDone(t0, end, samples->size())) break;
+          for (int i = 0; i < 8; ++i) rec_ab[i] = v;  // the record (one line)
+          pos_ab->store(v, std::memory_order_release);
+          while (pos_ba->load(std::memory_order_acquire) != v) Relax();
+          if (rec_ba[0] != v) return 3;
+          const uint64_t t1 = NowNs();
+          if (t0 >= warm_end) samples->push_back(t1 - t0);
+        }
+        pos_ab->store(kQuit, std::memory_order_release);
+        return 0;
+      },
+      [&](PairSync& sync) -> int {
+        sync.ArriveAndWait();
+        for (uint64_t last = 0;;) {
+          uint64_t v;
+          while ((v = pos_ab->load(std::memory_order_acquire)) == last) Relax();
+          if (v == kQuit) return 0;
+          last = v;
+          const uint64_t got = rec_ab[0];
+          for (int i = 0; i < 8; ++i) rec_ba[i] = got;
+          pos_ba->store(v, std::memory_order_release);
+        }
+      });
+  ::munmap(mem, 4096);
+  return err;
+}
+
+double MemcpyRep(const BenchConfig& cfg, size_t size) {
+  std::vector<std::byte> src = PatternBuffer(size), dst(size);
+  const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+  while (NowNs() < warm_end) std::memcpy(dst.data(), src.data(), size);
+  uint64_t copies = 0;
+  const uint64_t start = NowNs();
+  uint64_t now = start;
+  while (now - start < MeasureNs(cfg)) {
+    std::memcpy(dst.data(), src.data(), size);
+    asm volatile("" : : "r"(dst.data()) : "memory");  // the copy is not dead
+    ++copies;
+    now = NowNs();
+  }
+  return static_cast<double>(copies) * 1e9 / static_cast<double>(now - start);
+}
+
+}  // namespace
+
+void RunFloorCases(const BenchConfig& cfg, const Emit& emit) {
+  {
+    BenchRecord rec;
+    rec.system = "floor-cacheline";
+    rec.pattern = "rtt";
+    rec.size = 8;
+    RepSet p50, p99, p999;
+    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
+      std::vector<uint64_t> samples;
+      rec.error = CachelineRep(cfg, &samples);
+      if (rec.error.empty() && samples.empty()) rec.error = "no round trips measured";
+      const RttStats st = SummarizeRtt(std::move(samples));
+      p50.Add(st.p50);
+      p99.Add(st.p99);
+      p999.Add(st.p999);
+    }
+    if (rec.error.empty()) {
+      rec.reps = cfg.reps;
+      PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
+      PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
+      PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
+      rec.note = "one shared cache line ping-ponged between the two pinned processes";
+    }
+    emit(rec);
+  }
+  {
+    // Variant: the two-line (position + record) floor of index-signalled rings.
+    BenchRecord rec;
+    rec.system = "floor-cacheline:position+record";
+    rec.pattern = "rtt";
+    rec.size = 64;
+    RepSet p50, p99, p999;
+    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
+      std::vector<uint64_t> samples;
+      rec.error = FlagDataRep(cfg, &samples);
+      if (rec.error.empty() && samples.empty()) rec.error = "no round trips measured";
+      const RttStats st = SummarizeRtt(std::move(samples));
+      p50.Add(st.p50);
+      p99.Add(st.p99);
+      p999.Add(st.p999);
+    }
+    if (rec.error.empty()) {
+      rec.reps = cfg.reps;
+      PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
+      PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
+      PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
+      rec.note =
+          "per hop: write a record line, release-store a position line; peer polls "
+          "the position then reads the record";
+    }
+    emit(rec);
+  }
+  {
+    const size_t size = 1 << 20;
+    BenchRecord rec;
+    rec.system = "floor-memcpy";
+    rec.pattern = "throughput";
+    rec.size = size;
+    RepSet msgs, bytes;
+    PinToCpu(cfg.cpu_a);
+    for (int r = 0; r < cfg.reps; ++r) {
+      const double copies = MemcpyRep(cfg, size);
+      msgs.Add(copies);
+      bytes.Add(copies * static_cast<double>(size));
+    }
+    rec.reps = cfg.reps;
+    PutMedianWithSpread(rec, "msgs_per_s", msgs, &BenchRecord::msgs_per_s);
+    PutMedianWithSpread(rec, "bytes_per_s", bytes, &BenchRecord::bytes_per_s);
+    rec.note = "single core, warm 1 MiB memcpy; bytes copied per second";
+    emit(rec);
+  }
+}
+
+}  // namespace shmlink::bench

@@ -1,0 +1,307 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// iceoryx peer (Debian iceoryx 2.0.3): zero-copy publish/subscribe through RouDi.
+//
+// RunIceoryxCases starts its own /usr/bin/iox-roudi with a generated config (one mempool per
+// benchmark size, chunk = size + 64 B of header room), waits until RouDi prints "RouDi is
+// ready for clients", runs the cases, and stops RouDi by its own PID with SIGTERM (SIGKILL
+// after 10 s). If RouDi cannot start (e.g. another RouDi holds its lock), every iceoryx case
+// is emitted as an error record and the comparison carries on.
+//
+// Per message: the sender loan()s a chunk of `size` bytes, memcpy()s the message into it
+// and publish()es it; the receiver busy-polls take(), reads the 8-byte tag in place (no
+// copy out) and release()s the chunk. Ports are lossless: subscriber queue policy
+// BLOCK_PRODUCER and publisher policy WAIT_FOR_CONSUMER, queue depth 256 (64 for 64 KiB,
+// 16 for 1 MiB, bounded by the mempool). Each child registers its own runtime (unique
+// name) after fork; RouDi runs unpinned.
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "bench/cases.h"
+#include "bench/peer_harness.h"
+#include "iceoryx_hoofs/log/logmanager.hpp"
+#include "iceoryx_posh/popo/untyped_publisher.hpp"
+#include "iceoryx_posh/popo/untyped_subscriber.hpp"
+#include "iceoryx_posh/popo/wait_set.hpp"
+#include "iceoryx_posh/runtime/posh_runtime.hpp"
+
+namespace shmlink::bench {
+namespace {
+
+constexpr uint64_t kChunkHeaderRoom = 64;
+constexpr const char* kRoudi = "/usr/bin/iox-roudi";
+
+uint64_t ChunkSize(uint64_t size) { return (size + kChunkHeaderRoom + 7) / 8 * 8; }
+uint64_t QueueDepth(uint64_t size) {
+  if (size <= 4096) return 256;
+  if (size <= 65536) return 64;
+  return 16;
+}
+uint64_t PoolCount(uint64_t size) {
+  // Two directions x (queue depth + one loaned + one taken) + slack.
+  return 2 * (QueueDepth(size) + 2) + 16;
+}
+
+// A RouDi process this benchmark started; stopped by PID in the destructor.
+class Roudi {
+ public:
+  // Starts RouDi with a config covering `sizes`; on failure returns an explanation.
+  std::string Start(const std::vector<uint64_t>& sizes) {
+    if (access(kRoudi, X_OK) != 0) return std::string(kRoudi) + " not found (apt install iceoryx)";
+    config_ = "/tmp/shmlink-compare-roudi-" + std::to_string(getpid()) + ".toml";
+    {
+      std::ofstream f(config_);
+      f << "[general]\nversion = 1\n\n[[segment]]\n";
+      std::vector<uint64_t> s = sizes;
+      std::sort(s.begin(), s.end());
+      s.erase(std::unique(s.begin(), s.end()), s.end());
+      for (uint64_t z : s) {
+        f << "\n[[segment.mempool]]\nsize = " << ChunkSize(z) << "\ncount = " << PoolCount(z)
+          << "\n";
+      }
+      if (!f) return "cannot write " + config_;
+    }
+    int out[2];
+    if (pipe2(out, O_CLOEXEC) != 0) return std::string("pipe: ") + std::strerror(errno);
+    std::fflush(nullptr);
+    pid_ = fork();
+    if (pid_ < 0) return std::string("fork: ") + std::strerror(errno);
+    if (pid_ == 0) {
+      // RouDi runs on any core: undo a pinning inherited from the benchmark process.
+      cpu_set_t all;
+      CPU_ZERO(&all);
+      for (long i = 0; i < sysconf(_SC_NPROCESSORS_CONF) && i < CPU_SETSIZE; ++i) CPU_SET(i, &all);
+      (void)sched_setaffinity(0, sizeof all, &all);
+      dup2(out[1], 1);
+      dup2(out[1], 2);
+      execl(kRoudi, kRoudi, "-c", config_.c_str(), "-m", "on", static_cast<char*>(nullptr));
+      std::perror("exec iox-roudi");
+      _exit(127);
+    }
+    close(out[1]);
+    fd_ = out[0];
+    // Wait for the ready line, up to 15 s.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    std::string seen;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 100) > 0) {
+        char buf[4096];
+        ssize_t n = read(fd_, buf, sizeof buf);
+        if (n <= 0) break;  // RouDi exited
+        seen.append(buf, static_cast<size_t>(n));
+        if (seen.find("RouDi is ready for clients") != std::string::npos) {
+          // Keep draining RouDi's output so it never blocks on a full pipe.
+          drainer_ = std::thread([fd = fd_] {
+            char b[4096];
+            while (read(fd, b, sizeof b) > 0) {
+            }
+          });
+          return "";
+        }
+      }
+    }
+    Stop();
+    // Terminal colour codes (ESC [ ... m) and newlines make a poor error record.
+    std::string plain;
+    for (size_t i = 0; i < seen.size(); ++i) {
+      if (seen[i] == '\x1b') {
+        while (i < seen.size() && seen[i] != 'm') ++i;
+        continue;
+      }
+      plain += seen[i] == '\n' ? ' ' : seen[i];
+    }
+    seen = plain;
+    if (seen.size() > 300) seen = "..." + seen.substr(seen.size() - 300);
+    return "iox-roudi did not become ready: " + seen;
+  }
+
+  void Stop() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      int status = 0;
+      bool gone = false;
+      for (int i = 0; i < 1000 && !gone; ++i) {  // 10 s
+        gone = waitpid(pid_, &status, WNOHANG) == pid_;
+        if (!gone) usleep(10000);
+      }
+      if (!gone) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+      }
+      pid_ = -1;
+    }
+    if (drainer_.joinable()) drainer_.join();  // EOF once RouDi is gone
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    if (!config_.empty()) unlink(config_.c_str());
+    config_.clear();
+  }
+  ~Roudi() { Stop(); }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::thread drainer_;
+  std::string config_;
+};
+
+iox::capro::IdString_t Id(const std::string& s) {
+  return iox::capro::IdString_t(iox::cxx::TruncateToCapacity, s.c_str());
+}
+
+class IceoryxEndpoint final : public Endpoint {
+ public:
+  IceoryxEndpoint(const std::string& instance, const std::string& rx_event,
+                  const std::string& tx_event, uint64_t size, bool waitset) {
+    if (!rx_event.empty()) {
+      iox::popo::SubscriberOptions so;
+      so.queueCapacity = QueueDepth(size);
+      so.queueFullPolicy = iox::popo::QueueFullPolicy::BLOCK_PRODUCER;
+      sub_ = std::make_unique<iox::popo::UntypedSubscriber>(
+          iox::capro::ServiceDescription{Id("shmlink-compare"), Id(instance), Id(rx_event)}, so);
+      if (waitset) {
+        ws_ = std::make_unique<iox::popo::WaitSet<>>();
+        if (ws_->attachState(*sub_, iox::popo::SubscriberState::HAS_DATA).has_error()) {
+          ws_.reset();
+          attach_failed_ = true;
+        }
+      }
+    }
+    if (!tx_event.empty()) {
+      iox::popo::PublisherOptions po;
+      po.subscriberTooSlowPolicy = iox::popo::ConsumerTooSlowPolicy::WAIT_FOR_CONSUMER;
+      pub_ = std::make_unique<iox::popo::UntypedPublisher>(
+          iox::capro::ServiceDescription{Id("shmlink-compare"), Id(instance), Id(tx_event)}, po);
+    }
+  }
+
+  // Waits (up to 10 s) until the publisher is connected and the subscriber subscribed.
+  bool WaitConnected(std::string* err) {
+    if (attach_failed_) {
+      *err = "WaitSet::attachState failed";
+      return false;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const bool pub_ok = !pub_ || pub_->hasSubscribers();
+      const bool sub_ok = !sub_ || sub_->getSubscriptionState() == iox::SubscribeState::SUBSCRIBED;
+      if (pub_ok && sub_ok) return true;
+      usleep(1000);
+    }
+    *err = "iceoryx ports did not connect within 10 s";
+    return false;
+  }
+
+  bool Send(const std::byte* p, size_t n, std::string* err) override {
+    for (int attempt = 0;; ++attempt) {
+      auto chunk = pub_->loan(static_cast<uint32_t>(n));
+      if (!chunk.has_error()) {
+        std::memcpy(chunk.value(), p, n);
+        pub_->publish(chunk.value());
+        return true;
+      }
+      if (attempt > 1000000) {
+        *err = "iceoryx loan() kept failing (mempool exhausted)";
+        return false;
+      }
+    }
+  }
+
+  bool Recv(size_t n, uint64_t* tag, std::string* err) override {
+    for (;;) {
+      auto r = sub_->take();
+      if (!r.has_error()) {
+        const void* payload = r.value();
+        std::memcpy(tag, payload, sizeof *tag);
+        sub_->release(payload);
+        (void)n;
+        return true;
+      }
+      if (r.get_error() != iox::popo::ChunkReceiveResult::NO_CHUNK_AVAILABLE) {
+        *err = "iceoryx take() failed (too many chunks held)";
+        return false;
+      }
+      if (ws_) (void)ws_->wait();  // sleeps until the subscriber has data
+    }
+  }
+
+ private:
+  std::unique_ptr<iox::popo::UntypedSubscriber> sub_;
+  std::unique_ptr<iox::popo::UntypedPublisher> pub_;
+  std::unique_ptr<iox::popo::WaitSet<>> ws_;  // declared after sub_: detaches first
+  bool attach_failed_ = false;
+};
+
+}  // namespace
+
+void RunIceoryxCases(const BenchConfig& cfg, const Emit& emit) {
+  Roudi roudi;
+  Progress("  starting iox-roudi ...");
+  const std::string start_error = roudi.Start(cfg.sizes);
+  static int serial = 0;
+  for (const bool waitset : {false, true}) {
+    RunPeerFamily(
+        cfg, waitset ? "iceoryx:waitset" : "iceoryx",
+        waitset
+            ? "iceoryx 2.0.3 UntypedPublisher loan+memcpy+publish / UntypedSubscriber take, "
+              "sleeping in a WaitSet when empty (read in place), lossless queue policies"
+            : "iceoryx 2.0.3 UntypedPublisher loan+memcpy+publish / UntypedSubscriber busy-poll "
+              "take (read in place), lossless queue policies",
+        [&](PeerCase* c) -> std::string {
+          if (!start_error.empty()) return start_error;
+          const std::string instance =
+              "case-" + std::to_string(getpid()) + "-" + std::to_string(serial++);
+          const bool rtt = c->pattern == Pattern::kRtt;
+          // Runtime names also name the runtime's socket and lock files in /tmp.
+          const std::string name_a = "shmlink-compare-" + instance + "-a";
+          const std::string name_b = "shmlink-compare-" + instance + "-b";
+          c->exit_normally = true;  // the runtime deregisters from RouDi at exit
+          c->make = [=](Side side, Pattern, size_t size,
+                        std::string* err) -> std::unique_ptr<Endpoint> {
+            const std::string& name = side == Side::kA ? name_a : name_b;
+            // Keep the runtime's per-process debug chatter out of the progress output.
+            iox::log::LogManager::GetLogManager().SetDefaultLogLevel(
+                iox::log::LogLevel::kWarn, iox::log::LogLevelOutput::kHideLogLevel);
+            iox::runtime::PoshRuntime::initRuntime(
+                iox::RuntimeName_t(iox::cxx::TruncateToCapacity, name.c_str()));
+            // Throughput: B publishes "ba", A subscribes. RTT adds "ab" the other way.
+            std::unique_ptr<IceoryxEndpoint> ep;
+            if (side == Side::kA) {
+              ep =
+                  std::make_unique<IceoryxEndpoint>(instance, "ba", rtt ? "ab" : "", size, waitset);
+            } else {
+              ep =
+                  std::make_unique<IceoryxEndpoint>(instance, rtt ? "ab" : "", "ba", size, waitset);
+            }
+            if (!ep->WaitConnected(err)) return nullptr;
+            return ep;
+          };
+          c->cleanup = [=] {  // only left behind by a child that failed or was killed
+            for (const auto& n : {name_a, name_b}) {
+              unlink(("/tmp/" + n).c_str());
+              unlink(("/tmp/" + n + ".lock").c_str());
+            }
+          };
+          return "";
+        },
+        emit);
+  }
+  Progress("  stopping iox-roudi ...");
+  roudi.Stop();
+}
+
+}  // namespace shmlink::bench

@@ -1,0 +1,204 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// unix-socketpair: AF_UNIX SOCK_STREAM socketpair between the same two pinned processes as
+// shmlink-spsc, blocking I/O (the usual way it is used).
+//   throughput: child writes `size`-byte messages (one write() per message, looping on
+//     partial writes) until told to stop; parent read()s exactly `size` bytes per message
+//     into one buffer. Counted: messages fully read inside the measured window.
+//   rtt: parent writes `size` bytes, child reads them and writes them back, parent reads.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bench/cases.h"
+#include "bench/harness.h"
+
+namespace shmlink::bench {
+namespace {
+
+bool WriteAll(int fd, const std::byte* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// Returns bytes read: n, or less at EOF; -1 on error.
+ssize_t ReadAll(int fd, std::byte* p, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = ::read(fd, p + got, n - got);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  return static_cast<ssize_t>(got);
+}
+
+struct Fds {
+  int fd[2] = {-1, -1};
+  ~Fds() {
+    for (int f : fd) {
+      if (f >= 0) ::close(f);
+    }
+  }
+};
+
+std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, double* msgs_per_s) {
+  Fds s;
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s.fd) != 0) return "socketpair failed";
+  uint64_t count = 0, window_ns = 1;
+  std::string err = RunPinnedPair(
+      cfg,
+      [&](PairSync& sync) -> int {
+        ::close(s.fd[1]);
+        s.fd[1] = -1;
+        std::vector<std::byte> buf(size);
+        sync.ArriveAndWait();
+        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+        const uint64_t measure = MeasureNs(cfg);
+        bool measuring = false;
+        uint64_t start = 0;
+        uint32_t tick = 0;
+        const uint32_t check_every = size >= 4096 ? 1 : 64;
+        for (;;) {
+          if (ReadAll(s.fd[0], buf.data(), size) != static_cast<ssize_t>(size)) return 3;
+          if (measuring) ++count;
+          if (++tick == check_every) {
+            tick = 0;
+            const uint64_t now = NowNs();
+            if (!measuring) {
+              if (now >= warm_end) {
+                measuring = true;
+                start = now;
+              }
+            } else if (now - start >= measure) {
+              window_ns = now - start;
+              break;
+            }
+          }
+        }
+        sync.RequestStop();
+        while (ReadAll(s.fd[0], buf.data(), size) > 0) {
+        }
+        return 0;
+      },
+      [&](PairSync& sync) -> int {
+        ::close(s.fd[0]);
+        s.fd[0] = -1;
+        const std::vector<std::byte> src = PatternBuffer(size);
+        sync.ArriveAndWait();
+        while (!sync.StopRequested()) {
+          if (!WriteAll(s.fd[1], src.data(), size)) return 3;
+        }
+        ::shutdown(s.fd[1], SHUT_WR);
+        return 0;
+      });
+  if (!err.empty()) return err;
+  if (count == 0) return "no messages in the measured window";
+  *msgs_per_s = static_cast<double>(count) * 1e9 / static_cast<double>(window_ns);
+  return "";
+}
+
+std::string RttRep(const BenchConfig& cfg, uint64_t size, std::vector<uint64_t>* samples) {
+  Fds s;
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s.fd) != 0) return "socketpair failed";
+  return RunPinnedPair(
+      cfg,
+      [&](PairSync& sync) -> int {
+        ::close(s.fd[1]);
+        s.fd[1] = -1;
+        std::vector<std::byte> src = PatternBuffer(size), buf(size);
+        samples->reserve(1 << 18);
+        sync.ArriveAndWait();
+        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+        const uint64_t end = warm_end + MeasureNs(cfg);
+        for (;;) {
+          const uint64_t t0 = NowNs();
+          if (RttDone(t0, end, samples->size())) break;
+          if (!WriteAll(s.fd[0], src.data(), size)) return 3;
+          if (ReadAll(s.fd[0], buf.data(), size) != static_cast<ssize_t>(size)) return 4;
+          const uint64_t t1 = NowNs();
+          if (t0 >= warm_end) samples->push_back(t1 - t0);
+        }
+        ::shutdown(s.fd[0], SHUT_WR);
+        return 0;
+      },
+      [&](PairSync& sync) -> int {
+        ::close(s.fd[0]);
+        s.fd[0] = -1;
+        std::vector<std::byte> buf(size);
+        sync.ArriveAndWait();
+        for (;;) {
+          const ssize_t r = ReadAll(s.fd[1], buf.data(), size);
+          if (r == 0) return 0;
+          if (r != static_cast<ssize_t>(size)) return 3;
+          if (!WriteAll(s.fd[1], buf.data(), size)) return 4;
+        }
+      });
+}
+
+}  // namespace
+
+void RunSocketpairCases(const BenchConfig& cfg, const Emit& emit) {
+  for (uint64_t size : cfg.sizes) {
+    BenchRecord rec;
+    rec.system = "unix-socketpair";
+    rec.pattern = "throughput";
+    rec.size = size;
+    rec.producers = 1;
+    rec.consumers = 1;
+    RepSet msgs, bytes;
+    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
+      double m = 0;
+      rec.error = ThroughputRep(cfg, size, &m);
+      msgs.Add(m);
+      bytes.Add(m * static_cast<double>(size));
+    }
+    if (rec.error.empty()) {
+      rec.reps = cfg.reps;
+      PutMedianWithSpread(rec, "msgs_per_s", msgs, &BenchRecord::msgs_per_s);
+      PutMedianWithSpread(rec, "bytes_per_s", bytes, &BenchRecord::bytes_per_s);
+      rec.note = "SOCK_STREAM, one write() per message, reader read()s exactly size bytes";
+    }
+    emit(rec);
+  }
+  for (uint64_t size : cfg.sizes) {
+    BenchRecord rec;
+    rec.system = "unix-socketpair";
+    rec.pattern = "rtt";
+    rec.size = size;
+    RepSet p50, p99, p999;
+    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
+      std::vector<uint64_t> samples;
+      rec.error = RttRep(cfg, size, &samples);
+      if (rec.error.empty() && samples.empty()) rec.error = "no round trips measured";
+      const RttStats st = SummarizeRtt(std::move(samples));
+      p50.Add(st.p50);
+      p99.Add(st.p99);
+      p999.Add(st.p999);
+    }
+    if (rec.error.empty()) {
+      rec.reps = cfg.reps;
+      PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
+      PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
+      PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
+    }
+    emit(rec);
+  }
+}
+
+}  // namespace shmlink::bench

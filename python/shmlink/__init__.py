@@ -1,0 +1,25 @@
+"""shmlink: zero-copy IPC over POSIX shared memory, with multiprocessing's API.
+
+    import shmlink
+    ring = shmlink.Ring.create("/feed", 1 << 20)      # or shmlink.Ring.attach("/feed")
+    a, b = shmlink.Pipe()                             # like multiprocessing.Pipe
+
+See docs/python.md for the API, the differences from multiprocessing, and the limits.
+"""
+# The extension may live in another sys.path entry (bazel-bin/python): merge them.
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)
+
+from multiprocessing import AuthenticationError, BufferTooShort  # noqa: E402,F401
+
+from ._shmlink import Message  # noqa: E402
+from ._ring import Ring  # noqa: E402
+from .connection import Client, Connection, Listener, Pipe  # noqa: E402
+from .queues import JoinableQueue, Queue, SimpleQueue  # noqa: E402
+from .sharedctypes import Array, RawArray, RawValue, SharedLock, Value  # noqa: E402
+
+__all__ = [
+    "Array", "AuthenticationError", "BufferTooShort", "Client", "Connection",
+    "JoinableQueue", "Listener",
+    "Message", "Pipe", "Queue", "RawArray", "RawValue", "Ring", "SharedLock",
+    "SimpleQueue", "Value",
+]

@@ -1,0 +1,18 @@
+"""Public API of shmlink (stubs for editors)."""
+from multiprocessing import AuthenticationError as AuthenticationError
+from multiprocessing import BufferTooShort as BufferTooShort
+
+from ._ring import Ring as Ring
+from ._shmlink import Message as Message
+from .connection import Client as Client
+from .connection import Connection as Connection
+from .connection import Listener as Listener
+from .connection import Pipe as Pipe
+from .queues import JoinableQueue as JoinableQueue
+from .queues import Queue as Queue
+from .queues import SimpleQueue as SimpleQueue
+from .sharedctypes import Array as Array
+from .sharedctypes import RawArray as RawArray
+from .sharedctypes import RawValue as RawValue
+from .sharedctypes import SharedLock as SharedLock
+from .sharedctypes import Value as Value

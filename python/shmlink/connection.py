@@ -1,0 +1,408 @@
+"""shmlink.connection: multiprocessing.connection's API over shared memory.
+
+Pipe() gives two Connection objects whose messages travel through SPSC rings in an
+anonymous (memfd) shared-memory segment: no bytes cross a socket. A Connection has
+multiprocessing's methods (send/recv of picklable objects, send_bytes/recv_bytes/
+recv_bytes_into, poll, close, fileno, context manager) and works with
+multiprocessing.connection.wait() and selectors.
+
+fileno() readiness, and its cost: each direction has a doorbell (an eventfd plus a word in
+the segment). The sender writes the eventfd only when the word goes 0 -> 1; the receiver
+clears the word and drains the eventfd when it finds its ring empty. So a burst of
+messages costs one eventfd write and one read, a strict ping-pong one of each per message
+(about a microsecond of syscalls). A socketpair carries no data: its hang-up tells the
+other end (and its fileno) that the last copy of this end was closed or its process died.
+fileno() is an epoll descriptor watching both, created once per process.
+"""
+import os
+import select
+import socket
+
+from multiprocessing import AuthenticationError, BufferTooShort  # noqa: F401 (re-export)
+from multiprocessing import reduction as _reduction
+
+from ._shmlink import _Channel, _Listener, _connect
+
+__all__ = ["Pipe", "Connection", "Listener", "Client", "wait", "AuthenticationError",
+           "BufferTooShort"]
+
+#: Default ring capacity per direction. Messages up to capacity/2 - 8 bytes (4 MiB - 8).
+DEFAULT_PIPE_CAPACITY = 8 << 20
+
+_ForkingPickler = _reduction.ForkingPickler
+
+
+def _dup_all(fds):
+    return [os.dup(f) for f in fds]
+
+
+class Connection:
+    """One end of a shmlink Pipe (see the module docstring)."""
+
+    def __init__(self, seg_fd, rx_index, tx_index, rx_efd, tx_efd, sock_fd):
+        # Takes ownership of every fd passed (any may be -1).
+        self._fds = {"seg": seg_fd, "rx_efd": rx_efd, "tx_efd": tx_efd, "sock": sock_fd}
+        self._rx_index = rx_index
+        self._tx_index = tx_index
+        self._ch = _Channel.open_pipe(seg_fd, rx_index, tx_index, rx_efd, tx_efd, sock_fd)
+        self._epoll = None
+        self._epoll_pid = None
+        self._closed = False
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def closed(self):
+        return self._closed
+
+    @property
+    def readable(self):
+        return self._rx_index >= 0
+
+    @property
+    def writable(self):
+        return self._tx_index >= 0
+
+    def _check_closed(self):
+        if self._closed:
+            raise OSError("handle is closed")
+
+    def _check_readable(self):
+        if not self.readable:
+            raise OSError("connection is write-only")
+
+    def _check_writable(self):
+        if not self.writable:
+            raise OSError("connection is read-only")
+
+    @property
+    def max_message_size(self):
+        return self._ch.max_message_size
+
+    # -- sending -------------------------------------------------------------------------
+    def send_bytes(self, buf, offset=0, size=None):
+        """Send the bytes data from a bytes-like object."""
+        self._check_closed()
+        self._check_writable()
+        m = memoryview(buf)
+        if m.itemsize > 1:
+            m = m.cast("B")
+        n = m.nbytes
+        if offset < 0:
+            raise ValueError("offset is negative")
+        if n < offset:
+            raise ValueError("buffer length < offset")
+        if size is None:
+            size = n - offset
+        elif size < 0:
+            raise ValueError("size is negative")
+        elif offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        self._ch.send_bytes(m, offset, size, None)
+
+    def send(self, obj):
+        """Send a (picklable) object."""
+        self._check_closed()
+        self._check_writable()
+        self._ch.send_bytes(_ForkingPickler.dumps(obj), 0, None, None)
+
+    # -- receiving -----------------------------------------------------------------------
+    def recv_bytes(self, maxlength=None):
+        """Receive bytes data as a bytes object."""
+        self._check_closed()
+        self._check_readable()
+        if maxlength is not None and maxlength < 0:
+            raise ValueError("negative maxlength")
+        return self._ch.recv_bytes(maxlength, None)
+
+    def recv_bytes_into(self, buf, offset=0):
+        """Receive bytes data into a writeable bytes-like object; returns the length.
+        Raises BufferTooShort (holding the message) if it does not fit."""
+        self._check_closed()
+        self._check_readable()
+        m = memoryview(buf)
+        if m.itemsize > 1:
+            m = m.cast("B")
+        if offset < 0 or offset > m.nbytes:
+            raise ValueError("offset out of bounds" if offset >= 0 else "negative offset")
+        n, whole = self._ch.recv_bytes_into(m, offset, None)
+        if whole is not None:
+            raise BufferTooShort(whole)
+        return n
+
+    def recv(self):
+        """Receive a (picklable) object."""
+        self._check_closed()
+        self._check_readable()
+        return self._ch.recv_decode(_ForkingPickler.loads, None)
+
+    def recv_view(self, timeout=None):
+        """shmlink extension: the next message in place (see shmlink.Ring.recv_view)."""
+        self._check_closed()
+        self._check_readable()
+        return self._ch.recv_view(timeout, False)
+
+    def poll(self, timeout=0.0):
+        """Whether there is any input available to be read (or end of stream)."""
+        self._check_closed()
+        self._check_readable()
+        return self._ch.poll(timeout)
+
+    # -- fileno / lifetime ---------------------------------------------------------------
+    def fileno(self):
+        """A descriptor that becomes readable when recv() would not block."""
+        self._check_closed()
+        if not self.readable:
+            return self._fds["sock"]
+        if self._epoll is None or self._epoll_pid != os.getpid():
+            ep = select.epoll()
+            ep.register(self._fds["rx_efd"], select.EPOLLIN)
+            ep.register(self._fds["sock"], select.EPOLLIN | select.EPOLLRDHUP)
+            self._epoll, self._epoll_pid = ep, os.getpid()
+        return self._epoll.fileno()
+
+    def close(self):
+        """Close the connection. A peer's recv then raises EOFError once it has read
+        everything sent (after the last copy of this end is closed)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ch.close()
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        for k, fd in self._fds.items():
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._fds[k] = -1
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb):
+        self.close()
+
+    def __reduce__(self):
+        # As multiprocessing does for its connections: descriptors travel with DupFd
+        # (inherited by a spawned child, or sent over the resource sharer's socket).
+        self._check_closed()
+        dfs = tuple(_reduction.DupFd(fd) if fd >= 0 else None for fd in
+                    (self._fds["seg"], self._fds["rx_efd"], self._fds["tx_efd"],
+                     self._fds["sock"]))
+        return (_rebuild_connection, dfs + (self._rx_index, self._tx_index))
+
+    def __repr__(self):
+        return "<shmlink.connection.Connection %s%s>" % (
+            "r" if self.readable else "", "w" if self.writable else "") + (
+            " closed" if self._closed else "")
+
+
+class SocketConnection(Connection):
+    """A Listener/Client connection (transport/connection.h): multiprocessing's wire
+    format and handshake, so stock Python peers work; between shmlink peers the messages
+    travel through shared-memory rings and the socket only carries EOF and doorbells.
+
+    Bound to the process that made it (not picklable, unusable in a forked child).
+    fileno(): usable with multiprocessing.connection.wait() (each call arms a one-shot
+    doorbell); with a long-lived selectors registration, call poll() after each wake-up
+    and re-register (or use wait()) since the doorbell is one-shot.
+    """
+
+    def __init__(self, impl):
+        self._ch = impl
+        self._rx_index = 0
+        self._tx_index = 0
+        self._fds = {}
+        self._epoll = None
+        self._closed = False
+        self._armed = False
+        self._ready_fd = -1
+
+    def _disarm(self):
+        if self._armed:
+            self._armed = False
+            self._ch.disarm_fileno()
+
+    def recv_bytes(self, maxlength=None):
+        self._check_closed()
+        self._disarm()
+        return super().recv_bytes(maxlength)
+
+    def recv_bytes_into(self, buf, offset=0):
+        self._check_closed()
+        self._disarm()
+        return super().recv_bytes_into(buf, offset)
+
+    def recv(self):
+        self._check_closed()
+        self._disarm()
+        return super().recv()
+
+    def recv_view(self, timeout=None):
+        raise NotImplementedError("recv_view is available on Ring and Pipe connections")
+
+    def poll(self, timeout=0.0):
+        self._check_closed()
+        self._disarm()
+        return self._ch.poll(timeout)
+
+    @property
+    def is_shm(self):
+        """True if messages travel through shared memory (both peers are shmlink)."""
+        return self._ch.is_shm
+
+    def fileno(self):
+        self._check_closed()
+        if self._ch.arm_fileno():
+            # A message is already waiting: hand out a descriptor that is readable now.
+            if self._ready_fd < 0:
+                self._ready_fd = os.eventfd(1, os.EFD_CLOEXEC)
+            return self._ready_fd
+        self._armed = True
+        return self._ch.fileno()
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        self._ch.close()
+        if self._ready_fd >= 0:
+            os.close(self._ready_fd)
+            self._ready_fd = -1
+
+    def __reduce__(self):
+        raise TypeError("shmlink socket connections are bound to their process")
+
+    def __repr__(self):
+        return "<shmlink.connection.SocketConnection %s%s>" % (
+            "shm" if not self._closed and self._ch.is_shm else "socket",
+            " closed" if self._closed else "")
+
+
+def _address_text(address):
+    """multiprocessing address -> transport address string."""
+    if isinstance(address, tuple):
+        host, port = address[0], int(address[1])
+        if ":" in host:
+            host = "[%s]" % host
+        return "%s:%d" % (host, port)
+    if isinstance(address, bytes):
+        address = os.fsdecode(address)
+    if not isinstance(address, str) or not address:
+        raise ValueError("address must be a path, an abstract name ('\\0name') or "
+                         "a (host, port) tuple")
+    if address.startswith("\0"):
+        return address
+    return address if "/" in address else "./" + address
+
+
+def _authkey(authkey):
+    if authkey is None:
+        raise ValueError("shmlink Listener/Client require an authkey (bytes): "
+                         "unauthenticated connections are not supported")
+    if not isinstance(authkey, bytes):
+        raise TypeError("authkey should be a byte string")
+    return authkey
+
+
+class Listener:
+    """multiprocessing.connection.Listener over transport/connection.h.
+
+    Listener(address=None, family=None, backlog=1, authkey=None, *, shm=True,
+    ring_capacity=None, legacy_auth=False). address: a Unix path, an abstract name
+    ('\0name') or a (host, port) tuple (port 0: any free port, see .address); None
+    picks a fresh Unix path. family is accepted for compatibility and inferred.
+    shm=False behaves exactly like stock Python (no shared-memory upgrade).
+    """
+
+    def __init__(self, address=None, family=None, backlog=1, authkey=None, *, shm=True,
+                 ring_capacity=None, legacy_auth=False):
+        if address is None:
+            import tempfile
+            address = os.path.join(tempfile.mkdtemp(prefix="shmlink-"), "listener")
+        self._impl = _Listener.create(_address_text(address), _authkey(authkey), shm,
+                                      int(ring_capacity or 0), int(backlog), legacy_auth)
+        self._closed = False
+
+    def accept(self, timeout=None):
+        """Accepts and authenticates one client. shmlink extension: timeout (seconds)
+        raises TimeoutError. A client with the wrong key gives AuthenticationError."""
+        if self._closed:
+            raise OSError("listener is closed")
+        return SocketConnection(self._impl.accept(timeout))
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            self._impl.close()
+
+    @property
+    def address(self):
+        return self._impl.address
+
+    @property
+    def last_accepted(self):
+        """The peer address of the last accepted connection: (host, port) on TCP, ''
+        for Unix sockets (as multiprocessing reports for unbound clients)."""
+        a = self._impl.last_accepted
+        return "" if a is None else a
+
+    def fileno(self):
+        return self._impl.fileno()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def Client(address, family=None, authkey=None, *, shm=True, legacy_auth=False):
+    """multiprocessing.connection.Client over transport/connection.h (see Listener)."""
+    return SocketConnection(_connect(_address_text(address), _authkey(authkey), shm,
+                                     legacy_auth))
+
+
+def _rebuild_connection(seg, rx_efd, tx_efd, sock, rx_index, tx_index):
+    fds = [d.detach() if d is not None else -1 for d in (seg, rx_efd, tx_efd, sock)]
+    return Connection(fds[0], rx_index, tx_index, fds[1], fds[2], fds[3])
+
+
+def Pipe(duplex=True, *, capacity=DEFAULT_PIPE_CAPACITY):
+    """Returns a pair (conn1, conn2) of Connection objects, like multiprocessing.Pipe.
+
+    duplex=False: conn1 can only receive and conn2 only send. capacity: ring bytes per
+    direction (power of two); the largest message is capacity/2 - 8 bytes.
+    """
+    seg = _Channel.create_pipe_segment(int(capacity))
+    flags = os.EFD_CLOEXEC | os.EFD_NONBLOCK
+    e0 = os.eventfd(0, flags)
+    e1 = os.eventfd(0, flags) if duplex else -1
+    s0, s1 = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    s0f, s1f = s0.detach(), s1.detach()
+    try:
+        if duplex:
+            a = Connection(os.dup(seg), 0, 1, os.dup(e0), os.dup(e1), s0f)
+            b = Connection(os.dup(seg), 1, 0, os.dup(e1), os.dup(e0), s1f)
+        else:
+            a = Connection(os.dup(seg), 0, -1, os.dup(e0), -1, s0f)
+            b = Connection(os.dup(seg), -1, 0, -1, os.dup(e0), s1f)
+    finally:
+        for fd in (seg, e0, e1):
+            if fd >= 0:
+                os.close(fd)
+    return a, b
+
+
+def wait(object_list, timeout=None):
+    """multiprocessing.connection.wait, accepting shmlink connections too."""
+    from multiprocessing.connection import wait as _wait
+    return _wait(object_list, timeout)

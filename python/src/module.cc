@@ -1,0 +1,400 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
+//
+// shmlink._shmlink: the CPython extension behind the `shmlink` package. It wraps the C++
+// rings (ringbuf/); the Python-facing API (Ring, Pipe, ...) lives in shmlink/__init__.py
+// on top of the one class here, _Channel: an optional receive side and an optional send
+// side of SPSC rings, in a named segment (Ring) or an anonymous memfd segment (Pipe).
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "python/src/channel.h"
+#include "python/src/message.h"
+#include "python/src/queue.h"
+#include "python/src/transport_py.h"
+#include "ringbuf/segment.h"
+#include "ringbuf/segment_header.h"
+#include "ringbuf/spsc_layout.h"
+#include "ringbuf/spsc_ring.h"
+
+namespace pyb = pybind11;
+
+namespace shmlink::py {
+namespace {
+
+// Bigger copies run with the GIL released.
+constexpr size_t kCopyWithoutGil = 64 * 1024;
+
+// Pipe segments keep two doorbell words in the page padding between the control blocks
+// and the data rings (header 256 B + 2 x 512 B control; data starts at 4096).
+constexpr size_t kBellOffset = 2048;
+
+void CopyMaybeNoGil(void* dst, const void* src, size_t n) {
+  if (n >= kCopyWithoutGil) {
+    Py_BEGIN_ALLOW_THREADS;
+    std::memcpy(dst, src, n);
+    Py_END_ALLOW_THREADS;
+  } else if (n != 0) {
+    std::memcpy(dst, src, n);
+  }
+}
+
+// Owns a segment-owning object; in a forked child it is leaked, never destroyed, so the
+// child neither unlinks the parent's name nor releases anything of the parent's.
+template <typename T>
+struct ForkSafeOwner {
+  std::unique_ptr<T> obj;
+  uint64_t generation = ForkGeneration();
+  explicit ForkSafeOwner(T&& t) : obj(std::make_unique<T>(std::move(t))) {}
+  ~ForkSafeOwner() {
+    if (generation != ForkGeneration()) (void)obj.release();
+  }
+};
+
+struct BufferView {
+  Py_buffer view{};
+  bool held = false;
+  BufferView(pyb::handle obj, bool writable) {
+    if (PyObject_GetBuffer(obj.ptr(), &view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) != 0)
+      throw pyb::error_already_set();
+    held = true;
+  }
+  ~BufferView() {
+    if (held) PyBuffer_Release(&view);
+  }
+  BufferView(const BufferView&) = delete;
+  BufferView& operator=(const BufferView&) = delete;
+};
+
+class Channel {
+ public:
+  static std::shared_ptr<Channel> CreateRing(const std::string& name, uint64_t capacity,
+                                             bool unlink_on_close) {
+    SpscRing::CreateOptions opts;
+    opts.unlink = unlink_on_close ? UnlinkPolicy::kUnlinkOnDestroy : UnlinkPolicy::kKeep;
+    auto ring = SpscRing::Create(name, capacity, opts);
+    if (!ring) RaiseRingError(ring.error(), false);
+    auto ch = FromRing(std::move(*ring), name);
+    ch->owns_name_ = unlink_on_close;
+    return ch;
+  }
+
+  static std::shared_ptr<Channel> AttachRing(const std::string& name) {
+    auto ring = SpscRing::Attach(name);
+    if (!ring) RaiseRingError(ring.error(), false);
+    return FromRing(std::move(*ring), name);
+  }
+
+  // A Pipe end over a segment made by CreatePipeSegment. `fd` is duplicated. rx/tx: ring
+  // index (0 or 1) or -1 for none; efds: doorbell eventfds (rx: ours, tx: the peer's).
+  static std::shared_ptr<Channel> OpenPipe(int fd, int rx, int tx, int rx_efd, int tx_efd,
+                                           int hup_fd) {
+    int own = ::dup(fd);
+    if (own < 0) RaiseRingError(std::error_code(errno, std::system_category()), false);
+    auto seg = Segment::FromFd(own);
+    if (!seg) RaiseRingError(seg.error(), false);
+    auto shared = std::make_shared<Segment>(std::move(*seg));
+    auto g = ValidateSpscSegment(*shared, SegmentKind::kConnection, 2);
+    if (!g) RaiseRingError(g.error(), false);
+    if (SpscRegionAt(*shared, *g, 0).data - shared->data() <
+        static_cast<ptrdiff_t>(kBellOffset + 128)) {
+      RaiseRingError(make_error_code(RingErrc::kBadGeometry), false);
+    }
+    auto ch = std::make_shared<Channel>();
+    auto owner = std::make_shared<ForkSafeOwner<std::shared_ptr<Segment>>>(
+        std::shared_ptr<Segment>(shared));
+    ch->mapping_ = {reinterpret_cast<uintptr_t>(shared->data()), shared->size()};
+    auto bell = [&](int index) {
+      return reinterpret_cast<std::atomic<uint32_t>*>(shared->data() + kBellOffset +
+                                                     64 * static_cast<size_t>(index));
+    };
+    std::shared_ptr<const Segment> cseg = shared;
+    SpscGeometry geo = *g;
+    if (rx >= 0) {
+      ch->rx_ = std::make_shared<RxState>();
+      ch->rx_->claim = [cseg, geo, rx]() {
+        return SpscConsumer::Claim(cseg, SpscRegionAt(*cseg, geo, rx));
+      };
+      ch->rx_->bell = {bell(rx), rx_efd};
+      ch->rx_->hup_fd = hup_fd;
+      ch->rx_->keepalive = owner;
+    }
+    if (tx >= 0) {
+      ch->tx_ = std::make_shared<TxState>();
+      ch->tx_->claim = [cseg, geo, tx]() {
+        return SpscProducer::Claim(cseg, SpscRegionAt(*cseg, geo, tx));
+      };
+      ch->tx_->bell = {bell(tx), tx_efd};
+      ch->tx_->hup_fd = hup_fd;
+      ch->tx_->keepalive = owner;
+    }
+    ch->max_message_size_ = SpscMaxMessageSize(geo.capacity);
+    ch->capacity_ = geo.capacity;
+    return ch;
+  }
+
+  // Creates an anonymous (memfd) segment with two rings; returns a new fd the caller owns.
+  static int CreatePipeSegment(uint64_t capacity) {
+    auto size = SpscSegmentSize(2, capacity);
+    if (!size) RaiseRingError(size.error(), false);
+    auto seg = Segment::CreateAnonymous(*size);
+    if (!seg) RaiseRingError(seg.error(), false);
+    InitSpscSegment(*seg, SegmentKind::kConnection, 2, capacity);
+    int fd = ::dup(seg->fd());
+    if (fd < 0) RaiseRingError(std::error_code(errno, std::system_category()), false);
+    return fd;
+  }
+
+  // --- sending -------------------------------------------------------------------------
+  void SendParts(const std::vector<pyb::object>& parts, Timeout timeout) {
+    std::vector<std::unique_ptr<BufferView>> views;
+    size_t total = 0;
+    for (const auto& p : parts) {
+      views.push_back(std::make_unique<BufferView>(p, false));
+      total += static_cast<size_t>(views.back()->view.len);
+    }
+    TxLock lock(Tx());
+    auto buf = lock.Reserve(total, timeout);
+    size_t at = 0;
+    for (auto& v : views) {
+      CopyMaybeNoGil(buf.data() + at, v->view.buf, static_cast<size_t>(v->view.len));
+      at += static_cast<size_t>(v->view.len);
+    }
+    lock.Commit();
+  }
+
+  void SendBytes(pyb::handle data, Py_ssize_t offset, std::optional<Py_ssize_t> size,
+                 Timeout timeout) {
+    BufferView v(data, false);
+    if (offset < 0 || offset > v.view.len) throw pyb::value_error("offset is out of range");
+    Py_ssize_t n = size ? *size : v.view.len - offset;
+    if (n < 0 || offset + n > v.view.len) throw pyb::value_error("size is out of range");
+    TxLock lock(Tx());
+    auto buf = lock.Reserve(static_cast<size_t>(n), timeout);
+    CopyMaybeNoGil(buf.data(), static_cast<const char*>(v.view.buf) + offset,
+                   static_cast<size_t>(n));
+    lock.Commit();
+  }
+
+  // Ends the stream: the reader drains what was sent, then gets EOFError.
+  void CloseTx() {
+    if (!tx_) return;
+    LockWithSignals(tx_->mu);
+    // Only a role this process claimed is closed: another process's copy of this end (e.g.
+    // the parent's copy of a child's Pipe end) must not end the child's stream. An end
+    // that never sent signals EOF through the hang-up socket when its last copy closes.
+    const bool ours = tx_->producer && tx_->generation == ForkGeneration();
+    if (!tx_->closed && ours) {
+      tx_->producer->close();
+      if (tx_->bell.word != nullptr) {
+        // SYNC(bell): wake a selector on the reader's fd so it sees the end of stream.
+        tx_->bell.word->store(1, std::memory_order_seq_cst);
+        (void)::eventfd_write(tx_->bell.efd, 1);
+      }
+      tx_->producer.reset();
+    }
+    tx_->closed = true;
+    tx_->mu.unlock();
+  }
+
+  // --- receiving -----------------------------------------------------------------------
+  pyb::bytes RecvBytes(std::optional<Py_ssize_t> maxlength, Timeout timeout) {
+    RxLock lock(Rx());
+    auto msg = lock.Peek(timeout);
+    if (maxlength && static_cast<Py_ssize_t>(msg.size()) > *maxlength) {
+      lock.Consume(false);  // as multiprocessing: the message is dropped
+      PyErr_SetString(PyExc_OSError, "bad message length");
+      throw pyb::error_already_set();
+    }
+    PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(msg.size()));
+    if (b == nullptr) throw pyb::error_already_set();
+    CopyMaybeNoGil(PyBytes_AS_STRING(b), msg.data(), msg.size());
+    lock.Consume(false);
+    return pyb::reinterpret_steal<pyb::bytes>(b);
+  }
+
+  // Returns (size, None) or, if `buffer` is too small, (size, bytes) with the message.
+  pyb::tuple RecvBytesInto(pyb::handle buffer, Py_ssize_t offset, Timeout timeout) {
+    BufferView v(buffer, true);
+    if (offset < 0 || offset > v.view.len) throw pyb::value_error("offset is out of range");
+    RxLock lock(Rx());
+    auto msg = lock.Peek(timeout);
+    const auto n = static_cast<Py_ssize_t>(msg.size());
+    if (n > v.view.len - offset) {
+      pyb::bytes copy(reinterpret_cast<const char*>(msg.data()), msg.size());
+      lock.Consume(false);
+      return pyb::make_tuple(n, copy);
+    }
+    CopyMaybeNoGil(static_cast<char*>(v.view.buf) + offset, msg.data(), msg.size());
+    lock.Consume(false);
+    return pyb::make_tuple(n, pyb::none());
+  }
+
+  // Zero copy: a Message over the bytes in the ring.
+  pyb::object RecvView(Timeout timeout, bool pinned) {
+    RxLock lock(Rx());
+    auto msg = lock.Peek(timeout);
+    lock.Consume(true);
+    PyObject* m = NewMessage(rx_, msg, pinned);
+    if (m == nullptr) {
+      rx_->outstanding.fetch_sub(1, std::memory_order_release);
+      throw pyb::error_already_set();
+    }
+    return pyb::reinterpret_steal<pyb::object>(m);
+  }
+
+  // decode(memoryview over the message in place); the view is released before the ring
+  // space is, so it can never outlive the bytes.
+  pyb::object RecvDecode(pyb::object decode, Timeout timeout) {
+    RxLock lock(Rx());
+    auto msg = lock.Peek(timeout);
+    PyObject* mv = PyMemoryView_FromMemory(
+        reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
+        static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
+    if (mv == nullptr) {
+      lock.Consume(false);
+      throw pyb::error_already_set();
+    }
+    PyObject* result = PyObject_CallOneArg(decode.ptr(), mv);
+    PyObject* rel = PyObject_CallMethod(mv, "release", nullptr);
+    Py_DECREF(mv);
+    lock.Consume(false);
+    if (rel == nullptr) {
+      Py_XDECREF(result);
+      throw pyb::error_already_set();
+    }
+    Py_DECREF(rel);
+    if (result == nullptr) throw pyb::error_already_set();
+    return pyb::reinterpret_steal<pyb::object>(result);
+  }
+
+  bool Poll(Timeout timeout) {
+    RxLock lock(Rx());
+    return lock.Poll(timeout);
+  }
+
+  void CloseRx() {
+    if (!rx_) return;
+    LockWithSignals(rx_->mu);
+    if (!rx_->closed) {
+      if (rx_->consumer && rx_->generation == ForkGeneration()) {
+        // SpscConsumer::close() frees every advanced message: wait for the last live
+        // zero-copy message (RxState::MaybeRelease performs the deferred close).
+        rx_->peek_pending = false;
+        rx_->close_pending = true;
+        rx_->MaybeRelease();
+      }
+      rx_->closed = true;
+    }
+    rx_->mu.unlock();
+  }
+
+  void Close() {
+    CloseTx();
+    CloseRx();
+    // The creator owns the name: close() removes it (explicit, never behind its back).
+    if (owns_name_ && name_generation_ == shmlink::py::ForkGeneration() && ring_ != nullptr) {
+      (void)ring_->Unlink();
+      owns_name_ = false;
+    }
+  }
+
+  void Unlink() {
+    if (!ring_) throw pyb::value_error("not a named ring");
+    auto r = ring_->Unlink();
+    if (!r) RaiseRingError(r.error(), false);
+  }
+
+  uint64_t capacity() const { return capacity_; }
+  uint64_t max_message_size() const { return max_message_size_; }
+  pyb::tuple mapping() const { return pyb::make_tuple(mapping_.first, mapping_.second); }
+  int outstanding() const { return rx_ ? rx_->outstanding.load() : 0; }
+
+ private:
+  static std::shared_ptr<Channel> FromRing(SpscRing&& ring, const std::string& name) {
+    auto ch = std::make_shared<Channel>();
+    auto owner = std::make_shared<ForkSafeOwner<SpscRing>>(std::move(ring));
+    SpscRing* r = owner->obj.get();
+    ch->ring_ = r;
+    ch->ring_owner_ = owner;
+    ch->name_ = name;
+    ch->capacity_ = r->capacity();
+    ch->max_message_size_ = r->max_message_size();
+    ch->mapping_ = {reinterpret_cast<uintptr_t>(r->segment().data()), r->segment().size()};
+    ch->rx_ = std::make_shared<RxState>();
+    ch->rx_->claim = [r]() { return r->Consumer(); };
+    ch->rx_->keepalive = owner;
+    ch->tx_ = std::make_shared<TxState>();
+    ch->tx_->claim = [r]() { return r->Producer(); };
+    ch->tx_->keepalive = owner;
+    return ch;
+  }
+
+  RxState& Rx() {
+    if (!rx_) throw pyb::value_error("this end cannot receive");
+    return *rx_;
+  }
+  TxState& Tx() {
+    if (!tx_) throw pyb::value_error("this end cannot send");
+    return *tx_;
+  }
+
+  std::shared_ptr<RxState> rx_;
+  std::shared_ptr<TxState> tx_;
+  SpscRing* ring_ = nullptr;        // named rings only; owned by ring_owner_
+  std::shared_ptr<void> ring_owner_;
+  std::string name_;
+  bool owns_name_ = false;
+  uint64_t name_generation_ = ForkGeneration();
+  uint64_t capacity_ = 0;
+  uint64_t max_message_size_ = 0;
+  std::pair<uintptr_t, size_t> mapping_{0, 0};
+};
+
+}  // namespace
+}  // namespace shmlink::py
+
+PYBIND11_MODULE(_shmlink, m) {
+  using shmlink::py::Channel;
+  using shmlink::py::Timeout;
+  namespace a = pybind11;
+  m.doc() = "shmlink C++ core (internal; use the shmlink package)";
+  shmlink::py::InstallForkHandler();
+  if (shmlink::py::RegisterMessageType(m.ptr()) != 0) throw a::error_already_set();
+  shmlink::py::RegisterQueueTypes(m);
+  shmlink::py::RegisterTransportTypes(m);
+
+  a::class_<Channel, std::shared_ptr<Channel>>(m, "_Channel")
+      .def_static("create_ring", &Channel::CreateRing, a::arg("name"), a::arg("capacity"),
+                  a::arg("unlink_on_close") = true)
+      .def_static("attach_ring", &Channel::AttachRing, a::arg("name"))
+      .def_static("open_pipe", &Channel::OpenPipe, a::arg("fd"), a::arg("rx"), a::arg("tx"),
+                  a::arg("rx_efd"), a::arg("tx_efd"), a::arg("hup_fd"))
+      .def_static("create_pipe_segment", &Channel::CreatePipeSegment, a::arg("capacity"))
+      .def("send_parts", &Channel::SendParts, a::arg("parts"), a::arg("timeout") = a::none())
+      .def("send_bytes", &Channel::SendBytes, a::arg("data"), a::arg("offset") = 0,
+           a::arg("size") = a::none(), a::arg("timeout") = a::none())
+      .def("recv_bytes", &Channel::RecvBytes, a::arg("maxlength") = a::none(),
+           a::arg("timeout") = a::none())
+      .def("recv_bytes_into", &Channel::RecvBytesInto, a::arg("buffer"), a::arg("offset") = 0,
+           a::arg("timeout") = a::none())
+      .def("recv_view", &Channel::RecvView, a::arg("timeout") = a::none(),
+           a::arg("pinned") = false)
+      .def("recv_decode", &Channel::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
+      .def("poll", &Channel::Poll, a::arg("timeout") = 0.0)
+      .def("close_tx", &Channel::CloseTx)
+      .def("close_rx", &Channel::CloseRx)
+      .def("close", &Channel::Close)
+      .def("unlink", &Channel::Unlink)
+      .def_property_readonly("capacity", &Channel::capacity)
+      .def_property_readonly("max_message_size", &Channel::max_message_size)
+      .def_property_readonly("mapping", &Channel::mapping)
+      .def_property_readonly("outstanding", &Channel::outstanding);
+}

@@ -1,0 +1,358 @@
+"""shmlink Listener/Client: the seed's session, C++ peers, stock Python peers, wrong keys,
+dead peers and Ctrl-C."""
+import multiprocessing.connection as mpc
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+import pytest
+
+import shmlink
+from shmlink.connection import Client, Listener
+from conftest import runfile
+
+KEY = b"secret password"
+
+
+@pytest.fixture
+def unix_path():
+    d = tempfile.mkdtemp(prefix="shmlink-pytest-")
+    path = os.path.join(d, "sock")
+    yield path
+    if os.path.exists(path):
+        os.unlink(path)
+    os.rmdir(d)
+
+
+def _addresses(unix_path):
+    return {
+        "unix": unix_path,
+        "abstract": "\0shmlink-pytest-%d-%d" % (os.getpid(), random.randrange(1 << 30)),
+        "tcp": ("127.0.0.1", 0),
+    }
+
+
+def _pair(listener, address):
+    """(client end, server end): the handshake needs both sides at once."""
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("c", Client(address, authkey=KEY)))
+    t.start()
+    s = listener.accept(timeout=20)
+    t.join(20)
+    return out["c"], s
+
+
+# -- the seed's session (server: messages until 'close') -------------------------------
+@pytest.mark.parametrize("family", ["unix", "abstract", "tcp"])
+def test_seed_session_between_shmlink_peers(unix_path, family):
+    address = _addresses(unix_path)[family]
+    with Listener(address, authkey=KEY) as listener:
+        real = listener.address
+
+        def client():
+            conn = Client(real, authkey=KEY)
+            conn.send(["a", 2.5, None, int, sum])
+            conn.send("close")
+            conn.close()
+
+        t = threading.Thread(target=client)
+        t.start()
+        conn = listener.accept(timeout=20)
+        assert conn.is_shm
+        if family == "tcp":
+            assert listener.last_accepted[0] == "127.0.0.1"
+        msgs = []
+        while True:
+            msg = conn.recv()
+            msgs.append(msg)
+            if msg == "close":
+                conn.close()
+                break
+        t.join()
+    assert msgs == [["a", 2.5, None, int, sum], "close"]
+
+
+def test_bytes_api_and_poll(unix_path):
+    with Listener(unix_path, authkey=KEY) as listener:
+        c, s = _pair(listener, unix_path)
+        with c, s:
+            assert not s.poll()
+            c.send_bytes(b"0123456789", 2, 3)
+            assert s.poll(5)
+            assert s.recv_bytes() == b"234"
+            c.send_bytes(b"x" * 50)
+            with pytest.raises(shmlink.BufferTooShort):
+                s.recv_bytes_into(bytearray(10))
+            c.send_bytes(b"y" * 50)
+            with pytest.raises(OSError):
+                s.recv_bytes(10)
+            big = os.urandom(300000)
+            c.send_bytes(big)
+            assert s.recv_bytes() == big
+            assert mpc.wait([s], 0.05) == []
+            c.send(1)
+            assert mpc.wait([s], 5) == [s]
+            assert s.recv() == 1
+
+
+def test_address_in_use_and_missing_authkey(unix_path):
+    with Listener(unix_path, authkey=KEY):
+        with pytest.raises(OSError):
+            Listener(unix_path, authkey=KEY)
+    with pytest.raises(ValueError):
+        Listener(unix_path)
+    with pytest.raises(TypeError):
+        Client(unix_path, authkey="str key")
+
+
+# -- C++ peers ---------------------------------------------------------------------------
+def _start_cpp_listener(address_text):
+    peer = runfile("tests/python/cpp_echo_peer")
+    p = subprocess.Popen([peer, "listen", address_text, KEY.decode()], stdout=subprocess.PIPE,
+                         text=True)
+    line = p.stdout.readline()
+    assert line.startswith("READY "), line
+    return p, line.split(" ", 1)[1].strip()
+
+
+@pytest.mark.parametrize("family", ["unix", "tcp"])
+def test_python_client_against_cpp_echo_server(unix_path, family):
+    text = unix_path if family == "unix" else "127.0.0.1:0"
+    p, real = _start_cpp_listener(text)
+    try:
+        if family == "tcp":
+            host, port = real.rsplit(":", 1)
+            address = (host, int(port))
+        else:
+            address = real
+        conn = Client(address, authkey=KEY)
+        assert conn.is_shm
+        for obj in (["a", 2.5, None], "x" * 10000, {"k": b"\0" * 100000}):
+            conn.send(obj)
+            assert conn.recv() == obj
+        conn.send_bytes(b"raw")
+        assert conn.recv_bytes() == b"raw"
+        conn.close()
+        assert p.wait(timeout=20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+@pytest.mark.parametrize("family", ["unix", "tcp"])
+def test_python_client_against_examples_echo_server(unix_path, family):
+    server = runfile("examples/echo_server/echo_server")
+    opt = ["--socket", unix_path] if family == "unix" else ["--address", "127.0.0.1:0"]
+    p = subprocess.Popen([server] + opt + ["--authkey", KEY.decode()], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("listening on "), line
+        real = line.split("listening on ", 1)[1].strip()
+        if family == "tcp":
+            host, port = real.rsplit(":", 1)
+            address = (host, int(port))
+        else:
+            address = unix_path
+        conn = Client(address, authkey=KEY)
+        assert conn.is_shm
+        for obj in (["a", 2.5, None, int, sum], "x" * 5000, b"raw" * 1000):
+            conn.send(obj)
+            assert conn.recv() == obj
+        conn.send_bytes(b"bytes path")
+        assert conn.recv_bytes() == b"bytes path"
+        conn.send("close")  # the seed's last message: the server exits cleanly
+        conn.close()
+        assert p.wait(timeout=20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def test_cpp_client_against_python_listener(unix_path):
+    peer = runfile("tests/python/cpp_echo_peer")
+    with Listener(unix_path, authkey=KEY) as listener:
+        p = subprocess.Popen([peer, "connect", unix_path, KEY.decode(), "200"],
+                             stdout=subprocess.PIPE, text=True)
+        conn = listener.accept(timeout=20)
+        n = 0
+        try:
+            while True:
+                conn.send_bytes(conn.recv_bytes())
+                n += 1
+        except EOFError:
+            pass
+        out, _ = p.communicate(timeout=20)
+        assert p.returncode == 0 and out.strip() == "OK shm=1"
+        assert n == 200
+        conn.close()
+
+
+def test_wrong_authkey_against_cpp_server(unix_path):
+    p, real = _start_cpp_listener(unix_path)
+    try:
+        with pytest.raises(shmlink.AuthenticationError):
+            Client(real, authkey=b"wrong key")
+        assert p.wait(timeout=20) == 3
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+# -- stock Python peers (Debian's python3, no shmlink on its path) -------------------------
+STOCK_CLIENT = textwrap.dedent("""
+    import sys
+    from multiprocessing.connection import Client
+    addr = sys.argv[1] if sys.argv[2] == "unix" else ("127.0.0.1", int(sys.argv[1]))
+    conn = Client(addr, authkey=sys.argv[3].encode())
+    conn.send(['a', 2.5, None, int, sum])
+    conn.send_bytes(b"raw bytes")
+    print(conn.recv(), flush=True)
+    conn.send('close')
+    conn.close()
+""")
+
+STOCK_LISTENER = textwrap.dedent("""
+    import sys
+    from multiprocessing.connection import Listener
+    listener = Listener(sys.argv[1], authkey=sys.argv[2].encode())
+    print("READY", flush=True)
+    try:
+        conn = listener.accept()
+    except Exception as e:
+        print(type(e).__name__, flush=True)
+        sys.exit(3)
+    while True:
+        msg = conn.recv()
+        if msg == 'close':
+            conn.close()
+            break
+        conn.send(msg)
+    listener.close()
+""")
+
+
+def _stock(code, *args):
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return subprocess.Popen(["/usr/bin/python3", "-I", "-c", code] + list(args),
+                            stdout=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.parametrize("family", ["unix", "tcp"])
+def test_stock_python_client_against_shmlink_listener(unix_path, family):
+    address = unix_path if family == "unix" else ("127.0.0.1", 0)
+    with Listener(address, authkey=KEY) as listener:
+        arg = unix_path if family == "unix" else str(listener.address[1])
+        p = _stock(STOCK_CLIENT, arg, family, KEY.decode())
+        conn = listener.accept(timeout=20)
+        assert not conn.is_shm  # stock peer: socket data path
+        assert conn.recv() == ["a", 2.5, None, int, sum]
+        assert conn.recv_bytes() == b"raw bytes"
+        conn.send({"reply": 1})
+        assert conn.recv() == "close"
+        out, _ = p.communicate(timeout=20)
+        assert p.returncode == 0 and out.strip() == "{'reply': 1}"
+        conn.close()
+
+
+def test_shmlink_client_against_stock_python_listener(unix_path):
+    p = _stock(STOCK_LISTENER, unix_path, KEY.decode())
+    try:
+        assert p.stdout.readline().strip() == "READY"
+        conn = Client(unix_path, authkey=KEY)
+        assert not conn.is_shm
+        for obj in (1, "two", [3.0], b"four" * 1000):
+            conn.send(obj)
+            assert conn.recv() == obj
+        conn.send("close")
+        with pytest.raises(EOFError):
+            conn.recv()
+        conn.close()
+        assert p.wait(timeout=20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def test_wrong_authkey_with_stock_peers(unix_path):
+    p = _stock(STOCK_LISTENER, unix_path, "right key")
+    try:
+        assert p.stdout.readline().strip() == "READY"
+        with pytest.raises(shmlink.AuthenticationError):
+            Client(unix_path, authkey=b"wrong key")
+        out, _ = p.communicate(timeout=20)
+        assert p.returncode == 3 and out.strip() == "AuthenticationError"
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+    with Listener(unix_path, authkey=b"right key") as listener:
+        q = _stock(STOCK_CLIENT, unix_path, "unix", "wrong key")
+        with pytest.raises(shmlink.AuthenticationError):
+            listener.accept(timeout=20)
+        q.communicate(timeout=20)
+        assert q.returncode != 0
+
+
+# -- dead peers and Ctrl-C -------------------------------------------------------------------
+SHMLINK_CLIENT_THEN_SLEEP = textwrap.dedent("""
+    import sys, time
+    import shmlink
+    conn = shmlink.Client(sys.argv[1], authkey=sys.argv[2].encode())
+    conn.send("hello")
+    time.sleep(60)
+""")
+
+
+def test_killed_peer_gives_eof_not_hang(unix_path):
+    with Listener(unix_path, authkey=KEY) as listener:
+        p = subprocess.Popen([sys.executable, "-c", SHMLINK_CLIENT_THEN_SLEEP, unix_path,
+                              KEY.decode()], env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                  sys.path)))
+        try:
+            conn = listener.accept(timeout=20)
+            assert conn.is_shm
+            assert conn.recv() == "hello"
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(10)
+            t0 = time.monotonic()
+            with pytest.raises(EOFError):
+                conn.recv()
+            assert time.monotonic() - t0 < 5
+            conn.close()
+        finally:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def test_sigint_interrupts_blocked_recv_and_accept(unix_path):
+    with Listener(unix_path, authkey=KEY) as listener:
+        t = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        t.start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            listener.accept()
+        t.join()
+        assert time.monotonic() - t0 < 3
+        c, s = _pair(listener, unix_path)
+        t = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        t.start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            s.recv()
+        t.join()
+        assert time.monotonic() - t0 < 3
+        c.close()
+        s.close()

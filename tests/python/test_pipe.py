@@ -1,0 +1,232 @@
+"""shmlink.Pipe: multiprocessing.Pipe's API over shared memory, across fork and spawn."""
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import selectors
+import signal
+import threading
+import time
+
+import pytest
+
+import shmlink
+
+
+def test_duplex_objects_and_bytes():
+    a, b = shmlink.Pipe()
+    with a, b:
+        a.send(["hello", 2.5, None, int, sum])
+        assert b.recv() == ["hello", 2.5, None, int, sum]
+        b.send_bytes(b"0123456789", 3, 4)
+        assert a.recv_bytes() == b"3456"
+        b.send_bytes(memoryview(bytearray(b"xy")))
+        buf = bytearray(5)
+        assert a.recv_bytes_into(buf, 1) == 2 and buf == b"\0xy\0\0"
+
+
+def test_simplex_ends_are_one_way():
+    r, w = shmlink.Pipe(duplex=False)
+    with r, w:
+        assert r.readable and not r.writable and w.writable and not w.readable
+        w.send(1)
+        assert r.recv() == 1
+        with pytest.raises(OSError):
+            r.send(1)
+        with pytest.raises(OSError):
+            w.recv()
+
+
+def test_poll_timeout_and_closed_handle():
+    a, b = shmlink.Pipe()
+    assert not b.poll()
+    t0 = time.monotonic()
+    assert not b.poll(0.05)
+    assert time.monotonic() - t0 < 5
+    a.send(1)
+    assert b.poll(None)
+    assert b.recv() == 1
+    b.close()
+    assert b.closed
+    with pytest.raises(OSError):
+        b.recv()
+    a.close()
+
+
+def test_recv_bytes_maxlength_and_buffer_too_short():
+    a, b = shmlink.Pipe()
+    with a, b:
+        a.send_bytes(b"x" * 100)
+        with pytest.raises(OSError):
+            b.recv_bytes(10)
+        a.send_bytes(b"y" * 100)
+        with pytest.raises(shmlink.BufferTooShort) as e:
+            b.recv_bytes_into(bytearray(10))
+        assert e.value.args[0] == b"y" * 100
+
+
+def test_close_gives_eof_after_drain_and_broken_pipe_to_sender():
+    a, b = shmlink.Pipe()
+    a.send("last")
+    a.close()
+    assert b.recv() == "last"
+    with pytest.raises(EOFError):
+        b.recv()
+    c, d = shmlink.Pipe(capacity=4096)
+    c.send(1)
+    d.close()  # d never read: its hang-up tells c once c has to wait for space
+    with pytest.raises(BrokenPipeError):
+        for _ in range(1000):
+            c.send_bytes(b"x" * 100)
+    e, f = shmlink.Pipe()
+    e.send(1)
+    assert f.recv() == 1  # f claimed the reading role: its close() is seen at once
+    f.close()
+    with pytest.raises(BrokenPipeError):
+        e.send(2)
+    e.close()
+    b.close()
+    c.close()
+
+
+def test_large_messages():
+    a, b = shmlink.Pipe()
+    with a, b:
+        big = os.urandom(1 << 20)
+        t = threading.Thread(target=lambda: [a.send_bytes(big) for _ in range(20)])
+        t.start()
+        for _ in range(20):
+            assert b.recv_bytes() == big
+        t.join()
+        with pytest.raises(ValueError):
+            a.send_bytes(bytes(a.max_message_size + 1))
+
+
+def test_wait_and_selectors_see_readiness():
+    a, b = shmlink.Pipe()
+    with a, b:
+        assert mpc.wait([b], 0.05) == []
+        a.send(1)
+        assert mpc.wait([b], 5) == [b]
+        assert b.recv() == 1
+        assert mpc.wait([b], 0.05) == []  # drained: not readable any more
+        sel = selectors.DefaultSelector()
+        sel.register(b, selectors.EVENT_READ)
+        assert sel.select(0.05) == []
+        a.send_bytes(b"x")
+        assert [k.fileobj for k, _ in sel.select(5)] == [b]
+        assert b.recv_bytes() == b"x"
+        for i in range(100):  # bursts: readiness tracks the ring, not message counts
+            a.send(i)
+        got = []
+        while mpc.wait([b], 0.2):
+            got.append(b.recv())
+        assert got == list(range(100))
+        a.close()
+        assert mpc.wait([b], 5) == [b]  # end of stream is readable
+        sel.close()
+
+
+def _echo(conn, n):
+    for _ in range(n):
+        conn.send(conn.recv())
+    conn.close()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_child_process_echo(method):
+    ctx = mp.get_context(method)
+    parent, child = shmlink.Pipe()
+    p = ctx.Process(target=_echo, args=(child, 50))
+    p.start()
+    child.close()
+    try:
+        for i in range(50):
+            parent.send({"i": i, "pad": b"z" * i})
+            assert parent.recv() == {"i": i, "pad": b"z" * i}
+        with pytest.raises(EOFError):
+            parent.recv()
+    finally:
+        p.join(30)
+        parent.close()
+    assert p.exitcode == 0
+
+
+def _send_then_exit(conn):
+    conn.send("bye")
+    # exits without close(): the reader must still see EOF, not hang
+
+
+def _send_then_sleep(conn):
+    conn.send("hi")
+    time.sleep(60)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_peer_exit_without_close_gives_eof(method):
+    ctx = mp.get_context(method)
+    r, w = shmlink.Pipe(duplex=False)
+    p = ctx.Process(target=_send_then_exit, args=(w,))
+    p.start()
+    w.close()
+    try:
+        assert r.recv() == "bye"
+        t0 = time.monotonic()
+        with pytest.raises(EOFError):
+            r.recv()
+        assert time.monotonic() - t0 < 5
+    finally:
+        p.join(30)
+        r.close()
+
+
+def test_killed_peer_gives_eof_not_hang():
+    r, w = shmlink.Pipe(duplex=False)
+    p = mp.get_context("fork").Process(target=_send_then_sleep, args=(w,))
+    p.start()
+    try:
+        assert r.recv() == "hi"
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(10)
+        t0 = time.monotonic()
+        with pytest.raises(EOFError):
+            r.recv()  # the parent still holds its copy of w: role liveness detects it
+        assert time.monotonic() - t0 < 5
+    finally:
+        if p.is_alive():
+            p.kill()
+        p.join()
+        r.close()
+        w.close()
+
+
+def test_sigint_interrupts_blocked_recv():
+    a, b = shmlink.Pipe()
+    with a, b:
+        t = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        t.start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            b.recv()
+        t.join()
+        assert time.monotonic() - t0 < 3
+
+
+def _pass_on(q, conn, done):
+    q.put(conn)  # a Connection pickled through a queue (resource sharer)
+    done.wait(30)  # the sharing process must live until the receiver took the fds
+
+
+def test_connection_through_a_queue():
+    ctx = mp.get_context("fork")
+    a, b = shmlink.Pipe()
+    q = ctx.Queue()
+    done = ctx.Event()
+    p = ctx.Process(target=_pass_on, args=(q, b, done))
+    p.start()
+    b2 = q.get(timeout=30)
+    done.set()
+    p.join(30)
+    a.send("through a queue")
+    assert b2.recv() == "through a queue"
+    for c in (a, b, b2):
+        c.close()
