@@ -6,11 +6,15 @@
 // Per message: send() copies the message into the queue under its process-shared mutex
 // and signals a condition variable; receive() waits on the condition variable and copies
 // the message out. That is the only API message_queue offers (no zero-copy form).
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <boost/interprocess/ipc/message_queue.hpp>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "bench/cases.h"
@@ -62,7 +66,23 @@ class BoostEndpoint final : public Endpoint {
 
 }  // namespace
 
+// Removes queues left in /dev/shm by an earlier compare that was killed mid-case (their
+// names carry the creating process's pid; only queues of processes that are gone go).
+static void RemoveStaleQueues() {
+  const std::string prefix = "shmlink-compare-boost-";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string name = e.path().filename().string();
+    if (!name.starts_with(prefix)) continue;
+    const long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      bip::message_queue::remove(name.c_str());
+    }
+  }
+}
+
 void RunBoostCases(const BenchConfig& cfg, const Emit& emit) {
+  RemoveStaleQueues();
   static int serial = 0;
   RunPeerFamily(
       cfg, "boost-message-queue",

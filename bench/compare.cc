@@ -40,6 +40,7 @@
 
 #include "bench/bench_record.h"
 #include "bench/cases.h"
+#include "bench/harness.h"
 
 namespace shmlink::bench {
 namespace {
@@ -57,6 +58,12 @@ struct Options {
 
 void RunPythonCases(const BenchConfig& cfg, const Emit& emit);
 
+// RunMpmcCases measures 1->1, 2->2 and 4->4; compare shows 2->2 unless the caller chose.
+void RunMpmc2x2(const BenchConfig& cfg, const Emit& emit) {
+  setenv("SHMLINK_MPMC_PROCS", "2", /*overwrite=*/0);
+  RunMpmcCases(cfg, emit);
+}
+
 // ---- The systems ---------------------------------------------------------------------------
 // One entry per system family: the name --systems accepts, the schema names it emits, and
 // its Run*Cases function (bench/cases.h). To add a family: declare its function in cases.h,
@@ -69,14 +76,16 @@ struct Family {
 
 const std::vector<Family>& Families() {
   static const std::vector<Family> families = {
-      // shmlink itself (bench/spsc_cases.cc etc.): the reference, its blocking-wait variants, the
-      // socketpair baseline and the hardware floors.
+      // shmlink itself (bench/spsc_cases.cc etc.): the reference, its blocking-wait
+      // variants, the socketpair baseline and the hardware floors.
       {"spsc", {"shmlink-spsc", "shmlink-spsc-sleep"}, &RunSpscCases},
       {"socketpair", {"unix-socketpair"}, &RunSocketpairCases},
       {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
-      {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmcCases},
+      // MPMC, 2 producers -> 2 consumers (the issue's layout; SHMLINK_MPMC_PROCS overrides),
+      // and the Connection (shm rings after the Python-compatible handshake).
+      {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmc2x2},
       {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
-      // Peers (this branch).
+      // The peers, on bench/peer_harness.h, and the Python systems.
       {"pipe", {"pipe"}, &RunPipeCases},
       {"tcp", {"tcp-loopback"}, &RunTcpCases},
       {"iceoryx", {"iceoryx"}, &RunIceoryxCases},
@@ -104,6 +113,14 @@ const std::vector<std::string>& ExpectedSystems() {
 // ---- Small helpers -------------------------------------------------------------------------
 
 std::string BaseSystem(const std::string& s) { return s.substr(0, s.find(':')); }
+
+// The name a record is shown under: the system, plus "P→C" for multi-producer/consumer ones.
+std::string Shown(const BenchRecord& r) {
+  if (r.producers && r.consumers && (*r.producers != 1 || *r.consumers != 1)) {
+    return r.system + " " + std::to_string(*r.producers) + "→" + std::to_string(*r.consumers);
+  }
+  return r.system;
+}
 
 std::string Fmt(const char* f, double v) {
   char b[64];
@@ -257,80 +274,99 @@ std::string JoinSizes(const std::vector<uint64_t>& sizes) {
   return s;
 }
 
-// Python: the shmlink module via python/bench.py --json when it and the built extension
-// exist; stock multiprocessing via bench/python_mp_bench.py (unless python/bench.py
-// already measured those systems).
+// Python: the shmlink module's own benchmark, python/bench.py --json (throughput of
+// python-shmlink-* and, by the same method, python-mp-*), when it and the built extension
+// exist; then bench/python_mp_bench.py for every python-mp-* system and pattern it did not
+// measure (RTT always: python/bench.py measures throughput only).
 void RunPythonCases(const BenchConfig& cfg, const Emit& emit) {
   const std::string root = Root();
   const std::string py = "/usr/bin/python3";
-  std::set<std::string> seen;
+  std::set<std::pair<std::string, std::string>> seen;  // (system, pattern)
   auto forward = [&](const std::string& line) {
     if (line.empty() || line[0] != '{') return;
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return;
     BenchRecord r = FromJson(j);
     if (!r.system.starts_with("python-")) return;
-    seen.insert(BaseSystem(r.system));
+    seen.insert({BaseSystem(r.system), r.pattern});
     emit(r);
   };
   const double budget = 300 + 60.0 * cfg.reps * cfg.seconds_per_rep * 8;
-  const std::vector<std::string> env = {
-      "SHMLINK_BENCH_SIZES=" + JoinSizes(cfg.sizes),
-      "SHMLINK_BENCH_REPS=" + std::to_string(cfg.reps),
-      "SHMLINK_BENCH_SECONDS=" + Fmt("%g", cfg.seconds_per_rep),
-      std::string("SHMLINK_BENCH_QUICK=") + (cfg.quick ? "1" : "0"),
-      "PYTHONPATH=" + root + "/python:" + root + "/bazel-bin/python"};
-  const std::string bench_py = root + "/python/bench.py";
-  const std::string module = root + "/bazel-bin/python/shmlink/_shmlink.so";
-  std::string why_not;
-  if (root.empty()) {
-    why_not = "source tree not found (use `bazel run`, or start it in the workspace root)";
-  } else if (access(bench_py.c_str(), R_OK) != 0) {
-    why_not = "python/bench.py not present";
-  } else if (access(module.c_str(), R_OK) != 0) {
-    why_not = "the extension is not built (bazel build //python:all)";
-  } else {
+  // python/bench.py with its extension: from compare's runfiles (built with it, see
+  // bench/BUILD), else from the source tree and bazel-bin.
+  std::string bench_py, pythonpath, why_not = "python/bench.py not found";
+  const std::vector<std::pair<std::string, std::string>> candidates = {
+      {"python", "python"},
+      {g_argv0 + ".runfiles/shmlink/python", g_argv0 + ".runfiles/shmlink/python"},
+      {root + "/python", root + "/python:" + root + "/bazel-bin/python"}};
+  for (const auto& [dir, path] : candidates) {
+    if (access((dir + "/bench.py").c_str(), R_OK) != 0) continue;
+    const std::string so_a = dir + "/shmlink/_shmlink.so";
+    const std::string so_b = root + "/bazel-bin/python/shmlink/_shmlink.so";
+    if (access(so_a.c_str(), R_OK) != 0 && access(so_b.c_str(), R_OK) != 0) {
+      why_not = "the extension is not built (bazel build //python:all)";
+      continue;
+    }
+    bench_py = dir + "/bench.py";
+    pythonpath = path;
+    break;
+  }
+  if (!bench_py.empty()) {
     std::fprintf(stderr, "  running python/bench.py --json ...\n");
-    std::vector<std::string> argv = {py, bench_py, "--json"};
+    std::vector<std::string> argv = {py,
+                                     bench_py,
+                                     "--json",
+                                     "--sizes",
+                                     JoinSizes(cfg.sizes),
+                                     "--reps",
+                                     std::to_string(cfg.reps),
+                                     "--seconds",
+                                     Fmt("%g", cfg.seconds_per_rep)};
     if (cfg.quick) argv.push_back("--quick");
-    why_not = RunCommand(argv, env, root, budget, forward);
+    why_not = RunCommand(argv, {"PYTHONPATH=" + pythonpath}, "", budget, forward);
     if (!why_not.empty()) why_not = "python/bench.py " + why_not;
   }
   for (const char* s : {"python-shmlink-queue", "python-shmlink-pipe", "python-shmlink-ring"}) {
-    if (seen.count(s) || why_not.empty()) continue;
+    if (seen.count({s, "throughput"}) || why_not.empty()) continue;
     BenchRecord r;
     r.system = s;
     r.pattern = "throughput";
     r.error = "not measured: " + why_not;
     emit(r);
   }
-  // Stock multiprocessing baselines.
-  std::string mp_systems;
+  // Stock multiprocessing baselines, per pattern, for what python/bench.py did not cover.
+  std::map<std::string, std::string> todo;  // patterns -> systems
   for (const char* s : {"python-mp-pipe", "python-mp-queue", "python-mp-listener"}) {
-    if (!seen.count(s)) mp_systems += (mp_systems.empty() ? "" : ",") + std::string(s);
+    std::string pats;
+    for (const char* p : {"throughput", "rtt"}) {
+      if (!seen.count({s, p})) pats += (pats.empty() ? "" : ",") + std::string(p);
+    }
+    if (!pats.empty()) todo[pats] += (todo[pats].empty() ? "" : ",") + std::string(s);
   }
-  if (mp_systems.empty()) return;
   // runfiles: the cwd of bazel run/test, else next to the binary, else the source tree
   std::string script = "bench/python_mp_bench.py";
   for (const std::string& alt : {g_argv0 + ".runfiles/shmlink/" + script, root + "/" + script}) {
     if (access(script.c_str(), R_OK) != 0) script = alt;
   }
-  std::string err;
-  if (access(py.c_str(), X_OK) != 0) {
-    err = py + " not found";
-  } else {
-    err =
-        RunCommand({py, script, "--systems", mp_systems, "--sizes", JoinSizes(cfg.sizes), "--reps",
-                    std::to_string(cfg.reps), "--seconds", Fmt("%g", cfg.seconds_per_rep),
-                    "--cpu-a", std::to_string(cfg.cpu_a), "--cpu-b", std::to_string(cfg.cpu_b)},
-                   {}, "", budget, forward);
-  }
-  if (!err.empty()) {
-    BenchRecord r;
-    r.system = "python-mp-pipe";
-    r.pattern = "throughput";
-    r.error = "python_mp_bench.py " + err;
-    emit(r);
+  for (const auto& [pats, systems] : todo) {
+    std::string err;
+    if (access(py.c_str(), X_OK) != 0) {
+      err = py + " not found";
+    } else {
+      err = RunCommand(
+          {py, script, "--systems", systems, "--patterns", pats, "--sizes", JoinSizes(cfg.sizes),
+           "--reps", std::to_string(cfg.reps), "--seconds", Fmt("%g", cfg.seconds_per_rep),
+           "--warmup", Fmt("%g", static_cast<double>(WarmupNs(cfg)) * 1e-9), "--cpu-a",
+           std::to_string(cfg.cpu_a), "--cpu-b", std::to_string(cfg.cpu_b)},
+          {}, "", budget, forward);
+    }
+    if (!err.empty()) {
+      BenchRecord r;
+      r.system = systems.substr(0, systems.find(','));
+      r.pattern = "throughput";
+      r.error = "python_mp_bench.py " + err;
+      emit(r);
+    }
   }
 }
 
@@ -393,7 +429,8 @@ std::vector<uint64_t> SizesOf(const Results& res, const std::string& pat) {
 
 std::string ThroughputTable(const Results& res) {
   std::ostringstream o;
-  o << "### Throughput (one sender, one receiver; median of reps, [min–max])\n\n"
+  o << "### Throughput (one sender, one receiver unless P→C is shown; median of reps, "
+       "[min–max])\n\n"
     << "\"vs shmlink\" = shmlink-spsc's msgs/s ÷ the system's (above 1: shmlink is faster).\n\n"
     << "| size | system | msgs/s | bandwidth | msgs/s min–max | vs shmlink |\n"
     << "|---|---|---:|---:|---:|---:|\n";
@@ -407,7 +444,7 @@ std::string ThroughputTable(const Results& res) {
     const BenchRecord* ref = res.Find(kReference, "throughput", size);
     for (const auto* r : rows) {
       o << "| " << SizeName(size) << " | "
-        << (r->system == kReference ? "**" + r->system + "**" : r->system) << " | "
+        << (r->system == kReference ? "**" + r->system + "**" : Shown(*r)) << " | "
         << Rate(*r->msgs_per_s) << " | " << Bandwidth(*r->bytes_per_s) << " | "
         << Rate(Extra(*r, "msgs_per_s_min")) << " – " << Rate(Extra(*r, "msgs_per_s_max")) << " | "
         << (ref ? Ratio(*ref->msgs_per_s / *r->msgs_per_s) : "–") << " |\n";
@@ -431,7 +468,7 @@ std::string RttTable(const Results& res) {
     const BenchRecord* ref = res.Find(kReference, "rtt", size);
     for (const auto* r : rows) {
       o << "| " << SizeName(size) << " | "
-        << (r->system == kReference ? "**" + r->system + "**" : r->system) << " | "
+        << (r->system == kReference ? "**" + r->system + "**" : Shown(*r)) << " | "
         << Nanos(*r->p50_ns) << " | " << Nanos(*r->p99_ns) << " | "
         << (r->p999_ns ? Nanos(*r->p999_ns) : "–") << " | " << Nanos(Extra(*r, "p50_ns_min"))
         << " – " << Nanos(Extra(*r, "p50_ns_max")) << " | "
@@ -507,7 +544,7 @@ std::string Failures(const Results& res, const std::set<std::string>& not_built)
     std::replace(e.begin(), e.end(), '|', '/');
     std::replace(e.begin(), e.end(), '\n', ' ');
     const std::string which = r.size ? r.pattern + " " + SizeName(r.size) : "all";
-    o << "| " << r.system << " | " << which << " | " << e << " |\n";
+    o << "| " << Shown(r) << " | " << which << " | " << e << " |\n";
   }
   for (const auto& s : not_built) {
     o << "| " << s << " | all | not built into this binary (see bench/compare.cc Families()) |\n";
@@ -525,8 +562,8 @@ constexpr const char* kColors[] = {"#000000", "#c00000", "#7f3f00", "#4b0082", "
 std::string Plot(const Results& res, const std::string& out, const std::string& machine) {
   std::vector<std::string> systems;
   for (const auto& r : res.ok) {
-    if (std::find(systems.begin(), systems.end(), r.system) == systems.end()) {
-      systems.push_back(r.system);
+    if (std::find(systems.begin(), systems.end(), Shown(r)) == systems.end()) {
+      systems.push_back(Shown(r));
     }
   }
   // Legend order: shmlink first, the peers as they ran, the floors last.
@@ -538,7 +575,7 @@ std::string Plot(const Results& res, const std::string& out, const std::string& 
   // One gnuplot data block per system (blocks separated by two blank lines).
   std::ostringstream script;
   script << "# Generated by //bench:compare; re-render with: gnuplot " << out << "/compare.gp\n"
-         << "set terminal pngcairo size 1500,620 font 'DejaVu Sans,10' noenhanced\n"
+         << "set terminal pngcairo size 1600,640 font 'DejaVu Sans,10' noenhanced\n"
          << "set logscale xy\nset grid xtics ytics mytics\nset key outside right top\n"
          << "set xtics ('64 B' 64, '4 KiB' 4096, '64 KiB' 65536, '1 MiB' 1048576)\n"
          << "set xrange [40:1700000]\nset xlabel 'message size'\n"
@@ -578,7 +615,7 @@ std::string Plot(const Results& res, const std::string& out, const std::string& 
     for (const auto& s : systems) {
       std::vector<const BenchRecord*> rs;
       for (const auto& r : res.ok) {
-        if (r.system == s && r.pattern == p.pattern) rs.push_back(&r);
+        if (Shown(r) == s && r.pattern == p.pattern) rs.push_back(&r);
       }
       if (rs.empty()) continue;
       std::sort(rs.begin(), rs.end(), [](auto* a, auto* b) { return a->size < b->size; });
@@ -625,7 +662,7 @@ std::string Plot(const Results& res, const std::string& out, const std::string& 
   };
   for (const char* pat : {"throughput", "rtt"}) {
     script << "set output '" << out << "/" << pat << ".png'\n"
-           << "set multiplot layout 1,2 margins 0.06,0.83,0.11,0.87 spacing 0.07 title '" << pat
+           << "set multiplot layout 1,2 margins 0.055,0.80,0.11,0.87 spacing 0.07 title '" << pat
            << " — " << machine << "' font ',11'\n";
     bool first = true;
     for (const auto& p : panels) {
@@ -765,7 +802,7 @@ int Main(int argc, char** argv) {
   Emit emit = [&](const BenchRecord& r) {
     if (!keep.empty() && !keep.count(BaseSystem(r.system))) return;
     if (json.is_open()) json << ToJsonLine(r) << "\n" << std::flush;
-    std::string line = "[" + std::to_string(++n) + "] " + r.system + " " +
+    std::string line = "[" + std::to_string(++n) + "] " + Shown(r) + " " +
                        (r.size ? r.pattern + " " + SizeName(r.size) : "(all cases)") + ": ";
     if (!r.error.empty()) {
       line += "ERROR " + r.error;

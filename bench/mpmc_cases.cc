@@ -53,14 +53,33 @@ struct Control {
 
 uint64_t SlotsFor(uint64_t size) { return size <= 256 ? 1024 : 256; }
 
-// Wait options of the shmlink workers; SHMLINK_MPMC_WAIT=spin|sleep overrides (experiments).
-WaitOptions BenchWait() {
-  WaitOptions o = WaitOptions::WithTimeout(std::chrono::milliseconds(10));
-  if (const char* e = std::getenv("SHMLINK_MPMC_WAIT")) {
-    if (std::strcmp(e, "spin") == 0) o = WaitOptions::Spin(std::chrono::milliseconds(10));
-    if (std::strcmp(e, "sleep") == 0) o = WaitOptions::Sleep(std::chrono::milliseconds(10));
+// The systems of this family. kMpmc uses the default WaitOptions (spin 50 us, then
+// sleep); kMpmcSleep sleeps at once when empty/full (WaitStrategy::kSleep), which lets one
+// side run ahead and the other take batches.
+enum class Sys { kMpmc, kMpmcSleep, kMutex };
+
+const char* SysName(Sys s) {
+  switch (s) {
+    case Sys::kMpmc:
+      return "shmlink-mpmc";
+    case Sys::kMpmcSleep:
+      return "shmlink-mpmc:sleep";
+    case Sys::kMutex:
+      return "mutex-queue";
   }
-  return o;
+  return "?";
+}
+
+// SHMLINK_MPMC_SYS=mpmc|mpmc-sleep|mutex and SHMLINK_MPMC_PROCS=1|2|4 restrict the run
+// (for experiments; unset: everything).
+bool Selected(Sys s, int procs) {
+  if (const char* only = std::getenv("SHMLINK_MPMC_PROCS"); only && std::atoi(only) != procs) {
+    return false;
+  }
+  const char* sys = std::getenv("SHMLINK_MPMC_SYS");
+  if (sys == nullptr) return true;
+  const char* key = s == Sys::kMpmc ? "mpmc" : s == Sys::kMpmcSleep ? "mpmc-sleep" : "mutex";
+  return std::strcmp(sys, key) == 0;
 }
 
 // ------------------------------------------------------------ mutex-queue baseline
@@ -153,6 +172,7 @@ bool MutexPop(MutexQueue* q, std::byte* out) {
 
 struct Case {
   bool mpmc = true;
+  WaitOptions wait;  // shmlink workers
   int producers = 1;
   int consumers = 1;
   uint64_t size = 64;
@@ -175,7 +195,7 @@ int ProducerMain(const Case& k, Control* c, int id) {
     WaitStart(c);
     for (uint64_t seq = 0; c->stop.load(std::memory_order_relaxed) == 0; ++seq) {
       std::memcpy(msg.data(), &seq, 8);
-      auto r = tx->push(msg, BenchWait());
+      auto r = tx->push(msg, k.wait);
       if (!r && r.error() != RingErrc::kTimedOut) return 4;
     }
     return 0;
@@ -200,7 +220,7 @@ int ConsumerMain(const Case& k, Control* c, int id) {
     if (!rx) return 3;
     WaitStart(c);
     for (;;) {
-      auto r = rx->pop(buf, BenchWait());
+      auto r = rx->pop(buf, k.wait);
       if (r) {
         // Relaxed: a progress counter read by the parent; only this process writes it.
         counter.store(++n, std::memory_order_relaxed);
@@ -261,6 +281,9 @@ double RunOnce(const BenchConfig& cfg, Case k) {
   while (c->ready.load() < k.consumers + k.producers && Clock::now() < setup_deadline) {
     std::this_thread::sleep_for(1ms);
   }
+  // Every worker has attached: drop the name now, so that nothing is left in /dev/shm even
+  // if this process is killed mid-run.
+  if (queue) (void)queue->Unlink();
   double rate = -1;
   if (c->ready.load() == k.consumers + k.producers) {
     c->start.store(1, std::memory_order_release);
@@ -302,21 +325,19 @@ void RunMpmcCases(const BenchConfig& cfg, const Emit& emit) {
   for (uint64_t size : cfg.sizes) {
     if (size < 8 || size > kMaxMpmcSize) continue;  // each message carries an 8-byte seq
     for (int procs : {1, 2, 4}) {
-      if (const char* only = std::getenv("SHMLINK_MPMC_PROCS"); only && std::atoi(only) != procs) {
-        continue;
-      }
-      for (bool mpmc : {true, false}) {
-        if (const char* sys = std::getenv("SHMLINK_MPMC_SYS");
-            sys && std::string(sys) != (mpmc ? "mpmc" : "mutex")) {
-          continue;
-        }
+      for (Sys sys : {Sys::kMpmc, Sys::kMpmcSleep, Sys::kMutex}) {
+        if (!Selected(sys, procs)) continue;
+        const bool mpmc = sys != Sys::kMutex;
         Case k;
         k.mpmc = mpmc;
         k.producers = procs;
         k.consumers = procs;
         k.size = size;
+        // Timeouts only so that workers notice the stop flag.
+        k.wait = sys == Sys::kMpmcSleep ? WaitOptions::Sleep(std::chrono::milliseconds(10))
+                                        : WaitOptions::WithTimeout(std::chrono::milliseconds(10));
         BenchRecord r;
-        r.system = mpmc ? "shmlink-mpmc" : "mutex-queue";
+        r.system = SysName(sys);
         r.pattern = "throughput";
         r.size = size;
         r.producers = procs;
@@ -340,7 +361,9 @@ void RunMpmcCases(const BenchConfig& cfg, const Emit& emit) {
           r.note = "processes; producers on cpu " + std::to_string(cfg.cpu_a) +
                    ", consumers on cpu " + std::to_string(cfg.cpu_b) + "; " +
                    std::to_string(SlotsFor(size)) + " slots; copying push/pop" +
-                   (mpmc ? "; WaitOptions default (spin 50 us, then futex)" : "");
+                   (sys == Sys::kMpmc        ? "; WaitOptions default (spin 50 us, then futex)"
+                    : sys == Sys::kMpmcSleep ? "; WaitStrategy::kSleep (futex at once)"
+                                             : "");
         }
         emit(r);
       }

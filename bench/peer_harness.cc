@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -153,6 +154,7 @@ std::string RttEchoer(size_t size, Endpoint* ep) {
 // One side of one repetition, in its own pinned process (RunPinnedPair did the pinning).
 int RunSide(const BenchConfig& cfg, const PeerCase& c, Side side, PairSync& sync, CaseResults* res,
             int rep) {
+  if (side == Side::kB) prctl(PR_SET_PDEATHSIG, SIGKILL);  // B ends with S
   std::string err;
   std::unique_ptr<Endpoint> ep = c.make(side, c.pattern, c.size, &err);
   if (!ep) {
@@ -192,7 +194,8 @@ std::string RunRep(const BenchConfig& cfg, const PeerCase& c, CaseResults* res, 
   const pid_t s = fork();
   if (s < 0) return std::string("fork: ") + std::strerror(errno);
   if (s == 0) {
-    setpgid(0, 0);  // S and B form one process group: one killpg ends both
+    setpgid(0, 0);                     // S and B form one process group: one killpg ends both
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // S ends with the benchmark (e.g. on Ctrl-C)
     const std::string e = RunPinnedPair(
         cfg, [&](PairSync& sync) { return RunSide(cfg, c, Side::kA, sync, res, rep); },
         [&](PairSync& sync) { return RunSide(cfg, c, Side::kB, sync, res, rep); });
@@ -204,21 +207,26 @@ std::string RunRep(const BenchConfig& cfg, const PeerCase& c, CaseResults* res, 
   bool failed_seen = false, timed_out = false;
   int status = 0;
   for (;;) {
-    const pid_t w = waitpid(s, &status, WNOHANG);
-    if (w == s) break;
+    // Notice S's exit without reaping it: while S is an unreaped zombie its process group
+    // id cannot be reused, so the killpg below can only reach S's own group (a B left
+    // behind if S died abruptly).
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(s), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == s) {
+      break;
+    }
     if (!failed_seen && res->failed.load(std::memory_order_acquire)) {
       failed_seen = true;  // the other side may now block forever
       deadline = std::min<uint64_t>(deadline, NowNs() + 2'000'000'000ull);
     }
     if (NowNs() > deadline) {
       timed_out = !failed_seen;
-      killpg(s, SIGKILL);
-      waitpid(s, &status, 0);
       break;
     }
     usleep(2000);
   }
-  killpg(s, SIGKILL);  // a B that outlived S
+  killpg(s, SIGKILL);  // ends B (and S, on a deadline); S is not reaped yet
+  waitpid(s, &status, 0);
   std::string err;
   for (int i = 0; i < 2; ++i) {
     if (res->error[i][0]) {

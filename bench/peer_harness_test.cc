@@ -5,10 +5,14 @@
 // that fails mid-run each yield an error record (and return promptly) instead of a figure.
 #include "bench/peer_harness.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <new>
 
 #include "gtest/gtest.h"
 
@@ -147,6 +151,83 @@ TEST(PeerHarness, AnEndpointThatCannotBeBuiltIsAnError) {
   BenchRecord r = RunPeerCase(TinyConfig(), c);
   EXPECT_NE(r.error.find("B: no such service"), std::string::npos) << r.error;
   EXPECT_LT(Seconds(t0), 10);
+}
+
+// True once `pid` no longer runs (gone, or a zombie waiting for its new parent to reap it).
+bool Ended(pid_t pid) {
+  for (int i = 0; i < 200; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) return true;
+    const size_t close_paren = line.rfind(')');
+    if (close_paren != std::string::npos && line.size() > close_paren + 2 &&
+        line[close_paren + 2] == 'Z') {
+      return true;
+    }
+    usleep(10000);
+  }
+  return false;
+}
+
+TEST(PeerHarness, ASideThatDiesAbruptlyTakesItsPeerWithIt) {
+  // B publishes its pid here; from its 30th send on it hangs (like a peer stuck in a wait
+  // that nothing will end), so only the harness can end it once A is gone.
+  auto* b_pid = static_cast<std::atomic<pid_t>*>(mmap(nullptr, sizeof(std::atomic<pid_t>),
+                                                      PROT_READ | PROT_WRITE,
+                                                      MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(b_pid, MAP_FAILED);
+  new (b_pid) std::atomic<pid_t>(0);
+  PeerCase c = PipeCase(Pattern::kThroughput, 64, [b_pid](std::unique_ptr<Endpoint> ep) {
+    b_pid->store(getpid());
+    class HangingWriter final : public Endpoint {
+     public:
+      explicit HangingWriter(std::unique_ptr<Endpoint> e) : e_(std::move(e)) {}
+      bool Send(const std::byte* q, size_t k, std::string* e) override {
+        if (++n_ >= 30) {
+          for (;;) pause();
+        }
+        return e_->Send(q, k, e);
+      }
+      bool Recv(size_t k, uint64_t* tag, std::string* e) override { return e_->Recv(k, tag, e); }
+
+     private:
+      std::unique_ptr<Endpoint> e_;
+      int n_ = 0;
+    };
+    return std::make_unique<HangingWriter>(std::move(ep));
+  });
+  auto inner = c.make;
+  c.make = [inner](Side side, Pattern p, size_t n, std::string* err) -> std::unique_ptr<Endpoint> {
+    auto ep = inner(side, p, n, err);
+    if (side == Side::kA) {
+      class DyingReader final : public Endpoint {
+       public:
+        explicit DyingReader(std::unique_ptr<Endpoint> e) : e_(std::move(e)) {}
+        bool Send(const std::byte* q, size_t k, std::string* e) override {
+          return e_->Send(q, k, e);
+        }
+        bool Recv(size_t k, uint64_t* tag, std::string* e) override {
+          if (++n_ == 20) _exit(3);  // no error report, no waiting for B
+          return e_->Recv(k, tag, e);
+        }
+
+       private:
+        std::unique_ptr<Endpoint> e_;
+        int n_ = 0;
+      };
+      return std::make_unique<DyingReader>(std::move(ep));
+    }
+    return ep;
+  };
+  c.timeout_s = 30;
+  const auto t0 = std::chrono::steady_clock::now();
+  BenchRecord r = RunPeerCase(TinyConfig(), c);
+  EXPECT_NE(r.error.find("side A's process ended with status"), std::string::npos) << r.error;
+  EXPECT_LT(Seconds(t0), 10);  // not the 30 s deadline
+  const pid_t b = b_pid->load();
+  ASSERT_GT(b, 0);
+  EXPECT_TRUE(Ended(b)) << "B (pid " << b << ") outlived its case";
+  munmap(b_pid, sizeof(std::atomic<pid_t>));
 }
 
 TEST(PeerHarness, MessagesShorterThanTheTagAreRejected) {

@@ -172,7 +172,7 @@ def run_case(kind, rtt, size, args, tmpdir):
     setup_a, setup_b, keep = make_channel(kind, rtt, size, tmpdir)
     ctl = {"ready": mp.Value("i", 0), "go": mp.RawValue("i", 0), "stop": mp.RawValue("i", 0)}
     res_r, res_w = mp.Pipe(duplex=False)
-    warm = max(0.02, 0.2 * args.seconds)
+    warm = args.warmup
     pa = mp.Process(target=side_a, args=(rtt, size, args.reps, warm, args.seconds,
                                           setup_a, ctl, res_w, args.cpu_a))
     pb = mp.Process(target=side_b, args=(rtt, size, args.reps, setup_b, ctl, args.cpu_b))
@@ -220,6 +220,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--systems", default="pipe,queue,listener")
     ap.add_argument("--sizes", default="64,4096,65536,1048576")
+    ap.add_argument("--patterns", default="throughput,rtt")
+    ap.add_argument("--warmup", type=float, default=0.1,
+                    help="warm-up seconds per repetition (bench/harness.h WarmupNs)")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=0.5)
     ap.add_argument("--cpu-a", type=int, default=0)
@@ -230,7 +233,7 @@ def main():
     kinds = [k.replace("python-mp-", "") for k in args.systems.split(",") if k]
     with tempfile.TemporaryDirectory(prefix="shmlink-compare-py-") as tmpdir:
         for kind in kinds:
-            for rtt in (False, True):
+            for rtt in [p == "rtt" for p in args.patterns.split(",") if p]:
                 for size in sizes:
                     print("  running python-mp-%s %s %d B ..." % (kind, "rtt" if rtt else "throughput", size),
                           file=sys.stderr, flush=True)

@@ -46,7 +46,7 @@ namespace {
 
 // A try_ call gives up with kCorrupt after this many loop iterations. Every iteration of a
 // healthy queue means another handle made progress, so this only trips on damaged stamps.
-constexpr uint32_t kMaxIterations = 1u << 22;
+constexpr uint32_t kMaxIterations = 1u << 20;
 
 using Clock = std::chrono::steady_clock;
 
@@ -199,10 +199,6 @@ MpmcProducer::~MpmcProducer() {
   MpmcRegistryEntry& e = view_.registry[idx_];
   e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release CAS
   ReleaseOwnerWord(e.owner, owner_word_);              // SYNC(owner): release
-}
-
-void MpmcProducer::MaybeRecover() noexcept {
-  RecoverIfDue(view_, next_recovery_, recovery_interval_);
 }
 
 Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
@@ -559,6 +555,21 @@ Expected<MpmcQueue> MpmcQueue::Attach(std::string_view name) {
   auto g = ValidateMpmcSegment(*seg);
   if (!g) return MakeUnexpected(g.error());
   return MpmcQueue(std::make_shared<Segment>(std::move(*seg)), *g);
+}
+
+Expected<MpmcQueue> MpmcQueue::CreateAnonymous(uint64_t slot_count, uint64_t max_message_size) {
+  auto size = MpmcSegmentSize(slot_count, max_message_size);
+  if (!size) return MakeUnexpected(size.error());
+  auto seg = Segment::CreateAnonymous(*size);
+  if (!seg) return MakeUnexpected(seg.error());
+  InitMpmcSegment(*seg, slot_count, max_message_size);
+  return Adopt(std::move(*seg));
+}
+
+Expected<MpmcQueue> MpmcQueue::Adopt(Segment segment) {
+  auto g = ValidateMpmcSegment(segment);
+  if (!g) return MakeUnexpected(g.error());
+  return MpmcQueue(std::make_shared<Segment>(std::move(segment)), *g);
 }
 
 Expected<std::pair<uint32_t, uint64_t>> MpmcQueue::Register(uint32_t role) const {

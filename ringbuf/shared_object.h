@@ -75,8 +75,9 @@ class SharedObject {
     uint64_t elem_size = 1;
     // Free-form tag stored in the header (e.g. a Python typecode), checked by typed attach.
     uint64_t type_tag = 0;
-    // If the name exists and its creator is dead, replace it.
-    bool reclaim_stale = true;
+    // If the name exists and its creator is dead, replace it. Off by default: attachers
+    // are not registered, so a dead creator does not mean nobody uses the object.
+    bool reclaim_stale = false;
   };
 
   // Holds the lock; unlocks when destroyed. Move-only. not-thread-safe (one owner).

@@ -49,7 +49,8 @@ struct Board {
   std::atomic<uint32_t> deliveries[kProducers][kPerProducer];
   std::atomic<uint32_t> flagged[kProducers][kPerProducer];
   std::atomic<uint64_t> published[kProducers];
-  std::atomic<uint64_t> progress;  // messages published + delivered so far
+  std::atomic<uint64_t> progress;                          // messages published + delivered so far
+  std::atomic<uint32_t> holding[kProducers + kConsumers];  // 1 while that worker holds a claim
   std::atomic<uint32_t> producers_done;
 };
 
@@ -59,6 +60,7 @@ void BusyWork(std::minstd_rand& rng, uint32_t max_spins) {
 }
 
 int RunProducer(const std::string& name, uint32_t id, Board* b, unsigned seed) {
+  std::atomic<uint32_t>& holding = b->holding[id];
   auto q = MpmcQueue::Attach(name);
   if (!q) return 2;
   auto tx = q->Producer();
@@ -72,9 +74,11 @@ int RunProducer(const std::string& name, uint32_t id, Board* b, unsigned seed) {
     } else {
       auto span = tx->claim(kMaxMsg, WaitOptions::WithTimeout(5s));
       if (!span) return 5;
+      holding.store(1);
       const size_t n = EncodeMessage(id, seq, kSpread, span->data());
       BusyWork(rng, 60000);  // widen the claimed-but-unpublished window
       if (!tx->publish(n)) return 6;
+      holding.store(0);
     }
     b->published[id].store(seq + 1);
     b->progress.fetch_add(1);
@@ -82,7 +86,8 @@ int RunProducer(const std::string& name, uint32_t id, Board* b, unsigned seed) {
   return 0;
 }
 
-int RunConsumer(const std::string& name, Board* b, unsigned seed) {
+int RunConsumer(const std::string& name, uint32_t id, Board* b, unsigned seed) {
+  std::atomic<uint32_t>& holding = b->holding[kProducers + id];
   auto q = MpmcQueue::Attach(name);
   if (!q) return 2;
   auto rx = q->Consumer();
@@ -94,6 +99,7 @@ int RunConsumer(const std::string& name, Board* b, unsigned seed) {
   for (;;) {
     auto m = rx->claim(WaitOptions::WithTimeout(5ms));
     if (m) {
+      holding.store(1);
       auto d = DecodeMessage(m->data);
       if (!d.ok || d.producer >= kProducers || d.seq >= kPerProducer) return 10;
       b->deliveries[d.producer][d.seq].fetch_add(1);
@@ -106,6 +112,7 @@ int RunConsumer(const std::string& name, Board* b, unsigned seed) {
       b->progress.fetch_add(1);
       BusyWork(rng, 30000);  // widen the holding window
       if (!rx->release()) return 12;
+      holding.store(0);
       continue;
     }
     if (m.error() != RingErrc::kTimedOut) return 13;
@@ -135,7 +142,7 @@ void RunTrial(int trial, std::mt19937& rng, Outcome* out) {
     std::vector<pid_t> producers, consumers;
     for (uint32_t c = 0; c < kConsumers; ++c) {
       const unsigned seed = rng();
-      consumers.push_back(ForkChild([&, seed] { return RunConsumer(name, b, seed); }));
+      consumers.push_back(ForkChild([&, c, seed] { return RunConsumer(name, c, b, seed); }));
     }
     for (uint32_t p = 0; p < kProducers; ++p) {
       const unsigned seed = rng();
@@ -145,14 +152,25 @@ void RunTrial(int trial, std::mt19937& rng, Outcome* out) {
     const uint32_t victim_index = rng() % 2;
     const bool reap_now = rng() % 2 == 0;
     const pid_t victim = victim_is_producer ? producers[victim_index] : consumers[victim_index];
-    // Kill at a random moment while traffic flows: after a random amount of progress,
-    // plus a random delay.
+    // Kill at a random moment while traffic flows: after a random amount of progress, then
+    // either after a random delay or (every other trial) at the first moment the victim is
+    // seen holding a claim, so that both crash windows are hit in every run.
     const uint64_t threshold = rng() % (kProducers * kPerProducer);
-    const auto give_up = std::chrono::steady_clock::now() + 5s;
+    const bool in_claim = rng() % 2 == 0;
+    const uint32_t slot = victim_is_producer ? victim_index : kProducers + victim_index;
+    auto give_up = std::chrono::steady_clock::now() + 5s;
     while (b->progress.load() < threshold && std::chrono::steady_clock::now() < give_up) {
       std::this_thread::yield();
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 300));
+    if (in_claim) {
+      give_up = std::chrono::steady_clock::now() + 200ms;
+      while (b->holding[slot].load() == 0 && std::chrono::steady_clock::now() < give_up) {
+        if (victim_is_producer && b->published[victim_index].load() == kPerProducer) break;
+        std::this_thread::yield();
+      }
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(rng() % 300));
+    }
     ASSERT_EQ(::kill(victim, SIGKILL), 0);
     if (reap_now) WaitChildFor(victim, 5000ms);
 

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -309,6 +310,81 @@ TEST(MpmcQueueTest, BlockedConsumerIsWokenByAnotherProcess) {
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(Str({buf.data(), r->size}), "wake");
   EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST(MpmcQueueTest, BlockedConsumerAndProducerUseAlmostNoCpu) {
+  // "No CPU when idle": a consumer blocked on an empty queue and a producer blocked on a
+  // full one for 1 s each sleep on the futex (waking every liveness_check for the dead-peer
+  // check). Generous bound: well under a tenth of the wall time.
+  const std::string name = UniqueShmName("mpmc-idle");
+  auto q = MpmcQueue::Create(name, 2, 16);
+  ASSERT_TRUE(q);
+  pid_t child = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    auto rx = a->Consumer();
+    std::vector<std::byte> buf(16);
+    auto r = rx->pop(buf, WaitOptions::WithTimeout(1s));
+    if (r || r.error() != RingErrc::kTimedOut) return 2;
+    auto tx = a->Producer();
+    if (!tx->try_push(Bytes("a")) || !tx->try_push(Bytes("b"))) return 3;
+    auto p = tx->push(Bytes("c"), WaitOptions::WithTimeout(1s));
+    if (p || p.error() != RingErrc::kTimedOut) return 4;
+    struct rusage ru {};
+    ::getrusage(RUSAGE_SELF, &ru);
+    const double cpu_s =
+        ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    std::printf("cpu while blocked 2 s: %.3f s\n", cpu_s);
+    std::fflush(stdout);
+    return cpu_s < 0.2 ? 0 : 5;
+  });
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST(MpmcQueueTest, StatsAreReadableFromAnotherProcess) {
+  const std::string name = UniqueShmName("mpmc-stats");
+  auto q = MpmcQueue::Create(name, 8, 16);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  auto rx = q->Consumer();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(tx->try_push(Bytes("m")));
+  std::vector<std::byte> buf(16);
+  ASSERT_TRUE(rx->try_pop(buf));
+  pid_t child = ForkChild([&] {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    const MpmcStats st = a->stats();
+    if (st.pushes != 3 || st.pops != 1 || st.size != 2 || st.capacity != 8) return 3;
+    if (st.producers != 1 || st.consumers != 1 || st.abandoned != 0) return 4;
+    return 0;
+  });
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+TEST(MpmcQueueTest, AnonymousQueuePassedByFd) {
+  auto q = MpmcQueue::CreateAnonymous(4, 16);
+  ASSERT_TRUE(q) << q.error().message();
+  EXPECT_TRUE(q->segment().name().empty());
+  const int fd = ::dup(q->segment().fd());
+  ASSERT_GE(fd, 0);
+  pid_t child = ForkChild([&] {
+    auto seg = Segment::FromFd(fd);
+    if (!seg) return 2;
+    auto a = MpmcQueue::Adopt(std::move(*seg));
+    if (!a) return 3;
+    auto tx = a->Producer();
+    return tx && tx->try_push(Bytes("by-fd")) ? 0 : 4;
+  });
+  ASSERT_EQ(WaitChild(child), 0);
+  ::close(fd);
+  auto rx = q->Consumer();
+  std::vector<std::byte> buf(16);
+  auto r = rx->try_pop(buf);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(Str({buf.data(), r->size}), "by-fd");
+  // A segment of another kind is refused.
+  auto other = Segment::CreateAnonymous(8192);
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(MpmcQueue::Adopt(std::move(*other)));
 }
 
 // Child blocks on a pipe after doing `what`; parent learns it is ready through `ready`.
