@@ -33,11 +33,11 @@ std::string ToJsonLine(const BenchRecord& r);
 
 // Common knobs every benchmark case receives.
 struct BenchConfig {
-  bool quick = false;               // CI smoke: short runs
-  int reps = 3;                     // repetitions; the median is reported
-  double seconds_per_rep = 0.5;     // measuring time per repetition (warm-up excluded)
+  bool quick = false;            // CI smoke: short runs
+  int reps = 3;                  // repetitions; the median is reported
+  double seconds_per_rep = 0.5;  // measuring time per repetition (warm-up excluded)
   std::vector<uint64_t> sizes = {64, 4096, 1 << 20};
-  int cpu_a = 0, cpu_b = 1;         // cores the two sides are pinned to
+  int cpu_a = 0, cpu_b = 1;  // cores the two sides are pinned to
 };
 
 // Pins the calling thread/process to `cpu` (ignored if it fails, e.g. fewer cores).

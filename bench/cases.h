@@ -16,15 +16,16 @@ namespace shmlink::bench {
 
 using Emit = std::function<void(const BenchRecord&)>;
 
-void RunSpscCases(const BenchConfig& cfg, const Emit& emit);        // shmlink-spsc, shmlink-spsc-sleep
+void RunSpscCases(const BenchConfig& cfg, const Emit& emit);  // shmlink-spsc, shmlink-spsc-sleep
 void RunSocketpairCases(const BenchConfig& cfg, const Emit& emit);  // unix-socketpair
 void RunFloorCases(const BenchConfig& cfg, const Emit& emit);       // floor-cacheline, floor-memcpy
 void RunMpmcCases(const BenchConfig& cfg, const Emit& emit);        // shmlink-mpmc, mutex-queue
-void RunConnectionCases(const BenchConfig& cfg, const Emit& emit);  // shmlink-connection, unix-socket-framed
-void RunPipeCases(const BenchConfig& cfg, const Emit& emit);        // pipe
-void RunTcpCases(const BenchConfig& cfg, const Emit& emit);         // tcp-loopback
-void RunIceoryxCases(const BenchConfig& cfg, const Emit& emit);     // iceoryx
-void RunBoostCases(const BenchConfig& cfg, const Emit& emit);       // boost-message-queue
+void RunConnectionCases(const BenchConfig& cfg,
+                        const Emit& emit);  // shmlink-connection, unix-socket-framed
+void RunPipeCases(const BenchConfig& cfg, const Emit& emit);     // pipe
+void RunTcpCases(const BenchConfig& cfg, const Emit& emit);      // tcp-loopback
+void RunIceoryxCases(const BenchConfig& cfg, const Emit& emit);  // iceoryx
+void RunBoostCases(const BenchConfig& cfg, const Emit& emit);    // boost-message-queue
 
 }  // namespace shmlink::bench
 

@@ -46,7 +46,7 @@ Setup MakeSetup(bool shm, uint64_t size) {
   return s;
 }
 
-std::string ThroughputRep(const BenchConfig& cfg, bool shm, uint64_t size, double* msgs_per_s) {
+std::string ThroughputRep(const BenchConfig& cfg, bool shm, uint64_t size, ThroughputFigures* out) {
   Setup s = MakeSetup(shm, size);
   auto listener = Listener::Create(s.address, kKey, s.options);
   if (!listener) return "listen: " + listener.error().message();
@@ -57,32 +57,17 @@ std::string ThroughputRep(const BenchConfig& cfg, bool shm, uint64_t size, doubl
         auto conn = listener->accept();
         if (!conn || conn->is_shm() != shm) return 2;
         sync.ArriveAndWait();
-        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
-        const uint64_t measure = MeasureNs(cfg);
-        bool measuring = false;
-        uint64_t start = 0, sink = 0;
-        uint32_t tick = 0;
-        const uint32_t check_every = size >= 4096 ? 1 : 64;
+        ThroughputWindow window(cfg, size >= 4096 ? 1 : 64);
+        uint64_t sink = 0;
         for (;;) {
           auto m = conn->peek();
           if (!m || m->size() != size) return 3;
           sink += TouchBytes(m->data(), m->size());
           conn->release();
-          if (measuring) ++count;
-          if (++tick == check_every) {
-            tick = 0;
-            const uint64_t now = NowNs();
-            if (!measuring) {
-              if (now >= warm_end) {
-                measuring = true;
-                start = now;
-              }
-            } else if (now - start >= measure) {
-              window_ns = now - start;
-              break;
-            }
-          }
+          if (window.measuring()) ++count;
+          if (window.Tick()) break;
         }
+        window_ns = window.elapsed_ns();
         sync.RequestStop();
         for (;;) {  // drain until the writer's close
           auto m = conn->peek();
@@ -105,7 +90,8 @@ std::string ThroughputRep(const BenchConfig& cfg, bool shm, uint64_t size, doubl
       });
   if (!err.empty()) return err;
   if (count == 0) return "no messages in the measured window";
-  *msgs_per_s = static_cast<double>(count) * 1e9 / static_cast<double>(window_ns);
+  out->msgs_per_s = static_cast<double>(count) * 1e9 / static_cast<double>(window_ns);
+  out->bytes_per_s = out->msgs_per_s * static_cast<double>(size);
   return "";
 }
 
@@ -155,49 +141,16 @@ void RunFor(const BenchConfig& cfg, const Emit& emit, bool shm) {
   const std::string note = shm ? "transport::Connection, shm rings after the Python handshake"
                                : "transport::Connection, Python framing over AF_UNIX";
   for (uint64_t size : cfg.sizes) {
-    BenchRecord rec;
-    rec.system = system;
-    rec.pattern = "throughput";
-    rec.size = size;
-    rec.producers = 1;
-    rec.consumers = 1;
-    RepSet msgs, bytes;
-    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
-      double m = 0;
-      rec.error = ThroughputRep(cfg, shm, size, &m);
-      msgs.Add(m);
-      bytes.Add(m * static_cast<double>(size));
-    }
-    if (rec.error.empty()) {
-      rec.reps = cfg.reps;
-      PutMedianWithSpread(rec, "msgs_per_s", msgs, &BenchRecord::msgs_per_s);
-      PutMedianWithSpread(rec, "bytes_per_s", bytes, &BenchRecord::bytes_per_s);
-      rec.note = note;
-    }
+    BenchRecord rec = ThroughputRecord(system, size);
+    RunThroughputReps(
+        cfg, [&](ThroughputFigures* out) { return ThroughputRep(cfg, shm, size, out); }, note, rec);
     emit(rec);
   }
   for (uint64_t size : cfg.sizes) {
-    BenchRecord rec;
-    rec.system = system;
-    rec.pattern = "rtt";
-    rec.size = size;
-    RepSet p50, p99, p999;
-    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
-      std::vector<uint64_t> samples;
-      rec.error = RttRep(cfg, shm, size, &samples);
-      if (rec.error.empty() && samples.empty()) rec.error = "no round trips measured";
-      const RttStats st = SummarizeRtt(std::move(samples));
-      p50.Add(st.p50);
-      p99.Add(st.p99);
-      p999.Add(st.p999);
-    }
-    if (rec.error.empty()) {
-      rec.reps = cfg.reps;
-      PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
-      PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
-      PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
-      rec.note = note;
-    }
+    BenchRecord rec = RttRecord(system, size);
+    RunRttReps(
+        cfg, [&](std::vector<uint64_t>* samples) { return RttRep(cfg, shm, size, samples); }, note,
+        rec);
     emit(rec);
   }
 }

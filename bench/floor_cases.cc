@@ -38,16 +38,12 @@ std::string CachelineRep(const BenchConfig& cfg, std::vector<uint64_t>* samples)
       [&](PairSync& sync) -> int {
         samples->reserve(1 << 22);
         sync.ArriveAndWait();
-        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
-        const uint64_t end = warm_end + MeasureNs(cfg);
-        for (uint64_t v = 1;; v += 2) {
-          const uint64_t t0 = NowNs();
-          if (RttDone(t0, end, samples->size())) break;
+        TimeRoundTrips(cfg, samples, [&](uint64_t i) {
+          const uint64_t v = 2 * i + 1;  // odd: ours; the peer answers v + 1
           word->store(v, std::memory_order_release);
           while (word->load(std::memory_order_acquire) != v + 1) Relax();
-          const uint64_t t1 = NowNs();
-          if (t0 >= warm_end) samples->push_back(t1 - t0);
-        }
+          return 0;
+        });
         word->store(kQuit, std::memory_order_release);
         return 0;
       },
@@ -85,18 +81,14 @@ std::string FlagDataRep(const BenchConfig& cfg, std::vector<uint64_t>* samples) 
       [&](PairSync& sync) -> int {
         samples->reserve(1 << 22);
         sync.ArriveAndWait();
-        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
-        const uint64_t end = warm_end + MeasureNs(cfg);
-        for (uint64_t v = 1;; ++v) {
-          const uint64_t t0 = NowNs();
-          if (RttDone(t0, end, samples->size())) break;
-          for (int i = 0; i < 8; ++i) rec_ab[i] = v;  // the record (one line)
+        const int rc = TimeRoundTrips(cfg, samples, [&](uint64_t i) {
+          const uint64_t v = i + 1;
+          for (int k = 0; k < 8; ++k) rec_ab[k] = v;  // the record (one line)
           pos_ab->store(v, std::memory_order_release);
           while (pos_ba->load(std::memory_order_acquire) != v) Relax();
-          if (rec_ba[0] != v) return 3;
-          const uint64_t t1 = NowNs();
-          if (t0 >= warm_end) samples->push_back(t1 - t0);
-        }
+          return rec_ba[0] != v ? 3 : 0;
+        });
+        if (rc != 0) return rc;
         pos_ab->store(kQuit, std::memory_order_release);
         return 0;
       },
@@ -136,73 +128,37 @@ double MemcpyRep(const BenchConfig& cfg, size_t size) {
 
 void RunFloorCases(const BenchConfig& cfg, const Emit& emit) {
   {
-    BenchRecord rec;
-    rec.system = "floor-cacheline";
-    rec.pattern = "rtt";
-    rec.size = 8;
-    RepSet p50, p99, p999;
-    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
-      std::vector<uint64_t> samples;
-      rec.error = CachelineRep(cfg, &samples);
-      if (rec.error.empty() && samples.empty()) rec.error = "no round trips measured";
-      const RttStats st = SummarizeRtt(std::move(samples));
-      p50.Add(st.p50);
-      p99.Add(st.p99);
-      p999.Add(st.p999);
-    }
-    if (rec.error.empty()) {
-      rec.reps = cfg.reps;
-      PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
-      PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
-      PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
-      rec.note = "one shared cache line ping-ponged between the two pinned processes";
-    }
+    BenchRecord rec = RttRecord("floor-cacheline", 8);
+    RunRttReps(
+        cfg, [&](std::vector<uint64_t>* samples) { return CachelineRep(cfg, samples); },
+        "one shared cache line ping-ponged between the two pinned processes", rec);
     emit(rec);
   }
   {
     // Variant: the two-line (position + record) floor of index-signalled rings.
-    BenchRecord rec;
-    rec.system = "floor-cacheline:position+record";
-    rec.pattern = "rtt";
-    rec.size = 64;
-    RepSet p50, p99, p999;
-    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
-      std::vector<uint64_t> samples;
-      rec.error = FlagDataRep(cfg, &samples);
-      if (rec.error.empty() && samples.empty()) rec.error = "no round trips measured";
-      const RttStats st = SummarizeRtt(std::move(samples));
-      p50.Add(st.p50);
-      p99.Add(st.p99);
-      p999.Add(st.p999);
-    }
-    if (rec.error.empty()) {
-      rec.reps = cfg.reps;
-      PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
-      PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
-      PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
-      rec.note =
-          "per hop: write a record line, release-store a position line; peer polls "
-          "the position then reads the record";
-    }
+    BenchRecord rec = RttRecord("floor-cacheline:position+record", 64);
+    RunRttReps(
+        cfg, [&](std::vector<uint64_t>* samples) { return FlagDataRep(cfg, samples); },
+        "per hop: write a record line, release-store a position line; peer polls "
+        "the position then reads the record",
+        rec);
     emit(rec);
   }
   {
     const size_t size = 1 << 20;
-    BenchRecord rec;
+    BenchRecord rec;  // one core copying: no producer/consumer pair
     rec.system = "floor-memcpy";
     rec.pattern = "throughput";
     rec.size = size;
-    RepSet msgs, bytes;
     PinToCpu(cfg.cpu_a);
-    for (int r = 0; r < cfg.reps; ++r) {
-      const double copies = MemcpyRep(cfg, size);
-      msgs.Add(copies);
-      bytes.Add(copies * static_cast<double>(size));
-    }
-    rec.reps = cfg.reps;
-    PutMedianWithSpread(rec, "msgs_per_s", msgs, &BenchRecord::msgs_per_s);
-    PutMedianWithSpread(rec, "bytes_per_s", bytes, &BenchRecord::bytes_per_s);
-    rec.note = "single core, warm 1 MiB memcpy; bytes copied per second";
+    RunThroughputReps(
+        cfg,
+        [&](ThroughputFigures* out) {
+          out->msgs_per_s = MemcpyRep(cfg, size);
+          out->bytes_per_s = out->msgs_per_s * static_cast<double>(size);
+          return std::string();
+        },
+        "single core, warm 1 MiB memcpy; bytes copied per second", rec);
     emit(rec);
   }
 }

@@ -150,4 +150,64 @@ uint64_t RingCapacityFor(uint64_t size) noexcept {
   return std::bit_ceil(want);
 }
 
+void RunThroughputReps(const BenchConfig& cfg, const ThroughputRepFn& rep, const std::string& note,
+                       BenchRecord& rec) {
+  RepSet msgs, bytes;
+  for (int r = 0; r < cfg.reps; ++r) {
+    ThroughputFigures f;
+    std::string err = rep(&f);
+    if (!err.empty()) {
+      rec.error = std::move(err);
+      return;
+    }
+    msgs.Add(f.msgs_per_s);
+    bytes.Add(f.bytes_per_s);
+  }
+  rec.reps = cfg.reps;
+  PutMedianWithSpread(rec, "msgs_per_s", msgs, &BenchRecord::msgs_per_s);
+  PutMedianWithSpread(rec, "bytes_per_s", bytes, &BenchRecord::bytes_per_s);
+  rec.note = note;
+}
+
+void RunRttReps(const BenchConfig& cfg, const RttRepFn& rep, const std::string& note,
+                BenchRecord& rec) {
+  RepSet p50, p99, p999;
+  for (int r = 0; r < cfg.reps; ++r) {
+    std::vector<uint64_t> samples;
+    std::string err = rep(&samples);
+    if (err.empty() && samples.empty()) err = "no round trips measured";
+    if (!err.empty()) {
+      rec.error = std::move(err);
+      return;
+    }
+    const RttStats st = SummarizeRtt(std::move(samples));
+    p50.Add(st.p50);
+    p99.Add(st.p99);
+    p999.Add(st.p999);
+  }
+  rec.reps = cfg.reps;
+  PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
+  PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
+  PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
+  rec.note = note;
+}
+
+BenchRecord ThroughputRecord(const std::string& system, uint64_t size) {
+  BenchRecord rec;
+  rec.system = system;
+  rec.pattern = "throughput";
+  rec.size = size;
+  rec.producers = 1;
+  rec.consumers = 1;
+  return rec;
+}
+
+BenchRecord RttRecord(const std::string& system, uint64_t size) {
+  BenchRecord rec;
+  rec.system = system;
+  rec.pattern = "rtt";
+  rec.size = size;
+  return rec;
+}
+
 }  // namespace shmlink::bench

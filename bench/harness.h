@@ -86,6 +86,89 @@ inline bool RttDone(uint64_t now, uint64_t end, size_t samples) noexcept {
 // A ring capacity that holds messages of `size` with room to batch.
 uint64_t RingCapacityFor(uint64_t size) noexcept;
 
+// The measured window of a throughput receiver's loop. Construct it right after the start
+// barrier: the first WarmupNs(cfg) are warm-up; the window opens at the first clock check
+// after that and closes at the first check at least MeasureNs(cfg) later. The clock is read
+// only every `check_every` messages (cheap per message for small sizes). Per message:
+//   receive; if (window.measuring()) count it; if (window.Tick()) break;
+// then elapsed_ns() is the window's length (1 if it never closed).
+class ThroughputWindow {
+ public:
+  ThroughputWindow(const BenchConfig& cfg, uint32_t check_every) noexcept
+      : warm_end_(NowNs() + WarmupNs(cfg)), measure_(MeasureNs(cfg)), check_every_(check_every) {}
+
+  // True once the window is open: the current message counts.
+  bool measuring() const noexcept { return measuring_; }
+
+  // Call once per message after counting it; returns true when the window has closed.
+  bool Tick() noexcept {
+    if (++tick_ != check_every_) return false;
+    tick_ = 0;
+    const uint64_t now = NowNs();
+    if (!measuring_) {
+      if (now >= warm_end_) {
+        measuring_ = true;
+        start_ = now;
+      }
+      return false;
+    }
+    if (now - start_ >= measure_) {
+      elapsed_ns_ = now - start_;
+      return true;
+    }
+    return false;
+  }
+
+  uint64_t elapsed_ns() const noexcept { return elapsed_ns_; }
+
+ private:
+  const uint64_t warm_end_, measure_;
+  const uint32_t check_every_;
+  bool measuring_ = false;
+  uint64_t start_ = 0, elapsed_ns_ = 1;
+  uint32_t tick_ = 0;
+};
+
+// The round-trip loop of an RTT case's pinging side, started right after the start barrier:
+// WarmupNs(cfg) of unrecorded round trips, then round trips recorded into *samples until
+// RttDone. `round_trip(i)` (i = 0, 1, 2, ...) does one round trip and returns 0, or a
+// non-zero code that ends the loop and is returned. A sample is NowNs() right before the
+// call to NowNs() right after it.
+template <typename RoundTrip>
+int TimeRoundTrips(const BenchConfig& cfg, std::vector<uint64_t>* samples, RoundTrip&& round_trip) {
+  const uint64_t warm_end = NowNs() + WarmupNs(cfg);
+  const uint64_t end = warm_end + MeasureNs(cfg);
+  for (uint64_t i = 0;; ++i) {
+    const uint64_t t0 = NowNs();
+    if (RttDone(t0, end, samples->size())) return 0;
+    if (const int rc = round_trip(i); rc != 0) return rc;
+    const uint64_t t1 = NowNs();
+    if (t0 >= warm_end) samples->push_back(t1 - t0);
+  }
+}
+
+// One repetition of a throughput case: its figures, or a non-empty error.
+struct ThroughputFigures {
+  double msgs_per_s = 0, bytes_per_s = 0;
+};
+using ThroughputRepFn = std::function<std::string(ThroughputFigures* out)>;
+// One repetition of an RTT case: fills *samples (ns per round trip), or returns an error.
+using RttRepFn = std::function<std::string(std::vector<uint64_t>* samples)>;
+
+// Run `rep` up to cfg.reps times into `rec` (whose system, pattern, size etc. the caller
+// has set). At the first error, rec.error is set to it and nothing else changes. Otherwise
+// rec.reps, the medians with their spread (PutMedianWithSpread) and rec.note = note are set.
+// An RTT repetition that succeeds without samples is the error "no round trips measured".
+void RunThroughputReps(const BenchConfig& cfg, const ThroughputRepFn& rep, const std::string& note,
+                       BenchRecord& rec);
+void RunRttReps(const BenchConfig& cfg, const RttRepFn& rep, const std::string& note,
+                BenchRecord& rec);
+
+// A record of `system` for `pattern` and `size`; throughput records are one producer, one
+// consumer.
+BenchRecord ThroughputRecord(const std::string& system, uint64_t size);
+BenchRecord RttRecord(const std::string& system, uint64_t size);
+
 }  // namespace shmlink::bench
 
 #endif  // SHMLINK_BENCH_HARNESS_H_

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,16 +71,22 @@ const char* SysName(Sys s) {
   return "?";
 }
 
-// SHMLINK_MPMC_SYS=mpmc|mpmc-sleep|mutex and SHMLINK_MPMC_PROCS=1|2|4 restrict the run
-// (for experiments; unset: everything).
-bool Selected(Sys s, int procs) {
+// SHMLINK_MPMC_SYS=mpmc|mpmc-sleep|mutex (comma-separated list),
+// SHMLINK_MPMC_PROCS=1|2|4 and SHMLINK_MPMC_SIZE=<bytes> restrict the run (for
+// experiments; unset: everything).
+bool Selected(Sys s, int procs, uint64_t size) {
   if (const char* only = std::getenv("SHMLINK_MPMC_PROCS"); only && std::atoi(only) != procs) {
+    return false;
+  }
+  if (const char* only = std::getenv("SHMLINK_MPMC_SIZE");
+      only && std::strtoull(only, nullptr, 10) != size) {
     return false;
   }
   const char* sys = std::getenv("SHMLINK_MPMC_SYS");
   if (sys == nullptr) return true;
   const char* key = s == Sys::kMpmc ? "mpmc" : s == Sys::kMpmcSleep ? "mpmc-sleep" : "mutex";
-  return std::strcmp(sys, key) == 0;
+  const std::string list = std::string(",") + sys + ",";
+  return list.find(std::string(",") + key + ",") != std::string::npos;
 }
 
 // ------------------------------------------------------------ mutex-queue baseline
@@ -247,8 +254,13 @@ uint64_t Consumed(Control* c, int consumers) {
   return s;
 }
 
-// One repetition; returns msgs/s or a negative value on failure.
-double RunOnce(const BenchConfig& cfg, Case k) {
+struct Result {
+  double rate = -1;      // msgs/s, negative on failure
+  double cpu_share = 0;  // CPU seconds the workers used per second of the run
+};
+
+// One repetition.
+Result RunOnce(const BenchConfig& cfg, Case k) {
   static std::atomic<int> serial{0};
   std::optional<MpmcQueue> queue;
   size_t mq_bytes = 0;
@@ -256,15 +268,15 @@ double RunOnce(const BenchConfig& cfg, Case k) {
     k.name = "/shmlink-bench-mpmc-" + std::to_string(::getpid()) + "-" +
              std::to_string(serial.fetch_add(1));
     auto q = MpmcQueue::Create(k.name, SlotsFor(k.size), k.size);
-    if (!q) return -1;
+    if (!q) return Result{};
     queue.emplace(std::move(*q));
   } else {
     k.mq = CreateMutexQueue(SlotsFor(k.size), k.size, &mq_bytes);
-    if (k.mq == nullptr) return -1;
+    if (k.mq == nullptr) return Result{};
   }
   void* mem =
       ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) return -1;
+  if (mem == MAP_FAILED) return Result{};
   auto* c = new (mem) Control();
   std::vector<pid_t> kids;
   for (int i = 0; i < k.consumers + k.producers; ++i) {
@@ -285,6 +297,7 @@ double RunOnce(const BenchConfig& cfg, Case k) {
   // if this process is killed mid-run.
   if (queue) (void)queue->Unlink();
   double rate = -1;
+  const auto started = Clock::now();
   if (c->ready.load() == k.consumers + k.producers) {
     c->start.store(1, std::memory_order_release);
     const double warm = std::min(0.1, cfg.seconds_per_rep / 5);
@@ -297,11 +310,14 @@ double RunOnce(const BenchConfig& cfg, Case k) {
     rate = static_cast<double>(c1 - c0) / std::chrono::duration<double>(t1 - t0).count();
   }
   c->stop.store(1);
+  const double ran = std::chrono::duration<double>(Clock::now() - started).count();
   bool ok = true;
+  double cpu = 0;
   for (pid_t pid : kids) {
     int status = 0;
+    rusage ru{};
     const auto end = Clock::now() + 10s;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
+    while (::wait4(pid, &status, WNOHANG, &ru) == 0) {
       if (Clock::now() > end) {
         ::kill(pid, SIGKILL);
         ::waitpid(pid, &status, 0);
@@ -310,10 +326,13 @@ double RunOnce(const BenchConfig& cfg, Case k) {
       std::this_thread::sleep_for(1ms);
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ok = false;
+    cpu += static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
   }
   ::munmap(mem, sizeof(Control));
   if (k.mq != nullptr) ::munmap(k.mq, mq_bytes);
-  return ok ? rate : -1;
+  // Includes the workers' wind-down after `stop` (< 10 ms each): roughly CPUs used.
+  return Result{ok ? rate : -1, ran > 0 ? cpu / ran : 0};
 }
 
 }  // namespace
@@ -326,7 +345,7 @@ void RunMpmcCases(const BenchConfig& cfg, const Emit& emit) {
     if (size < 8 || size > kMaxMpmcSize) continue;  // each message carries an 8-byte seq
     for (int procs : {1, 2, 4}) {
       for (Sys sys : {Sys::kMpmc, Sys::kMpmcSleep, Sys::kMutex}) {
-        if (!Selected(sys, procs)) continue;
+        if (!Selected(sys, procs, size)) continue;
         const bool mpmc = sys != Sys::kMutex;
         Case k;
         k.mpmc = mpmc;
@@ -342,14 +361,15 @@ void RunMpmcCases(const BenchConfig& cfg, const Emit& emit) {
         r.size = size;
         r.producers = procs;
         r.consumers = procs;
-        std::vector<double> rates;
+        std::vector<double> rates, cpus;
         for (int i = 0; i < reps; ++i) {
-          const double rate = RunOnce(run, k);
-          if (rate <= 0) {
+          const Result res = RunOnce(run, k);
+          if (res.rate <= 0) {
             r.error = "a run failed (worker error or no progress)";
             break;
           }
-          rates.push_back(rate);
+          rates.push_back(res.rate);
+          cpus.push_back(res.cpu_share);
         }
         if (r.error.empty()) {
           const double med = Median(rates);
@@ -358,6 +378,9 @@ void RunMpmcCases(const BenchConfig& cfg, const Emit& emit) {
           r.reps = reps;
           r.extra["msgs_per_s_min"] = *std::min_element(rates.begin(), rates.end());
           r.extra["msgs_per_s_max"] = *std::max_element(rates.begin(), rates.end());
+          // CPUs the workers got (of 2 on the bench VM): a loaded machine's scheduler
+          // decides the result as much as the queue does.
+          r.extra["worker_cpus"] = Median(cpus);
           r.note = "processes; producers on cpu " + std::to_string(cfg.cpu_a) +
                    ", consumers on cpu " + std::to_string(cfg.cpu_b) + "; " +
                    std::to_string(SlotsFor(size)) + " slots; copying push/pop" +

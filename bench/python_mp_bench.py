@@ -74,13 +74,19 @@ def make_channel(kind, rtt, size, tmpdir):
     raise ValueError(kind)
 
 
-def side_a(rtt, size, reps, warm, secs, setup, ctl, res, cpu):
+def arrive(setup, ctl, cpu):
+    """Pins this side, builds its end of the channel, waits until the other side has too."""
     pin(cpu)
     send, recv = setup()
     with ctl["ready"].get_lock():
         ctl["ready"].value += 1
     while ctl["ready"].value < 2:
         pass
+    return send, recv
+
+
+def side_a(rtt, size, reps, warm, secs, setup, ctl, res, cpu):
+    send, recv = arrive(setup, ctl, cpu)
     body = bytes(size - 8)
     figs = []
     try:
@@ -139,12 +145,7 @@ def side_a(rtt, size, reps, warm, secs, setup, ctl, res, cpu):
 
 
 def side_b(rtt, size, reps, setup, ctl, cpu):
-    pin(cpu)
-    send, recv = setup()
-    with ctl["ready"].get_lock():
-        ctl["ready"].value += 1
-    while ctl["ready"].value < 2:
-        pass
+    send, recv = arrive(setup, ctl, cpu)
     body = bytes(size - 8)
     pack = TAG.pack
     if not rtt:

@@ -57,7 +57,7 @@ struct Fds {
   }
 };
 
-std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, double* msgs_per_s) {
+std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, ThroughputFigures* out) {
   Fds s;
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s.fd) != 0) return "socketpair failed";
   uint64_t count = 0, window_ns = 1;
@@ -68,29 +68,13 @@ std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, double* msgs_pe
         s.fd[1] = -1;
         std::vector<std::byte> buf(size);
         sync.ArriveAndWait();
-        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
-        const uint64_t measure = MeasureNs(cfg);
-        bool measuring = false;
-        uint64_t start = 0;
-        uint32_t tick = 0;
-        const uint32_t check_every = size >= 4096 ? 1 : 64;
+        ThroughputWindow window(cfg, size >= 4096 ? 1 : 64);
         for (;;) {
           if (ReadAll(s.fd[0], buf.data(), size) != static_cast<ssize_t>(size)) return 3;
-          if (measuring) ++count;
-          if (++tick == check_every) {
-            tick = 0;
-            const uint64_t now = NowNs();
-            if (!measuring) {
-              if (now >= warm_end) {
-                measuring = true;
-                start = now;
-              }
-            } else if (now - start >= measure) {
-              window_ns = now - start;
-              break;
-            }
-          }
+          if (window.measuring()) ++count;
+          if (window.Tick()) break;
         }
+        window_ns = window.elapsed_ns();
         sync.RequestStop();
         while (ReadAll(s.fd[0], buf.data(), size) > 0) {
         }
@@ -109,7 +93,8 @@ std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, double* msgs_pe
       });
   if (!err.empty()) return err;
   if (count == 0) return "no messages in the measured window";
-  *msgs_per_s = static_cast<double>(count) * 1e9 / static_cast<double>(window_ns);
+  out->msgs_per_s = static_cast<double>(count) * 1e9 / static_cast<double>(window_ns);
+  out->bytes_per_s = out->msgs_per_s * static_cast<double>(size);
   return "";
 }
 
@@ -124,16 +109,12 @@ std::string RttRep(const BenchConfig& cfg, uint64_t size, std::vector<uint64_t>*
         std::vector<std::byte> src = PatternBuffer(size), buf(size);
         samples->reserve(1 << 18);
         sync.ArriveAndWait();
-        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
-        const uint64_t end = warm_end + MeasureNs(cfg);
-        for (;;) {
-          const uint64_t t0 = NowNs();
-          if (RttDone(t0, end, samples->size())) break;
+        const int rc = TimeRoundTrips(cfg, samples, [&](uint64_t) {
           if (!WriteAll(s.fd[0], src.data(), size)) return 3;
           if (ReadAll(s.fd[0], buf.data(), size) != static_cast<ssize_t>(size)) return 4;
-          const uint64_t t1 = NowNs();
-          if (t0 >= warm_end) samples->push_back(t1 - t0);
-        }
+          return 0;
+        });
+        if (rc != 0) return rc;
         ::shutdown(s.fd[0], SHUT_WR);
         return 0;
       },
@@ -155,48 +136,16 @@ std::string RttRep(const BenchConfig& cfg, uint64_t size, std::vector<uint64_t>*
 
 void RunSocketpairCases(const BenchConfig& cfg, const Emit& emit) {
   for (uint64_t size : cfg.sizes) {
-    BenchRecord rec;
-    rec.system = "unix-socketpair";
-    rec.pattern = "throughput";
-    rec.size = size;
-    rec.producers = 1;
-    rec.consumers = 1;
-    RepSet msgs, bytes;
-    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
-      double m = 0;
-      rec.error = ThroughputRep(cfg, size, &m);
-      msgs.Add(m);
-      bytes.Add(m * static_cast<double>(size));
-    }
-    if (rec.error.empty()) {
-      rec.reps = cfg.reps;
-      PutMedianWithSpread(rec, "msgs_per_s", msgs, &BenchRecord::msgs_per_s);
-      PutMedianWithSpread(rec, "bytes_per_s", bytes, &BenchRecord::bytes_per_s);
-      rec.note = "SOCK_STREAM, one write() per message, reader read()s exactly size bytes";
-    }
+    BenchRecord rec = ThroughputRecord("unix-socketpair", size);
+    RunThroughputReps(
+        cfg, [&](ThroughputFigures* out) { return ThroughputRep(cfg, size, out); },
+        "SOCK_STREAM, one write() per message, reader read()s exactly size bytes", rec);
     emit(rec);
   }
   for (uint64_t size : cfg.sizes) {
-    BenchRecord rec;
-    rec.system = "unix-socketpair";
-    rec.pattern = "rtt";
-    rec.size = size;
-    RepSet p50, p99, p999;
-    for (int r = 0; r < cfg.reps && rec.error.empty(); ++r) {
-      std::vector<uint64_t> samples;
-      rec.error = RttRep(cfg, size, &samples);
-      if (rec.error.empty() && samples.empty()) rec.error = "no round trips measured";
-      const RttStats st = SummarizeRtt(std::move(samples));
-      p50.Add(st.p50);
-      p99.Add(st.p99);
-      p999.Add(st.p999);
-    }
-    if (rec.error.empty()) {
-      rec.reps = cfg.reps;
-      PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
-      PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
-      PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
-    }
+    BenchRecord rec = RttRecord("unix-socketpair", size);
+    RunRttReps(
+        cfg, [&](std::vector<uint64_t>* samples) { return RttRep(cfg, size, samples); }, "", rec);
     emit(rec);
   }
 }

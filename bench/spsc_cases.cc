@@ -46,13 +46,9 @@ Expected<std::span<const std::byte>> NextMessage(SpscConsumer& rx, const WaitOpt
   return rx.peek(opts);
 }
 
-struct Tput {
-  double msgs_per_s = 0, bytes_per_s = 0;
-};
-
 // One repetition of the throughput case. Returns "" or an error.
 std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, const WaitOptions& opts,
-                          Tput* out) {
+                          ThroughputFigures* out) {
   const std::string name = UniqueName("tput");
   auto ring = SpscRing::Create(name, RingCapacityFor(size));
   if (!ring) return "create: " + ring.error().message();
@@ -65,17 +61,13 @@ std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, const WaitOptio
         auto rx = ring->Consumer();
         if (!rx) return 2;
         sync.ArriveAndWait();
-        const uint64_t warm_end = NowNs() + WarmupNs(cfg);
-        const uint64_t measure = MeasureNs(cfg);
-        const uint32_t check_every = size >= 4096 ? 1 : 256;
-        bool measuring = false;
-        uint64_t start = 0;
-        uint32_t held = 0, tick = 0;
+        ThroughputWindow window(cfg, size >= 4096 ? 1 : 256);
+        uint32_t held = 0;
         for (;;) {
           auto m = NextMessage(*rx, opts);
           if (!m) return 3;
           sink += TouchBytes(m->data(), m->size());
-          if (measuring) {
+          if (window.measuring()) {
             ++count;
             bytes += m->size();
           }
@@ -85,20 +77,9 @@ std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, const WaitOptio
           } else if (!rx->advance()) {
             return 4;
           }
-          if (++tick == check_every) {
-            tick = 0;
-            const uint64_t now = NowNs();
-            if (!measuring) {
-              if (now >= warm_end) {
-                measuring = true;
-                start = now;
-              }
-            } else if (now - start >= measure) {
-              window_ns = now - start;
-              break;
-            }
-          }
+          if (window.Tick()) break;
         }
+        window_ns = window.elapsed_ns();
         sync.RequestStop();
         for (;;) {  // drain until the producer's end-of-stream
           auto m = NextMessage(*rx, opts);
@@ -150,12 +131,7 @@ std::string RttRep(const BenchConfig& cfg, uint64_t size, const WaitOptions& opt
         const std::vector<std::byte> src = PatternBuffer(size);
         samples->reserve(1 << 20);
         sync.ArriveAndWait();
-        const uint64_t t_begin = NowNs();
-        const uint64_t warm_end = t_begin + WarmupNs(cfg);
-        const uint64_t end = warm_end + MeasureNs(cfg);
-        for (uint64_t seq = 0;; ++seq) {
-          const uint64_t t0 = NowNs();
-          if (RttDone(t0, end, samples->size())) break;
+        const int rc = TimeRoundTrips(cfg, samples, [&](uint64_t seq) {
           auto buf = tx->reserve(size, opts);
           if (!buf) return 3;
           std::memcpy(buf->data(), src.data(), size);
@@ -166,10 +142,9 @@ std::string RttRep(const BenchConfig& cfg, uint64_t size, const WaitOptions& opt
           uint64_t echoed = seq;
           if (size >= 8) std::memcpy(&echoed, m->data(), 8);
           rx->release();
-          const uint64_t t1 = NowNs();
-          if (echoed != seq) return 5;
-          if (t0 >= warm_end) samples->push_back(t1 - t0);
-        }
+          return echoed != seq ? 5 : 0;
+        });
+        if (rc != 0) return rc;
         tx->close();
         return 0;
       },
@@ -192,57 +167,26 @@ std::string RttRep(const BenchConfig& cfg, uint64_t size, const WaitOptions& opt
 
 void ThroughputCase(const BenchConfig& cfg, const Emit& emit, const std::string& system,
                     uint64_t size, const WaitOptions& opts) {
-  BenchRecord rec;
-  rec.system = system;
-  rec.pattern = "throughput";
-  rec.size = size;
-  rec.producers = 1;
-  rec.consumers = 1;
-  RepSet msgs, bytes;
-  for (int r = 0; r < cfg.reps; ++r) {
-    Tput t;
-    std::string err = ThroughputRep(cfg, size, opts, &t);
-    if (!err.empty()) {
-      rec.error = err;
-      emit(rec);
-      return;
-    }
-    msgs.Add(t.msgs_per_s);
-    bytes.Add(t.bytes_per_s);
-  }
-  rec.reps = cfg.reps;
-  PutMedianWithSpread(rec, "msgs_per_s", msgs, &BenchRecord::msgs_per_s);
-  PutMedianWithSpread(rec, "bytes_per_s", bytes, &BenchRecord::bytes_per_s);
-  rec.note = "batch " + std::to_string(BatchFor(size)) +
-             "; producer memcpy into reserved span, consumer sums payload in place";
+  BenchRecord rec = ThroughputRecord(system, size);
+  RunThroughputReps(
+      cfg, [&](ThroughputFigures* out) { return ThroughputRep(cfg, size, opts, out); },
+      "batch " + std::to_string(BatchFor(size)) +
+          "; producer memcpy into reserved span, consumer sums payload in place",
+      rec);
   emit(rec);
 }
 
 void RttCase(const BenchConfig& cfg, const Emit& emit, const std::string& system, uint64_t size,
              const WaitOptions& opts) {
-  BenchRecord rec;
-  rec.system = system;
-  rec.pattern = "rtt";
-  rec.size = size;
-  RepSet p50, p99, p999;
-  for (int r = 0; r < cfg.reps; ++r) {
-    std::vector<uint64_t> samples;
-    std::string err = RttRep(cfg, size, opts, &samples);
-    if (err.empty() && samples.empty()) err = "no round trips in the measured window";
-    if (!err.empty()) {
-      rec.error = err;
-      emit(rec);
-      return;
-    }
-    const RttStats s = SummarizeRtt(std::move(samples));
-    p50.Add(s.p50);
-    p99.Add(s.p99);
-    p999.Add(s.p999);
-  }
-  rec.reps = cfg.reps;
-  PutMedianWithSpread(rec, "p50_ns", p50, &BenchRecord::p50_ns);
-  PutMedianWithSpread(rec, "p99_ns", p99, &BenchRecord::p99_ns);
-  PutMedianWithSpread(rec, "p999_ns", p999, &BenchRecord::p999_ns);
+  BenchRecord rec = RttRecord(system, size);
+  RunRttReps(
+      cfg,
+      [&](std::vector<uint64_t>* samples) {
+        std::string err = RttRep(cfg, size, opts, samples);
+        if (err.empty() && samples->empty()) err = "no round trips in the measured window";
+        return err;
+      },
+      "", rec);
   emit(rec);
 }
 

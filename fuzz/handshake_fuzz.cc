@@ -47,9 +47,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const Bytes& last = out.back();
       std::string_view prefix = kChallengePrefix;
       if (last.size() > prefix.size()) {
-        auto r = CreateResponse(std::span<const std::byte>(
-                                    reinterpret_cast<const std::byte*>("fuzz key"), 8),
-                                std::span<const std::byte>(last).subspan(prefix.size()));
+        auto r = CreateResponse(
+            std::span<const std::byte>(reinterpret_cast<const std::byte*>("fuzz key"), 8),
+            std::span<const std::byte>(last).subspan(prefix.size()));
         if (r) frame = *r;
       }
     } else {

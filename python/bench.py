@@ -11,12 +11,16 @@ time from the first to the last receive, median of --reps runs. Systems (names f
   python-shmlink-queue   shmlink.Queue put/get (default slots; 1 MiB spills to a segment)
   python-shmlink-queue:bigslots  the same with slot_size > message (no spill)
   python-shmlink-pipe    shmlink.Pipe send_bytes/recv_bytes
+  python-shmlink-pipe:view  the same, received in place (`with conn.recv_view()`: no copy)
   python-shmlink-ring    shmlink.Ring send_bytes/recv_bytes
   python-mp-queue        multiprocessing.Queue put/get
   python-mp-pipe         multiprocessing.Pipe send_bytes/recv_bytes
   python-mp-listener     multiprocessing.connection Listener/Client (Unix socket)
 
---json prints JSON Lines (one record per system and size); otherwise a table. --quick is
+Round trips (pattern "rtt", 64 B): python-shmlink-pipe (default wait: spin 50 us, then
+sleep), python-shmlink-pipe:sleep (shmlink.set_spin(0): sleep at once) and python-mp-pipe,
+ping-pong with a child that echoes. --json prints JSON Lines (one record per system, size and pattern);
+otherwise a table. --quick is
 a smoke run (< 1 min). Figures depend heavily on machine load: run alone for real numbers.
 """
 import argparse
@@ -60,50 +64,61 @@ def _produce(send, payload, n):
         send(payload)
 
 
-def run_shmlink_queue(size, n, slot_size=None):
-    q = shmlink.Queue(1024, slot_size=slot_size or shmlink.queues.DEFAULT_SLOT_SIZE,
-                      slots=1024 if size < 65536 else 16)
+def _queue_case(q, size, n):
     payload = os.urandom(size)
     p = CTX.Process(target=_produce, args=(q.put, payload, n))
     p.start()
     dt = _timed_receive(q.get, n)
     p.join()
+    return dt
+
+
+def run_shmlink_queue(size, n, slot_size=None):
+    q = shmlink.Queue(1024, slot_size=slot_size or shmlink.queues.DEFAULT_SLOT_SIZE,
+                      slots=1024 if size < 65536 else 16)
+    dt = _queue_case(q, size, n)
     q.unlink()
     return dt
 
 
 def run_mp_queue(size, n):
-    q = CTX.Queue(1024)
+    return _queue_case(CTX.Queue(1024), size, n)
+
+
+def _pipe_case(make_pipe, receiver, size, n):
+    # receiver(read_end) -> the function _timed_receive calls once per message.
+    r, w = make_pipe(duplex=False)
     payload = os.urandom(size)
-    p = CTX.Process(target=_produce, args=(q.put, payload, n))
+    p = CTX.Process(target=_produce, args=(w.send_bytes, payload, n))
     p.start()
-    dt = _timed_receive(q.get, n)
+    w.close()
+    dt = _timed_receive(receiver(r), n)
     p.join()
+    r.close()
     return dt
+
+
+def _bytes_recv(conn):
+    return conn.recv_bytes
+
+
+def _view_recv(conn):
+    def recv():
+        with conn.recv_view():
+            pass
+    return recv
 
 
 def run_shmlink_pipe(size, n):
-    r, w = shmlink.Pipe(duplex=False)
-    payload = os.urandom(size)
-    p = CTX.Process(target=_produce, args=(w.send_bytes, payload, n))
-    p.start()
-    w.close()
-    dt = _timed_receive(r.recv_bytes, n)
-    p.join()
-    r.close()
-    return dt
+    return _pipe_case(shmlink.Pipe, _bytes_recv, size, n)
+
+
+def run_shmlink_pipe_view(size, n):
+    return _pipe_case(shmlink.Pipe, _view_recv, size, n)
 
 
 def run_mp_pipe(size, n):
-    r, w = CTX.Pipe(duplex=False)
-    payload = os.urandom(size)
-    p = CTX.Process(target=_produce, args=(w.send_bytes, payload, n))
-    p.start()
-    w.close()
-    dt = _timed_receive(r.recv_bytes, n)
-    p.join()
-    r.close()
-    return dt
+    return _pipe_case(CTX.Pipe, _bytes_recv, size, n)
 
 
 def _ring_producer(name, payload, n):
@@ -116,7 +131,7 @@ def run_shmlink_ring(size, n):
     cap = 1 << 20
     while cap // 2 - 8 < size * 2:
         cap <<= 1
-    name = "/shmlink-bench-%d" % os.getpid()
+    name = "/shmlink-bench-%d-%s" % (os.getpid(), os.urandom(4).hex())
     ring = shmlink.Ring.create(name, cap)
     payload = os.urandom(size)
     p = CTX.Process(target=_ring_producer, args=(name, payload, n))
@@ -149,10 +164,65 @@ def run_mp_listener(size, n):
     return dt
 
 
+# -- round trip (ping-pong of one message) -------------------------------------------------
+def _echo(conn, n):
+    for _ in range(n):
+        conn.send_bytes(conn.recv_bytes())
+
+
+def _rtt(a, p, size, n):
+    payload = os.urandom(size)
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        a.send_bytes(payload)
+        a.recv_bytes()
+        if i >= n // 10:  # warm-up excluded
+            samples.append(time.perf_counter_ns() - t0)
+    p.join()
+    samples.sort()
+    return samples
+
+
+def rtt_pipe(factory, size, n):
+    a, b = factory()
+    p = CTX.Process(target=_echo, args=(b, n))
+    p.start()
+    try:
+        return _rtt(a, p, size, n)
+    finally:
+        a.close()
+        b.close()
+
+
+def rtt_pipe_sleep(size, n):
+    shmlink.set_spin(0)  # the forked echo child inherits it
+    try:
+        return rtt_pipe(shmlink.Pipe, size, n)
+    finally:
+        shmlink.set_spin(50e-6)
+
+
+RTT_SYSTEMS = [
+    ("python-shmlink-pipe", lambda s, n: rtt_pipe(shmlink.Pipe, s, n)),
+    ("python-shmlink-pipe:sleep", rtt_pipe_sleep),
+    ("python-mp-pipe", lambda s, n: rtt_pipe(CTX.Pipe, s, n)),
+]
+
+
+def measure_rtt(system, fn, size, n):
+    s = fn(size, n)
+    pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]  # noqa: E731
+    return {"system": system, "pattern": "rtt", "size": size, "p50_ns": pick(0.5),
+            "p99_ns": pick(0.99), "p999_ns": pick(0.999), "reps": len(s),
+            "note": "ping-pong with a child process echoing, %d round trips" % len(s)}
+
+
 SYSTEMS = [
     ("python-shmlink-queue", run_shmlink_queue),
     ("python-shmlink-queue:bigslots", None),
     ("python-shmlink-pipe", run_shmlink_pipe),
+    ("python-shmlink-pipe:view", run_shmlink_pipe_view),
     ("python-shmlink-ring", run_shmlink_ring),
     ("python-mp-queue", run_mp_queue),
     ("python-mp-pipe", run_mp_pipe),
@@ -189,6 +259,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=None,
                     help="target duration of one repetition of the slowest system")
     ap.add_argument("--systems", default=None, help="comma-separated subset")
+    ap.add_argument("--no-rtt", action="store_true", help="skip the 64 B round-trip records")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     reps = args.reps or (1 if args.quick else 3)
@@ -216,6 +287,22 @@ def main():
                 else:
                     print("%-32s %8d  %12.0f msg/s  %10.1f MB/s" % (
                         system, size, rec["msgs_per_s"], rec["bytes_per_s"] / 1e6), flush=True)
+    if not args.no_rtt:
+        for system, fn in RTT_SYSTEMS:
+            if wanted and system not in wanted:
+                continue
+            try:
+                rec = measure_rtt(system, fn, 64, 2000 if args.quick else 20000)
+            except Exception as e:
+                rec = {"system": system, "pattern": "rtt", "size": 64,
+                       "error": "%s: %s" % (type(e).__name__, e)}
+            if args.json:
+                print(json.dumps(rec), flush=True)
+            elif "error" in rec:
+                print("%-32s %8d  rtt error: %s" % (system, 64, rec["error"]), flush=True)
+            else:
+                print("%-32s %8d  rtt p50 %8.1f us  p99 %8.1f us" % (
+                    system, 64, rec["p50_ns"] / 1e3, rec["p99_ns"] / 1e3), flush=True)
     if not args.json:
         by = {(r["system"], r["size"]): r for r in records if "error" not in r}
         for size in sizes:

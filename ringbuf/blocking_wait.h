@@ -84,8 +84,8 @@ auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>
   // Phase 2: sleep on the event count, waking at least every liveness_check.
   for (;;) {
     event.waiters.fetch_add(1, std::memory_order_seq_cst);  // SYNC(event-count): announce
-    const uint32_t seq = event.PrepareWait();  // SYNC(event-count): arm
-    r = try_fn();  // re-check after announcing
+    const uint32_t seq = event.PrepareWait();               // SYNC(event-count): arm
+    r = try_fn();                                           // re-check after announcing
     if (r || !WouldBlock(r.error())) {
       event.waiters.fetch_sub(1, std::memory_order_seq_cst);
       return r;

@@ -14,25 +14,25 @@ namespace shmlink {
 
 enum class RingErrc : int {
   // 0 is reserved for "no error" by std::error_code.
-  kInvalidName = 1,    // Shm name malformed (no leading '/', too long, bad char). No retry.
-  kInvalidArgument,    // A size/capacity/option outside its documented range. No retry.
-  kTruncated,          // Segment smaller than its header says (or than a header). No retry.
-  kBadMagic,           // Not a shmlink segment. No retry.
-  kBadVersion,         // shmlink segment of another layout version. No retry.
-  kWrongKind,          // shmlink segment of another kind (e.g. SPSC opened as MPMC). No retry.
-  kBadChecksum,        // Header bytes corrupted. No retry.
-  kBadGeometry,        // Header fields inconsistent (offsets, capacity, sizes). No retry.
-  kNotReady,           // Creator has not finished initialising. Retry helps.
-  kWouldBlock,         // try_ call: ring full (writer) or empty (reader). Retry helps.
-  kTimedOut,           // Blocking call reached its timeout. Retry helps.
-  kClosed,             // Writer marked end-of-stream and everything was drained. No retry.
-  kTooLarge,           // Message larger than the ring's max_message_size(). No retry.
-  kCorrupt,            // Ring indices/records inconsistent: the peer or memory is broken.
-                       // The ring must be abandoned. No retry.
-  kRoleTaken,          // The producer/consumer role is held by another live process.
-                       // Retry after it detaches.
-  kBadState,           // Call not valid now (e.g. release() with nothing peeked). No retry.
-  kPeerDead,           // The process on the other side died. No retry.
+  kInvalidName = 1,  // Shm name malformed (no leading '/', too long, bad char). No retry.
+  kInvalidArgument,  // A size/capacity/option outside its documented range. No retry.
+  kTruncated,        // Segment smaller than its header says (or than a header). No retry.
+  kBadMagic,         // Not a shmlink segment. No retry.
+  kBadVersion,       // shmlink segment of another layout version. No retry.
+  kWrongKind,        // shmlink segment of another kind (e.g. SPSC opened as MPMC). No retry.
+  kBadChecksum,      // Header bytes corrupted. No retry.
+  kBadGeometry,      // Header fields inconsistent (offsets, capacity, sizes). No retry.
+  kNotReady,         // Creator has not finished initialising. Retry helps.
+  kWouldBlock,       // try_ call: ring full (writer) or empty (reader). Retry helps.
+  kTimedOut,         // Blocking call reached its timeout. Retry helps.
+  kClosed,           // Writer marked end-of-stream and everything was drained. No retry.
+  kTooLarge,         // Message larger than the ring's max_message_size(). No retry.
+  kCorrupt,          // Ring indices/records inconsistent: the peer or memory is broken.
+                     // The ring must be abandoned. No retry.
+  kRoleTaken,        // The producer/consumer role is held by another live process.
+                     // Retry after it detaches.
+  kBadState,         // Call not valid now (e.g. release() with nothing peeked). No retry.
+  kPeerDead,         // The process on the other side died. No retry.
 };
 
 const std::error_category& RingCategory() noexcept;

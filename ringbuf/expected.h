@@ -37,8 +37,8 @@ class [[nodiscard]] Expected {
  public:
   using value_type = T;
 
-  Expected(const T& v) : storage_(std::in_place_index<0>, v) {}       // NOLINT
-  Expected(T&& v) : storage_(std::in_place_index<0>, std::move(v)) {}  // NOLINT
+  Expected(const T& v) : storage_(std::in_place_index<0>, v) {}                   // NOLINT
+  Expected(T&& v) : storage_(std::in_place_index<0>, std::move(v)) {}             // NOLINT
   Expected(Unexpected u) noexcept : storage_(std::in_place_index<1>, u.error) {}  // NOLINT
   // Any error enum registered with std::is_error_code_enum converts implicitly.
   template <typename E, typename = std::enable_if_t<std::is_error_code_enum_v<E>>>

@@ -103,7 +103,14 @@ bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept {
   MpmcRegistryEntry& e = v.registry[idx];
   // SYNC(owner): acquire; pairs with the release of the entry by its previous holder.
   uint64_t owner = e.owner.load(std::memory_order_acquire);
-  if (owner == 0 || IsAlivePacked(owner)) return false;
+  if (owner == 0) return false;
+  // A SIGKILLed process counts as soon as the signal is pending (kDying), not only once it
+  // is a zombie: until then it may wait long for a CPU, or tear down its address space, and
+  // survivors that took it for alive would not redeliver the message it held (they could
+  // even finish, leaving it orphaned with nobody to adopt it).
+  const Liveness liveness = LivenessOfPacked(owner);
+  if (liveness == Liveness::kAlive) return false;
+  const uint64_t dead_owner = owner;
   const uint64_t me = SelfIdentity().Pack();
   // Take the entry over so that neither a new handle nor another recoverer uses the index
   // while we scan. If we die meanwhile, the entry names us (dead) and is recovered again:
@@ -140,9 +147,18 @@ bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept {
       }
     }
   }
-  e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release below
-  // SYNC(owner): release; pairs with the acq_rel CAS of the next holder.
-  e.owner.store(0, std::memory_order_release);
+  if (liveness == Liveness::kDying) {
+    // It may still execute a few instructions, e.g. a claim CAS with its index after our
+    // scan passed that slot. Hand the entry back instead of freeing it: the index is not
+    // reused, and the next pass scans again (every step is an idempotent CAS) and frees it
+    // once the owner is kDead.
+    // SYNC(owner): release; pairs with the acquire load of the next recoverer.
+    e.owner.store(dead_owner, std::memory_order_release);
+  } else {
+    e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release below
+    // SYNC(owner): release; pairs with the acq_rel CAS of the next holder.
+    e.owner.store(0, std::memory_order_release);
+  }
   c->not_empty.NotifyAll();
   c->not_full.NotifyAll();
   return true;

@@ -29,6 +29,9 @@
 //  * Every claim writes the claimant's registry index into the slot stamp in the same CAS
 //    that claims it. The registry entry holds the handle owner's pid + start time, so a
 //    dead owner (exited, killed, zombie, or pid reused) is recognised without any window.
+//    A SIGKILLed owner counts as dead as soon as the signal is pending, before it has run
+//    or finished exiting (LivenessOf, process_identity.h); its registry entry is freed only
+//    once it is really gone.
 //  * Dead participants are detected by the survivors' slow paths: a consumer that finds the
 //    queue empty and a producer that finds it full check every registered owner's liveness
 //    at most once per `recovery_interval` (default 10 ms; blocking waits wake at least every

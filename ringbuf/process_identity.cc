@@ -10,31 +10,58 @@
 
 namespace shmlink {
 
-ProcessIdentity IdentityOf(pid_t pid) noexcept {
+namespace {
+
+// The fields of /proc/<pid>/stat that liveness needs. ok == false: no such process (or an
+// unreadable line).
+struct StatFields {
+  bool ok = false;
+  char state = 0;            // field 3
+  uint64_t flags = 0;        // field 9 (PF_*)
+  uint64_t start_ticks = 0;  // field 22
+  uint64_t sig_pending = 0;  // field 31 (the main thread's pending signals)
+};
+
+StatFields ReadStat(pid_t pid) noexcept {
+  StatFields f;
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {static_cast<uint32_t>(pid), 0};
+  if (fd < 0) return f;
   char buf[1024];
   ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
   ::close(fd);
-  if (n <= 0) return {static_cast<uint32_t>(pid), 0};
+  if (n <= 0) return f;
   buf[n] = '\0';
   // "pid (comm) S ppid ...": comm may contain spaces and ')', so scan from the last ')'.
   char* p = std::strrchr(buf, ')');
-  if (p == nullptr || p[1] != ' ') return {static_cast<uint32_t>(pid), 0};
+  if (p == nullptr || p[1] != ' ') return f;
   p += 2;
-  const char state = *p;
-  if (state == 'Z' || state == 'X' || state == 'x') return {static_cast<uint32_t>(pid), 0};
-  // After the state (field 3), start time is field 22: skip 19 more fields.
-  for (int field = 3; field < 22; ++field) {
+  f.state = *p;
+  for (int field = 3; field < 31; ++field) {
     p = std::strchr(p, ' ');
-    if (p == nullptr) return {static_cast<uint32_t>(pid), 0};
+    if (p == nullptr) return f;
     ++p;
+    if (field + 1 == 9) f.flags = std::strtoull(p, nullptr, 10);
+    if (field + 1 == 22) f.start_ticks = std::strtoull(p, nullptr, 10);
+    if (field + 1 == 31) f.sig_pending = std::strtoull(p, nullptr, 10);
   }
-  uint64_t ticks = std::strtoull(p, nullptr, 10);
+  f.ok = true;
+  return f;
+}
+
+constexpr uint64_t kPfExiting = 0x4;                // PF_EXITING (include/linux/sched.h)
+constexpr uint64_t kSigKillBit = uint64_t{1} << 8;  // SIGKILL (9) in a pending-signal mask
+
+bool ZombieState(char state) { return state == 'Z' || state == 'X' || state == 'x'; }
+
+}  // namespace
+
+ProcessIdentity IdentityOf(pid_t pid) noexcept {
+  const StatFields f = ReadStat(pid);
+  if (!f.ok || ZombieState(f.state)) return {static_cast<uint32_t>(pid), 0};
   // A process started at tick 0 would look dead; that is only the idle task.
-  return {static_cast<uint32_t>(pid), ticks == 0 ? 1 : ticks};
+  return {static_cast<uint32_t>(pid), f.start_ticks == 0 ? 1 : f.start_ticks};
 }
 
 ProcessIdentity SelfIdentity() noexcept {
@@ -56,6 +83,18 @@ bool IsAlive(ProcessIdentity id) noexcept {
   // Compare only the bits that survive packing.
   constexpr uint64_t kMask = (uint64_t{1} << (64 - ProcessIdentity::kPidBits)) - 1;
   return (current.start_ticks & kMask) == (id.start_ticks & kMask);
+}
+
+Liveness LivenessOf(ProcessIdentity id) noexcept {
+  if (id.pid == 0) return Liveness::kDead;
+  const StatFields f = ReadStat(static_cast<pid_t>(id.pid));
+  if (!f.ok || ZombieState(f.state)) return Liveness::kDead;
+  constexpr uint64_t kMask = (uint64_t{1} << (64 - ProcessIdentity::kPidBits)) - 1;
+  const uint64_t ticks = f.start_ticks == 0 ? 1 : f.start_ticks;
+  if ((ticks & kMask) != (id.start_ticks & kMask)) return Liveness::kDead;  // pid reused
+  if (f.flags & kPfExiting) return Liveness::kDead;
+  if (f.sig_pending & kSigKillBit) return Liveness::kDying;
+  return Liveness::kAlive;
 }
 
 Expected<uint64_t> ClaimOwnerWord(std::atomic<uint64_t>& word) noexcept {

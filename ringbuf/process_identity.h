@@ -43,8 +43,22 @@ ProcessIdentity IdentityOf(pid_t pid) noexcept;
 // True if the process `id` names is still running: same pid, same start time, not a
 // zombie. Costs one read of /proc/<pid>/stat: call it on slow paths only.
 bool IsAlive(ProcessIdentity id) noexcept;
-inline bool IsAlivePacked(uint64_t word) noexcept {
-  return IsAlive(ProcessIdentity::Unpack(word));
+inline bool IsAlivePacked(uint64_t word) noexcept { return IsAlive(ProcessIdentity::Unpack(word)); }
+
+// Finer than IsAlive, for crash recovery that must not wait for a killed process's exit:
+//  kDead:  gone, zombie, pid reused, or exiting (PF_EXITING: it never runs user code again,
+//          although the kernel may take long to tear it down, e.g. a large address space).
+//  kDying: SIGKILL is pending but it has not started exiting: it runs at most the few user
+//          instructions before it takes the signal (at its next kernel entry, which kill()
+//          forces at once). A kill()ed process can stay in this state for a long time when it
+//          waits for a CPU on a loaded machine. Its state may still change under you: recover
+//          what it holds, but do not let anybody else reuse what it might still touch.
+//  kAlive: anything else (what IsAlive calls alive, minus the two cases above).
+// One read of /proc/<pid>/stat. any-thread.
+enum class Liveness { kAlive, kDying, kDead };
+Liveness LivenessOf(ProcessIdentity id) noexcept;
+inline Liveness LivenessOfPacked(uint64_t word) noexcept {
+  return LivenessOf(ProcessIdentity::Unpack(word));
 }
 
 // Claims an owner word in shared memory for the calling process: succeeds if the word is

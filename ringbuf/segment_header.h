@@ -33,7 +33,7 @@
 namespace shmlink {
 
 inline constexpr uint64_t kSegmentMagic = 0x004b4e494c4d4853ull;  // "SHMLINK\0" little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;       // 2: SPSC header word is the commit word
 inline constexpr uint32_t kReadyMark = 0x52454459;  // "YDER"
 
 enum class SegmentKind : uint32_t {
@@ -99,7 +99,9 @@ inline bool AddOverflows(uint64_t a, uint64_t b, uint64_t* out) noexcept {
 inline bool MulOverflows(uint64_t a, uint64_t b, uint64_t* out) noexcept {
   return __builtin_mul_overflow(a, b, out);
 }
-inline constexpr uint64_t AlignUp(uint64_t v, uint64_t a) noexcept { return (v + a - 1) & ~(a - 1); }
+inline constexpr uint64_t AlignUp(uint64_t v, uint64_t a) noexcept {
+  return (v + a - 1) & ~(a - 1);
+}
 
 }  // namespace shmlink
 

@@ -27,10 +27,10 @@ Expected<uint64_t> SpscSegmentSize(uint32_t ring_count, uint64_t capacity) {
   return DataOffset(ring_count) + uint64_t{ring_count} * capacity;
 }
 
-void InitSpscSegment(const Segment& seg, SegmentKind kind, uint32_t ring_count,
-                     uint64_t capacity) {
-  const uint64_t geometry[8] = {ring_count, capacity, sizeof(SegmentHeader), sizeof(SpscControl),
-                                DataOffset(ring_count), 0, 0, 0};
+void InitSpscSegment(const Segment& seg, SegmentKind kind, uint32_t ring_count, uint64_t capacity) {
+  const uint64_t geometry[8] = {
+      ring_count, capacity, sizeof(SegmentHeader), sizeof(SpscControl), DataOffset(ring_count), 0,
+      0,          0};
   WriteHeader(seg.data(), kind, seg.size(), geometry);
   for (uint32_t i = 0; i < ring_count; ++i) {
     new (seg.data() + sizeof(SegmentHeader) + i * sizeof(SpscControl)) SpscControl();
@@ -59,8 +59,8 @@ Expected<SpscGeometry> ValidateSpscSegment(const Segment& seg, SegmentKind kind,
 
 SpscRegion SpscRegionAt(const Segment& seg, const SpscGeometry& g, uint32_t index) {
   SpscRegion r;
-  r.control = std::launder(reinterpret_cast<SpscControl*>(seg.data() + g.control_offset +
-                                                           index * sizeof(SpscControl)));
+  r.control = std::launder(
+      reinterpret_cast<SpscControl*>(seg.data() + g.control_offset + index * sizeof(SpscControl)));
   r.data = seg.data() + g.data_offset + index * g.capacity;
   r.capacity = g.capacity;
   return r;

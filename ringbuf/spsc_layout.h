@@ -12,26 +12,40 @@
 //   +-------------------+ total_size = data_offset + N * capacity
 //
 // Positions (`*_pos`) are monotonic 64-bit byte counts; an index is pos & (capacity - 1).
-// The data region holds 8-byte-aligned records:
+// The data region holds 8-byte-aligned records; the first 8 bytes are one 64-bit header
+// word (little-endian, so also readable as the struct RecordHeader below):
 //
 //    0                   1                   2                   3
 //    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 //   +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //   |                      payload length (bytes)                   |
 //   +---------------------------------------------------------------+
-//   |             record type (kRecordData | kRecordPadding)        |
+//   |     record type (kRecordData | kRecordPadding | kRecordClose)  |
 //   +---------------------------------------------------------------+
 //   |           payload ... padded with zeros to 8 bytes           ...
 //
-// Publication rule: the producer writes record headers and payloads, then stores
-// write_pos; the consumer reads only records below the write_pos it loaded. A record never
-// straddles the end of the data region: when the tail is too short, a padding record fills
-// it and the message starts at index 0. Hence the largest message is capacity/2 - 8 bytes
-// (it must fit even when the free space is split evenly by the wrap point).
+// Publication rule (layout version 2): the header word IS the commit word. The consumer
+// polls the header at its own position (so its first miss brings the header and the start
+// of the payload together) and never reads write_pos. A header word of 0 means "nothing
+// published here yet". The producer keeps this invariant:
+//   the 8-byte slot at the published end of the stream holds 0 (the terminator),
+// by zeroing the slot after each record it reserves before the release store that
+// publishes the batch. The consumer therefore only ever reads, at its position, either the
+// terminator or a header published after it - never stale bytes of an earlier lap (old
+// headers or payload that happens to look like one). One consequence: the producer must
+// never fill the ring completely (the terminator slot must lie outside the consumer's
+// unreleased bytes), so records occupy at most capacity - 8 bytes at a time.
+// kRecordClose at the published end is the producer's end-of-stream mark (length 0).
+// write_pos is still stored after every commit: for a producer that takes the role over
+// (it resumes there), for size_bytes(), and for corruption checks on the producer side.
+// A record never straddles the end of the data region: when the tail is too short, a
+// padding record fills it and the message starts at index 0. Hence the largest message is
+// capacity/2 - 8 bytes (it must fit even when the free space is split by the wrap point).
 #ifndef SHMLINK_RINGBUF_SPSC_LAYOUT_H_
 #define SHMLINK_RINGBUF_SPSC_LAYOUT_H_
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -45,6 +59,7 @@ namespace shmlink {
 
 inline constexpr uint32_t kRecordData = 0x41544144;     // "DATA"
 inline constexpr uint32_t kRecordPadding = 0x44444150;  // "PADD"
+inline constexpr uint32_t kRecordClose = 0x534f4c43;    // "CLOS": end of stream
 inline constexpr uint64_t kRecordAlign = 8;
 inline constexpr uint64_t kRecordHeaderSize = 8;
 inline constexpr uint64_t kSpscMinCapacity = 256;
@@ -55,6 +70,18 @@ struct RecordHeader {
   uint32_t type;
 };
 static_assert(sizeof(RecordHeader) == kRecordHeaderSize);
+static_assert(std::endian::native == std::endian::little, "header word = {length, type}");
+
+// The header as one 64-bit word (0: not yet published, the terminator).
+inline constexpr uint64_t MakeRecordWord(uint32_t type, uint32_t length) noexcept {
+  return (uint64_t{type} << 32) | length;
+}
+inline constexpr uint32_t RecordWordType(uint64_t word) noexcept {
+  return static_cast<uint32_t>(word >> 32);
+}
+inline constexpr uint32_t RecordWordLength(uint64_t word) noexcept {
+  return static_cast<uint32_t>(word);
+}
 
 inline constexpr uint64_t RecordSize(uint64_t payload) noexcept {
   return (kRecordHeaderSize + payload + kRecordAlign - 1) & ~(kRecordAlign - 1);
@@ -65,15 +92,15 @@ inline constexpr uint64_t SpscMaxMessageSize(uint64_t capacity) noexcept {
 
 // One writer per 128-byte line (two cache lines: guards against adjacent-line prefetch).
 struct SpscControl {
-  // Line 0, written by the producer.
-  alignas(128) std::atomic<uint64_t> write_pos{0};
-  std::atomic<uint32_t> writer_closed{0};  // end of stream marked by the producer
+  // Line 0, written by the producer; not read by the consumer's fast path.
+  alignas(128) std::atomic<uint64_t> write_pos{0};  // end of the last commit
+  std::atomic<uint32_t> writer_closed{0};           // end of stream marked by the producer
   // Line 1, written by the consumer.
   alignas(128) std::atomic<uint64_t> read_pos{0};
   std::atomic<uint32_t> reader_closed{0};  // the consumer left for good
   // Line 2, slow path only: sleepers announce themselves here.
-  alignas(128) EventCount data_event;   // consumer waits for data, producer notifies
-  EventCount space_event;               // producer waits for space, consumer notifies
+  alignas(128) EventCount data_event;  // consumer waits for data, producer notifies
+  EventCount space_event;              // producer waits for space, consumer notifies
   // Line 3, role ownership: packed ProcessIdentity of the holders (0: free).
   alignas(128) std::atomic<uint64_t> producer_owner{0};
   std::atomic<uint64_t> consumer_owner{0};
@@ -106,8 +133,7 @@ struct SpscRegion {
 [[nodiscard]] Expected<uint64_t> SpscSegmentSize(uint32_t ring_count, uint64_t capacity);
 
 // Initialises a freshly created, zero-filled segment and publishes its header.
-void InitSpscSegment(const Segment& seg, SegmentKind kind, uint32_t ring_count,
-                     uint64_t capacity);
+void InitSpscSegment(const Segment& seg, SegmentKind kind, uint32_t ring_count, uint64_t capacity);
 
 // Validates header and geometry of an attached segment against its mapped size.
 [[nodiscard]] Expected<SpscGeometry> ValidateSpscSegment(const Segment& seg, SegmentKind kind,

@@ -2,25 +2,49 @@
 //
 // Memory-ordering argument for the SPSC ring (labels are referenced at each atomic):
 //
-// SYNC(data): the producer writes record headers and payloads with plain stores, then
-//   stores write_pos (seq_cst, which includes release). The consumer loads write_pos
-//   (seq_cst, includes acquire) and only then reads records below it: every byte of a
-//   record is visible before the consumer can see the position that covers it.
+// SYNC(data): each record's first 8 bytes are its header word (spsc_layout.h), and the
+//   header word is the commit word. reserve() zeroes the slot after each new record (the
+//   terminator) and writes the header words of all but the batch's first record (relaxed:
+//   nobody can reach them yet, see below); the caller writes payloads with plain stores.
+//   commit() then stores the batch's first header word with release. The consumer loads
+//   the header word at its position (seq_cst, includes acquire) and reads the record only
+//   after seeing a non-zero one. Everything the producer wrote before that release store
+//   - this record's payload, the later records' headers and payloads of the batch, the
+//   terminator after the batch - is visible to the consumer once it sees the word. It
+//   reaches a later record of the batch only by following the chain from the first one,
+//   so one release store publishes the whole batch, in order. A stale word (an old header
+//   or old payload bytes from an earlier lap) can never be read at the consumer's
+//   position: that slot was zeroed before the release store the consumer acquired (the
+//   terminator invariant in spsc_layout.h), and only the next publication overwrites it.
+//   Why not a lap tag in the header, or a consumer zeroing what it read: a tag does not
+//   stop stale *payload* bytes (variable-length records) that happen to equal the expected
+//   header; zeroing by the consumer costs writes to every consumed line (1 MiB messages:
+//   1 MiB of extra stores). The terminator costs one 8-byte store per record into a line
+//   the producer writes anyway, plus 8 bytes of capacity.
 // SYNC(space): the consumer finishes reading a record, then stores read_pos (seq_cst,
 //   includes release). The producer loads read_pos (includes acquire) before reusing those
 //   bytes, so its new writes cannot overtake the consumer's reads.
-// The positions are seq_cst rather than merely release/acquire because the sleeping
-//   protocol (event_count.h) needs a single total order between "publish position" and
-//   "load waiters" on one side and "announce waiter" and "re-load position" on the other.
-//   On x86-64 that costs one locked store per commit()/release() (not per message when
-//   batching) and nothing on loads.
-// writer_closed / reader_closed: seq_cst store after the final commit, seq_cst loads; the
-//   consumer re-reads write_pos after seeing writer_closed, so a commit that preceded the
-//   close is never missed.
+// SYNC(event-count): the sleep protocol (event_count.h) needs a single total order between
+//   "publish / load waiters" (producer) and "announce waiter / re-check" (consumer). The
+//   consumer's re-check is a seq_cst load of the header word. The producer's publication
+//   is a release store followed by a seq_cst fence, then the seq_cst load of waiters: if
+//   the waiter's re-check read the old word, it is coherence-ordered before the release
+//   store, hence before the fence in the total order ([atomics.order]/4.2); the waiter's
+//   announce precedes its re-check, and the fence precedes the load of waiters, so that
+//   load sees the announcement. On x86-64 the fence is one locked instruction per
+//   commit() (per batch, not per message), the same price as the seq_cst store of
+//   write_pos it replaces. read_pos keeps its seq_cst store (the producer waits on it).
+// SYNC(resume): write_pos is stored (release) after the batch's header, before the fence;
+//   a producer taking the role over loads it (seq_cst) and then follows any headers
+//   published beyond it (acquire) - a predecessor that died between the two stores.
+// Close: close() publishes a kRecordClose header word at the published end (the terminator
+//   slot, SYNC(data)), then sets writer_closed (seq_cst, read by producers taking over),
+//   fence and notify as above. The consumer drains to it and then returns kClosed.
 #include "ringbuf/spsc_ring.h"
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -29,6 +53,16 @@
 #include "ringbuf/process_identity.h"
 
 namespace shmlink {
+
+namespace {
+
+// The header word at `idx` of a data region (8-aligned: records are).
+std::atomic_ref<uint64_t> WordAt(const std::byte* data, uint64_t idx) noexcept {
+  return std::atomic_ref<uint64_t>(
+      *reinterpret_cast<uint64_t*>(const_cast<std::byte*>(data) + idx));
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------- SpscProducer
 
@@ -42,16 +76,58 @@ Expected<SpscProducer> SpscProducer::Claim(std::shared_ptr<const Segment> segmen
 SpscProducer::SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
     : segment_(std::move(seg)), region_(region), owner_word_(owner), mask_(region.capacity - 1) {
   // A previous producer may have died after committing: resume after its last commit.
-  // The owner CAS (acq_rel) ordered us after it. Validation happens on first use.
+  // The owner CAS (acq_rel) ordered us after it. SYNC(resume): seq_cst load.
   committed_pos_ = region_.control->write_pos.load(std::memory_order_seq_cst);
-  write_pos_ = committed_pos_;
   cached_read_pos_ = region_.control->read_pos.load(std::memory_order_seq_cst);
   // Positions we index with must be record-aligned and consistent, or a hostile/broken
-  // segment could make us write a record header past the end of the data region.
+  // segment could make us write a record header past the end of the data region. The
+  // terminator slot at the published end must lie outside the unreleased bytes.
   corrupt_ = (committed_pos_ % kRecordAlign) != 0 || cached_read_pos_ > committed_pos_ ||
-             committed_pos_ - cached_read_pos_ > region_.capacity;
+             committed_pos_ - cached_read_pos_ + kRecordHeaderSize > region_.capacity;
   if (corrupt_) cached_read_pos_ = committed_pos_;
   closed_ = region_.control->writer_closed.load(std::memory_order_seq_cst) != 0;
+  if (!corrupt_) ResumeInterruptedCommit();
+  write_pos_ = committed_pos_;
+}
+
+// A predecessor may have died between publishing a batch's header and storing write_pos:
+// follow the published headers from write_pos to the terminator (at most one lap).
+void SpscProducer::ResumeInterruptedCommit() noexcept {
+  const uint64_t cap = region_.capacity;
+  uint64_t pos = committed_pos_;
+  for (;;) {
+    const uint64_t idx = pos & mask_;
+    const uint64_t to_end = cap - idx;
+    // SYNC(resume): acquire, pairs with the predecessor's release store of the header.
+    const uint64_t word = WordAt(region_.data, idx).load(std::memory_order_acquire);
+    if (word == 0) break;
+    const uint32_t type = RecordWordType(word);
+    const uint64_t length = RecordWordLength(word);
+    if (type == kRecordClose) {
+      closed_ = true;  // the predecessor closed the stream before setting writer_closed
+      break;
+    }
+    uint64_t next;
+    if (type == kRecordPadding && length + kRecordHeaderSize == to_end) {
+      next = pos + to_end;
+    } else if (type == kRecordData && length <= max_message_size() &&
+               RecordSize(length) <= to_end) {
+      next = pos + RecordSize(length);
+    } else {
+      corrupt_ = true;
+      return;
+    }
+    if (next - cached_read_pos_ + kRecordHeaderSize > cap) {
+      corrupt_ = true;
+      return;
+    }
+    pos = next;
+  }
+  if (pos != committed_pos_) {
+    // SYNC(resume): release, as in commit().
+    region_.control->write_pos.store(pos, std::memory_order_release);
+    committed_pos_ = pos;
+  }
 }
 
 SpscProducer::SpscProducer(SpscProducer&& o) noexcept
@@ -62,6 +138,7 @@ SpscProducer::SpscProducer(SpscProducer&& o) noexcept
       write_pos_(o.write_pos_),
       committed_pos_(o.committed_pos_),
       cached_read_pos_(o.cached_read_pos_),
+      first_word_(o.first_word_),
       pending_count_(std::exchange(o.pending_count_, 0)),
       closed_(o.closed_),
       corrupt_(o.corrupt_) {}
@@ -80,6 +157,17 @@ SpscProducer::~SpscProducer() {
   ReleaseOwnerWord(region_.control->producer_owner, owner_word_);
 }
 
+// Writes the header word of the record at `pos`: deferred to commit() for the batch's first
+// record (its store publishes the batch), else stored now. SYNC(data): relaxed, published
+// by commit()'s later release store (the consumer cannot reach this slot before).
+void SpscProducer::PutWord(uint64_t pos, uint64_t word) noexcept {
+  if (pos == committed_pos_) {
+    first_word_ = word;
+  } else {
+    WordAt(region_.data, pos & mask_).store(word, std::memory_order_relaxed);
+  }
+}
+
 Expected<std::span<std::byte>> SpscProducer::TryReserveImpl(size_t n) noexcept {
   if (closed_) return RingErrc::kClosed;
   if (corrupt_) return RingErrc::kCorrupt;
@@ -90,23 +178,27 @@ Expected<std::span<std::byte>> SpscProducer::TryReserveImpl(size_t n) noexcept {
   uint64_t idx = write_pos_ & mask_;
   const uint64_t to_end = cap - idx;
   const uint64_t need = rec <= to_end ? rec : to_end + rec;
-  if (write_pos_ + need - cached_read_pos_ > cap) {
+  // + the terminator slot after the new record, which must not be unreleased bytes.
+  if (write_pos_ + need + kRecordHeaderSize - cached_read_pos_ > cap) {
     // SYNC(space): acquire side (seq_cst load).
     const uint64_t r = ctl->read_pos.load(std::memory_order_seq_cst);
     if (r < cached_read_pos_ || r > committed_pos_) return RingErrc::kCorrupt;
     cached_read_pos_ = r;
     if (ctl->reader_closed.load(std::memory_order_seq_cst) != 0) return RingErrc::kClosed;
-    if (write_pos_ + need - r > cap) return RingErrc::kWouldBlock;
+    if (write_pos_ + need + kRecordHeaderSize - r > cap) return RingErrc::kWouldBlock;
   }
   std::byte* data = region_.data;
   if (rec > to_end) {
-    const RecordHeader pad{static_cast<uint32_t>(to_end - kRecordHeaderSize), kRecordPadding};
-    std::memcpy(data + idx, &pad, sizeof(pad));
+    PutWord(write_pos_,
+            MakeRecordWord(kRecordPadding, static_cast<uint32_t>(to_end - kRecordHeaderSize)));
     write_pos_ += to_end;
     idx = 0;
   }
-  const RecordHeader h{static_cast<uint32_t>(n), kRecordData};
-  std::memcpy(data + idx, &h, sizeof(h));
+  // SYNC(data): the terminator, relaxed: published by commit()'s release store. It is
+  // stored before this record's header can be published, and never inside [committed_pos_,
+  // write_pos_): the space check keeps it off every slot of this batch.
+  WordAt(data, (idx + rec) & mask_).store(0, std::memory_order_relaxed);
+  PutWord(write_pos_, MakeRecordWord(kRecordData, static_cast<uint32_t>(n)));
   write_pos_ += rec;
   ++pending_count_;
   return std::span<std::byte>(data + idx + kRecordHeaderSize, n);
@@ -127,11 +219,17 @@ Expected<std::span<std::byte>> SpscProducer::reserve(size_t n, const WaitOptions
 
 void SpscProducer::commit() noexcept {
   if (write_pos_ == committed_pos_) return;
-  // SYNC(data): release side (seq_cst store), publishes all records below write_pos_.
-  region_.control->write_pos.store(write_pos_, std::memory_order_seq_cst);
+  SpscControl* ctl = region_.control;
+  // SYNC(data): release side; publishes every record of the batch (see the file comment).
+  WordAt(region_.data, committed_pos_ & mask_).store(first_word_, std::memory_order_release);
+  // SYNC(resume): release; only takeovers and size_bytes() read it.
+  ctl->write_pos.store(write_pos_, std::memory_order_release);
   committed_pos_ = write_pos_;
   pending_count_ = 0;
-  region_.control->data_event.NotifyAll();
+  // SYNC(event-count): orders the header store before NotifyAll's load of waiters (and
+  // before callers' own seq_cst loads of waiters, e.g. transport's doorbell).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  ctl->data_event.NotifyAll();
 }
 
 void SpscProducer::cancel() noexcept {
@@ -159,8 +257,15 @@ void SpscProducer::close() noexcept {
   if (closed_) return;
   commit();
   closed_ = true;
-  // After the final commit (program order + seq_cst): see the file comment.
+  // SYNC(data): the end-of-stream mark in the terminator slot (free: see the constructor's
+  // and reserve's checks; skipped on a corrupt ring, whose positions we do not trust).
+  if (!corrupt_) {
+    WordAt(region_.data, committed_pos_ & mask_)
+        .store(MakeRecordWord(kRecordClose, 0), std::memory_order_release);
+  }
+  // For producers taking the role over (they must not write past the mark).
   region_.control->writer_closed.store(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // SYNC(event-count), as in commit()
   region_.control->data_event.NotifyAll();
 }
 
@@ -180,9 +285,13 @@ Expected<SpscConsumer> SpscConsumer::Claim(std::shared_ptr<const Segment> segmen
 SpscConsumer::SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
     : segment_(std::move(seg)), region_(region), owner_word_(owner), mask_(region.capacity - 1) {
   // Resume after the last release of a previous (possibly dead) consumer.
+  // SYNC(space)/SYNC(data): the previous consumer stored read_pos after acquiring the
+  // headers below it; their terminator invariant carries over to us.
   read_pos_ = region_.control->read_pos.load(std::memory_order_seq_cst);
   cursor_ = read_pos_;
-  cached_write_pos_ = read_pos_;
+  // Records keep positions 8-aligned; a misaligned one would make the 8-byte header read
+  // cross the end of the data region.
+  corrupt_ = read_pos_ % kRecordAlign != 0;
 }
 
 SpscConsumer::SpscConsumer(SpscConsumer&& o) noexcept
@@ -192,11 +301,11 @@ SpscConsumer::SpscConsumer(SpscConsumer&& o) noexcept
       mask_(o.mask_),
       read_pos_(o.read_pos_),
       cursor_(o.cursor_),
-      cached_write_pos_(o.cached_write_pos_),
       peeked_end_(o.peeked_end_),
       peeked_offset_(o.peeked_offset_),
       peeked_length_(o.peeked_length_),
-      peeked_(std::exchange(o.peeked_, false)) {}
+      peeked_(std::exchange(o.peeked_, false)),
+      corrupt_(o.corrupt_) {}
 
 SpscConsumer& SpscConsumer::operator=(SpscConsumer&& o) noexcept {
   if (this != &o) {
@@ -219,45 +328,37 @@ Expected<std::span<const std::byte>> SpscConsumer::try_peek() noexcept {
   const uint64_t cap = region_.capacity;
   // Idempotent: return the record validated before (its header is not re-read).
   if (peeked_) return std::span<const std::byte>(data + peeked_offset_, peeked_length_);
+  if (corrupt_) return RingErrc::kCorrupt;
   for (;;) {
-    if (cursor_ == cached_write_pos_) {
-      // cursor_ starts at the shared read_pos: a misaligned one would let the 8-byte
-      // header read below cross the end of the data region. Records keep it aligned.
-      if (cursor_ % kRecordAlign != 0) return RingErrc::kCorrupt;
-      SpscControl* ctl = region_.control;
-      // SYNC(data): acquire side (seq_cst load).
-      uint64_t w = ctl->write_pos.load(std::memory_order_seq_cst);
-      if (w == cursor_ && ctl->writer_closed.load(std::memory_order_seq_cst) != 0) {
-        // A commit that preceded close() is visible now (see the file comment).
-        w = ctl->write_pos.load(std::memory_order_seq_cst);
-        if (w == cursor_) return RingErrc::kClosed;
-      }
-      if (w < cursor_ || w - read_pos_ > cap) return RingErrc::kCorrupt;
-      cached_write_pos_ = w;
-      if (w == cursor_) return RingErrc::kWouldBlock;
-    }
     const uint64_t idx = cursor_ & mask_;
-    const uint64_t avail = cached_write_pos_ - cursor_;
     const uint64_t to_end = cap - idx;
-    if (avail < kRecordHeaderSize) return RingErrc::kCorrupt;
-    RecordHeader h;
-    std::memcpy(&h, data + idx, sizeof(h));  // one read: the peer cannot change it under us
-    if (h.type == kRecordPadding) {
-      if (uint64_t{h.length} + kRecordHeaderSize != to_end || to_end > avail) {
+    // SYNC(data): acquire side; seq_cst for SYNC(event-count) (a plain load on x86-64).
+    // One read of the word: the peer cannot change the fields between our checks.
+    const uint64_t word = WordAt(data, idx).load(std::memory_order_seq_cst);
+    if (word == 0) return RingErrc::kWouldBlock;  // the terminator: nothing published
+    const uint32_t type = RecordWordType(word);
+    const uint64_t length = RecordWordLength(word);
+    // Every check below is of values an intact producer never writes; `cursor_ - read_pos_`
+    // bounds the unreleased bytes (the producer keeps them + the terminator <= capacity).
+    if (type == kRecordPadding) {
+      if (length + kRecordHeaderSize != to_end ||
+          cursor_ - read_pos_ + to_end + kRecordHeaderSize > cap) {
         return RingErrc::kCorrupt;
       }
       cursor_ += to_end;
       continue;
     }
-    const uint64_t rec = RecordSize(h.length);
-    if (h.type != kRecordData || h.length > max_message_size() || rec > avail || rec > to_end) {
+    if (type == kRecordClose) return length == 0 ? RingErrc::kClosed : RingErrc::kCorrupt;
+    const uint64_t rec = RecordSize(length);
+    if (type != kRecordData || length > max_message_size() || rec > to_end ||
+        cursor_ - read_pos_ + rec + kRecordHeaderSize > cap) {
       return RingErrc::kCorrupt;
     }
     peeked_ = true;
     peeked_end_ = cursor_ + rec;
     peeked_offset_ = idx + kRecordHeaderSize;
-    peeked_length_ = h.length;
-    return std::span<const std::byte>(data + idx + kRecordHeaderSize, h.length);
+    peeked_length_ = static_cast<uint32_t>(length);
+    return std::span<const std::byte>(data + idx + kRecordHeaderSize, length);
   }
 }
 

@@ -16,7 +16,8 @@
 // freeing it yet, so several messages can be read in place and freed by one release().
 //
 // Sizes: capacity is a power of two in [256 B, 4 GiB]; max_message_size() is
-// capacity/2 - 8. Messages may be empty. A larger request fails with kTooLarge.
+// capacity/2 - 8. Messages may be empty. A larger request fails with kTooLarge. Records
+// (8-byte header + payload rounded up to 8) occupy at most capacity - 8 bytes at a time.
 //
 // Results: every call returns Expected; errors are RingErrc values:
 //   kWouldBlock (try_ forms: full / empty)     kTimedOut (blocking forms with a timeout)
@@ -92,14 +93,17 @@ class SpscProducer {
  private:
   SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner);
   Expected<std::span<std::byte>> TryReserveImpl(size_t n) noexcept;
+  void PutWord(uint64_t pos, uint64_t word) noexcept;
+  void ResumeInterruptedCommit() noexcept;
 
   std::shared_ptr<const Segment> segment_;
   SpscRegion region_;
   uint64_t owner_word_ = 0;
   uint64_t mask_ = 0;
   uint64_t write_pos_ = 0;        // local: end of the last reservation
-  uint64_t committed_pos_ = 0;    // last value stored to control->write_pos
+  uint64_t committed_pos_ = 0;    // published end (last value stored to control->write_pos)
   uint64_t cached_read_pos_ = 0;  // local copy of control->read_pos (refreshed when full)
+  uint64_t first_word_ = 0;       // header word of the batch's first record (at committed_pos_)
   uint32_t pending_count_ = 0;
   bool closed_ = false;
   bool corrupt_ = false;  // positions found inconsistent when the role was claimed
@@ -155,13 +159,13 @@ class SpscConsumer {
   SpscRegion region_;
   uint64_t owner_word_ = 0;
   uint64_t mask_ = 0;
-  uint64_t read_pos_ = 0;          // last value stored to control->read_pos
-  uint64_t cursor_ = 0;            // past every advanced message
-  uint64_t cached_write_pos_ = 0;  // local copy of control->write_pos
-  uint64_t peeked_end_ = 0;        // end of the peeked record when peeked_
-  uint64_t peeked_offset_ = 0;     // payload offset in the data region when peeked_
-  uint32_t peeked_length_ = 0;     // payload length when peeked_
+  uint64_t read_pos_ = 0;       // last value stored to control->read_pos
+  uint64_t cursor_ = 0;         // past every advanced message
+  uint64_t peeked_end_ = 0;     // end of the peeked record when peeked_
+  uint64_t peeked_offset_ = 0;  // payload offset in the data region when peeked_
+  uint32_t peeked_length_ = 0;  // payload length when peeked_
   bool peeked_ = false;
+  bool corrupt_ = false;  // read_pos found misaligned when the role was claimed
 };
 
 // Owner of a named segment holding one ring.

@@ -101,10 +101,10 @@ Expected<SockAddr> ToSockAddr(const Address& a) {
 Address FromSockAddr(const sockaddr* sa, socklen_t length) {
   if (sa->sa_family == AF_UNIX) {
     const auto* un = reinterpret_cast<const sockaddr_un*>(sa);
-    const size_t n = length > offsetof(sockaddr_un, sun_path)
-                         ? length - offsetof(sockaddr_un, sun_path)
-                         : 0;
-    if (n > 0 && un->sun_path[0] == '\0') return Address::Abstract(std::string(un->sun_path + 1, n - 1));
+    const size_t n =
+        length > offsetof(sockaddr_un, sun_path) ? length - offsetof(sockaddr_un, sun_path) : 0;
+    if (n > 0 && un->sun_path[0] == '\0')
+      return Address::Abstract(std::string(un->sun_path + 1, n - 1));
     return Address::UnixPath(std::string(un->sun_path, strnlen(un->sun_path, n)));
   }
   char host[INET6_ADDRSTRLEN] = {};

@@ -28,15 +28,17 @@ enum class AddressFamily { kUnixPath, kUnixAbstract, kTcp };
 
 struct Address {
   AddressFamily family = AddressFamily::kUnixPath;
-  std::string path;  // kUnixPath: the file; kUnixAbstract: the name without the leading NUL
-  std::string host;  // kTcp
+  std::string path;   // kUnixPath: the file; kUnixAbstract: the name without the leading NUL
+  std::string host;   // kTcp
   uint16_t port = 0;  // kTcp
 
   static Address UnixPath(std::string p) { return {AddressFamily::kUnixPath, std::move(p), {}, 0}; }
   static Address Abstract(std::string n) {
     return {AddressFamily::kUnixAbstract, std::move(n), {}, 0};
   }
-  static Address Tcp(std::string h, uint16_t p) { return {AddressFamily::kTcp, {}, std::move(h), p}; }
+  static Address Tcp(std::string h, uint16_t p) {
+    return {AddressFamily::kTcp, {}, std::move(h), p};
+  }
 
   // kInvalidAddress for an empty string, an over-long path (> 107 bytes), a bad port.
   [[nodiscard]] static Expected<Address> Parse(std::string_view text);

@@ -17,15 +17,17 @@
 // Doorbell (fileno() on shm): a reader that arms adds kFdWaiterBias to its ring's
 // data_event.waiters (a value no number of futex sleepers reaches). A sender that sees
 // waiters >= kFdWaiterBias after a commit writes one byte to the socket. SYNC(doorbell):
-// arm is a seq_cst RMW followed by a seq_cst re-check of the ring; the sender's commit is
-// a seq_cst store of write_pos followed by a seq_cst load of waiters (event_count.h's
-// argument): either the sender sees the bias, or the reader's re-check sees the message.
+// arm is a seq_cst RMW followed by a seq_cst re-check of the ring; the sender's commit
+// publishes the message and ends with a seq_cst fence (spsc_ring.cc, SYNC(event-count)),
+// followed by a seq_cst load of waiters (event_count.h's argument): either the sender sees
+// the bias, or the reader's re-check sees the message.
 #include "transport/connection.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/rand.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -34,11 +36,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -58,6 +59,13 @@ constexpr std::string_view kUpgradeOffer = "#SHMLINK-SEG#";
 constexpr std::string_view kUpgradeOk = "#SHMLINK-OK#";
 constexpr std::string_view kUpgradeNo = "#SHMLINK-NOSHM#";
 constexpr size_t kTokenSize = 16;
+// Ring message header on the shm path (8 bytes, keeps payloads 8-aligned). A message
+// that fits a ring record is one kMsgWhole record; a larger one is a kMsgFirst record
+// (u64 total length, then data) followed by kMsgMore records, reassembled by the reader.
+constexpr uint32_t kMsgWhole = 0x4c4f4857;  // "WHOL"
+constexpr uint32_t kMsgFirst = 0x54535246;  // "FRST"
+constexpr uint32_t kMsgMore = 0x45524f4d;   // "MORE"
+constexpr size_t kMsgHeader = 8;
 constexpr uint32_t kFdWaiterBias = 1u << 20;
 constexpr uint64_t kMinRingCapacity = 4096;
 constexpr auto kSocketCheckInterval = std::chrono::milliseconds(10);
@@ -121,6 +129,8 @@ Expected<void> SendAll(int fd, iovec* iov, int iovcnt, int pass_fd = -1) {
         ::poll(&p, 1, -1);
         continue;
       }
+      // The peer closed its end (or died): the same result the shm path reports.
+      if (errno == EPIPE || errno == ECONNRESET) return TransportErrc::kClosed;
       return MakeUnexpected(Errno());
     }
     fd_pending = false;
@@ -174,7 +184,8 @@ struct Connection::Impl {
   PeerInfo peer;
   bool peer_is_shmlink = false;
   bool closed = false;
-  bool eof = false;  // socket EOF seen
+  bool eof = false;            // socket EOF seen
+  pid_t creator = ::getpid();  // a forked child's copy must not end the parent's streams
 
   FrameParser parser{kHandshakeMaxFrame};
   ConnectionStats stats;
@@ -190,6 +201,12 @@ struct Connection::Impl {
   std::optional<SpscConsumer> rx;
   SpscRegion tx_region, rx_region;
   bool armed = false;
+  bool big_reserved = false;      // reserve() of a message larger than a ring record
+  std::vector<std::byte> big_tx;  // its bytes until commit()
+  std::vector<std::byte> big_rx;  // a large message being reassembled / peeked
+  uint64_t big_total = 0, big_got = 0;
+  bool big_active = false, big_ready = false;
+  std::error_code rx_error;  // sticky: the peer broke the message protocol
 
   ~Impl() {
     Close();
@@ -201,16 +218,20 @@ struct Connection::Impl {
   // ---------------------------------------------------------------- socket reads
   // Receives into the parser; captures an SCM_RIGHTS fd. Returns bytes read (0 = EOF).
   Expected<size_t> RecvSome(std::optional<Clock::time_point> deadline, bool timeout_is_handshake) {
+    bool try_first = true;  // data is often there already: poll() only after EAGAIN
     for (;;) {
-      pollfd p{fd, POLLIN, 0};
-      int pr = ::poll(&p, 1, PollMs(deadline));
-      if (pr < 0) {
-        if (errno == EINTR) continue;
-        return MakeUnexpected(Errno());
+      if (!try_first) {
+        pollfd p{fd, POLLIN, 0};
+        int pr = ::poll(&p, 1, PollMs(deadline));
+        if (pr < 0) {
+          if (errno == EINTR) continue;
+          return MakeUnexpected(Errno());
+        }
+        if (pr == 0) {
+          return timeout_is_handshake ? TransportErrc::kHandshakeTimeout : TransportErrc::kTimedOut;
+        }
       }
-      if (pr == 0) {
-        return timeout_is_handshake ? TransportErrc::kHandshakeTimeout : TransportErrc::kTimedOut;
-      }
+      try_first = false;
       auto space = parser.PrepareWrite(64 * 1024);
       iovec iov{space.data(), space.size()};
       alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
@@ -394,7 +415,8 @@ struct Connection::Impl {
     const uint8_t via = std::to_integer<uint8_t>(p[0]);
     uint64_t cap = 0;
     for (int i = 0; i < 8; ++i) cap |= uint64_t{std::to_integer<uint8_t>(p[1 + i])} << (8 * i);
-    std::string name(reinterpret_cast<const char*>(p + 9), offer->size() - kUpgradeOffer.size() - 9);
+    std::string name(reinterpret_cast<const char*>(p + 9),
+                     offer->size() - kUpgradeOffer.size() - 9);
     auto attach = [&]() -> Expected<void> {
       Expected<Segment> seg = TransportErrc::kProtocolError;
       if (via == 0) {
@@ -480,7 +502,8 @@ struct Connection::Impl {
   Expected<std::span<const std::byte>> ShmPeek(Timeout timeout) {
     auto r = rx->try_peek();
     if (r) return r;
-    if (r.error() != make_error_code(RingErrc::kWouldBlock)) return MakeUnexpected(MapRingError(r.error()));
+    if (r.error() != make_error_code(RingErrc::kWouldBlock))
+      return MakeUnexpected(MapRingError(r.error()));
     Clock::time_point next_check = Clock::now();
     auto try_fn = [&]() -> Expected<std::span<const std::byte>> {
       auto m = rx->try_peek();
@@ -506,7 +529,8 @@ struct Connection::Impl {
   Expected<std::span<std::byte>> ShmReserve(size_t n) {
     auto r = tx->try_reserve(n);
     if (r) return r;
-    if (r.error() != make_error_code(RingErrc::kWouldBlock)) return MakeUnexpected(MapRingError(r.error()));
+    if (r.error() != make_error_code(RingErrc::kWouldBlock))
+      return MakeUnexpected(MapRingError(r.error()));
     Clock::time_point next_check = Clock::now();
     auto try_fn = [&]() -> Expected<std::span<std::byte>> {
       auto b = tx->try_reserve(n);
@@ -524,9 +548,115 @@ struct Connection::Impl {
     return b;
   }
 
+  // ---- message layer over the rings (see kMsgWhole)
+  uint64_t ShmInlineMax() const { return tx->max_message_size() - kMsgHeader; }
+  uint64_t ShmChunk() const { return tx->capacity() / 4 - 32; }
+
+  Expected<std::span<std::byte>> ShmReserveWhole(size_t n) {
+    auto r = ShmReserve(n + kMsgHeader);
+    if (!r) return r;
+    const uint32_t h[2] = {kMsgWhole, 0};
+    std::memcpy(r->data(), h, sizeof(h));
+    return r->subspan(kMsgHeader);
+  }
+
+  // Sends `msg` (larger than ShmInlineMax) as FIRST + MORE chunks, committing each so the
+  // reader drains while we write.
+  Expected<void> ShmSendLarge(std::span<const std::byte> msg) {
+    const uint64_t chunk = ShmChunk();
+    size_t off = 0;
+    bool first = true;
+    while (first || off < msg.size()) {
+      const size_t n = std::min<size_t>(chunk, msg.size() - off);
+      const size_t hdr = first ? kMsgHeader + 8 : kMsgHeader;
+      auto r = ShmReserve(hdr + n);
+      if (!r) return MakeUnexpected(r.error());
+      const uint32_t h[2] = {first ? kMsgFirst : kMsgMore, 0};
+      std::memcpy(r->data(), h, sizeof(h));
+      if (first) {
+        const uint64_t total = msg.size();
+        std::memcpy(r->data() + kMsgHeader, &total, sizeof(total));
+      }
+      if (n > 0) std::memcpy(r->data() + hdr, msg.data() + off, n);
+      ShmCommit();
+      off += n;
+      first = false;
+    }
+    return {};
+  }
+
+  Expected<std::span<const std::byte>> Broken(TransportErrc e) {
+    rx_error = make_error_code(e);
+    big_active = false;
+    big_rx = {};
+    return MakeUnexpected(rx_error);
+  }
+
+  // The next whole message (reassembled if it came in chunks).
+  Expected<std::span<const std::byte>> ShmPeekMessage(Timeout timeout) {
+    if (rx_error) return MakeUnexpected(rx_error);
+    if (big_ready) return std::span<const std::byte>(big_rx);
+    const auto deadline = DeadlineFor(timeout);
+    for (;;) {
+      Timeout left = kForever;
+      if (deadline) left = std::max<Timeout>(Timeout{0}, *deadline - Clock::now());
+      auto r = ShmPeek(left);
+      if (!r) return r;
+      if (r->size() < kMsgHeader) return Broken(TransportErrc::kProtocolError);
+      uint32_t kind;
+      std::memcpy(&kind, r->data(), sizeof(kind));
+      if (!big_active) {
+        if (kind == kMsgWhole) return r->subspan(kMsgHeader);
+        if (kind != kMsgFirst || r->size() < kMsgHeader + 8) {
+          return Broken(TransportErrc::kProtocolError);
+        }
+        uint64_t total;
+        std::memcpy(&total, r->data() + kMsgHeader, sizeof(total));
+        const size_t n = r->size() - kMsgHeader - 8;
+        if (total > options.max_socket_message) return Broken(TransportErrc::kFrameTooLarge);
+        if (n > total) return Broken(TransportErrc::kProtocolError);
+        // Grow with the data that arrives, not with the length the peer claims.
+        big_rx.clear();
+        big_rx.reserve(std::min<uint64_t>(total, uint64_t{64} << 20));
+        const std::byte* d = r->data() + kMsgHeader + 8;
+        big_rx.insert(big_rx.end(), d, d + n);
+        big_total = total;
+        big_got = n;
+        big_active = true;
+      } else {
+        const size_t n = r->size() - kMsgHeader;
+        if (kind != kMsgMore || n > big_total - big_got) {
+          return Broken(TransportErrc::kProtocolError);
+        }
+        const std::byte* d = r->data() + kMsgHeader;
+        big_rx.insert(big_rx.end(), d, d + n);
+        big_got += n;
+      }
+      rx->release();
+      if (big_got == big_total) {
+        big_active = false;
+        big_ready = true;
+        return std::span<const std::byte>(big_rx);
+      }
+    }
+  }
+
+  void ShmRelease() {
+    if (big_ready) {
+      big_ready = false;
+      if (big_rx.capacity() > (uint64_t{16} << 20)) {
+        big_rx = {};  // do not hold on to a huge buffer
+      } else {
+        big_rx.clear();
+      }
+      return;
+    }
+    rx->release();
+  }
+
   void ShmCommit() {
     tx->commit();
-    // SYNC(doorbell): seq_cst load after commit()'s seq_cst store (see the file comment).
+    // SYNC(doorbell): seq_cst load after commit()'s seq_cst fence (see the file comment).
     if (tx_region.control->data_event.waiters.load(std::memory_order_seq_cst) >= kFdWaiterBias) {
       const char bell = 1;
       if (::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++stats.doorbells_sent;
@@ -543,6 +673,18 @@ struct Connection::Impl {
   void Close() noexcept {
     if (closed) return;
     closed = true;
+    if (tx && ::getpid() != creator) {
+      // A copy inherited by fork(): close our fd only. The role handles are leaked on
+      // purpose: their destructors would release the parent's roles (owner words) and
+      // store our stale read position; the streams stay open for the parent.
+      CloseFd(fd);
+      (void)new SpscProducer(std::move(*tx));
+      (void)new SpscConsumer(std::move(*rx));
+      tx.reset();
+      rx.reset();
+      segment.reset();
+      return;
+    }
     if (tx) {
       Disarm();
       tx->close();  // end of stream after every committed message
@@ -562,9 +704,7 @@ Connection& Connection::operator=(Connection&&) noexcept = default;
 Connection::~Connection() = default;
 
 bool Connection::is_shm() const noexcept { return impl_->shm(); }
-uint64_t Connection::max_message_size() const noexcept {
-  return impl_->shm() ? impl_->tx->max_message_size() : impl_->options.max_socket_message;
-}
+uint64_t Connection::max_message_size() const noexcept { return impl_->options.max_socket_message; }
 const PeerInfo& Connection::peer() const noexcept { return impl_->peer; }
 bool Connection::peer_is_shmlink() const noexcept { return impl_->peer_is_shmlink; }
 ConnectionStats Connection::stats() const noexcept { return impl_->stats; }
@@ -577,9 +717,15 @@ Expected<std::span<std::byte>> Connection::reserve(size_t n) {
   if (m.closed || m.reserved) return TransportErrc::kBadState;
   if (n > max_message_size()) return TransportErrc::kTooLarge;
   if (m.shm()) {
-    auto r = m.ShmReserve(n);
-    if (r) m.reserved = true;
-    return r;
+    if (n <= m.ShmInlineMax()) {
+      auto r = m.ShmReserveWhole(n);
+      if (r) m.reserved = true;
+      return r;
+    }
+    m.big_tx.resize(n);  // sent in chunks by commit()
+    m.big_reserved = true;
+    m.reserved = true;
+    return std::span<std::byte>(m.big_tx);
   }
   m.send_buf.resize(kMaxFrameHeader + n);
   m.reserved = true;
@@ -591,6 +737,12 @@ Expected<void> Connection::commit() {
   if (m.closed || !m.reserved) return TransportErrc::kBadState;
   m.reserved = false;
   if (m.shm()) {
+    if (m.big_reserved) {
+      m.big_reserved = false;
+      auto r = m.ShmSendLarge(m.big_tx);
+      m.big_tx = {};
+      return r;
+    }
     m.ShmCommit();
     return {};
   }
@@ -612,7 +764,8 @@ Expected<void> Connection::send_bytes(std::span<const std::byte> msg) {
   if (m.closed || m.reserved) return TransportErrc::kBadState;
   if (msg.size() > max_message_size()) return TransportErrc::kTooLarge;
   if (m.shm()) {
-    auto buf = m.ShmReserve(msg.size());
+    if (msg.size() > m.ShmInlineMax()) return m.ShmSendLarge(msg);
+    auto buf = m.ShmReserveWhole(msg.size());
     if (!buf) return MakeUnexpected(buf.error());
     if (!msg.empty()) std::memcpy(buf->data(), msg.data(), msg.size());
     m.ShmCommit();
@@ -630,7 +783,7 @@ Expected<void> Connection::send_bytes(std::string_view msg) { return send_bytes(
 Expected<std::span<const std::byte>> Connection::peek(Timeout timeout) {
   Impl& m = *impl_;
   if (m.closed) return TransportErrc::kBadState;
-  if (m.shm()) return m.ShmPeek(timeout);
+  if (m.shm()) return m.ShmPeekMessage(timeout);
   const bool was_peeked = m.peeked;
   auto f = m.PeekFrame(DeadlineFor(timeout), false);
   if (!f) return f;
@@ -646,7 +799,7 @@ void Connection::release() noexcept {
   Impl& m = *impl_;
   if (m.closed) return;
   if (m.shm()) {
-    m.rx->release();
+    m.ShmRelease();
   } else if (m.peeked) {
     m.parser.Pop();
     m.peeked = false;
@@ -679,7 +832,7 @@ Expected<bool> Connection::poll(Timeout timeout) {
   Impl& m = *impl_;
   if (m.closed) return TransportErrc::kBadState;
   if (m.shm()) {
-    auto r = m.ShmPeek(timeout);
+    auto r = m.ShmPeekMessage(timeout);
     if (r) return true;
     if (r.error() == make_error_code(TransportErrc::kTimedOut)) return false;
     return true;  // end of stream / error pending: recv will report it without blocking
@@ -708,7 +861,7 @@ Expected<bool> Connection::arm_fileno() {
     m.armed = true;
   }
   auto r = m.rx->try_peek();
-  if (r || r.error() != make_error_code(RingErrc::kWouldBlock) || m.DrainSocket()) {
+  if (m.big_ready || r || r.error() != make_error_code(RingErrc::kWouldBlock) || m.DrainSocket()) {
     m.Disarm();
     return true;
   }
@@ -732,12 +885,13 @@ struct Listener::Impl {
   PeerInfo last_accepted;
   ino_t inode = 0;  // socket file we created (removed on close only if still ours)
   dev_t dev = 0;
+  pid_t creator = ::getpid();  // a forked child's copy never removes the parent's file
 
   ~Impl() { Close(); }
   void Close() noexcept {
     if (fd < 0) return;
     CloseFd(fd);
-    if (address.family == AddressFamily::kUnixPath) {
+    if (address.family == AddressFamily::kUnixPath && ::getpid() == creator) {
       struct stat st {};
       if (::lstat(address.path.c_str(), &st) == 0 && st.st_ino == inode && st.st_dev == dev) {
         ::unlink(address.path.c_str());
@@ -748,10 +902,30 @@ struct Listener::Impl {
 
 namespace {
 
-// A socket file that refuses connections belongs to a dead listener.
+// True if some socket in this network namespace is bound to `path` (/proc/net/unix lists
+// bound paths as given to bind(); relative binds elsewhere are caught by the probe below).
+bool PathBoundInProc(const std::string& path) {
+  FILE* f = std::fopen("/proc/net/unix", "re");
+  if (f == nullptr) return false;
+  char line[512];
+  bool found = false;
+  while (!found && std::fgets(line, sizeof(line), f) != nullptr) {
+    std::string_view l(line);
+    while (!l.empty() && (l.back() == '\n' || l.back() == ' ')) l.remove_suffix(1);
+    found = l.size() > path.size() && l.substr(l.size() - path.size()) == path &&
+            l[l.size() - path.size() - 1] == ' ';
+  }
+  std::fclose(f);
+  return found;
+}
+
+// A socket file that no socket is bound to and that refuses connections belongs to a dead
+// listener. /proc/net/unix is consulted first so a live listener is not disturbed by a
+// probe connection.
 bool IsStaleSocketFile(const std::string& path, const SockAddr& sa) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+  if (PathBoundInProc(path)) return false;
   int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (probe < 0) return false;
   const int rc = ::connect(probe, sa.get(), sa.length);
@@ -765,11 +939,46 @@ bool UidAllowed(uid_t uid, const ListenerOptions& o) {
   return std::find(o.allowed_uids.begin(), o.allowed_uids.end(), uid) != o.allowed_uids.end();
 }
 
+// The uid owning the IPv4 TCP socket whose local end is `peer` and remote end is `self`,
+// from /proc/net/tcp: available when the peer runs on this host (loopback). -1 if not.
+uid_t LoopbackTcpUid(const sockaddr_in& peer, const sockaddr_in& self) {
+  auto hex = [](const sockaddr_in& a) {
+    char buf[32];
+    // /proc prints the address as the host-order value of the network-order word.
+    std::snprintf(buf, sizeof(buf), "%08X:%04X", a.sin_addr.s_addr, ntohs(a.sin_port));
+    return std::string(buf);
+  };
+  const std::string local = hex(peer), remote = hex(self);
+  FILE* f = std::fopen("/proc/net/tcp", "re");
+  if (f == nullptr) return static_cast<uid_t>(-1);
+  char line[512];
+  uid_t uid = static_cast<uid_t>(-1);
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    char l[64], r[64];
+    unsigned st = 0, u = 0;
+    // sl local rem st tx:rx tr:when retrnsmt uid
+    if (std::sscanf(line, " %*d: %63s %63s %x %*s %*s %*s %u", l, r, &st, &u) == 4 && local == l &&
+        remote == r) {
+      uid = static_cast<uid_t>(u);
+      break;
+    }
+  }
+  std::fclose(f);
+  return uid;
+}
+
 void ReadPeer(int fd, PeerInfo* peer) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
     peer->address = FromSockAddr(reinterpret_cast<sockaddr*>(&ss), len);
+  }
+  if (ss.ss_family == AF_INET) {
+    sockaddr_in self{};
+    socklen_t slen = sizeof(self);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&self), &slen) == 0) {
+      peer->uid = LoopbackTcpUid(*reinterpret_cast<const sockaddr_in*>(&ss), self);
+    }
   }
   if (ss.ss_family == AF_UNIX) {
     ucred cred{};
@@ -916,7 +1125,9 @@ Expected<Connection> Listener::accept(Timeout timeout) {
   l.last_accepted = PeerInfo{};
   ReadPeer(cfd, &impl->peer);
   l.last_accepted = impl->peer;
-  if (!impl->tcp && !UidAllowed(impl->peer.uid, l.options)) {
+  // Unix sockets always carry credentials; TCP only from this host (uid -1: remote).
+  const bool uid_known = !impl->tcp || impl->peer.uid != static_cast<uid_t>(-1);
+  if (uid_known && !UidAllowed(impl->peer.uid, l.options)) {
     return TransportErrc::kPeerNotAllowed;  // impl closes the socket
   }
   auto r = impl->Setup(HandshakeRole::kServer, l.authkey);

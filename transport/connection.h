@@ -31,7 +31,8 @@
 // Thread safety: a Connection may be used by one sending thread and one receiving thread
 // concurrently (send_bytes/reserve/commit vs recv_bytes/peek/release/poll); otherwise
 // not-thread-safe. Listener: not-thread-safe. Connections are bound to the process that
-// made them (do not use them across fork()).
+// made them: do not use them in a fork()ed child. Closing or destroying an inherited copy
+// in the child is safe (it closes the child's fd only; the parent's streams stay open).
 #ifndef SHMLINK_TRANSPORT_CONNECTION_H_
 #define SHMLINK_TRANSPORT_CONNECTION_H_
 
@@ -62,11 +63,11 @@ struct ConnectionOptions {
   // Advertise the shmlink marker and use shared memory with shmlink peers. false: behave
   // exactly like stock Python (socket data path).
   bool enable_shm = true;
-  // Bytes per ring (one ring per direction), a power of two in [4 KiB, 4 GiB]. The largest
-  // message on the shm path is ring_capacity/2 - 8 (see max_message_size()). Chosen by
-  // the server; the client accepts the server's value.
+  // Bytes per ring (one ring per direction), a power of two in [4 KiB, 4 GiB]. Messages
+  // up to ring_capacity/2 - 16 bytes are zero-copy on the shm path; larger ones are sent
+  // in chunks (see max_message_size()). Chosen by the server; the client follows.
   uint64_t ring_capacity = uint64_t{1} << 20;
-  // Longest frame accepted on the socket data path (protects memory from a bogus header).
+  // Longest message on either path (protects memory from a bogus length).
   uint64_t max_socket_message = uint64_t{1} << 31;
   // Bound on the whole handshake (authentication + upgrade). A silent peer gets
   // kHandshakeTimeout and its socket is closed.
@@ -80,13 +81,15 @@ struct ListenerOptions {
   // Mode of the socket file (Unix paths), set before listen() so no connection can race it.
   mode_t socket_mode = 0600;
   int backlog = 128;
-  // By default only peers of our own uid may connect (SO_PEERCRED, Unix sockets only; TCP
-  // carries no credentials and relies on the authkey alone).
+  // By default only peers of our own uid may connect: SO_PEERCRED on Unix sockets; for
+  // TCP from this host (loopback) the uid owning the client socket in /proc/net/tcp
+  // (IPv4). Remote TCP peers carry no credentials and rely on the authkey alone.
   bool allow_any_uid = false;
   std::vector<uid_t> allowed_uids;  // allowed besides our own uid
 };
 
-// Who is on the other end. pid/uid/gid come from SO_PEERCRED (Unix sockets; -1 on TCP).
+// Who is on the other end. Unix sockets: pid/uid/gid from SO_PEERCRED. TCP: uid of a
+// peer on this host (IPv4, /proc/net/tcp), pid/gid -1; all -1 for remote peers.
 struct PeerInfo {
   pid_t pid = -1;
   uid_t uid = static_cast<uid_t>(-1);
@@ -95,11 +98,11 @@ struct PeerInfo {
 };
 
 struct ConnectionStats {
-  uint64_t socket_frames_sent = 0;      // data frames on the socket after the handshake
+  uint64_t socket_frames_sent = 0;  // data frames on the socket after the handshake
   uint64_t socket_frames_received = 0;
-  uint64_t socket_bytes_sent = 0;       // their payload bytes
+  uint64_t socket_bytes_sent = 0;  // their payload bytes
   uint64_t socket_bytes_received = 0;
-  uint64_t doorbells_sent = 0;          // 1-byte wake-ups for an armed fileno() (shm path)
+  uint64_t doorbells_sent = 0;  // 1-byte wake-ups for an armed fileno() (shm path)
 };
 
 class Connection {
@@ -113,8 +116,10 @@ class Connection {
 
   // True if messages travel through shared memory; false on the socket data path.
   bool is_shm() const noexcept;
-  // Largest message send_bytes/reserve accept: ring_capacity/2 - 8 on shm, else
-  // max_socket_message of the options.
+  // Largest message send_bytes/reserve accept (and recv accepts): max_socket_message of
+  // the options, on both paths. On shm a message up to ring_capacity/2 - 16 bytes is one
+  // ring record, read in place; a larger one travels in chunks and is reassembled in a
+  // buffer (peek() then returns that buffer; reserve() hands out a buffer too).
   uint64_t max_message_size() const noexcept;
   const PeerInfo& peer() const noexcept;
   // The peer's challenge carried the shmlink marker.
@@ -124,8 +129,9 @@ class Connection {
 
   // ---- sending (sender thread)
   // Sends one message (copied). Blocks while the ring (or socket buffer) is full.
-  // Errors: kTooLarge, kClosed (peer closed its reading side), kPeerDead, kBadState
-  // (closed), system errors (EPIPE, ECONNRESET) on the socket path.
+  // Errors: kTooLarge, kClosed (peer closed its reading side; on the socket path also
+  // EPIPE/ECONNRESET, which cannot tell a close from a death), kPeerDead (shm: the peer
+  // died), kBadState (closed), other socket errors in the system category.
   [[nodiscard]] Expected<void> send_bytes(std::span<const std::byte> msg);
   [[nodiscard]] Expected<void> send_bytes(std::string_view msg);
   // Zero copy: a writable span of `n` bytes for one message (in the ring on shm; in a
@@ -195,8 +201,7 @@ class Listener {
   // Errors: kInvalidAddress, kInvalidArgument (empty authkey), kAddressInUse, system errors.
   [[nodiscard]] static Expected<Listener> Create(const Address& address, std::string_view authkey,
                                                  const ListenerOptions& options = {});
-  [[nodiscard]] static Expected<Listener> Create(std::string_view address,
-                                                 std::string_view authkey,
+  [[nodiscard]] static Expected<Listener> Create(std::string_view address, std::string_view authkey,
                                                  const ListenerOptions& options = {});
   Listener(Listener&&) noexcept;
   Listener& operator=(Listener&&) noexcept;
@@ -215,7 +220,8 @@ class Listener {
   const PeerInfo& last_accepted() const noexcept;
   // The listening socket (readable when a client is waiting).
   int fileno() const noexcept;
-  // Stops listening and removes the socket file (if it is still ours). Idempotent.
+  // Stops listening and removes the socket file (if it is still ours: same inode, and
+  // called in the process that created the listener, not a forked child). Idempotent.
   void close() noexcept;
 
   struct Impl;

@@ -66,8 +66,8 @@ class FrameParser {
   void Compact();
 
   std::vector<std::byte> buf_;
-  size_t begin_ = 0;  // first unconsumed byte
-  size_t end_ = 0;    // end of valid bytes
+  size_t begin_ = 0;   // first unconsumed byte
+  size_t end_ = 0;     // end of valid bytes
   size_t peeked_ = 0;  // total length (header + payload) of the peeked frame, 0 if none
   uint64_t max_payload_;
   std::error_code error_;

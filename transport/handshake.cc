@@ -87,12 +87,11 @@ Expected<Bytes> Hmac(std::string_view name, std::span<const std::byte> key,
   return r;
 }
 
-Expected<Bytes> CreateResponse(std::span<const std::byte> key,
-                               std::span<const std::byte> message) {
+Expected<Bytes> CreateResponse(std::span<const std::byte> key, std::span<const std::byte> message) {
   auto split = SplitDigest(message);
   if (!split) return MakeUnexpected(split.error());
   if (split->name.empty()) return Hmac("md5", key, message);  // legacy: bare MD5
-  auto mac = Hmac(split->name, key, message);                  // MAC covers the prefix too
+  auto mac = Hmac(split->name, key, message);                 // MAC covers the prefix too
   if (!mac) return mac;
   Bytes r = ToBytes("{" + split->name + "}");
   r.insert(r.end(), mac->begin(), mac->end());

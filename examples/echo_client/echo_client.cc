@@ -81,8 +81,8 @@ int main(int argc, char** argv) {
       if (!m || m->size() != payload.size()) return 1;
       conn->release();
     }
-    const double us = std::chrono::duration<double, std::micro>(
-                          std::chrono::steady_clock::now() - t0).count();
+    const double us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%d round trips of %d B: %.2f us mean\n", rounds, size, us / rounds);
   }
   if (!no_close) {

@@ -58,9 +58,9 @@ int main(int argc, char** argv) {
       continue;  // wrong key, timeout, ...: serve the next client
     }
     const PeerInfo& peer = listener->last_accepted();
-    std::printf("connection accepted from %s pid=%d uid=%d (%s)\n",
-                peer.address.ToString().c_str(), static_cast<int>(peer.pid),
-                static_cast<int>(peer.uid), conn->is_shm() ? "shared memory" : "socket");
+    std::printf("connection accepted from %s pid=%d uid=%d (%s)\n", peer.address.ToString().c_str(),
+                static_cast<int>(peer.pid), static_cast<int>(peer.uid),
+                conn->is_shm() ? "shared memory" : "socket");
     std::fflush(stdout);
     for (;;) {
       auto msg = conn->peek();

@@ -11,32 +11,29 @@
 #include <vector>
 
 #include "examples/ping_pong/common.h"
+#include "examples/ping_pong/options.h"
 
 int main(int argc, char** argv) {
   using namespace shmlink;
   CLI::App app{"ping: round trips to `pong` over two shared-memory SPSC rings"};
-  std::string name = "/shmlink-ping-pong";
+  ping_pong::SharedOptions flags;
   uint64_t count = 100000;
   uint64_t size = 64;
-  std::string wait = "spin-then-sleep";
-  double timeout_s = 30;
-  app.add_option("--name", name, "shm name shared with pong (leading '/')");
+  ping_pong::AddNameOption(app, flags, "pong");
   app.add_option("--count", count, "round trips")->check(CLI::PositiveNumber);
   app.add_option("--size", size, "message size in bytes (>= 8)")->check(CLI::Range(8, 1 << 28));
-  app.add_option("--wait", wait, "wait strategy: spin | spin-then-sleep | sleep")
-      ->check(CLI::IsMember({"spin", "spin-then-sleep", "sleep"}));
-  app.add_option("--timeout", timeout_s, "seconds to wait for pong to appear");
+  ping_pong::AddWaitOptions(app, flags, "pong");
   CLI11_PARSE(app, argc, argv);
 
-  auto out = SpscRing::Create(ping_pong::PingName(name), ping_pong::CapacityFor(size));
+  auto out = SpscRing::Create(ping_pong::PingName(flags.name), ping_pong::CapacityFor(size));
   if (!out) {
-    std::fprintf(stderr, "ping: create %s: %s\n", ping_pong::PingName(name).c_str(),
+    std::fprintf(stderr, "ping: create %s: %s\n", ping_pong::PingName(flags.name).c_str(),
                  out.error().message().c_str());
     return 1;
   }
-  auto in = SpscRing::Create(ping_pong::PongName(name), ping_pong::CapacityFor(size));
+  auto in = SpscRing::Create(ping_pong::PongName(flags.name), ping_pong::CapacityFor(size));
   if (!in) {
-    std::fprintf(stderr, "ping: create %s: %s\n", ping_pong::PongName(name).c_str(),
+    std::fprintf(stderr, "ping: create %s: %s\n", ping_pong::PongName(flags.name).c_str(),
                  in.error().message().c_str());
     return 1;
   }
@@ -46,10 +43,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ping: claiming roles failed\n");
     return 1;
   }
-  const WaitOptions opts = ping_pong::ParseWait(wait);
+  const WaitOptions opts = ping_pong::ParseWait(flags.wait);
   WaitOptions first = opts;  // the first echo also waits for pong to start
   first.timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(
-      std::chrono::duration<double>(timeout_s));
+      std::chrono::duration<double>(flags.timeout_s));
 
   std::vector<uint64_t> rtt;
   rtt.reserve(count);
@@ -106,7 +103,7 @@ int main(int argc, char** argv) {
       "ping: %llu round trips of %llu B (%s): min %.0f ns, p50 %.0f ns, p99 %.0f ns, "
       "p99.9 %.0f ns, max %.0f ns, mean %.0f ns; %.0f round trips/s\n",
       static_cast<unsigned long long>(rtt.size()), static_cast<unsigned long long>(size),
-      wait.c_str(), static_cast<double>(rtt.front()), pct(0.50), pct(0.99), pct(0.999),
+      flags.wait.c_str(), static_cast<double>(rtt.front()), pct(0.50), pct(0.99), pct(0.999),
       static_cast<double>(rtt.back()), sum / static_cast<double>(rtt.size()),
       static_cast<double>(rtt.size()) / total_s);
   return 0;

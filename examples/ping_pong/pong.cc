@@ -7,37 +7,35 @@
 #include <cstring>
 
 #include "examples/ping_pong/common.h"
+#include "examples/ping_pong/options.h"
 
 int main(int argc, char** argv) {
   using namespace shmlink;
   CLI::App app{"pong: echoes `ping`'s messages over two shared-memory SPSC rings"};
-  std::string name = "/shmlink-ping-pong";
+  ping_pong::SharedOptions flags;
   uint64_t count = 100000;
   uint64_t size = 0;
-  std::string wait = "spin-then-sleep";
-  double timeout_s = 30;
-  app.add_option("--name", name, "shm name shared with ping (leading '/')");
+  ping_pong::AddNameOption(app, flags, "ping");
   app.add_option("--count", count, "round trips expected (0: any)");
   app.add_option("--size", size, "expected message size (0: any)");
-  app.add_option("--wait", wait, "wait strategy: spin | spin-then-sleep | sleep")
-      ->check(CLI::IsMember({"spin", "spin-then-sleep", "sleep"}));
-  app.add_option("--timeout", timeout_s, "seconds to wait for ping to appear");
+  ping_pong::AddWaitOptions(app, flags, "ping");
   CLI11_PARSE(app, argc, argv);
 
-  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
-  if (auto ok = Segment::ValidateName(name + ".ping"); !ok) {
-    std::fprintf(stderr, "pong: bad --name %s: %s\n", name.c_str(), ok.error().message().c_str());
+  const auto limit = std::chrono::milliseconds(static_cast<int64_t>(flags.timeout_s * 1000));
+  if (auto ok = Segment::ValidateName(flags.name + ".ping"); !ok) {
+    std::fprintf(stderr, "pong: bad --name %s: %s\n", flags.name.c_str(),
+                 ok.error().message().c_str());
     return 1;
   }
-  auto in = ping_pong::AttachWithRetry(ping_pong::PingName(name), limit);
+  auto in = ping_pong::AttachWithRetry(ping_pong::PingName(flags.name), limit);
   if (!in) {
-    std::fprintf(stderr, "pong: attach %s: %s\n", ping_pong::PingName(name).c_str(),
+    std::fprintf(stderr, "pong: attach %s: %s\n", ping_pong::PingName(flags.name).c_str(),
                  in.error().message().c_str());
     return 1;
   }
-  auto out = ping_pong::AttachWithRetry(ping_pong::PongName(name), limit);
+  auto out = ping_pong::AttachWithRetry(ping_pong::PongName(flags.name), limit);
   if (!out) {
-    std::fprintf(stderr, "pong: attach %s: %s\n", ping_pong::PongName(name).c_str(),
+    std::fprintf(stderr, "pong: attach %s: %s\n", ping_pong::PongName(flags.name).c_str(),
                  out.error().message().c_str());
     return 1;
   }
@@ -48,7 +46,7 @@ int main(int argc, char** argv) {
                  (!rx ? rx.error() : tx.error()).message().c_str());
     return 1;
   }
-  const WaitOptions opts = ping_pong::ParseWait(wait);
+  const WaitOptions opts = ping_pong::ParseWait(flags.wait);
   uint64_t seen = 0;
   for (;;) {
     auto msg = rx->peek(opts);

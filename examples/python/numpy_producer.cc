@@ -40,8 +40,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (uint64_t i = 0; i < count; ++i) {
-    const size_t n = bytes_mode ? rows * cols
-                                : shmlink::python::ArrayFrameSize("<f8", {rows, cols}, 8);
+    const size_t n =
+        bytes_mode ? rows * cols : shmlink::python::ArrayFrameSize("<f8", {rows, cols}, 8);
     auto buf = tx->reserve(n);
     if (!buf) {
       std::fprintf(stderr, "reserve: %s\n", buf.error().message().c_str());

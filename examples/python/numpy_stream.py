@@ -2,12 +2,13 @@
 
     python3 numpy_stream.py [PATH_TO_numpy_producer]
 
-Creates the ring /shmlink-example-<pid>, starts the C++ producer (bazel build
+Creates the ring /shmlink-example-<pid>-<random>, starts the C++ producer (bazel build
 //examples/python:numpy_producer) which writes 100 float64 arrays of 256 x 256 in place
 into the ring, and receives them with Ring.recv_array(): each array's data lies inside the
 shared mapping (checked below); nothing is copied on the Python side.
 """
 import os
+import secrets
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     producer = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         here, "..", "..", "bazel-bin", "examples", "python", "numpy_producer")
-    name = "/shmlink-example-%d" % os.getpid()
+    name = "/shmlink-example-%d-%s" % (os.getpid(), secrets.token_hex(4))
     with shmlink.Ring.create(name, 1 << 22) as ring:
         base, size = ring.mapping_range()
         p = subprocess.Popen([producer, name, "100", "256", "256"])

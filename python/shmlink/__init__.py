@@ -11,7 +11,7 @@ __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
 from multiprocessing import AuthenticationError, BufferTooShort  # noqa: E402,F401
 
-from ._shmlink import Message  # noqa: E402
+from ._shmlink import Message, set_spin  # noqa: E402
 from ._ring import Ring  # noqa: E402
 from .connection import Client, Connection, Listener, Pipe  # noqa: E402
 from .queues import JoinableQueue, Queue, SimpleQueue  # noqa: E402
@@ -21,5 +21,5 @@ __all__ = [
     "Array", "AuthenticationError", "BufferTooShort", "Client", "Connection",
     "JoinableQueue", "Listener",
     "Message", "Pipe", "Queue", "RawArray", "RawValue", "Ring", "SharedLock",
-    "SimpleQueue", "Value",
+    "SimpleQueue", "Value", "set_spin",
 ]

@@ -16,3 +16,5 @@ from .sharedctypes import RawArray as RawArray
 from .sharedctypes import RawValue as RawValue
 from .sharedctypes import SharedLock as SharedLock
 from .sharedctypes import Value as Value
+
+def set_spin(seconds: float) -> None: ...

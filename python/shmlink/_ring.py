@@ -133,8 +133,7 @@ class Ring:
         self._ch.send_bytes(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), 0, None, timeout)
 
     def recv(self, *, timeout=None):
-        with self._ch.recv_view(timeout, False) as mv:
-            return pickle.loads(mv)
+        return self._ch.recv_decode(pickle.loads, timeout)
 
     # -- NumPy -------------------------------------------------------------------------
     def send_array(self, arr, *, timeout=None):

@@ -7,8 +7,10 @@ recv_bytes_into, poll, close, fileno, context manager) and works with
 multiprocessing.connection.wait() and selectors.
 
 fileno() readiness, and its cost: each direction has a doorbell (an eventfd plus a word in
-the segment). The sender writes the eventfd only when the word goes 0 -> 1; the receiver
-clears the word and drains the eventfd when it finds its ring empty. So a burst of
+the segment), off until the receiving end's fileno() is first called (so a Pipe nobody
+selects on makes no eventfd syscall). Then the sender writes the eventfd only when the word
+goes 0 -> 1; the receiver clears the word and drains the eventfd when it finds its ring
+empty. So a burst of
 messages costs one eventfd write and one read, a strict ping-pong one of each per message
 (about a microsecond of syscalls). A socketpair carries no data: its hang-up tells the
 other end (and its fileno) that the last copy of this end was closed or its process died.
@@ -154,6 +156,7 @@ class Connection:
         if not self.readable:
             return self._fds["sock"]
         if self._epoll is None or self._epoll_pid != os.getpid():
+            self._ch.enable_bell()
             ep = select.epoll()
             ep.register(self._fds["rx_efd"], select.EPOLLIN)
             ep.register(self._fds["sock"], select.EPOLLIN | select.EPOLLRDHUP)
@@ -325,12 +328,26 @@ class Listener:
 
     def __init__(self, address=None, family=None, backlog=1, authkey=None, *, shm=True,
                  ring_capacity=None, legacy_auth=False):
+        self._tempdir = None
         if address is None:
             import tempfile
-            address = os.path.join(tempfile.mkdtemp(prefix="shmlink-"), "listener")
-        self._impl = _Listener.create(_address_text(address), _authkey(authkey), shm,
-                                      int(ring_capacity or 0), int(backlog), legacy_auth)
+            self._tempdir = tempfile.mkdtemp(prefix="shmlink-")
+            address = os.path.join(self._tempdir, "listener")
+        try:
+            self._impl = _Listener.create(_address_text(address), _authkey(authkey), shm,
+                                          int(ring_capacity or 0), int(backlog), legacy_auth)
+        except BaseException:
+            self._remove_tempdir()
+            raise
         self._closed = False
+
+    def _remove_tempdir(self):
+        if self._tempdir is not None:
+            try:
+                os.rmdir(self._tempdir)
+            except OSError:
+                pass
+            self._tempdir = None
 
     def accept(self, timeout=None):
         """Accepts and authenticates one client. shmlink extension: timeout (seconds)
@@ -340,9 +357,12 @@ class Listener:
         return SocketConnection(self._impl.accept(timeout))
 
     def close(self):
+        """Stops listening and removes the socket file (and the directory made for an
+        address=None listener)."""
         if not self._closed:
             self._closed = True
             self._impl.close()
+            self._remove_tempdir()
 
     @property
     def address(self):

@@ -12,12 +12,12 @@ import itertools
 import mmap
 import os
 import queue as _queue
-import secrets
 import weakref
 
 import _posixshmem
 from multiprocessing import reduction as _reduction
 
+from . import _names
 from ._shmlink import _Queue
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue"]
@@ -35,7 +35,7 @@ _spill_counter = itertools.count()
 
 
 def _default_name(kind):
-    return "/shmlink-%s-%d-%s" % (kind, os.getpid(), secrets.token_hex(4))
+    return _names.new_name(kind)
 
 
 def _pow2_at_least(n):

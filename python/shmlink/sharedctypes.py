@@ -12,11 +12,11 @@ dies or on unlink(). Children get the object by pickling (by name), under fork o
 """
 import ctypes
 import os
-import secrets
 import threading
 import time
 import weakref
 
+from . import _names
 from ._shmlink import _SharedObject
 
 __all__ = ["Value", "Array", "RawValue", "RawArray", "SharedLock"]
@@ -228,7 +228,7 @@ def _attach(cls, name, code, length, lock):
 
 
 def _new_name(kind):
-    return "/shmlink-%s-%d-%s" % (kind, os.getpid(), secrets.token_hex(4))
+    return _names.new_name(kind)
 
 
 def Value(typecode_or_type, *args, lock=True, name=None):

@@ -3,13 +3,12 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <pybind11/pybind11.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <string>
-
-#include <pybind11/pybind11.h>
 
 #include "ringbuf/error.h"
 
@@ -31,7 +30,23 @@ bool Is(const std::error_code& ec, RingErrc e) { return ec == make_error_code(e)
 // The Python error indicator is set: hand it to pybind11, which re-raises it.
 [[noreturn]] void ThrowPython() { throw pybind11::error_already_set(); }
 
+// Relaxed: a tuning knob; a call that reads a stale value just spins for the old time.
+std::atomic<int64_t> g_spin_ns{std::chrono::nanoseconds(WaitOptions{}.spin).count()};
+
 }  // namespace
+
+void SetSpin(std::chrono::nanoseconds spin) noexcept {
+  g_spin_ns.store(spin.count(), std::memory_order_relaxed);
+}
+
+std::chrono::nanoseconds SpinTime() noexcept {
+  return std::chrono::nanoseconds(g_spin_ns.load(std::memory_order_relaxed));
+}
+
+WaitOptions SliceOptions(std::chrono::nanoseconds timeout) noexcept {
+  // The spin already happened in YieldSpin: sleep at once.
+  return WaitOptions::Sleep(timeout);
+}
 
 uint64_t ForkGeneration() noexcept { return g_fork_generation.load(std::memory_order_relaxed); }
 
@@ -123,9 +138,9 @@ namespace {
 // Calls `wait(opts)` (a blocking ring call) in slices of kSignalSlice with the GIL
 // released, running signal handlers between slices. `between` runs with the GIL held after
 // each slice and may return an error to stop waiting.
-template <typename WaitFn, typename BetweenFn>
-auto SlicedWait(Timeout timeout, WaitFn&& wait, BetweenFn&& between) -> decltype(wait(
-    WaitOptions{})) {
+template <typename TryFn, typename WaitFn, typename BetweenFn>
+auto SlicedWait(Timeout timeout, TryFn&& try_fn, WaitFn&& wait, BetweenFn&& between)
+    -> decltype(wait(WaitOptions{})) {
   const bool infinite = !timeout.has_value();
   const Clock::time_point deadline =
       infinite ? Clock::time_point::max()
@@ -133,14 +148,25 @@ auto SlicedWait(Timeout timeout, WaitFn&& wait, BetweenFn&& between) -> decltype
                                     std::chrono::duration<double>(*timeout));
   using R = decltype(wait(WaitOptions{}));
   if (auto stop = between(); !stop) return R(MakeUnexpected(stop.error()));
+  {
+    const auto limit =
+        infinite ? std::chrono::nanoseconds::max()
+                 : std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now());
+    R r = RingErrc::kWouldBlock;
+    Py_BEGIN_ALLOW_THREADS;
+    r = YieldSpin(try_fn, limit);
+    Py_END_ALLOW_THREADS;
+    if (r || !Is(r.error(), RingErrc::kWouldBlock)) return r;
+  }
   for (;;) {
     auto slice = std::chrono::duration_cast<std::chrono::nanoseconds>(kSignalSlice);
     if (!infinite) {
       auto left = deadline - Clock::now();
-      if (left <= Clock::duration::zero()) return decltype(wait(WaitOptions{}))(RingErrc::kTimedOut);
+      if (left <= Clock::duration::zero())
+        return decltype(wait(WaitOptions{}))(RingErrc::kTimedOut);
       slice = std::min(slice, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
     }
-    WaitOptions opts = WaitOptions::WithTimeout(slice);
+    WaitOptions opts = SliceOptions(slice);
     decltype(wait(opts)) r = RingErrc::kTimedOut;
     Py_BEGIN_ALLOW_THREADS;
     r = wait(opts);
@@ -197,7 +223,7 @@ std::span<const std::byte> RxLock::Peek(Timeout timeout) {
   if (!r && Is(r.error(), RingErrc::kWouldBlock)) {
     if (timeout && *timeout <= 0) RaiseRingError(make_error_code(RingErrc::kTimedOut), false);
     r = SlicedWait(
-        timeout, [&](const WaitOptions& o) { return c.peek(o); },
+        timeout, [&] { return c.try_peek(); }, [&](const WaitOptions& o) { return c.peek(o); },
         [&]() -> Expected<void> {
           s_.MaybeRelease();
           if (PeerHungUp(s_.hup_fd)) {
@@ -224,7 +250,7 @@ bool RxLock::Poll(Timeout timeout) {
   auto r = c.try_peek();
   if (!r && Is(r.error(), RingErrc::kWouldBlock) && !(timeout && *timeout <= 0)) {
     r = SlicedWait(
-        timeout, [&](const WaitOptions& o) { return c.peek(o); },
+        timeout, [&] { return c.try_peek(); }, [&](const WaitOptions& o) { return c.peek(o); },
         [&]() -> Expected<void> {
           s_.MaybeRelease();
           if (PeerHungUp(s_.hup_fd)) return RingErrc::kPeerDead;
@@ -257,10 +283,25 @@ void RxLock::Consume(bool keep) {
   AfterConsume();
 }
 
+void RxLock::EnableBell() {
+  Bell& b = s_.bell;
+  if (b.word == nullptr || b.enabled->load(std::memory_order_seq_cst) != 0) return;
+  // SYNC(bell-enable): seq_cst store then try_peek (seq_cst loads); pairs with the
+  // writer's commit + fence + load of `enabled` in TxLock::Commit: either the writer sees
+  // the doorbell on, or we see its message here and ring for it ourselves.
+  b.enabled->store(1, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  auto r = s_.consumer->try_peek();
+  if (r) s_.peek_pending = true;
+  if (r || !Is(r.error(), RingErrc::kWouldBlock)) {
+    if (b.word->exchange(1, std::memory_order_seq_cst) == 0) (void)::eventfd_write(b.efd, 1);
+  }
+}
+
 void RxLock::AfterConsume() {
   Bell& b = s_.bell;
   if (b.word == nullptr) return;
-  // SYNC(bell): seq_cst, Dekker with the writer's commit (seq_cst store of write_pos) and
+  // SYNC(bell): seq_cst, Dekker with the writer's commit (ends with a seq_cst fence) and
   // its exchange in TxLock::Commit: either we see its message below, or it sees 0 and
   // writes the eventfd after our drain.
   if (b.word->load(std::memory_order_seq_cst) == 0) return;
@@ -322,7 +363,8 @@ std::span<std::byte> TxLock::Reserve(size_t n, Timeout timeout) {
   if (!r && Is(r.error(), RingErrc::kWouldBlock)) {
     if (timeout && *timeout <= 0) RaiseRingError(make_error_code(RingErrc::kTimedOut), true);
     r = SlicedWait(
-        timeout, [&](const WaitOptions& o) { return p.reserve(n, o); },
+        timeout, [&] { return p.try_reserve(n); },
+        [&](const WaitOptions& o) { return p.reserve(n, o); },
         [&]() -> Expected<void> {
           if (PeerHungUp(s_.hup_fd)) return RingErrc::kPeerDead;
           return {};
@@ -336,8 +378,10 @@ void TxLock::Commit() {
   s_.producer->commit();
   Bell& b = s_.bell;
   if (b.word == nullptr) return;
-  // SYNC(bell): fence + seq_cst exchange; pairs with RxLock::AfterConsume.
+  // SYNC(bell): fence + seq_cst load/exchange; pairs with RxLock::AfterConsume and
+  // RxLock::EnableBell.
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (b.enabled->load(std::memory_order_seq_cst) == 0) return;
   if (b.word->exchange(1, std::memory_order_seq_cst) == 0) (void)::eventfd_write(b.efd, 1);
 }
 

@@ -9,14 +9,14 @@ namespace shmlink::py {
 namespace {
 
 struct MessageObject {
-  PyObject_HEAD
-  std::shared_ptr<RxState>* state;  // heap-allocated so the C struct stays POD-initialised
+  PyObject_HEAD std::shared_ptr<RxState>*
+      state;  // heap-allocated so the C struct stays POD-initialised
   const std::byte* data;
   Py_ssize_t size;
-  Py_ssize_t exports;   // live buffer exports (PEP 3118)
-  PyObject* view;       // memoryview handed out by __enter__, or nullptr
-  bool invalid;         // release() was called: no new exports
-  bool returned;        // ring space handed back to the state
+  Py_ssize_t exports;  // live buffer exports (PEP 3118)
+  PyObject* view;      // memoryview handed out by __enter__, or nullptr
+  bool invalid;        // release() was called: no new exports
+  bool returned;       // ring space handed back to the state
   bool pinned;
 };
 
@@ -132,8 +132,7 @@ PyObject* Message_get_released(PyObject* self, void*) {
 }
 
 PyObject* Message_get_address(PyObject* self, void*) {
-  return PyLong_FromVoidPtr(
-      const_cast<std::byte*>(reinterpret_cast<MessageObject*>(self)->data));
+  return PyLong_FromVoidPtr(const_cast<std::byte*>(reinterpret_cast<MessageObject*>(self)->data));
 }
 
 PyMethodDef message_methods[] = {
@@ -146,8 +145,7 @@ PyMethodDef message_methods[] = {
 
 PyGetSetDef message_getset[] = {
     {"released", Message_get_released, nullptr, "True after release().", nullptr},
-    {"address", Message_get_address, nullptr, "Address of the first byte (for tests).",
-     nullptr},
+    {"address", Message_get_address, nullptr, "Address of the first byte (for tests).", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PySequenceMethods message_as_sequence = {Message_len};
@@ -178,8 +176,7 @@ int RegisterMessageType(PyObject* module) {
   return 0;
 }
 
-PyObject* NewMessage(std::shared_ptr<RxState> state, std::span<const std::byte> data,
-                     bool pinned) {
+PyObject* NewMessage(std::shared_ptr<RxState> state, std::span<const std::byte> data, bool pinned) {
   auto* m = PyObject_New(MessageObject, &MessageType);
   if (m == nullptr) return nullptr;
   m->state = new std::shared_ptr<RxState>(std::move(state));

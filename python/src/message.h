@@ -28,8 +28,7 @@ int RegisterMessageType(PyObject* module);
 
 // New reference to a Message over `data`, which must stay valid until the message is
 // returned to `state` (state->outstanding was already incremented for it).
-PyObject* NewMessage(std::shared_ptr<RxState> state, std::span<const std::byte> data,
-                     bool pinned);
+PyObject* NewMessage(std::shared_ptr<RxState> state, std::span<const std::byte> data, bool pinned);
 
 }  // namespace shmlink::py
 

@@ -108,13 +108,15 @@ class Channel {
       RaiseRingError(make_error_code(RingErrc::kBadGeometry), false);
     }
     auto ch = std::make_shared<Channel>();
-    auto owner = std::make_shared<ForkSafeOwner<std::shared_ptr<Segment>>>(
-        std::shared_ptr<Segment>(shared));
+    auto owner =
+        std::make_shared<ForkSafeOwner<std::shared_ptr<Segment>>>(std::shared_ptr<Segment>(shared));
     ch->mapping_ = {reinterpret_cast<uintptr_t>(shared->data()), shared->size()};
-    auto bell = [&](int index) {
+    // Per ring: the doorbell word, and at +4 its `enabled` flag (channel.h, Bell).
+    auto word_at = [&](int index, size_t extra) {
       return reinterpret_cast<std::atomic<uint32_t>*>(shared->data() + kBellOffset +
-                                                     64 * static_cast<size_t>(index));
+                                                      64 * static_cast<size_t>(index) + extra);
     };
+    auto bell = [&](int index, int efd) { return Bell{word_at(index, 0), word_at(index, 4), efd}; };
     std::shared_ptr<const Segment> cseg = shared;
     SpscGeometry geo = *g;
     if (rx >= 0) {
@@ -122,7 +124,7 @@ class Channel {
       ch->rx_->claim = [cseg, geo, rx]() {
         return SpscConsumer::Claim(cseg, SpscRegionAt(*cseg, geo, rx));
       };
-      ch->rx_->bell = {bell(rx), rx_efd};
+      ch->rx_->bell = bell(rx, rx_efd);
       ch->rx_->hup_fd = hup_fd;
       ch->rx_->keepalive = owner;
     }
@@ -131,7 +133,7 @@ class Channel {
       ch->tx_->claim = [cseg, geo, tx]() {
         return SpscProducer::Claim(cseg, SpscRegionAt(*cseg, geo, tx));
       };
-      ch->tx_->bell = {bell(tx), tx_efd};
+      ch->tx_->bell = bell(tx, tx_efd);
       ch->tx_->hup_fd = hup_fd;
       ch->tx_->keepalive = owner;
     }
@@ -255,9 +257,9 @@ class Channel {
   pyb::object RecvDecode(pyb::object decode, Timeout timeout) {
     RxLock lock(Rx());
     auto msg = lock.Peek(timeout);
-    PyObject* mv = PyMemoryView_FromMemory(
-        reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
-        static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
+    PyObject* mv =
+        PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
+                                static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
     if (mv == nullptr) {
       lock.Consume(false);
       throw pyb::error_already_set();
@@ -278,6 +280,12 @@ class Channel {
   bool Poll(Timeout timeout) {
     RxLock lock(Rx());
     return lock.Poll(timeout);
+  }
+
+  // First fileno() of a Pipe end: switch its doorbell on.
+  void EnableBell() {
+    RxLock lock(Rx());
+    lock.EnableBell();
   }
 
   void CloseRx() {
@@ -348,7 +356,7 @@ class Channel {
 
   std::shared_ptr<RxState> rx_;
   std::shared_ptr<TxState> tx_;
-  SpscRing* ring_ = nullptr;        // named rings only; owned by ring_owner_
+  SpscRing* ring_ = nullptr;  // named rings only; owned by ring_owner_
   std::shared_ptr<void> ring_owner_;
   std::string name_;
   bool owns_name_ = false;
@@ -370,6 +378,14 @@ PYBIND11_MODULE(_shmlink, m) {
   if (shmlink::py::RegisterMessageType(m.ptr()) != 0) throw a::error_already_set();
   shmlink::py::RegisterQueueTypes(m);
   shmlink::py::RegisterTransportTypes(m);
+  m.def(
+      "set_spin",
+      [](double seconds) {
+        if (!(seconds >= 0 && seconds <= 1)) throw a::value_error("spin must be in [0, 1] s");
+        shmlink::py::SetSpin(std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9)));
+      },
+      a::arg("seconds"),
+      "Process-wide: how long blocking Ring/Pipe/Queue calls spin before sleeping.");
 
   a::class_<Channel, std::shared_ptr<Channel>>(m, "_Channel")
       .def_static("create_ring", &Channel::CreateRing, a::arg("name"), a::arg("capacity"),
@@ -385,10 +401,10 @@ PYBIND11_MODULE(_shmlink, m) {
            a::arg("timeout") = a::none())
       .def("recv_bytes_into", &Channel::RecvBytesInto, a::arg("buffer"), a::arg("offset") = 0,
            a::arg("timeout") = a::none())
-      .def("recv_view", &Channel::RecvView, a::arg("timeout") = a::none(),
-           a::arg("pinned") = false)
+      .def("recv_view", &Channel::RecvView, a::arg("timeout") = a::none(), a::arg("pinned") = false)
       .def("recv_decode", &Channel::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
       .def("poll", &Channel::Poll, a::arg("timeout") = 0.0)
+      .def("enable_bell", &Channel::EnableBell)
       .def("close_tx", &Channel::CloseTx)
       .def("close_rx", &Channel::CloseRx)
       .def("close", &Channel::Close)

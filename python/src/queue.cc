@@ -60,6 +60,10 @@ struct Deadline {
         at(infinite ? Clock::time_point::max()
                     : Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                          std::chrono::duration<double>(std::max(0.0, *t)))) {}
+  std::chrono::nanoseconds Left() const {
+    if (infinite) return std::chrono::nanoseconds::max();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(at - Clock::now());
+  }
   // Next wait slice, or nullopt if expired.
   std::optional<std::chrono::nanoseconds> Slice() const {
     if (infinite) return kSlice;
@@ -248,6 +252,11 @@ class QueueImpl {
       throw;
     }
     auto r = p->try_claim(total);
+    if (!r && Is(r.error(), RingErrc::kWouldBlock) && !nowait) {
+      Py_BEGIN_ALLOW_THREADS;
+      r = YieldSpin([&] { return p->try_claim(total); }, deadline.Left());
+      Py_END_ALLOW_THREADS;
+    }
     while (!r && Is(r.error(), RingErrc::kWouldBlock)) {
       auto slice = deadline.Slice();
       if (nowait || !slice) {
@@ -255,7 +264,7 @@ class QueueImpl {
         RaiseRingError(make_error_code(RingErrc::kTimedOut), true);
       }
       Py_BEGIN_ALLOW_THREADS;
-      r = p->claim(total, WaitOptions::WithTimeout(*slice));
+      r = p->claim(total, SliceOptions(*slice));
       Py_END_ALLOW_THREADS;
       if (!r && Is(r.error(), RingErrc::kTimedOut)) {
         r = RingErrc::kWouldBlock;
@@ -290,11 +299,16 @@ class QueueImpl {
     Unlocker unlock{consumer_.mu};
     MpmcConsumer& c = Acquire(consumer_, [&] { return queue_->Consumer(); });
     auto r = c.try_claim();
+    if (!r && Is(r.error(), RingErrc::kWouldBlock) && !nowait) {
+      Py_BEGIN_ALLOW_THREADS;
+      r = YieldSpin([&] { return c.try_claim(); }, deadline.Left());
+      Py_END_ALLOW_THREADS;
+    }
     while (!r && Is(r.error(), RingErrc::kWouldBlock)) {
       auto slice = deadline.Slice();
       if (nowait || !slice) RaiseRingError(make_error_code(RingErrc::kTimedOut), false);
       Py_BEGIN_ALLOW_THREADS;
-      r = c.claim(WaitOptions::WithTimeout(*slice));
+      r = c.claim(SliceOptions(*slice));
       Py_END_ALLOW_THREADS;
       if (!r && Is(r.error(), RingErrc::kTimedOut)) {
         r = RingErrc::kWouldBlock;
@@ -315,9 +329,9 @@ class QueueImpl {
     }
     const bool pickled = size >= 1 && data[0] == std::byte{1} && loads;
     const size_t skip = pickled ? 1 : 0;
-    PyObject* mv = PyMemoryView_FromMemory(
-        reinterpret_cast<char*>(const_cast<std::byte*>(data + skip)),
-        static_cast<Py_ssize_t>(size - skip), PyBUF_READ);
+    PyObject* mv =
+        PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<std::byte*>(data + skip)),
+                                static_cast<Py_ssize_t>(size - skip), PyBUF_READ);
     if (mv == nullptr) {
       (void)c.release();
       Throw();

@@ -87,10 +87,10 @@ template <typename Call>
 auto Sliced(Timeout timeout, Call&& call) -> decltype(call(transport::Timeout{})) {
   using R = decltype(call(transport::Timeout{}));
   const bool infinite = !timeout.has_value();
-  const auto deadline = infinite ? Clock::time_point::max()
-                                 : Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                      std::chrono::duration<double>(
-                                                          std::max(0.0, *timeout)));
+  const auto deadline =
+      infinite ? Clock::time_point::max()
+               : Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                    std::chrono::duration<double>(std::max(0.0, *timeout)));
   bool first = true;
   for (;;) {
     std::chrono::nanoseconds slice = kSlice;
@@ -188,9 +188,9 @@ class SocketConn {
   pyb::object RecvDecode(pyb::object decode, Timeout timeout) {
     Locked lock(recv_mu_);
     auto msg = Peek(timeout);
-    PyObject* mv = PyMemoryView_FromMemory(
-        reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
-        static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
+    PyObject* mv =
+        PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
+                                static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
     if (mv == nullptr) {
       conn_->release();
       Throw();
@@ -290,7 +290,8 @@ transport::ConnectionOptions Options(bool shm, uint64_t ring_capacity, bool lega
 
 pyb::object AddressToPython(const transport::Address& a) {
   if (a.family == transport::AddressFamily::kTcp) return pyb::make_tuple(a.host, a.port);
-  if (a.family == transport::AddressFamily::kUnixAbstract) return pyb::str(std::string(1, '\0') + a.path);
+  if (a.family == transport::AddressFamily::kUnixAbstract)
+    return pyb::str(std::string(1, '\0') + a.path);
   return pyb::str(a.path);
 }
 
@@ -298,8 +299,7 @@ class ListenerImpl {
  public:
   static std::shared_ptr<ListenerImpl> Create(const std::string& address,
                                               const std::string& authkey, bool shm,
-                                              uint64_t ring_capacity, int backlog,
-                                              bool legacy) {
+                                              uint64_t ring_capacity, int backlog, bool legacy) {
     transport::ListenerOptions o;
     o.connection = Options(shm, ring_capacity, legacy);
     if (backlog > 0) o.backlog = backlog;
@@ -359,10 +359,9 @@ void RegisterTransportTypes(pybind11::module_& m) {
            a::arg("size") = a::none(), a::arg("timeout") = a::none())
       .def("recv_bytes", &SocketConn::RecvBytes, a::arg("maxlength") = a::none(),
            a::arg("timeout") = a::none())
-      .def("recv_bytes_into", &SocketConn::RecvBytesInto, a::arg("buffer"),
-           a::arg("offset") = 0, a::arg("timeout") = a::none())
-      .def("recv_decode", &SocketConn::RecvDecode, a::arg("decode"),
+      .def("recv_bytes_into", &SocketConn::RecvBytesInto, a::arg("buffer"), a::arg("offset") = 0,
            a::arg("timeout") = a::none())
+      .def("recv_decode", &SocketConn::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
       .def("poll", &SocketConn::Poll, a::arg("timeout") = 0.0)
       .def("fileno", &SocketConn::Fileno)
       .def("arm_fileno", &SocketConn::ArmFileno)

@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -237,8 +238,10 @@ void RunTrial(int trial, std::mt19937& rng, Outcome* out) {
 }
 
 TEST(MpmcFaultTest, RandomSigkillOfAProducerOrConsumer) {
-  std::random_device rd;
-  const unsigned seed = rd();
+  // SHMLINK_FAULT_SEED=<n> replays a run's trial sequence (timing still varies).
+  const char* env = std::getenv("SHMLINK_FAULT_SEED");
+  const unsigned seed = env != nullptr ? static_cast<unsigned>(std::strtoul(env, nullptr, 10))
+                                       : std::random_device{}();
   std::printf("seed %u\n", seed);
   std::mt19937 rng(seed);
   int abandoned = 0, redelivered = 0;

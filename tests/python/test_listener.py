@@ -101,6 +101,19 @@ def test_bytes_api_and_poll(unix_path):
             assert s.recv() == 1
 
 
+def test_default_address_is_a_fresh_unix_path_removed_on_close():
+    listener = Listener(authkey=KEY)
+    path = listener.address
+    assert isinstance(path, str) and os.path.exists(path)
+    c, s = _pair(listener, path)
+    c.send("hi")
+    assert s.recv() == "hi"
+    c.close()
+    s.close()
+    listener.close()
+    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+
+
 def test_address_in_use_and_missing_authkey(unix_path):
     with Listener(unix_path, authkey=KEY):
         with pytest.raises(OSError):

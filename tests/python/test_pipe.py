@@ -230,3 +230,15 @@ def test_connection_through_a_queue():
     assert b2.recv() == "through a queue"
     for c in (a, b, b2):
         c.close()
+
+
+def test_fileno_first_called_with_a_message_already_waiting():
+    a, b = shmlink.Pipe()
+    with a, b:
+        a.send("early")  # sent before anyone asked for b's fileno (doorbell still off)
+        assert mpc.wait([b], 5) == [b]
+        assert b.recv() == "early"
+        assert mpc.wait([b], 0.05) == []
+        a.send("late")
+        assert mpc.wait([b], 5) == [b]
+        assert b.recv() == "late"

@@ -10,6 +10,7 @@ import time
 import pytest
 
 import shmlink
+from shmlink import _names as shm_names
 
 
 def _names(prefix):
@@ -23,7 +24,7 @@ def no_leftovers():
     gc.collect()
     # Only names of the kinds this file makes (queues, values, arrays): other test targets
     # run in parallel, share /dev/shm, and (in PID namespaces) even our pid.
-    kinds = tuple("shmlink-%s-%d-" % (k, os.getpid()) for k in ("q", "jq", "sq", "v", "a"))
+    kinds = tuple(shm_names.prefix(k) for k in ("q", "jq", "sq", "v", "a"))
     left = [f for f in set(os.listdir("/dev/shm")) - before if f.startswith(kinds)]
     for f in left:
         os.unlink("/dev/shm/" + f)

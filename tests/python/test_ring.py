@@ -345,3 +345,39 @@ def test_threads_sharing_a_ring_do_not_crash(shm_name):
         for t in ts:
             t.join(30)
         assert sorted(int.from_bytes(m, "little") for m in got) == list(range(2000))
+
+
+def _send_on_inherited(ring, n):
+    for i in range(n):
+        ring.send_bytes(b"%d" % i)
+    ring.close()
+
+
+def _recv_on_spawned(ring, q):
+    q.put(ring.recv_bytes(timeout=30))
+
+
+def test_inherited_ring_in_forked_child_claims_its_own_role(shm_name):
+    with shmlink.Ring.create(shm_name, 4096) as r:
+        p = mp.get_context("fork").Process(target=_send_on_inherited, args=(r, 20))
+        p.start()
+        got = [r.recv_bytes(timeout=30) for _ in range(20)]
+        p.join(30)
+        assert p.exitcode == 0
+        assert got == [b"%d" % i for i in range(20)]
+        with pytest.raises(EOFError):
+            r.recv_bytes(timeout=30)
+        # The child's exit neither unlinked the name nor released the parent's role.
+        assert os.path.exists("/dev/shm" + shm_name)
+
+
+def test_ring_pickled_to_spawned_child(shm_name):
+    ctx = mp.get_context("spawn")
+    with shmlink.Ring.create(shm_name, 4096) as r:
+        q = ctx.SimpleQueue()
+        p = ctx.Process(target=_recv_on_spawned, args=(r, q))
+        p.start()
+        r.send_bytes(b"to the spawned child")
+        assert q.get() == b"to the spawned child"
+        p.join(30)
+        assert p.exitcode == 0

@@ -94,15 +94,20 @@ TEST(SpscRing, FullRingWouldBlockUntilRelease) {
     }
     ++sent;
   }
-  // 72-byte records: 56 fit in 4096 bytes; the 57th needs 64 bytes of padding + 72.
+  // 72-byte records: 56 fit in 4096 bytes; the 57th needs 64 bytes of padding + 72, plus
+  // the 8-byte terminator slot the producer always keeps free (spsc_layout.h).
   EXPECT_EQ(sent, 56);
   EXPECT_EQ(f.rx->size_bytes(), 56u * 72);
   ASSERT_TRUE(f.rx->try_peek());
   f.rx->release();
-  // One freed record (72) + the 64-byte tail: exactly enough for pad + record.
+  // One freed record (72) + the 64-byte tail = 136: pad + record fit, the terminator not.
+  EXPECT_EQ(f.tx->try_send(msg).error(), RingErrc::kWouldBlock);
+  ASSERT_TRUE(f.rx->try_peek());
+  f.rx->release();
+  // Two freed records: enough for pad + record + terminator, not for one more record.
   EXPECT_TRUE(f.tx->try_send(msg));
   EXPECT_EQ(f.tx->try_send(msg).error(), RingErrc::kWouldBlock);
-  for (int i = 0; i < 56; ++i) {
+  for (int i = 0; i < 55; ++i) {
     auto m = f.rx->try_peek();
     ASSERT_TRUE(m) << i;
     EXPECT_EQ(m->size(), 64u);
@@ -439,6 +444,93 @@ TEST(SpscRing, DeadProducersRoleIsTakenOverAndResumes) {
   EXPECT_EQ(Str(*m), "after");
 }
 
+// The producer died after publishing a batch's first header but before storing write_pos
+// (simulated by rolling write_pos back): its successor follows the published headers and
+// resumes after them, so nothing is overwritten or delivered twice.
+TEST(SpscRing, ProducerTakeoverFinishesAnInterruptedCommit) {
+  Fixture f(1024);
+  const SpscRegion region = f.Region();
+  ASSERT_TRUE(f.tx->try_send(Bytes("first")));
+  uint64_t before = 0;
+  for (int i = 0; i < 20; ++i) {  // a batch that wraps (padding record inside)
+    auto b = f.tx->try_reserve(56);
+    ASSERT_TRUE(b) << i;
+    std::memset(b->data(), 'a' + i, b->size());
+    if (i == 9) {
+      f.tx->commit();
+      while (f.rx->try_peek()) f.rx->release();  // make room: the batch must wrap
+      before = region.control->write_pos.load();
+    }
+  }
+  f.tx->commit();
+  const uint64_t after = region.control->write_pos.load();
+  region.control->write_pos.store(before);  // as if the write_pos store never happened
+  f.tx.reset();
+  auto tx = f.ring->Producer();
+  ASSERT_TRUE(tx);
+  EXPECT_EQ(region.control->write_pos.load(), after);
+  ASSERT_TRUE(tx->try_send(Bytes("next")));
+  for (int i = 10; i < 20; ++i) {
+    auto m = f.rx->try_peek();
+    ASSERT_TRUE(m) << i << ": " << m.error().message();
+    EXPECT_EQ(Str(*m), std::string(56, 'a' + i));
+    f.rx->release();
+  }
+  auto m = f.rx->try_peek();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(Str(*m), "next");
+  f.rx->release();
+  EXPECT_EQ(f.rx->try_peek().error(), RingErrc::kWouldBlock);
+}
+
+// Payloads made entirely of words that look like valid headers (of every size) are left
+// behind lap after lap; the consumer must still see exactly the committed messages and
+// kWouldBlock in between: stale bytes at its position are never taken for a header.
+TEST(SpscRing, StaleHeaderLookalikesFromEarlierLapsAreNeverDelivered) {
+  Fixture f(256);
+  std::mt19937_64 rng(7);
+  const size_t max = f.tx->max_message_size();
+  uint64_t sent = 0, received = 0;
+  for (int round = 0; round < 5000; ++round) {
+    for (int k = rng() % 3; k >= 0; --k) {
+      const size_t n = rng() % (max + 1);
+      auto b = f.tx->try_reserve(n);
+      if (!b) {
+        ASSERT_EQ(b.error(), RingErrc::kWouldBlock);
+        break;
+      }
+      for (size_t off = 0; off + 8 <= n; off += 8) {
+        const uint64_t w = MakeRecordWord(rng() % 2 ? kRecordData : kRecordPadding,
+                                          static_cast<uint32_t>(rng() % 128));
+        std::memcpy(b->data() + off, &w, 8);
+      }
+      if (n >= 8) std::memcpy(b->data(), &sent, 8);  // sequence number in the first word
+      ++sent;
+      if (rng() % 2) f.tx->commit();
+    }
+    if (rng() % 4 == 0) f.tx->commit();
+    const uint64_t committed = sent - f.tx->pending();
+    while (received < committed) {
+      auto m = f.rx->try_peek();
+      ASSERT_TRUE(m) << received << ": " << m.error().message();
+      if (m->size() >= 8) {
+        uint64_t seq;
+        std::memcpy(&seq, m->data(), 8);
+        ASSERT_EQ(seq, received);
+      }
+      ++received;
+      if (rng() % 2) {
+        ASSERT_TRUE(f.rx->advance());
+      } else {
+        f.rx->release();
+      }
+    }
+    ASSERT_EQ(f.rx->try_peek().error(), RingErrc::kWouldBlock) << "phantom after " << received;
+    f.rx->release();
+  }
+  EXPECT_GT(received, 1000u);
+}
+
 TEST(SpscRing, KilledConsumersRoleIsTakenOverAndUnreleasedMessagesRedelivered) {
   const std::string name = UniqueShmName("deadcons");
   auto ring = SpscRing::Create(name, 4096);
@@ -617,12 +709,17 @@ class CorruptRing : public ::testing::Test {
   SpscRegion region_;
 };
 
+// The consumer never reads write_pos (it polls the header word at its own position), so a
+// scribbled write_pos cannot mislead it; the producer, which resumes from it, rejects it.
 TEST_F(CorruptRing, WritePosBeyondCapacity) {
   auto rx = ring_->Consumer();
   ASSERT_TRUE(rx);
   region_.control->write_pos.store(region_.capacity + 8);
-  EXPECT_EQ(rx->try_peek().error(), RingErrc::kCorrupt);
-  EXPECT_EQ(rx->peek().error(), RingErrc::kCorrupt);  // blocking form returns at once
+  EXPECT_EQ(rx->try_peek().error(), RingErrc::kWouldBlock);  // the terminator at 0
+  auto tx = ring_->Producer();
+  ASSERT_TRUE(tx);
+  EXPECT_EQ(tx->try_reserve(8).error(), RingErrc::kCorrupt);
+  EXPECT_EQ(tx->reserve(8).error(), RingErrc::kCorrupt);  // blocking form returns at once
 }
 
 TEST_F(CorruptRing, WritePosBehindReadPos) {
@@ -630,10 +727,21 @@ TEST_F(CorruptRing, WritePosBehindReadPos) {
   region_.control->write_pos.store(32);
   auto rx = ring_->Consumer();
   ASSERT_TRUE(rx);
-  EXPECT_EQ(rx->try_peek().error(), RingErrc::kCorrupt);
+  EXPECT_EQ(rx->try_peek().error(), RingErrc::kWouldBlock);  // the zero word at 64
   auto tx = ring_->Producer();
   ASSERT_TRUE(tx);
   EXPECT_EQ(tx->try_reserve(8).error(), RingErrc::kCorrupt);
+}
+
+// A record whose end (plus the terminator slot) lies more than capacity past the consumer's
+// released position cannot come from an intact producer.
+TEST_F(CorruptRing, RecordChainLongerThanTheRing) {
+  auto rx = ring_->Consumer();
+  ASSERT_TRUE(rx);
+  // Padding records at 0 covering the whole ring, again and again.
+  RecordAt(0)->length = static_cast<uint32_t>(region_.capacity - 8);
+  RecordAt(0)->type = kRecordPadding;
+  EXPECT_EQ(rx->try_peek().error(), RingErrc::kCorrupt);
 }
 
 TEST_F(CorruptRing, MisalignedReadPos) {

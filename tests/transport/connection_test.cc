@@ -86,10 +86,8 @@ TEST_P(ShmEcho, TwoShmlinkPeersUseSharedMemory) {
   ASSERT_TRUE(conn) << conn.error().message();
   EXPECT_TRUE(conn->is_shm());
   EXPECT_TRUE(conn->peer_is_shmlink());
-  if (GetParam() != "tcp") {
-    EXPECT_EQ(listener->last_accepted().pid, child);
-    EXPECT_EQ(listener->last_accepted().uid, ::geteuid());
-  }
+  if (GetParam() != "tcp") EXPECT_EQ(listener->last_accepted().pid, child);
+  EXPECT_EQ(listener->last_accepted().uid, ::geteuid());  // TCP: from /proc/net/tcp
   // The TCP segment name is unlinked as soon as both sides mapped it.
   EXPECT_EQ(testing::ShmFiles(OurSegmentPrefix()), shm_before);
   ExpectEcho(*conn, kMessages);
@@ -174,6 +172,7 @@ TEST(Connection, WrongKeyIsAnAuthErrorOnBothSidesAndCreatesNoSegment) {
     ASSERT_TRUE(listener);
     address = listener->address().ToString();
     const auto shm_before = testing::ShmFiles(OurSegmentPrefix());
+    const int fds_before = testing::OpenFdCount();
     pid_t child = ForkChild([&] {
       auto c = Client(address, "wrong key");
       if (c) return 10;
@@ -185,6 +184,7 @@ TEST(Connection, WrongKeyIsAnAuthErrorOnBothSidesAndCreatesNoSegment) {
     EXPECT_TRUE(IsAuthError(conn.error()));
     EXPECT_EQ(WaitChild(child), 0);
     EXPECT_EQ(testing::ShmFiles(OurSegmentPrefix()), shm_before);
+    EXPECT_EQ(testing::OpenFdCount(), fds_before);  // the failed client's socket is closed
     // The listener keeps serving.
     pid_t ok = ForkChild([&] { return EchoClient(address, true); });
     auto good = listener->accept(10s);
@@ -327,10 +327,10 @@ TEST(Connection, SigkillMidTransferReleasesBlockedReader) {
       EXPECT_EQ(m.error(), make_error_code(TransportErrc::kClosed)) << m.error().message();
     }
     EXPECT_LT(released - killed, 2s);  // hang detection only; latency is a benchmark
-    std::printf("shm=%d: reader released %lld us after SIGKILL\n", shm,
-                static_cast<long long>(
-                    std::chrono::duration_cast<std::chrono::microseconds>(released - killed)
-                        .count()));
+    std::printf(
+        "shm=%d: reader released %lld us after SIGKILL\n", shm,
+        static_cast<long long>(
+            std::chrono::duration_cast<std::chrono::microseconds>(released - killed).count()));
     EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
   }
 }
@@ -420,6 +420,7 @@ TEST(Connection, TwoHundredFiftySixConcurrentClients) {
       return 0;
     }));
   }
+  const int fds_before = testing::OpenFdCount();
   std::vector<Connection> conns;
   for (int i = 0; i < kProcs * kPerProc; ++i) {
     auto c = listener->accept(30s);
@@ -434,6 +435,43 @@ TEST(Connection, TwoHundredFiftySixConcurrentClients) {
     ASSERT_TRUE(c.send_bytes("echo " + Str(*m)));
   }
   for (pid_t c : children) EXPECT_EQ(WaitChild(c), 0);
+  conns.clear();
+  EXPECT_EQ(testing::OpenFdCount(), fds_before);  // sockets and memfds all released
+}
+
+// The server dies during the handshake: the client gets kPeerDead, not a hang.
+TEST(Connection, ServerKilledMidHandshake) {
+  const std::string address = testing::UniqueAbstract();
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t server = ForkChild([&] {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::memcpy(un.sun_path + 1, address.data() + 1, address.size() - 1);
+    socklen_t len = offsetof(sockaddr_un, sun_path) + address.size();
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&un), len) != 0 || ::listen(fd, 4) != 0) return 1;
+    (void)!::write(ready[1], "r", 1);
+    int c = ::accept(fd, nullptr, nullptr);
+    (void)c;
+    ::pause();  // accepted, never sends a challenge
+    return 0;
+  });
+  char r;
+  ASSERT_EQ(::read(ready[0], &r, 1), 1);
+  std::thread killer([&] {
+    std::this_thread::sleep_for(200ms);
+    ::kill(server, SIGKILL);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto c = Client(address, kKey);
+  killer.join();
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error(), make_error_code(TransportErrc::kPeerDead)) << c.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);  // well before the 5 s timeout
+  EXPECT_EQ(WaitChild(server), 128 + SIGKILL);
+  ::close(ready[0]);
+  ::close(ready[1]);
 }
 
 TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
@@ -446,7 +484,7 @@ TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
     return 0;
   });
   for (int i = 0; i < 200 && ::access(path.c_str(), F_OK) != 0; ++i) ::usleep(10000);
-  // While it lives, its file is not stolen.
+  // While it lives, its file is not stolen (and no probe connection disturbs it).
   auto busy = Listener::Create(path, kKey);
   ASSERT_FALSE(busy);
   EXPECT_EQ(busy.error(), make_error_code(TransportErrc::kAddressInUse));
@@ -459,8 +497,25 @@ TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
   ASSERT_EQ(::lstat(path.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // A forked child destroying its copy of the listener leaves the parent's file alone.
+  pid_t copy = ForkChild([&] {
+    l->close();
+    return 0;
+  });
+  EXPECT_EQ(WaitChild(copy), 0);
+  EXPECT_EQ(::access(path.c_str(), F_OK), 0);
   l->close();
   EXPECT_NE(::access(path.c_str(), F_OK), 0);  // removed on close
+  // A live listener in this process: a second Create fails and leaves no probe
+  // connection in its backlog (its accept() sees nobody).
+  {
+    auto live = Listener::Create(path, kKey);
+    ASSERT_TRUE(live);
+    auto second = Listener::Create(path, kKey);
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error(), make_error_code(TransportErrc::kAddressInUse));
+    EXPECT_EQ(live->accept(200ms).error(), make_error_code(TransportErrc::kTimedOut));
+  }
   // A regular file is never replaced.
   FILE* f = std::fopen(path.c_str(), "w");
   ASSERT_NE(f, nullptr);
@@ -500,6 +555,37 @@ TEST(Listener, OtherUidRejectedByDefault) {
   ASSERT_TRUE(ok) << ok.error().message();
   ExpectEcho(*ok, 5);
   EXPECT_EQ(WaitChild(child2), 0);
+  // Over loopback TCP the uid comes from /proc/net/tcp: rejected by default too.
+  auto tcp_default = Listener::Create("127.0.0.1:0", kKey);
+  ASSERT_TRUE(tcp_default);
+  const std::string tcp_default_address = tcp_default->address().ToString();
+  pid_t child4 = ForkChild([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
+    auto c = Client(tcp_default_address, kKey);
+    return c ? 10 : 0;
+  });
+  auto refused = tcp_default->accept(10s);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), make_error_code(TransportErrc::kPeerNotAllowed));
+  EXPECT_EQ(tcp_default->last_accepted().uid, 65534u);
+  EXPECT_EQ(WaitChild(child4), 0);
+  // Allowed over TCP, the other uid cannot open our 0600 named segment: the upgrade is
+  // declined and the connection stays on the socket, like a remote host's.
+  auto tcp = Listener::Create("127.0.0.1:0", kKey, lo);
+  ASSERT_TRUE(tcp);
+  const std::string tcp_address = tcp->address().ToString();
+  const auto shm_before = testing::ShmFiles(OurSegmentPrefix());
+  pid_t child3 = ForkChild([&] {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
+    return EchoClient(tcp_address, false);
+  });
+  auto sock = tcp->accept(10s);
+  ASSERT_TRUE(sock) << sock.error().message();
+  EXPECT_FALSE(sock->is_shm());
+  EXPECT_TRUE(sock->peer_is_shmlink());
+  EXPECT_EQ(testing::ShmFiles(OurSegmentPrefix()), shm_before);  // offer withdrawn, unlinked
+  ExpectEcho(*sock, 5);
+  EXPECT_EQ(WaitChild(child3), 0);
 }
 
 // fileno() + arm/disarm: select-style waiting on the shm path.
@@ -538,21 +624,66 @@ TEST(Connection, FilenoDoorbellWakesSelect) {
   EXPECT_EQ(WaitChild(child), 0);
 }
 
-TEST(Connection, TooLargeAndBadStateAreTypedErrors) {
+// A child forked from a process with an open connection may drop its copy without
+// ending the parent's streams or releasing the parent's ring roles.
+TEST(Connection, ForkedCopyClosingLeavesParentConnectionIntact) {
+  const std::string address = testing::UniqueAbstract();
+  auto listener = Listener::Create(address, kKey);
+  ASSERT_TRUE(listener);
+  pid_t peer = ForkChild([&] { return EchoClient(address, true); });
+  auto conn = listener->accept(10s);
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(conn->is_shm());
+  pid_t copy = ForkChild([&] {
+    conn->close();  // the child's copy
+    return 0;
+  });
+  EXPECT_EQ(WaitChild(copy), 0);
+  ExpectEcho(*conn, 50);          // both directions still open; ends with "close"
+  EXPECT_EQ(WaitChild(peer), 0);  // the peer saw no premature end of stream
+  auto end = conn->recv_bytes(5s);
+  EXPECT_EQ(end.error(), make_error_code(TransportErrc::kClosed)) << end.error().message();
+}
+
+TEST(Connection, LargeMessagesTravelInChunksOnShm) {
   const std::string address = testing::UniqueAbstract();
   ListenerOptions lo;
-  lo.connection.ring_capacity = 1 << 16;
+  lo.connection.ring_capacity = 1 << 16;  // one record holds at most 32 KiB - 16
+  lo.connection.max_socket_message = 4 << 20;
   auto listener = Listener::Create(address, kKey, lo);
   ASSERT_TRUE(listener);
   pid_t child = ForkChild([&] { return EchoClient(address, true); });
   auto conn = listener->accept(10s);
   ASSERT_TRUE(conn);
-  EXPECT_EQ(conn->max_message_size(), (1u << 15) - 8);
-  EXPECT_EQ(conn->send_bytes(std::string(1 << 15, 'x')).error(),
+  ASSERT_TRUE(conn->is_shm());
+  EXPECT_EQ(conn->max_message_size(), 4u << 20);
+  // Around the record limit, and far beyond it; interleaved with small messages.
+  for (size_t n : {size_t{(1 << 15) - 17}, size_t{(1 << 15) - 16}, size_t{(1 << 15) - 15},
+                   size_t{1 << 15}, size_t{100000}, size_t{3 << 20}}) {
+    std::string msg(n, '\0');
+    for (size_t i = 0; i < n; ++i) msg[i] = static_cast<char>('a' + (i * 7 + n) % 26);
+    ASSERT_TRUE(conn->send_bytes(msg)) << n;
+    ASSERT_TRUE(conn->send_bytes("small"));
+    auto back = conn->recv_bytes(10s);
+    ASSERT_TRUE(back) << n << ": " << back.error().message();
+    ASSERT_EQ(Str(*back), msg) << n;
+    EXPECT_EQ(Str(*conn->recv_bytes(10s)), "small");
+  }
+  // Zero-copy reserve of a large message (a buffer, sent in chunks by commit()).
+  auto buf = conn->reserve(200000);
+  ASSERT_TRUE(buf);
+  std::memset(buf->data(), 'R', buf->size());
+  ASSERT_TRUE(conn->commit());
+  auto back = conn->peek(10s);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(Str(*back), std::string(200000, 'R'));
+  conn->release();
+  EXPECT_EQ(conn->send_bytes(std::string(5 << 20, 'x')).error(),
             make_error_code(TransportErrc::kTooLarge));
   EXPECT_EQ(conn->commit().error(), make_error_code(TransportErrc::kBadState));
-  ExpectEcho(*conn, 3);  // still usable
+  ExpectEcho(*conn, 3);  // still usable; ends with "close"
   EXPECT_EQ(WaitChild(child), 0);
+  EXPECT_EQ(conn->stats().socket_frames_sent, 0u);  // all of it went through the rings
   conn->close();
   EXPECT_EQ(conn->send_bytes("x").error(), make_error_code(TransportErrc::kBadState));
   EXPECT_EQ(conn->recv_bytes().error(), make_error_code(TransportErrc::kBadState));

@@ -42,7 +42,7 @@ TEST(Examples, EchoClientAgainstEchoServerUsesSharedMemory) {
   EXPECT_EQ(ReadLine(client, 20s), "hello");
   EXPECT_EQ(ReadLine(client, 20s), "world");
   EXPECT_EQ(WaitChild(client.pid), 0);
-  EXPECT_EQ(WaitChild(server.pid), 0);  // b"close" ended the server
+  EXPECT_EQ(WaitChild(server.pid), 0);         // b"close" ended the server
   EXPECT_NE(::access(path.c_str(), F_OK), 0);  // socket file removed
 }
 

@@ -44,7 +44,8 @@ TEST(FrameHeader, LongFormAtTwoGiB) {
 
 TEST(FrameParser, ByteByByteFeedingYieldsFrames) {
   std::vector<std::byte> stream;
-  for (const std::string& p : std::vector<std::string>{"", "a", "hello world", std::string(1000, 'x')}) {
+  for (const std::string& p :
+       std::vector<std::string>{"", "a", "hello world", std::string(1000, 'x')}) {
     auto f = Frame(p);
     stream.insert(stream.end(), f.begin(), f.end());
   }

@@ -23,7 +23,9 @@ std::string Hex(const Bytes& b) {
   }
   return s;
 }
-std::string Str(const Bytes& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+std::string Str(const Bytes& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
 
 TEST(Hmac, MatchesRfcVectors) {
   // RFC 2104 / RFC 4231 test case 2: key "Jefe".
@@ -46,7 +48,7 @@ struct Outcome {
 
 // Pumps frames between a server and a client machine until both stop.
 Outcome RunPair(std::string_view skey, const HandshakeOptions& so, std::string_view ckey,
-            const HandshakeOptions& co) {
+                const HandshakeOptions& co) {
   Outcome o;
   auto s = Handshake::Create(HandshakeRole::kServer, skey, so);
   auto c = Handshake::Create(HandshakeRole::kClient, ckey, co);
@@ -117,7 +119,7 @@ TEST(Handshake, LegacyMessagesAreTwentyBytesAndBareMd5) {
 TEST(Handshake, MixedDialectsInteroperate) {
   for (bool server_modern : {true, false}) {
     auto o = RunPair("k", Opts(server_modern ? AuthDialect::kModern : AuthDialect::kLegacy), "k",
-                 Opts(server_modern ? AuthDialect::kLegacy : AuthDialect::kModern));
+                     Opts(server_modern ? AuthDialect::kLegacy : AuthDialect::kModern));
     EXPECT_FALSE(o.server) << server_modern;
     EXPECT_FALSE(o.client) << server_modern;
     EXPECT_TRUE(o.server_done && o.client_done);
@@ -126,7 +128,7 @@ TEST(Handshake, MixedDialectsInteroperate) {
 
 TEST(Handshake, MarkerOnlyWhenAdvertised) {
   auto o = RunPair("k", Opts(AuthDialect::kModern, "sha256", false), "k",
-               Opts(AuthDialect::kModern, "sha256", true));
+                   Opts(AuthDialect::kModern, "sha256", true));
   EXPECT_TRUE(o.server_done && o.client_done);
   EXPECT_TRUE(o.server_sees_shmlink);
   EXPECT_FALSE(o.client_sees_shmlink);
@@ -161,9 +163,9 @@ TEST(Handshake, GarbageIsAProtocolErrorNeverACrash) {
             make_error_code(TransportErrc::kProtocolError));
   EXPECT_EQ(Handshake::Create(HandshakeRole::kServer, "").error(),
             make_error_code(TransportErrc::kInvalidArgument));
-  EXPECT_EQ(Handshake::Create(HandshakeRole::kServer, "k", Opts(AuthDialect::kModern, "sha1"))
-                .error(),
-            make_error_code(TransportErrc::kInvalidArgument));
+  EXPECT_EQ(
+      Handshake::Create(HandshakeRole::kServer, "k", Opts(AuthDialect::kModern, "sha1")).error(),
+      make_error_code(TransportErrc::kInvalidArgument));
 }
 
 TEST(Handshake, VerifyAcceptsLegacyMd5AnswerToModernChallenge) {

@@ -121,16 +121,32 @@ TEST_P(PythonInterop, ShmlinkClientToStockPythonListener) {
   EXPECT_EQ(WaitChild(py.pid), 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Families, PythonInterop,
-    ::testing::Values(Param{"path", false, AuthDialect::kModern},
-                      Param{"abstract", false, AuthDialect::kModern},
-                      Param{"tcp", false, AuthDialect::kModern},
-                      Param{"abstract", true, AuthDialect::kModern},
-                      Param{"tcp", true, AuthDialect::kModern},
-                      Param{"abstract", false, AuthDialect::kLegacy},
-                      Param{"abstract", true, AuthDialect::kLegacy}),
-    Name);
+INSTANTIATE_TEST_SUITE_P(Families, PythonInterop,
+                         ::testing::Values(Param{"path", false, AuthDialect::kModern},
+                                           Param{"abstract", false, AuthDialect::kModern},
+                                           Param{"tcp", false, AuthDialect::kModern},
+                                           Param{"abstract", true, AuthDialect::kModern},
+                                           Param{"tcp", true, AuthDialect::kModern},
+                                           Param{"abstract", false, AuthDialect::kLegacy},
+                                           Param{"abstract", true, AuthDialect::kLegacy}),
+                         Name);
+
+// Our challenge with every digest Python 3.12 allows, answered by a 3.12-rules client.
+TEST(PythonInteropAuth, EveryAllowedDigestWithPython312Rules) {
+  for (const char* digest : {"md5", "sha256", "sha384", "sha3_256", "sha3_384"}) {
+    ListenerOptions lo;
+    lo.connection.auth.digest = digest;
+    auto listener = Listener::Create(testing::UniqueAbstract(), kKey, lo);
+    ASSERT_TRUE(listener);
+    Child py = Spawn(
+        {kPython, kPeer, "connect", listener->address().ToString(), std::string(kKey), "--modern"});
+    auto conn = listener->accept(20s);
+    ASSERT_TRUE(conn) << digest << ": " << conn.error().message();
+    ASSERT_TRUE(conn->send_bytes("close"));
+    EXPECT_EQ(ReadLine(py, 20s), "DONE 1") << digest;
+    EXPECT_EQ(WaitChild(py.pid), 0) << digest;
+  }
+}
 
 TEST(PythonInteropAuth, WrongKeyFailsOnBothSides) {
   for (bool modern : {false, true}) {
@@ -163,7 +179,7 @@ TEST(PythonInteropAuth, WrongKeyFailsOnBothSides) {
 }
 
 TEST(PythonInteropObjects, PickledObjectsBothWays) {
-  std::vector<std::string> argv = {kPython, kPeer,        "listen",      testing::UniqueAbstract(),
+  std::vector<std::string> argv = {kPython,           kPeer,    "listen", testing::UniqueAbstract(),
                                    std::string(kKey), "--mode", "pickle", "--send-first"};
   Child py = Spawn(argv);
   const std::string ready = ReadLine(py, 20s);

@@ -41,6 +41,16 @@ inline std::vector<std::string> ShmFiles(const std::string& prefix) {
   return out;
 }
 
+// Number of open file descriptors of this process.
+inline int OpenFdCount() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return n - 1;  // the directory stream itself
+}
+
 struct Child {
   pid_t pid = -1;
   int out = -1;  // read end of the child's stdout
