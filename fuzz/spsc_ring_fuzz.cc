@@ -348,13 +348,22 @@ class Harness {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace shmlink;
   Reader in(data, size);
-  const uint64_t capacity = uint64_t{256} << (in.u8() & 3);  // 256 B .. 2 KiB
-  auto bytes = SpscSegmentSize(1, capacity);
-  if (!bytes) Fail("SpscSegmentSize rejected a valid capacity");
-  auto made = Segment::CreateAnonymous(*bytes);
-  if (!made) Fail("cannot create a memfd segment");
-  InitSpscSegment(*made, SegmentKind::kSpscRing, 1, capacity);
-  auto seg = std::make_shared<const Segment>(std::move(*made));
+  const unsigned cap_index = in.u8() & 3;
+  const uint64_t capacity = uint64_t{256} << cap_index;  // 256 B .. 2 KiB
+  // One real memfd mapping per capacity, made once and re-initialised for every input
+  // (zeroed, then InitSpscSegment as a creator would): the ring code sees a fresh segment
+  // while the fuzzer does not pay memfd_create/fallocate/mmap per execution.
+  static std::shared_ptr<const Segment> segments[4];
+  std::shared_ptr<const Segment>& seg = segments[cap_index];
+  if (!seg) {
+    auto bytes = SpscSegmentSize(1, capacity);
+    if (!bytes) Fail("SpscSegmentSize rejected a valid capacity");
+    auto made = Segment::CreateAnonymous(*bytes);
+    if (!made) Fail("cannot create a memfd segment");
+    seg = std::make_shared<const Segment>(std::move(*made));
+  }
+  std::memset(seg->data(), 0, seg->size());
+  InitSpscSegment(*seg, SegmentKind::kSpscRing, 1, capacity);
   auto g = ValidateSpscSegment(*seg, SegmentKind::kSpscRing, 1);
   if (!g) Fail("a freshly initialised ring does not validate");
   // Only the control block and the data region may be touched by ring operations.
@@ -368,5 +377,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     h.Run(in);
   }
   fuzz::UnpoisonAll(seg->data(), seg->size());
+  if (seg.use_count() != 1) Fail("a ring handle outlived the input");
   return 0;
 }

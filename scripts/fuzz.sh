@@ -11,9 +11,10 @@
 #   // fuzz-srcs: ringbuf/spsc_ring.cc    (repeat the key rather than exceed 100 columns:
 #   // fuzz-libs: -lcrypto                 clang-format reflows long comments; optional)
 # Build: clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -I. <target>
-#        <srcs> -lrt <libs>, into $FUZZ_BUILD_DIR (default ${TMPDIR:-/tmp}/shmlink-fuzz),
+#        <srcs> -lrt <libs>, into $FUZZ_BUILD_DIR (default ${TMPDIR:-/tmp}/shmlink-fuzz-<cksum
+# of the checkout path>, so concurrent runs from different worktrees never collide),
 # never into the source tree. Seeds come from fuzz/corpus/<name>/ when present; new inputs
-# go to the build dir. Crash inputs are kept in $FUZZ_BUILD_DIR/artifacts/.
+# go to the build dir. Crash inputs are kept in $FUZZ_BUILD_DIR/artifacts/<name>/.
 #
 # Time per target: --seconds N, else $FUZZ_SECONDS, else $FUZZ_TOTAL_SECONDS (default 120)
 # divided by the number of targets, clamped to [10, 20] s, so CI stays bounded as targets
@@ -24,7 +25,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 CXX=${FUZZ_CXX:-clang++-14}
-BUILD_DIR=${FUZZ_BUILD_DIR:-${TMPDIR:-/tmp}/shmlink-fuzz}
+# One build dir per checkout: concurrent runs from different worktrees must not overwrite
+# each other's binaries, logs and artifacts.
+BUILD_DIR=${FUZZ_BUILD_DIR:-${TMPDIR:-/tmp}/shmlink-fuzz-$(pwd | cksum | cut -d' ' -f1)}
 SECONDS_PER=""
 RUNS=""
 ONLY=""
@@ -139,7 +142,8 @@ for target in "${targets[@]}"; do
   [ -n "$RUNS" ] && limit=(-runs="$RUNS")
   art="$BUILD_DIR/artifacts/$name"
   mkdir -p "$art"
-  before=$(find "$art" -type f | wc -l)
+  marker="$BUILD_DIR/logs/$name.started"
+  : >"$marker"
   start=$(date +%s)
   # -timeout: a single input taking 25 s is a hang; -rss_limit_mb guards leaks in loops.
   # UBSan findings abort (halt_on_error) so libFuzzer records them as crashes.
@@ -148,8 +152,7 @@ for target in "${targets[@]}"; do
     -artifact_prefix="$art/" "${corpora[@]}" >"$log" 2>&1
   rc=$?
   elapsed=$(($(date +%s) - start))
-  after=$(find "$art" -type f | wc -l)
-  crashes=$((after - before))
+  crashes=$(find "$art" -type f -newer "$marker" | wc -l)
   execs=$(sed -n 's/^stat::number_of_executed_units:[[:space:]]*//p' "$log" | tail -n 1)
   execs=${execs:-0}
   total_execs=$((total_execs + execs))

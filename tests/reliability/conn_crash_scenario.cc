@@ -94,6 +94,7 @@ struct Ledger {
   std::atomic<uint32_t> accepted;        // server: a connection completed its handshake
   std::atomic<uint32_t> connected;       // client: Client() returned a connection
   std::atomic<uint32_t> failed_accepts;  // server: accept() errors (handshake failures)
+  std::atomic<uint32_t> accept_returns;  // server: accept() calls that returned
   std::atomic<uint32_t> sent;            // send_bytes() returned for [0, sent)
   std::atomic<uint32_t> sender_closed;
   std::atomic<uint32_t> is_shm[2];
@@ -162,6 +163,7 @@ struct Runner {
   Side me;
   bool armed;
   Clock::time_point deadline;
+  std::chrono::milliseconds wait_bound;
 
   void Die(Phase phase, uint64_t seq) const {
     if (armed && p.victim == me && p.kill == KillMethod::kSelf && phase == p.self_phase &&
@@ -215,6 +217,7 @@ struct Runner {
         std::fprintf(stderr, "conn: recv: %s\n", e.message().c_str());
         return kExitError;
       }
+      deadline = Clock::now() + wait_bound;  // a hang is no progress for wait_bound
       SetPhase(l, me, kProcess);
       const int64_t seq = ReadMessage(*m);
       if (seq < 0) {
@@ -240,7 +243,7 @@ ConnectionOptions Options(const Plan& p) {
 }
 
 int ServerMain(const Plan& p, Ledger* l, const Address& addr, const TrialOptions& o) {
-  Runner run{p, l, kServer, true, Clock::now() + o.wait_bound};
+  Runner run{p, l, kServer, true, Clock::now() + o.wait_bound, o.wait_bound};
   if (p.victim == kServer && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.handshake_delay);
   SetPhase(l, kServer, kListen);
   transport::ListenerOptions lo;
@@ -258,21 +261,25 @@ int ServerMain(const Plan& p, Ledger* l, const Address& addr, const TrialOptions
     SetPhase(l, kServer, kHandshake);
     l->hs_start[kServer].store(NowNs());
     auto conn = listener->accept(milliseconds(500));
+    if (conn) l->accepted.store(1);
+    l->accept_returns.fetch_add(1);
     if (conn) {
-      l->accepted.store(1);
       const int rc = run.Transfer(*conn);
       listener->close();
       return rc;
     }
     const auto e = conn.error();
-    if (e != TransportErrc::kTimedOut) l->failed_accepts.fetch_add(1);
+    if (e != TransportErrc::kTimedOut) {
+      l->failed_accepts.fetch_add(1);
+      run.deadline = Clock::now() + o.wait_bound;  // a client came (and failed): progress
+    }
     if (Clock::now() >= run.deadline) return kExitHang;
   }
 }
 
 int ClientMain(const Plan& p, Ledger* l, const Address& addr, int incarnation, pid_t server,
                const TrialOptions& o) {
-  Runner run{p, l, kClient, incarnation == 0, Clock::now() + o.wait_bound};
+  Runner run{p, l, kClient, incarnation == 0, Clock::now() + o.wait_bound, o.wait_bound};
   if (run.armed && p.victim == kClient && p.kill == KillMethod::kCpuTimer) {
     ArmCpuKillTimer(p.handshake_delay);
   }
@@ -369,7 +376,8 @@ class ConnScenario final : public CrashScenario {
     if (p.kill == KillMethod::kAsync) {
       const Side vs = p.victim;
       // Wait for the handshake (or the transfer) to start, bounded; then a random delay.
-      for (int i = 0; i < 40000; ++i) {
+      // Time-bound, not iteration-bound: under heavy load usleep oversleeps a lot.
+      for (const auto until = Clock::now() + std::chrono::seconds(5); Clock::now() < until;) {
         if (p.in_handshake ? l->hs_start[vs].load() != 0 : l->xfer_start.load() != 0) break;
         siginfo_t info{};
         if (::waitid(P_PID, victim, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
@@ -400,11 +408,11 @@ class ConnScenario final : public CrashScenario {
     // the next client normally.
     pid_t replacement = -1;
     if (p.victim == kClient && killed && l->connected.load() == 0) {
-      // Let the listener finish judging the dead client's handshake first (bounded).
-      const uint32_t failed_before = l->failed_accepts.load();
-      for (int i = 0; i < 2000 && l->accepted.load() == 0 &&
-                      l->failed_accepts.load() == failed_before && l->hs_start[kClient].load() != 0;
-           ++i) {
+      // Let the listener finish judging the dead client's handshake first: wait until one
+      // more of its accept() calls (each bounded by 500 ms) has returned.
+      const uint32_t returns = l->accept_returns.load();
+      for (const auto until = Clock::now() + std::chrono::seconds(10);
+           Clock::now() < until && l->accept_returns.load() == returns;) {
         siginfo_t info{};
         if (::waitid(P_PID, server, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
             info.si_pid == server) {

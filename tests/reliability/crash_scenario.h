@@ -65,9 +65,11 @@ const char* KillMethodName(KillMethod m);
 struct TrialOptions {
   uint64_t seed = 1;
   bool verbose = false;
-  // Hard bound on a whole trial; a process still running then counts as a hang.
-  std::chrono::milliseconds deadline{20000};
-  // Bound on any single wait inside the processes (they give up and report a hang).
+  // Hard bound on a whole trial; a process still running then counts as a hang. Generous:
+  // the processes themselves report a hang after wait_bound without progress.
+  std::chrono::milliseconds deadline{60000};
+  // A process that makes no progress (no message sent/received, no client) for this long
+  // gives up and reports a hang. Every wait inside is itself bounded by a timeout.
   std::chrono::milliseconds wait_bound{8000};
 };
 

@@ -167,6 +167,7 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int index,
       if (buf.error() == RingErrc::kTimedOut && Clock::now() < me.deadline) continue;
       return buf.error() == RingErrc::kTimedOut ? kExitHang : kExitError;
     }
+    me.deadline = Clock::now() + o.wait_bound;  // a hang is no progress for wait_bound
     me.Set(kFill);
     std::memset(buf->data(), 0xEE, buf->size() / 2);
     me.Die(kFill, seq);  // claimed, half written, never published
@@ -211,6 +212,7 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int index,
       continue;
     }
     idle = 0;
+    me.deadline = Clock::now() + o.wait_bound;
     me.Set(kHold);
     uint32_t prod, seq;
     if (!Read(m->data, &prod, &seq)) {
@@ -291,7 +293,8 @@ class MpmcScenario final : public CrashScenario {
     const pid_t victim = p.victim_is_producer ? prods[p.victim_index] : cons[p.victim_index];
     const int vslot = p.victim_is_producer ? p.victim_index : kMaxProducers + p.victim_index;
     if (p.kill == KillMethod::kAsync) {
-      for (int i = 0; i < 40000 && l->loop_start[vslot].load() == 0; ++i) {
+      for (const auto until = Clock::now() + std::chrono::seconds(5);
+           Clock::now() < until && l->loop_start[vslot].load() == 0;) {
         siginfo_t info{};
         if (::waitid(P_PID, victim, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
             info.si_pid == victim) {
@@ -357,6 +360,12 @@ class MpmcScenario final : public CrashScenario {
           }
         }
         if (d > 0 && s >= p.per_producer) c.corrupt++;
+        // A producer that killed itself between claim and publish: that claim (the ledger
+        // count is exact then) must never be delivered.
+        if (d > 0 && s >= published && killed && p.victim_is_producer && p.victim_index == pr &&
+            p.kill == KillMethod::kSelf && p.self_phase == kFill) {
+          c.corrupt++;
+        }
       }
     }
     if (!consumer_killed && l->flagged.load() != 0) c.duplicated += l->flagged.load();

@@ -190,7 +190,8 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, uint64_t see
   const SelfKill die(p, Role::kProducer, true);
   if (p.victim == Role::kProducer && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.delay);
   std::mt19937_64 rng(seed ^ 0x5bd1e995);
-  const auto deadline = Clock::now() + o.wait_bound;
+  // A hang is no progress for wait_bound (each delivered/reserved message moves it on).
+  auto deadline = Clock::now() + o.wait_bound;
   std::optional<SpscRing> ring;
   SetPhase(l, Role::kProducer, kCreate);
   if (p.producer_creates) {
@@ -224,6 +225,12 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, uint64_t see
           continue;
         }
         return e == RingErrc::kTimedOut || e == RingErrc::kPeerDead ? kExitHang : kExitError;
+      }
+      deadline = Clock::now() + o.wait_bound;
+      // A blocking reserve() that had to wait committed the pending batch first (the
+      // reader can only free what was published): account for that implicit commit.
+      if (const uint32_t done = seq + 1 - tx->pending(); done > l->committed.load()) {
+        l->committed.store(done, std::memory_order_relaxed);
       }
       SetPhase(l, Role::kProducer, kFill);
       if (seq >= p.self_at) {
@@ -267,7 +274,8 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
   }
   std::mt19937_64 rng(seed ^ 0x27d4eb2f ^ incarnation);
   auto& inc = l->inc[incarnation];
-  const auto deadline = Clock::now() + o.wait_bound;
+  // A hang is no progress for wait_bound (each delivered/reserved message moves it on).
+  auto deadline = Clock::now() + o.wait_bound;
   auto producer_dead = [&] { return IdentityOf(producer).start_ticks == 0; };
   SetPhase(l, Role::kConsumer, kStart);
   // Attach: the producer may still be creating the ring, or may have died doing so.
@@ -340,6 +348,7 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
       if (e == RingErrc::kPeerDead) return kExitPeerDead;
       return kExitError;
     }
+    deadline = Clock::now() + o.wait_bound;
     SetPhase(l, Role::kConsumer, kProcess);
     const int64_t seq = ReadMessage(*msg);
     if (seq < 0) {
@@ -450,7 +459,8 @@ class SpscScenario final : public CrashScenario {
     if (p.kill == KillMethod::kAsync) {
       if (p.delay_fraction >= 0) {
         // Time the kill from the start of the victim's message loop.
-        for (int i = 0; i < 40000 && l->loop_start[victim_role].load() == 0; ++i) {
+        for (const auto until = Clock::now() + std::chrono::seconds(5);
+             Clock::now() < until && l->loop_start[victim_role].load() == 0;) {
           siginfo_t info{};
           if (::waitid(P_PID, victim, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
               info.si_pid == victim) {
@@ -575,6 +585,12 @@ class SpscScenario final : public CrashScenario {
         }
       }
       if (d > 0 && s >= reserved) c.corrupt++;  // delivered a message never written
+      // Killed by itself with reservations pending (the ledger's commit count is exact
+      // then): a reserved but uncommitted message must never be delivered.
+      if (d > 0 && s >= committed && producer_killed && p.kill == KillMethod::kSelf &&
+          (p.self_phase == kFill || p.self_phase == kReserve)) {
+        c.corrupt++;
+      }
     }
     c.misordered += i0.misordered.load() + i1.misordered.load();
     c.corrupt += i0.corrupt.load() + i1.corrupt.load();
