@@ -26,20 +26,20 @@
 //   bytes, so its new writes cannot overtake the consumer's reads.
 // SYNC(event-count): the sleep protocol (event_count.h) needs a single total order between
 //   "publish / load waiters" (producer) and "announce waiter / re-check" (consumer). The
-//   consumer announces itself (seq_cst RMW of waiters), then re-checks with a seq_cst load
-//   of the header word. The producer publishes with a seq_cst store of the header word,
-//   then loads waiters (seq_cst). All four are in the single total order S: if the
-//   re-check missed the header, it precedes the store in S, so the announcement does too,
-//   and the producer's later load of waiters sees it and wakes the sleeper. On x86-64 the
-//   seq_cst store is one xchg per commit() (per batch, not per message), no dearer than a
-//   release store plus fence, and ThreadSanitizer models it (it ignores fences).
-//   read_pos keeps its seq_cst store (the producer waits on it).
-// SYNC(resume): write_pos is stored (release) after the batch's header;
+//   consumer's re-check is a seq_cst load of the header word. The producer's publication
+//   is a release store followed by a seq_cst fence, then the seq_cst load of waiters: if
+//   the waiter's re-check read the old word, it is coherence-ordered before the release
+//   store, hence before the fence in the total order ([atomics.order]/4.2); the waiter's
+//   announce precedes its re-check, and the fence precedes the load of waiters, so that
+//   load sees the announcement. On x86-64 the fence is one locked instruction per
+//   commit() (per batch, not per message), the same price as the seq_cst store of
+//   write_pos it replaces. read_pos keeps its seq_cst store (the producer waits on it).
+// SYNC(resume): write_pos is stored (release) after the batch's header, before the fence;
 //   a producer taking the role over loads it (seq_cst) and then follows any headers
 //   published beyond it (acquire) - a predecessor that died between the two stores.
 // Close: close() publishes a kRecordClose header word at the published end (the terminator
 //   slot, SYNC(data)), then sets writer_closed (seq_cst, read by producers taking over),
-//   and notifies as above. The consumer drains to it and then returns kClosed.
+//   fence and notify as above. The consumer drains to it and then returns kClosed.
 #include "ringbuf/spsc_ring.h"
 
 #include <sys/mman.h>
@@ -221,16 +221,14 @@ void SpscProducer::commit() noexcept {
   if (write_pos_ == committed_pos_) return;
   SpscControl* ctl = region_.control;
   // SYNC(data): release side; publishes every record of the batch (see the file comment).
-  // SYNC(event-count): seq_cst (not only release) puts the header store in the single total
-  // order before NotifyAll's seq_cst load of waiters (and callers' own seq_cst loads, e.g.
-  // transport's doorbell); the consumer announces itself with a seq_cst RMW and re-checks
-  // with a seq_cst load of this word. On x86-64 this is one xchg, no cheaper as a fence,
-  // and unlike a fence ThreadSanitizer models it.
-  WordAt(region_.data, committed_pos_ & mask_).store(first_word_, std::memory_order_seq_cst);
+  WordAt(region_.data, committed_pos_ & mask_).store(first_word_, std::memory_order_release);
   // SYNC(resume): release; only takeovers and size_bytes() read it.
   ctl->write_pos.store(write_pos_, std::memory_order_release);
   committed_pos_ = write_pos_;
   pending_count_ = 0;
+  // SYNC(event-count): orders the header store before NotifyAll's load of waiters (and
+  // before callers' own seq_cst loads of waiters, e.g. transport's doorbell).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   ctl->data_event.NotifyAll();
 }
 
@@ -263,11 +261,12 @@ void SpscProducer::close() noexcept {
   // and reserve's checks; skipped on a corrupt ring, whose positions we do not trust).
   if (!corrupt_) {
     WordAt(region_.data, committed_pos_ & mask_)
-        .store(MakeRecordWord(kRecordClose, 0), std::memory_order_seq_cst);  // as in commit()
+        .store(MakeRecordWord(kRecordClose, 0), std::memory_order_release);
   }
   // For producers taking the role over (they must not write past the mark).
   region_.control->writer_closed.store(1, std::memory_order_seq_cst);
-  region_.control->data_event.NotifyAll();  // SYNC(event-count), as in commit()
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // SYNC(event-count), as in commit()
+  region_.control->data_event.NotifyAll();
 }
 
 bool SpscProducer::reader_closed() const noexcept {
