@@ -94,12 +94,7 @@ Expected<Segment> Segment::CreateAnonymous(size_t size) {
     ::close(fd);
     return ErrnoError(err);
   }
-  auto mapped = MapShared(fd, size);
-  if (!mapped) {
-    ::close(fd);
-    return MakeUnexpected(mapped.error());
-  }
-  return Segment(std::string(), fd, *mapped, size, UnlinkPolicy::kKeep);
+  return FromFd(fd);  // maps it exactly as a receiver of the fd will
 }
 
 Expected<Segment> Segment::FromFd(int fd) {
