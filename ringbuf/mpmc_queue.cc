@@ -29,8 +29,9 @@
 //   needs one total order between "publish stamp, load waiters" and "announce waiter,
 //   re-load stamp". On x86-64 a seq_cst CAS costs the same as an acq_rel one.
 // SYNC(owner): registry owner words are claimed with acq_rel CAS and freed with a release
-//   store, so a new owner of an entry sees everything the previous owner (or the process
-//   that recovered it) did to stamps carrying that index.
+//   store (a handle's: ~MpmcHandle, mpmc_handle.cc), so a new owner of an entry sees
+//   everything the previous owner (or the process that recovered it) did to stamps
+//   carrying that index.
 #include "ringbuf/mpmc_queue.h"
 
 #include <sys/mman.h>
@@ -47,8 +48,6 @@ namespace {
 // A try_ call gives up with kCorrupt after this many loop iterations. Every iteration of a
 // healthy queue means another handle made progress, so this only trips on damaged stamps.
 constexpr uint32_t kMaxIterations = 1u << 20;
-
-using Clock = std::chrono::steady_clock;
 
 MpmcSlotHeader* SlotByIndex(const MpmcView& v, uint64_t i) {
   return reinterpret_cast<MpmcSlotHeader*>(v.slots + i * v.stride);
@@ -83,13 +82,11 @@ void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos) {
   }
 }
 
-// Runs the liveness check of all participants if `every` has passed since the last one
-// (each check reads /proc once per registered handle). True if something was recovered.
-bool RecoverIfDue(const MpmcView& v, Clock::time_point& next, std::chrono::nanoseconds every) {
-  const Clock::time_point now = Clock::now();
-  if (now < next) return false;
-  next = now + every;
-  return internal::RecoverMpmcDead(v) > 0;
+// Runs the liveness check of all participants if `h`'s recovery interval has passed since
+// the last one (each check reads /proc once per registered handle). True if something was
+// recovered.
+bool RecoverIfDue(internal::MpmcHandle& h) {
+  return h.RecoveryDue() && internal::RecoverMpmcDead(h.view()) > 0;
 }
 
 }  // namespace
@@ -180,26 +177,11 @@ size_t RecoverMpmcDead(const MpmcView& v) noexcept {
 
 // ---------------------------------------------------------------- MpmcProducer
 
-MpmcProducer::MpmcProducer(std::shared_ptr<const Segment> seg, MpmcView view, uint32_t idx,
-                           uint64_t owner, std::chrono::nanoseconds recovery_interval)
-    : segment_(std::move(seg)),
-      view_(view),
-      idx_(idx),
-      owner_word_(owner),
-      recovery_interval_(recovery_interval) {}
-
 MpmcProducer::MpmcProducer(MpmcProducer&& o) noexcept
-    : segment_(std::move(o.segment_)),
-      view_(o.view_),
-      idx_(o.idx_),
-      owner_word_(o.owner_word_),
-      recovery_interval_(o.recovery_interval_),
-      next_recovery_(o.next_recovery_),
+    : handle_(std::move(o.handle_)),
       claim_pos_(o.claim_pos_),
       claim_size_(o.claim_size_),
-      claimed_(std::exchange(o.claimed_, false)) {
-  o.segment_.reset();
-}
+      claimed_(std::exchange(o.claimed_, false)) {}
 
 MpmcProducer& MpmcProducer::operator=(MpmcProducer&& o) noexcept {
   if (this != &o) {
@@ -209,33 +191,28 @@ MpmcProducer& MpmcProducer::operator=(MpmcProducer&& o) noexcept {
   return *this;
 }
 
-MpmcProducer::~MpmcProducer() {
-  if (!segment_) return;
-  abort();
-  MpmcRegistryEntry& e = view_.registry[idx_];
-  e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release CAS
-  ReleaseOwnerWord(e.owner, owner_word_);              // SYNC(owner): release
-}
+// A moved-from producer holds no claim; handle_ then frees the registry entry.
+MpmcProducer::~MpmcProducer() { abort(); }
 
 Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
-  MpmcControl* c = view_.control;
+  MpmcControl* c = view().control;
   // SYNC(targeted-wake): seq_cst load; the stamp decides what the position holds.
   uint64_t pos = c->enqueue_pos.load(std::memory_order_seq_cst);
   for (uint32_t iter = 0; iter < kMaxIterations; ++iter) {
-    MpmcSlotHeader* s = view_.slot(pos);
+    MpmcSlotHeader* s = view().slot(pos);
     const uint64_t want = pos & kStampPosMask;
     // SYNC(slot-free): seq_cst load (acquire side).
     uint64_t st = s->stamp.load(std::memory_order_seq_cst);
     const uint64_t spos = StampPos(st);
     if (spos == want && StampState(st) == kSlotFree) {
       // SYNC(claim): seq_cst CAS; the winner owns position `pos`.
-      if (s->stamp.compare_exchange_strong(st, MakeStamp(pos, idx_, kSlotClaimed),
+      if (s->stamp.compare_exchange_strong(st, MakeStamp(pos, handle_.index(), kSlotClaimed),
                                            std::memory_order_seq_cst)) {
         HelpForward(c->enqueue_pos, pos);
         claim_pos_ = pos;
         claim_size_ = n;
         claimed_ = true;
-        return std::span<std::byte>(view_.payload(pos), n);
+        return std::span<std::byte>(view().payload(pos), n);
       }
       continue;  // lost the race for this position; look again
     }
@@ -250,12 +227,12 @@ Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
 
 Expected<std::span<std::byte>> MpmcProducer::try_claim(size_t n) noexcept {
   if (claimed_) return RingErrc::kBadState;
-  if (n > view_.max_message_size) return RingErrc::kTooLarge;
+  if (n > view().max_message_size) return RingErrc::kTooLarge;
   auto r = TryClaimOnce(n);
   if (r || !internal::WouldBlock(r.error())) return r;
   // Full: maybe a dead consumer holds the slot we need; its message must be orphaned so a
   // live consumer can redeliver and free it.
-  if (RecoverIfDue(view_, next_recovery_, recovery_interval_)) return TryClaimOnce(n);
+  if (RecoverIfDue(handle_)) return TryClaimOnce(n);
   return r;
 }
 
@@ -266,20 +243,20 @@ Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& 
   // that refills each slot the moment a consumer frees it ping-pongs one cache line per
   // message between the two; one that waits for half the queue refills lines consumers
   // are done with while they drain the rest.
-  const uint64_t batch = HysteresisSlots(view_.slot_count);
-  MpmcControl* c = view_.control;
+  const uint64_t batch = HysteresisSlots(view().slot_count);
+  MpmcControl* c = view().control;
   return internal::BlockingWait(
       [&]() -> Expected<std::span<std::byte>> {
         // SYNC(targeted-wake): seq_cst loads; this producer waits for the slot of position
         // w = e + batch, freed by the release of w - N, which notifies (NotifyProducersFor).
         const uint64_t e = c->enqueue_pos.load(std::memory_order_seq_cst);
         const uint64_t w = e + batch;
-        const uint64_t st = view_.slot(w)->stamp.load(std::memory_order_seq_cst);
+        const uint64_t st = view().slot(w)->stamp.load(std::memory_order_seq_cst);
         const uint64_t dq = c->dequeue_pos.load(std::memory_order_seq_cst);
         // Slot of w freed, or (fallback, no wake-up guaranteed: liveness_check bounds it)
         // the queue drained below the mark although a consumer holds an old slot.
         if (StampPos(st) < (w & kStampPosMask) && e > dq + batch) {
-          if (RecoverIfDue(view_, next_recovery_, recovery_interval_)) return try_claim(n);
+          if (RecoverIfDue(handle_)) return try_claim(n);
           return RingErrc::kWouldBlock;
         }
         return try_claim(n);
@@ -294,9 +271,9 @@ Expected<void> MpmcProducer::publish() noexcept {
 
 Expected<void> MpmcProducer::publish(size_t n) noexcept {
   if (!claimed_ || n > claim_size_) return RingErrc::kBadState;
-  MpmcSlotHeader* s = view_.slot(claim_pos_);
+  MpmcSlotHeader* s = view().slot(claim_pos_);
   s->length = static_cast<uint32_t>(n);
-  uint64_t expected = MakeStamp(claim_pos_, idx_, kSlotClaimed);
+  uint64_t expected = MakeStamp(claim_pos_, handle_.index(), kSlotClaimed);
   claimed_ = false;
   // SYNC(publish): seq_cst CAS (release side). A CAS, not a store: if our claim was taken
   // away (we were judged dead), we must not overwrite the recoverer's stamp.
@@ -305,21 +282,22 @@ Expected<void> MpmcProducer::publish(size_t n) noexcept {
                                         std::memory_order_seq_cst)) {
     return RingErrc::kCorrupt;
   }
-  NotifyConsumersFor(view_.control, claim_pos_);
+  NotifyConsumersFor(view().control, claim_pos_);
   return {};
 }
 
 void MpmcProducer::abort() noexcept {
   if (!claimed_) return;
   claimed_ = false;
-  MpmcSlotHeader* s = view_.slot(claim_pos_);
-  uint64_t expected = MakeStamp(claim_pos_, idx_, kSlotClaimed);
+  MpmcSlotHeader* s = view().slot(claim_pos_);
+  uint64_t expected = MakeStamp(claim_pos_, handle_.index(), kSlotClaimed);
   // SYNC(publish): seq_cst CAS; a skip record carries no payload.
   if (s->stamp.compare_exchange_strong(expected,
                                        MakeStamp(claim_pos_, kPublishedSkip, kSlotPublished),
                                        std::memory_order_seq_cst)) {
-    view_.control->abandoned.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
-    NotifyConsumersFor(view_.control, claim_pos_);
+    // Relaxed: a statistic; nothing is ordered by it.
+    view().control->abandoned.fetch_add(1, std::memory_order_relaxed);
+    NotifyConsumersFor(view().control, claim_pos_);
   }
 }
 
@@ -339,27 +317,12 @@ Expected<void> MpmcProducer::push(std::span<const std::byte> msg, const WaitOpti
 
 // ---------------------------------------------------------------- MpmcConsumer
 
-MpmcConsumer::MpmcConsumer(std::shared_ptr<const Segment> seg, MpmcView view, uint32_t idx,
-                           uint64_t owner, std::chrono::nanoseconds recovery_interval)
-    : segment_(std::move(seg)),
-      view_(view),
-      idx_(idx),
-      owner_word_(owner),
-      recovery_interval_(recovery_interval) {}
-
 MpmcConsumer::MpmcConsumer(MpmcConsumer&& o) noexcept
-    : segment_(std::move(o.segment_)),
-      view_(o.view_),
-      idx_(o.idx_),
-      owner_word_(o.owner_word_),
-      recovery_interval_(o.recovery_interval_),
-      next_recovery_(o.next_recovery_),
+    : handle_(std::move(o.handle_)),
       claim_pos_(o.claim_pos_),
       claim_len_(o.claim_len_),
       claimed_(std::exchange(o.claimed_, false)),
-      redelivered_(o.redelivered_) {
-  o.segment_.reset();
-}
+      redelivered_(o.redelivered_) {}
 
 MpmcConsumer& MpmcConsumer::operator=(MpmcConsumer&& o) noexcept {
   if (this != &o) {
@@ -369,24 +332,21 @@ MpmcConsumer& MpmcConsumer::operator=(MpmcConsumer&& o) noexcept {
   return *this;
 }
 
+// A moved-from consumer holds no claim; handle_ then frees the registry entry.
 MpmcConsumer::~MpmcConsumer() {
-  if (!segment_) return;
   if (claimed_) (void)release();
-  MpmcRegistryEntry& e = view_.registry[idx_];
-  e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release CAS
-  ReleaseOwnerWord(e.owner, owner_word_);              // SYNC(owner): release
 }
 
 MpmcConsumer::Message MpmcConsumer::Held() const noexcept {
-  return Message{std::span<const std::byte>(view_.payload(claim_pos_), claim_len_), redelivered_};
+  return Message{std::span<const std::byte>(view().payload(claim_pos_), claim_len_), redelivered_};
 }
 
 Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
-  MpmcControl* c = view_.control;
+  MpmcControl* c = view().control;
   // SYNC(targeted-wake): seq_cst load; the stamp decides what the position holds.
   uint64_t pos = c->dequeue_pos.load(std::memory_order_seq_cst);
   for (uint32_t iter = 0; iter < kMaxIterations; ++iter) {
-    MpmcSlotHeader* s = view_.slot(pos);
+    MpmcSlotHeader* s = view().slot(pos);
     const uint64_t want = pos & kStampPosMask;
     // SYNC(publish): seq_cst load (acquire side).
     uint64_t st = s->stamp.load(std::memory_order_seq_cst);
@@ -400,15 +360,15 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
     }
     if (StampIdx(st) == kPublishedSkip) {
       // SYNC(slot-free): seq_cst CAS; a skip record is consumed in one step.
-      if (s->stamp.compare_exchange_strong(st, MakeStamp(pos + view_.slot_count, 0, kSlotFree),
+      if (s->stamp.compare_exchange_strong(st, MakeStamp(pos + view().slot_count, 0, kSlotFree),
                                            std::memory_order_seq_cst)) {
-        NotifyProducersFor(c, view_.slot_count, pos + view_.slot_count);
+        NotifyProducersFor(c, view().slot_count, pos + view().slot_count);
         pos = HelpForward(c->dequeue_pos, pos);
       }
       continue;
     }
     // SYNC(claim) + SYNC(publish): seq_cst CAS, acquire side of the producer's publication.
-    if (!s->stamp.compare_exchange_strong(st, MakeStamp(pos, idx_, kSlotReading),
+    if (!s->stamp.compare_exchange_strong(st, MakeStamp(pos, handle_.index(), kSlotReading),
                                           std::memory_order_seq_cst)) {
       continue;
     }
@@ -417,7 +377,7 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
     claim_pos_ = pos;
     claimed_ = true;
     redelivered_ = false;
-    if (len > view_.max_message_size) {
+    if (len > view().max_message_size) {
       claim_len_ = 0;
       (void)release();
       return RingErrc::kCorrupt;
@@ -429,15 +389,15 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
 }
 
 Expected<MpmcConsumer::Message> MpmcConsumer::TryAdoptOrphan() noexcept {
-  MpmcControl* c = view_.control;
-  for (uint64_t i = 0; i < view_.slot_count; ++i) {
-    MpmcSlotHeader* s = SlotByIndex(view_, i);
+  MpmcControl* c = view().control;
+  for (uint64_t i = 0; i < view().slot_count; ++i) {
+    MpmcSlotHeader* s = SlotByIndex(view(), i);
     uint64_t st = s->stamp.load(std::memory_order_seq_cst);  // SYNC(claim)
     if (StampState(st) != kSlotReading || StampIdx(st) != kMpmcOrphanIdx) continue;
     const uint64_t pos = StampPos(st);
     // SYNC(claim): seq_cst CAS; the payload was published before the dead consumer's
     // claim, which happens-before this CAS via the recoverer's CAS on the same stamp.
-    if (!s->stamp.compare_exchange_strong(st, MakeStamp(pos, idx_, kSlotReading),
+    if (!s->stamp.compare_exchange_strong(st, MakeStamp(pos, handle_.index(), kSlotReading),
                                           std::memory_order_seq_cst)) {
       continue;
     }
@@ -447,7 +407,7 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryAdoptOrphan() noexcept {
     claim_pos_ = pos;
     claimed_ = true;
     redelivered_ = true;
-    if (len > view_.max_message_size) {
+    if (len > view().max_message_size) {
       claim_len_ = 0;
       (void)release();
       return RingErrc::kCorrupt;
@@ -459,9 +419,9 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryAdoptOrphan() noexcept {
 }
 
 Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimSlow() noexcept {
-  const bool recovered = RecoverIfDue(view_, next_recovery_, recovery_interval_);
+  const bool recovered = RecoverIfDue(handle_);
   // seq_cst: part of the state a sleeper re-checks (event_count.h); recovery notifies.
-  if (view_.control->orphans.load(std::memory_order_seq_cst) > 0) {
+  if (view().control->orphans.load(std::memory_order_seq_cst) > 0) {
     auto r = TryAdoptOrphan();
     if (r || !internal::WouldBlock(r.error())) return r;
   }
@@ -477,29 +437,29 @@ Expected<MpmcConsumer::Message> MpmcConsumer::try_claim() noexcept {
 }
 
 Expected<MpmcConsumer::Message> MpmcConsumer::claim(const WaitOptions& opts) {
-  return internal::BlockingWait([&] { return try_claim(); }, view_.control->not_empty, nullptr,
+  return internal::BlockingWait([&] { return try_claim(); }, view().control->not_empty, nullptr,
                                 opts);
 }
 
 Expected<void> MpmcConsumer::release() noexcept {
   if (!claimed_) return RingErrc::kBadState;
   claimed_ = false;
-  MpmcSlotHeader* s = view_.slot(claim_pos_);
-  uint64_t expected = MakeStamp(claim_pos_, idx_, kSlotReading);
+  MpmcSlotHeader* s = view().slot(claim_pos_);
+  uint64_t expected = MakeStamp(claim_pos_, handle_.index(), kSlotReading);
   // SYNC(slot-free): seq_cst CAS (release side). A CAS so that a claim taken away from a
   // process judged dead is not freed twice.
   if (!s->stamp.compare_exchange_strong(expected,
-                                        MakeStamp(claim_pos_ + view_.slot_count, 0, kSlotFree),
+                                        MakeStamp(claim_pos_ + view().slot_count, 0, kSlotFree),
                                         std::memory_order_seq_cst)) {
     return RingErrc::kCorrupt;
   }
-  NotifyProducersFor(view_.control, view_.slot_count, claim_pos_ + view_.slot_count);
+  NotifyProducersFor(view().control, view().slot_count, claim_pos_ + view().slot_count);
   return {};
 }
 
 Expected<MpmcConsumer::Popped> MpmcConsumer::CopyOut(std::span<std::byte> buf) noexcept {
   if (buf.size() < claim_len_) return RingErrc::kTooLarge;  // keep the claim
-  if (claim_len_ > 0) std::memcpy(buf.data(), view_.payload(claim_pos_), claim_len_);
+  if (claim_len_ > 0) std::memcpy(buf.data(), view().payload(claim_pos_), claim_len_);
   Popped p{claim_len_, redelivered_};
   auto ok = release();
   if (!ok) return MakeUnexpected(ok.error());
@@ -588,7 +548,7 @@ Expected<MpmcQueue> MpmcQueue::Adopt(Segment segment) {
   return MpmcQueue(std::make_shared<Segment>(std::move(segment)), *g);
 }
 
-Expected<std::pair<uint32_t, uint64_t>> MpmcQueue::Register(uint32_t role) const {
+Expected<internal::MpmcHandle> MpmcQueue::Register(uint32_t role) const {
   const uint64_t me = SelfIdentity().Pack();
   for (int pass = 0; pass < 2; ++pass) {
     for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
@@ -597,7 +557,7 @@ Expected<std::pair<uint32_t, uint64_t>> MpmcQueue::Register(uint32_t role) const
       // SYNC(owner): acq_rel CAS; ordered after the previous holder's release.
       if (e.owner.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
         e.role.store(role, std::memory_order_relaxed);  // relaxed: informational (stats)
-        return std::make_pair(i, me);
+        return internal::MpmcHandle(segment_, view_, i, me, recovery_interval_);
       }
     }
     if (internal::RecoverMpmcDead(view_) == 0) break;
@@ -606,15 +566,15 @@ Expected<std::pair<uint32_t, uint64_t>> MpmcQueue::Register(uint32_t role) const
 }
 
 Expected<MpmcProducer> MpmcQueue::Producer() const {
-  auto r = Register(kRoleProducer);
-  if (!r) return MakeUnexpected(r.error());
-  return MpmcProducer(segment_, view_, r->first, r->second, recovery_interval_);
+  auto h = Register(kRoleProducer);
+  if (!h) return MakeUnexpected(h.error());
+  return MpmcProducer(std::move(*h));
 }
 
 Expected<MpmcConsumer> MpmcQueue::Consumer() const {
-  auto r = Register(kRoleConsumer);
-  if (!r) return MakeUnexpected(r.error());
-  return MpmcConsumer(segment_, view_, r->first, r->second, recovery_interval_);
+  auto h = Register(kRoleConsumer);
+  if (!h) return MakeUnexpected(h.error());
+  return MpmcConsumer(std::move(*h));
 }
 
 size_t MpmcQueue::RecoverDead() const noexcept { return internal::RecoverMpmcDead(view_); }

@@ -71,9 +71,11 @@
 #include <memory>
 #include <span>
 #include <string_view>
+#include <utility>
 
 #include "ringbuf/error.h"
 #include "ringbuf/expected.h"
+#include "ringbuf/mpmc_handle.h"
 #include "ringbuf/mpmc_layout.h"
 #include "ringbuf/segment.h"
 #include "ringbuf/wait_options.h"
@@ -107,7 +109,7 @@ class MpmcProducer {
   // Aborts a pending claim (skip record) and frees the registry entry.
   ~MpmcProducer();
 
-  uint64_t max_message_size() const noexcept { return view_.max_message_size; }
+  uint64_t max_message_size() const noexcept { return view().max_message_size; }
 
   // Claims a slot for one message of `n` bytes and returns its payload span, valid until
   // publish() or abort(). At most one claim per handle. Errors: kTooLarge, kBadState (a
@@ -131,20 +133,15 @@ class MpmcProducer {
   [[nodiscard]] Expected<void> try_push(std::span<const std::byte> msg) noexcept;
   [[nodiscard]] Expected<void> push(std::span<const std::byte> msg, const WaitOptions& opts = {});
 
-  uint32_t registry_index() const noexcept { return idx_; }
+  uint32_t registry_index() const noexcept { return handle_.index(); }
 
  private:
   friend class MpmcQueue;
-  MpmcProducer(std::shared_ptr<const Segment> seg, MpmcView view, uint32_t idx, uint64_t owner,
-               std::chrono::nanoseconds recovery_interval);
+  explicit MpmcProducer(internal::MpmcHandle handle) noexcept : handle_(std::move(handle)) {}
+  const MpmcView& view() const noexcept { return handle_.view(); }
   Expected<std::span<std::byte>> TryClaimOnce(size_t n) noexcept;
 
-  std::shared_ptr<const Segment> segment_;
-  MpmcView view_;
-  uint32_t idx_ = 0;
-  uint64_t owner_word_ = 0;
-  std::chrono::nanoseconds recovery_interval_{};
-  std::chrono::steady_clock::time_point next_recovery_{};
+  internal::MpmcHandle handle_;  // frees the entry after ~MpmcProducer aborted the claim
   uint64_t claim_pos_ = 0;
   size_t claim_size_ = 0;
   bool claimed_ = false;
@@ -169,7 +166,7 @@ class MpmcConsumer {
   // Releases a held message (it counts as consumed) and frees the registry entry.
   ~MpmcConsumer();
 
-  uint64_t max_message_size() const noexcept { return view_.max_message_size; }
+  uint64_t max_message_size() const noexcept { return view().max_message_size; }
 
   // Claims the next message (or an orphaned one, flagged redelivered) and returns it in
   // place. At most one claim per handle. Errors: kBadState (a message is held),
@@ -188,24 +185,19 @@ class MpmcConsumer {
   [[nodiscard]] Expected<Popped> try_pop(std::span<std::byte> buf) noexcept;
   [[nodiscard]] Expected<Popped> pop(std::span<std::byte> buf, const WaitOptions& opts = {});
 
-  uint32_t registry_index() const noexcept { return idx_; }
+  uint32_t registry_index() const noexcept { return handle_.index(); }
 
  private:
   friend class MpmcQueue;
-  MpmcConsumer(std::shared_ptr<const Segment> seg, MpmcView view, uint32_t idx, uint64_t owner,
-               std::chrono::nanoseconds recovery_interval);
+  explicit MpmcConsumer(internal::MpmcHandle handle) noexcept : handle_(std::move(handle)) {}
+  const MpmcView& view() const noexcept { return handle_.view(); }
   Expected<Message> TryClaimOnce() noexcept;
   Expected<Message> TryAdoptOrphan() noexcept;
   Expected<Message> TryClaimSlow() noexcept;
   Expected<Popped> CopyOut(std::span<std::byte> buf) noexcept;
   Message Held() const noexcept;
 
-  std::shared_ptr<const Segment> segment_;
-  MpmcView view_;
-  uint32_t idx_ = 0;
-  uint64_t owner_word_ = 0;
-  std::chrono::nanoseconds recovery_interval_{};
-  std::chrono::steady_clock::time_point next_recovery_{};
+  internal::MpmcHandle handle_;  // frees the entry after ~MpmcConsumer released the claim
   uint64_t claim_pos_ = 0;
   uint32_t claim_len_ = 0;
   bool claimed_ = false;
@@ -266,7 +258,8 @@ class MpmcQueue {
 
  private:
   MpmcQueue(std::shared_ptr<Segment> seg, MpmcGeometry g);
-  Expected<std::pair<uint32_t, uint64_t>> Register(uint32_t role) const;
+  // Claims a free registry entry for this process (recovering dead ones if none is free).
+  Expected<internal::MpmcHandle> Register(uint32_t role) const;
 
   std::shared_ptr<Segment> segment_;
   MpmcGeometry geometry_{};
