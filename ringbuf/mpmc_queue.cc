@@ -341,6 +341,21 @@ MpmcConsumer::Message MpmcConsumer::Held() const noexcept {
   return Message{std::span<const std::byte>(view().payload(claim_pos_), claim_len_), redelivered_};
 }
 
+Expected<MpmcConsumer::Message> MpmcConsumer::Hold(const MpmcSlotHeader& s, uint64_t pos,
+                                                   bool redelivered) noexcept {
+  const uint32_t len = s.length;
+  claim_pos_ = pos;
+  claimed_ = true;
+  redelivered_ = redelivered;
+  if (len > view().max_message_size) {
+    claim_len_ = 0;
+    (void)release();
+    return RingErrc::kCorrupt;
+  }
+  claim_len_ = len;
+  return Held();
+}
+
 Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
   MpmcControl* c = view().control;
   // SYNC(targeted-wake): seq_cst load; the stamp decides what the position holds.
@@ -373,17 +388,7 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
       continue;
     }
     HelpForward(c->dequeue_pos, pos);
-    const uint32_t len = s->length;
-    claim_pos_ = pos;
-    claimed_ = true;
-    redelivered_ = false;
-    if (len > view().max_message_size) {
-      claim_len_ = 0;
-      (void)release();
-      return RingErrc::kCorrupt;
-    }
-    claim_len_ = len;
-    return Held();
+    return Hold(*s, pos, /*redelivered=*/false);
   }
   return RingErrc::kCorrupt;
 }
@@ -403,17 +408,7 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryAdoptOrphan() noexcept {
     }
     c->orphans.fetch_sub(1, std::memory_order_seq_cst);
     c->redelivered.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
-    const uint32_t len = s->length;
-    claim_pos_ = pos;
-    claimed_ = true;
-    redelivered_ = true;
-    if (len > view().max_message_size) {
-      claim_len_ = 0;
-      (void)release();
-      return RingErrc::kCorrupt;
-    }
-    claim_len_ = len;
-    return Held();
+    return Hold(*s, pos, /*redelivered=*/true);
   }
   return RingErrc::kWouldBlock;
 }

@@ -196,6 +196,9 @@ class MpmcConsumer {
   Expected<Message> TryClaimSlow() noexcept;
   Expected<Popped> CopyOut(std::span<std::byte> buf) noexcept;
   Message Held() const noexcept;
+  // Records this handle's claim of the message at `pos` (its stamp now Reading with our
+  // index) and returns it; a length over the maximum frees the slot: kCorrupt.
+  Expected<Message> Hold(const MpmcSlotHeader& s, uint64_t pos, bool redelivered) noexcept;
 
   internal::MpmcHandle handle_;  // frees the entry after ~MpmcConsumer released the claim
   uint64_t claim_pos_ = 0;
