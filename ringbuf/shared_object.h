@@ -165,10 +165,31 @@ class SharedObject {
   uint64_t type_tag_ = 0;
 };
 
+namespace internal {
+// What the typed views below share: the SharedObject they wrap and its lock.
+class TypedSharedObject {
+ public:
+  // As SharedObject::lock.
+  [[nodiscard]] Expected<SharedObject::Guard> lock(
+      LockRecovery mode = LockRecovery::kReport) noexcept {
+    return obj_.lock(mode);
+  }
+  // The untyped object (try_lock, lock_for, segment, Unlink, ...).
+  SharedObject& object() noexcept { return obj_; }
+
+ protected:
+  explicit TypedSharedObject(SharedObject obj) : obj_(std::move(obj)) {}
+  const SharedObject& untyped() const noexcept { return obj_; }
+
+ private:
+  SharedObject obj_;
+};
+}  // namespace internal
+
 // Typed view: one T. Attach fails with kBadGeometry if the stored element size or count
 // does not match T.
 template <typename T>
-class SharedValue {
+class SharedValue : public internal::TypedSharedObject {
   static_assert(std::is_trivially_copyable_v<T>, "SharedValue needs a trivially copyable T");
 
  public:
@@ -186,21 +207,15 @@ class SharedValue {
     if (obj->elem_size() != sizeof(T) || obj->size() != sizeof(T)) return RingErrc::kBadGeometry;
     return SharedValue(std::move(*obj));
   }
-  T* get() const noexcept { return reinterpret_cast<T*>(obj_.data()); }
-  [[nodiscard]] Expected<SharedObject::Guard> lock(
-      LockRecovery mode = LockRecovery::kReport) noexcept {
-    return obj_.lock(mode);
-  }
-  SharedObject& object() noexcept { return obj_; }
+  T* get() const noexcept { return reinterpret_cast<T*>(untyped().data()); }
 
  private:
-  explicit SharedValue(SharedObject obj) : obj_(std::move(obj)) {}
-  SharedObject obj_;
+  explicit SharedValue(SharedObject obj) : TypedSharedObject(std::move(obj)) {}
 };
 
 // Typed view: an array of `count` T.
 template <typename T>
-class SharedArray {
+class SharedArray : public internal::TypedSharedObject {
   static_assert(std::is_trivially_copyable_v<T>, "SharedArray needs a trivially copyable T");
 
  public:
@@ -218,19 +233,11 @@ class SharedArray {
     if (obj->elem_size() != sizeof(T)) return RingErrc::kBadGeometry;
     return SharedArray(std::move(*obj));
   }
-  std::span<T> span() const noexcept {
-    return {reinterpret_cast<T*>(obj_.data()), obj_.size() / sizeof(T)};
-  }
-  size_t size() const noexcept { return obj_.size() / sizeof(T); }
-  [[nodiscard]] Expected<SharedObject::Guard> lock(
-      LockRecovery mode = LockRecovery::kReport) noexcept {
-    return obj_.lock(mode);
-  }
-  SharedObject& object() noexcept { return obj_; }
+  std::span<T> span() const noexcept { return {reinterpret_cast<T*>(untyped().data()), size()}; }
+  size_t size() const noexcept { return untyped().size() / sizeof(T); }
 
  private:
-  explicit SharedArray(SharedObject obj) : obj_(std::move(obj)) {}
-  SharedObject obj_;
+  explicit SharedArray(SharedObject obj) : TypedSharedObject(std::move(obj)) {}
 };
 
 }  // namespace shmlink
