@@ -1,11 +1,13 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
-// Helpers shared by shmlink's tests: unique shm names, child processes (forked, waited for
-// with or without a bound), one-shot signals between processes, memory shared with forked
-// children, and byte/string conversions.
+// Helpers shared by shmlink's tests: unique shm names and socket paths, /dev/shm and fd
+// inspection, child processes (forked or spawned, waited for with or without a bound),
+// one-shot signals between processes, memory shared with forked children, and byte/string
+// conversions.
 #ifndef SHMLINK_TESTS_TEST_UTIL_H_
 #define SHMLINK_TESTS_TEST_UTIL_H_
 
+#include <dirent.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -38,17 +40,50 @@ inline constexpr bool kSanitized = true;
 inline constexpr bool kSanitized = false;
 #endif
 
-// A shm name unique to this process and call, so parallel tests never collide.
-inline std::string UniqueShmName(const std::string& tag) {
+// "<pid>-<salt>-<n>": unique to this process and call, so parallel tests never collide.
+inline std::string UniqueSuffix() {
   static std::atomic<int> counter{0};
   static const unsigned salt = std::random_device{}();
-  return "/shmlink-test-" + tag + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(salt % 100000) + "-" + std::to_string(counter++);
+  return std::to_string(::getpid()) + "-" + std::to_string(salt % 100000) + "-" +
+         std::to_string(counter++);
+}
+
+// A unique shm name.
+inline std::string UniqueShmName(const std::string& tag) {
+  return "/shmlink-test-" + tag + "-" + UniqueSuffix();
+}
+
+// A unique socket path in /tmp (Bazel's TEST_TMPDIR can exceed sun_path's 108 bytes).
+inline std::string UniqueSocketPath(const std::string& tag = "t") {
+  return "/tmp/shmlink-" + tag + "-" + UniqueSuffix() + ".sock";
 }
 
 // True if the POSIX shm `name` ("/...") exists in /dev/shm.
 inline bool ShmExists(const std::string& name) {
   return ::access(("/dev/shm" + name).c_str(), F_OK) == 0;
+}
+
+// Names in /dev/shm starting with `prefix`.
+inline std::vector<std::string> ShmFiles(const std::string& prefix) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir("/dev/shm")) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n.rfind(prefix, 0) == 0) out.push_back(n);
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+// Number of open file descriptors of this process.
+inline int OpenFdCount() {
+  int n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
+    ::closedir(d);
+  }
+  return n - 1;  // the directory stream itself
 }
 
 // Path of a Bazel runfile given relative to the workspace root (`rel` itself outside Bazel,

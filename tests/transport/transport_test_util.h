@@ -1,55 +1,22 @@
-// Helpers for the transport tests: unique socket addresses, /dev/shm inspection, and
-// subprocesses (stock Python peers) with a line-oriented stdout.
+// Helpers for the transport tests: unique abstract socket addresses and subprocesses (stock
+// Python peers, example programs) with a line-oriented stdout. The general ones (socket
+// paths, /dev/shm and fd inspection, waiting for children) are in tests/test_util.h.
 #ifndef SHMLINK_TESTS_TRANSPORT_TRANSPORT_TEST_UTIL_H_
 #define SHMLINK_TESTS_TRANSPORT_TRANSPORT_TEST_UTIL_H_
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
-#include <random>
 #include <string>
 #include <vector>
 
+#include "tests/test_util.h"
+
 namespace shmlink::testing {
 
-inline std::string UniqueTag() {
-  static std::atomic<int> counter{0};
-  static const unsigned salt = std::random_device{}();
-  return std::to_string(::getpid()) + "-" + std::to_string(salt % 100000) + "-" +
-         std::to_string(counter++);
-}
-
-// A socket path in /tmp (Bazel's TEST_TMPDIR can exceed sun_path's 108 bytes).
-inline std::string UniqueSocketPath() { return "/tmp/shmlink-t-" + UniqueTag() + ".sock"; }
-inline std::string UniqueAbstract() { return "@shmlink-t-" + UniqueTag(); }
-
-// Names in /dev/shm starting with `prefix`.
-inline std::vector<std::string> ShmFiles(const std::string& prefix) {
-  std::vector<std::string> out;
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n.rfind(prefix, 0) == 0) out.push_back(n);
-    }
-    ::closedir(d);
-  }
-  return out;
-}
-
-// Number of open file descriptors of this process.
-inline int OpenFdCount() {
-  int n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (dirent* e = ::readdir(d)) n += e->d_name[0] != '.';
-    ::closedir(d);
-  }
-  return n - 1;  // the directory stream itself
-}
+inline std::string UniqueAbstract() { return "@shmlink-t-" + UniqueSuffix(); }
 
 struct Child {
   pid_t pid = -1;
