@@ -199,16 +199,21 @@ TEST(SharedObjectTest, CounterStaysExactWhenAHolderIsKilled) {
   EXPECT_EQ(c.in_progress, 0u);
 }
 
+// Runs a child that attaches to the SharedValue<int> `name` and exits while it holds the
+// lock; returns the child's exit code (0: it did).
+int ExitHoldingTheLock(const std::string& name) {
+  return WaitChild(ForkChild([&]() -> int {
+    auto cv = SharedValue<int>::Attach(name);
+    auto g = cv->lock();
+    ::_exit(g ? 0 : 2);  // no destructors: the lock stays held
+  }));
+}
+
 TEST(SharedObjectTest, UnrepairedLockBecomesNotRecoverableInsteadOfDeadlocking) {
   const std::string name = UniqueShmName("obj-norec");
   auto v = SharedValue<int>::Create(name, 0);
   ASSERT_TRUE(v);
-  pid_t child = ForkChild([&]() -> int {
-    auto cv = SharedValue<int>::Attach(name);
-    auto g = cv->lock();
-    ::_exit(g ? 0 : 2);  // dies holding the lock
-  });
-  ASSERT_EQ(WaitChild(child), 0);
+  ASSERT_EQ(ExitHoldingTheLock(name), 0);
   {
     auto g = v->lock();
     ASSERT_TRUE(g);
@@ -224,12 +229,7 @@ TEST(SharedObjectTest, AutoRecoverReportsAndContinues) {
   const std::string name = UniqueShmName("obj-auto");
   auto v = SharedValue<int>::Create(name, 0);
   ASSERT_TRUE(v);
-  pid_t child = ForkChild([&]() -> int {
-    auto cv = SharedValue<int>::Attach(name);
-    auto g = cv->lock();
-    ::_exit(g ? 0 : 2);
-  });
-  ASSERT_EQ(WaitChild(child), 0);
+  ASSERT_EQ(ExitHoldingTheLock(name), 0);
   {
     auto g = v->lock(LockRecovery::kAutoRecover);
     ASSERT_TRUE(g);

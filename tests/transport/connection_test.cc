@@ -71,6 +71,25 @@ Expected<Listener> ListenWithShm(const std::string& address, bool shm) {
   return Listener::Create(address, kKey, lo);
 }
 
+// A listener on `address` whose connections get rings of `capacity` bytes (small ones fill
+// up soon).
+Expected<Listener> ListenWithRing(const std::string& address, uint64_t capacity) {
+  ListenerOptions lo;
+  lo.connection.ring_capacity = capacity;
+  return Listener::Create(address, kKey, lo);
+}
+
+// Forks a child that connects to `address` and returns `then(connection)` (10 if it cannot
+// connect).
+template <typename Then>
+pid_t ForkClient(const std::string& address, Then then) {
+  return ForkChild([&] {
+    auto c = Client(address, kKey);
+    if (!c) return 10;
+    return then(*c);
+  });
+}
+
 // The listener (still) serves: a shmlink client forked now gets a `count`-message echo
 // session over shared memory.
 void ExpectServesAnEchoClient(Listener& listener, const std::string& address, int count) {
@@ -157,16 +176,14 @@ TEST(Connection, ZeroCopyAndEndOfStream) {
     const std::string address = testing::UniqueAbstract();
     auto listener = ListenWithShm(address, shm);
     ASSERT_TRUE(listener);
-    pid_t child = ForkChild([&] {
-      auto c = Client(address, kKey);
-      if (!c) return 10;
+    pid_t child = ForkClient(address, [&](Connection& c) {
       for (int i = 0; i < 1000; ++i) {
-        auto buf = c->reserve(sizeof(int));
+        auto buf = c.reserve(sizeof(int));
         if (!buf) return 11;
         std::memcpy(buf->data(), &i, sizeof(int));
-        if (!c->commit()) return 12;
+        if (!c.commit()) return 12;
       }
-      c->close();  // everything above must still arrive
+      c.close();  // everything above must still arrive
       return 0;
     });
     auto conn = listener->accept(10s);
@@ -305,11 +322,9 @@ TEST(Connection, SigkillMidTransferReleasesBlockedReader) {
     const std::string address = testing::UniqueAbstract();
     auto listener = ListenWithShm(address, shm);
     ASSERT_TRUE(listener);
-    pid_t child = ForkChild([&] {
-      auto c = Client(address, kKey);
-      if (!c) return 10;
+    pid_t child = ForkClient(address, [&](Connection& c) {
       for (int i = 0; i < 100; ++i) {
-        if (!c->send_bytes("m" + std::to_string(i))) return 11;
+        if (!c.send_bytes("m" + std::to_string(i))) return 11;
       }
       ::pause();
       return 0;
@@ -345,14 +360,10 @@ TEST(Connection, SigkillMidTransferReleasesBlockedReader) {
 // A writer blocked on a full ring is released when the reader dies.
 TEST(Connection, SigkillReleasesWriterBlockedOnFullRing) {
   const std::string address = testing::UniqueAbstract();
-  ListenerOptions lo;
-  lo.connection.ring_capacity = 1 << 16;
-  auto listener = Listener::Create(address, kKey, lo);
+  auto listener = ListenWithRing(address, 1 << 16);
   ASSERT_TRUE(listener);
-  pid_t child = ForkChild([&] {
-    auto c = Client(address, kKey);
-    if (!c) return 10;
-    ::pause();  // never reads
+  pid_t child = ForkClient(address, [&](Connection&) {
+    ::pause();  // connected, never reads
     return 0;
   });
   auto conn = listener->accept(10s);
@@ -372,15 +383,11 @@ TEST(Connection, SigkillReleasesWriterBlockedOnFullRing) {
 // The peer's close() releases a writer blocked on a full ring with kClosed.
 TEST(Connection, PeerCloseReleasesBlockedWriter) {
   const std::string address = testing::UniqueAbstract();
-  ListenerOptions lo;
-  lo.connection.ring_capacity = 1 << 16;
-  auto listener = Listener::Create(address, kKey, lo);
+  auto listener = ListenWithRing(address, 1 << 16);
   ASSERT_TRUE(listener);
-  pid_t child = ForkChild([&] {
-    auto c = Client(address, kKey);
-    if (!c) return 10;
+  pid_t child = ForkClient(address, [&](Connection& c) {
     ::usleep(200000);
-    c->close();
+    c.close();
     ::pause();  // alive: only the close can release the writer
     return 0;
   });
@@ -398,9 +405,7 @@ TEST(Connection, TwoHundredFiftySixConcurrentClients) {
   constexpr int kProcs = testing::kSanitized ? 4 : 8;
   constexpr int kPerProc = 256 / kProcs;
   const std::string address = testing::UniqueSocketPath();
-  ListenerOptions lo;
-  lo.connection.ring_capacity = 1 << 14;
-  auto listener = Listener::Create(address, kKey, lo);
+  auto listener = ListenWithRing(address, 1 << 14);
   ASSERT_TRUE(listener);
   std::vector<pid_t> children;
   for (int p = 0; p < kProcs; ++p) {
@@ -585,14 +590,12 @@ TEST(Connection, FilenoDoorbellWakesSelect) {
   const std::string address = testing::UniqueAbstract();
   auto listener = Listener::Create(address, kKey);
   ASSERT_TRUE(listener);
-  pid_t child = ForkChild([&] {
-    auto c = Client(address, kKey);
-    if (!c) return 10;
+  pid_t child = ForkClient(address, [&](Connection& c) {
     for (int i = 0; i < 3; ++i) {
       ::usleep(100000);
-      if (!c->send_bytes("ding")) return 11;
+      if (!c.send_bytes("ding")) return 11;
     }
-    auto m = c->recv_bytes(10s);  // wait for the parent before closing
+    auto m = c.recv_bytes(10s);  // wait for the parent before closing
     return m ? 0 : 12;
   });
   auto conn = listener->accept(10s);
