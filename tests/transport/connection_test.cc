@@ -521,33 +521,42 @@ TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
   ::unlink(path.c_str());
 }
 
+constexpr uid_t kNobody = 65534;
+
+// Forks a child that switches to uid/gid kNobody and returns `then()` (20 if it cannot).
+template <typename Then>
+pid_t ForkAsNobody(Then then) {
+  return ForkChild([&] {
+    if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) return 20;
+    return then();
+  });
+}
+
+// A client of uid kNobody is refused by `listener` (at `address`) by default.
+void ExpectNobodyRefused(Listener& listener, const std::string& address) {
+  pid_t child = ForkAsNobody([&] { return Client(address, kKey) ? 10 : 0; });
+  auto conn = listener.accept(10s);
+  ASSERT_FALSE(conn);
+  EXPECT_EQ(conn.error(), make_error_code(TransportErrc::kPeerNotAllowed));
+  EXPECT_EQ(listener.last_accepted().uid, kNobody);
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
 TEST(Listener, OtherUidRejectedByDefault) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a client under another uid";
-  pid_t probe = ForkChild([] { return ::setgid(65534) == 0 && ::setuid(65534) == 0 ? 0 : 1; });
+  pid_t probe = ForkAsNobody([] { return 0; });
   if (WaitChild(probe) != 0) GTEST_SKIP() << "cannot switch to uid 65534 here (sandbox)";
   const std::string address = testing::UniqueAbstract();
   auto listener = Listener::Create(address, kKey);
   ASSERT_TRUE(listener);
-  pid_t child = ForkChild([&] {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
-    auto c = Client(address, kKey);
-    return c ? 10 : 0;
-  });
-  auto conn = listener->accept(10s);
-  ASSERT_FALSE(conn);
-  EXPECT_EQ(conn.error(), make_error_code(TransportErrc::kPeerNotAllowed));
-  EXPECT_EQ(listener->last_accepted().uid, 65534u);
-  EXPECT_EQ(WaitChild(child), 0);
+  ExpectNobodyRefused(*listener, address);
   // Allowed explicitly: accepted (the shm upgrade works too: the memfd is passed by fd).
   ListenerOptions lo;
-  lo.allowed_uids = {65534};
+  lo.allowed_uids = {kNobody};
   const std::string address2 = testing::UniqueAbstract();
   auto l2 = Listener::Create(address2, kKey, lo);
   ASSERT_TRUE(l2);
-  pid_t child2 = ForkChild([&] {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
-    return EchoClient(address2, true);
-  });
+  pid_t child2 = ForkAsNobody([&] { return EchoClient(address2, true); });
   auto ok = l2->accept(10s);
   ASSERT_TRUE(ok) << ok.error().message();
   ExpectEcho(*ok, 5);
@@ -555,27 +564,14 @@ TEST(Listener, OtherUidRejectedByDefault) {
   // Over loopback TCP the uid comes from /proc/net/tcp: rejected by default too.
   auto tcp_default = Listener::Create("127.0.0.1:0", kKey);
   ASSERT_TRUE(tcp_default);
-  const std::string tcp_default_address = tcp_default->address().ToString();
-  pid_t child4 = ForkChild([&] {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
-    auto c = Client(tcp_default_address, kKey);
-    return c ? 10 : 0;
-  });
-  auto refused = tcp_default->accept(10s);
-  ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error(), make_error_code(TransportErrc::kPeerNotAllowed));
-  EXPECT_EQ(tcp_default->last_accepted().uid, 65534u);
-  EXPECT_EQ(WaitChild(child4), 0);
+  ExpectNobodyRefused(*tcp_default, tcp_default->address().ToString());
   // Allowed over TCP, the other uid cannot open our 0600 named segment: the upgrade is
   // declined and the connection stays on the socket, like a remote host's.
   auto tcp = Listener::Create("127.0.0.1:0", kKey, lo);
   ASSERT_TRUE(tcp);
   const std::string tcp_address = tcp->address().ToString();
   const auto shm_before = testing::ShmFiles(OurSegmentPrefix());
-  pid_t child3 = ForkChild([&] {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
-    return EchoClient(tcp_address, false);
-  });
+  pid_t child3 = ForkAsNobody([&] { return EchoClient(tcp_address, false); });
   auto sock = tcp->accept(10s);
   ASSERT_TRUE(sock) << sock.error().message();
   EXPECT_FALSE(sock->is_shm());
