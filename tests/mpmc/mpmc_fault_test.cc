@@ -43,8 +43,6 @@ constexpr int kTrials = 200;
 constexpr uint32_t kProducers = 2;
 constexpr uint32_t kConsumers = 2;
 constexpr uint64_t kPerProducer = testing::kSanitized ? 120 : 400;
-constexpr size_t kSpread = 40;
-constexpr size_t kMaxMsg = 64;
 
 struct Board {
   std::atomic<uint32_t> deliveries[kProducers][kPerProducer];
@@ -67,16 +65,16 @@ int RunProducer(const std::string& name, uint32_t id, Board* b, unsigned seed) {
   auto tx = q->Producer();
   if (!tx) return 3;
   std::minstd_rand rng(seed);
-  std::byte buf[kMaxMsg];
+  std::byte buf[testing::kMaxMsg];
   for (uint64_t seq = 0; seq < kPerProducer; ++seq) {
     if (rng() % 3 == 0) {
-      const size_t n = EncodeMessage(id, seq, kSpread, buf);
+      const size_t n = EncodeMessage(id, seq, testing::kMsgSpread, buf);
       if (!tx->push({buf, n}, WaitOptions::WithTimeout(5s))) return 4;
     } else {
-      auto span = tx->claim(kMaxMsg, WaitOptions::WithTimeout(5s));
+      auto span = tx->claim(testing::kMaxMsg, WaitOptions::WithTimeout(5s));
       if (!span) return 5;
       holding.store(1);
-      const size_t n = EncodeMessage(id, seq, kSpread, span->data());
+      const size_t n = EncodeMessage(id, seq, testing::kMsgSpread, span->data());
       BusyWork(rng, 60000);  // widen the claimed-but-unpublished window
       if (!tx->publish(n)) return 6;
       holding.store(0);
@@ -134,11 +132,9 @@ struct Outcome {
 void RunTrial(int trial, std::mt19937& rng, Outcome* out) {
   SCOPED_TRACE("trial " + std::to_string(trial));
   const std::string name = UniqueShmName("mpmc-fault");
-  Board* b = testing::SharedScratch<Board>(1);
-  ASSERT_NE(b, nullptr);
-  new (b) Board();
+  Board* b = testing::NewShared<Board>();
   {
-    auto q = MpmcQueue::Create(name, 16, kMaxMsg);
+    auto q = MpmcQueue::Create(name, 16, testing::kMaxMsg);
     ASSERT_TRUE(q) << q.error().message();
     std::vector<pid_t> producers, consumers;
     for (uint32_t c = 0; c < kConsumers; ++c) {
@@ -234,7 +230,7 @@ void RunTrial(int trial, std::mt19937& rng, Outcome* out) {
     out->redelivered = st.redelivered;
   }
   EXPECT_FALSE(ShmExists(name));
-  testing::FreeScratch(b, 1);
+  testing::DeleteShared(b);
 }
 
 TEST(MpmcFaultTest, RandomSigkillOfAProducerOrConsumer) {

@@ -18,25 +18,19 @@
 
 #include "ringbuf/segment_header.h"
 #include "ringbuf/spsc_ring.h"
-#include "tests/mpmc/mpmc_test_util.h"
 #include "tests/test_util.h"
 
 namespace shmlink {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::Bytes;
 using testing::ForkChild;
 using testing::ShmExists;
+using testing::Str;
 using testing::UniqueShmName;
 using testing::WaitChild;
 using testing::WaitChildFor;
-
-std::span<const std::byte> Bytes(const std::string& s) {
-  return std::as_bytes(std::span<const char>(s.data(), s.size()));
-}
-std::string Str(std::span<const std::byte> b) {
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
 
 TEST(MpmcQueueTest, PushPopVariableSizesInOrder) {
   const std::string name = UniqueShmName("mpmc-basic");
@@ -387,29 +381,41 @@ TEST(MpmcQueueTest, AnonymousQueuePassedByFd) {
   EXPECT_FALSE(MpmcQueue::Adopt(std::move(*other)));
 }
 
-// Child blocks on a pipe after doing `what`; parent learns it is ready through `ready`.
-struct Pipe {
-  int fds[2] = {-1, -1};
-  Pipe() { EXPECT_EQ(::pipe(fds), 0); }
-  ~Pipe() {
-    ::close(fds[0]);
-    ::close(fds[1]);
+// Child side of the crash cases: tells the parent that it holds its claim, then waits to be
+// SIGKILLed.
+[[noreturn]] void HoldUntilKilled(const testing::Signal& ready) {
+  ready.Notify();
+  for (;;) ::pause();
+}
+
+// Param: the victim is reaped right after the kill (true) or left a zombie until the end.
+class MpmcCrashTest : public ::testing::TestWithParam<bool> {
+ protected:
+  bool reap_first() const { return GetParam(); }
+
+  // SIGKILLs `victim` (once it holds its claim); reaps it now if the parameter says so.
+  void Kill(pid_t victim) {
+    ASSERT_EQ(::kill(victim, SIGKILL), 0);
+    if (reap_first()) {
+      EXPECT_EQ(WaitChild(victim), 128 + SIGKILL);
+    }
   }
-  void Signal() { (void)!::write(fds[1], "r", 1); }
-  bool Wait() {
-    char c;
-    return ::read(fds[0], &c, 1) == 1;
+
+  // Reaps a victim left a zombie. If it was recovered while still dying (SIGKILL pending),
+  // its claim was dealt with at once but its registry entry is freed only by a recovery
+  // pass that sees it gone: runs one.
+  void ReapZombie(pid_t victim, MpmcQueue& q) {
+    if (reap_first()) return;
+    EXPECT_EQ(WaitChild(victim), 128 + SIGKILL);
+    q.RecoverDead();
   }
 };
 
-class MpmcCrashTest : public ::testing::TestWithParam<bool> {};  // param: reap before recovery
-
 TEST_P(MpmcCrashTest, ProducerKilledBetweenClaimAndPublishDoesNotWedgeTheQueue) {
-  const bool reap_first = GetParam();
   const std::string name = UniqueShmName("mpmc-pkill");
   auto q = MpmcQueue::Create(name, 8, 32);
   ASSERT_TRUE(q);
-  Pipe ready;
+  testing::Signal ready;
   pid_t child = ForkChild([&] {
     auto a = MpmcQueue::Attach(name);
     if (!a) return 2;
@@ -417,8 +423,7 @@ TEST_P(MpmcCrashTest, ProducerKilledBetweenClaimAndPublishDoesNotWedgeTheQueue) 
     auto span = tx->try_claim(5);
     if (!span) return 3;
     std::memcpy(span->data(), "dead!", 5);
-    ready.Signal();
-    for (;;) ::pause();
+    HoldUntilKilled(ready);
   });
   ASSERT_TRUE(ready.Wait());
   auto tx = q->Producer();
@@ -429,10 +434,7 @@ TEST_P(MpmcCrashTest, ProducerKilledBetweenClaimAndPublishDoesNotWedgeTheQueue) 
   auto blocked = rx->pop(buf, WaitOptions::WithTimeout(50ms));
   ASSERT_FALSE(blocked);
   EXPECT_EQ(blocked.error(), RingErrc::kTimedOut);
-  ASSERT_EQ(::kill(child, SIGKILL), 0);
-  if (reap_first) {
-    EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
-  }
+  ASSERT_NO_FATAL_FAILURE(Kill(child));
   // Zombie or reaped: the claim is abandoned within a bounded time.
   const auto t0 = std::chrono::steady_clock::now();
   auto r = rx->pop(buf, WaitOptions::WithTimeout(2s));
@@ -440,12 +442,7 @@ TEST_P(MpmcCrashTest, ProducerKilledBetweenClaimAndPublishDoesNotWedgeTheQueue) 
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
   EXPECT_EQ(Str({buf.data(), r->size}), "after");
   EXPECT_FALSE(r->redelivered);
-  if (!reap_first) {
-    EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
-    // If it was recovered while still dying (SIGKILL pending), its claim was abandoned at
-    // once but its entry is freed only by a pass that sees it gone.
-    q->RecoverDead();
-  }
+  ReapZombie(child, *q);
   MpmcStats st = q->stats();
   EXPECT_EQ(st.abandoned, 1u);
   EXPECT_EQ(st.pushes, 1u);
@@ -455,28 +452,23 @@ TEST_P(MpmcCrashTest, ProducerKilledBetweenClaimAndPublishDoesNotWedgeTheQueue) 
 }
 
 TEST_P(MpmcCrashTest, ConsumerKilledHoldingAMessageGetsItRedelivered) {
-  const bool reap_first = GetParam();
   const std::string name = UniqueShmName("mpmc-ckill");
   auto q = MpmcQueue::Create(name, 8, 32);
   ASSERT_TRUE(q);
   auto tx = q->Producer();
   ASSERT_TRUE(tx->try_push(Bytes("first")));
   ASSERT_TRUE(tx->try_push(Bytes("second")));
-  Pipe ready;
+  testing::Signal ready;
   pid_t child = ForkChild([&] {
     auto a = MpmcQueue::Attach(name);
     if (!a) return 2;
     auto rx = a->Consumer();
     auto m = rx->try_claim();
     if (!m || Str(m->data) != "first") return 3;
-    ready.Signal();
-    for (;;) ::pause();
+    HoldUntilKilled(ready);
   });
   ASSERT_TRUE(ready.Wait());
-  ASSERT_EQ(::kill(child, SIGKILL), 0);
-  if (reap_first) {
-    EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
-  }
+  ASSERT_NO_FATAL_FAILURE(Kill(child));
   auto rx = q->Consumer();
   std::vector<std::byte> buf(32);
   auto r = rx->pop(buf, WaitOptions::WithTimeout(2s));
@@ -488,12 +480,7 @@ TEST_P(MpmcCrashTest, ConsumerKilledHoldingAMessageGetsItRedelivered) {
   EXPECT_EQ(Str({buf.data(), r->size}), "first");
   EXPECT_TRUE(r->redelivered);
   EXPECT_EQ(rx->try_pop(buf).error(), RingErrc::kWouldBlock);
-  if (!reap_first) {
-    EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
-    // Recovered while it was still dying (SIGKILL pending): its message was redelivered at
-    // once, but its entry is freed only by a pass that sees it gone.
-    q->RecoverDead();
-  }
+  ReapZombie(child, *q);
   MpmcStats st = q->stats();
   EXPECT_EQ(st.redelivered, 1u);
   EXPECT_EQ(st.orphans, 0u);
@@ -506,25 +493,22 @@ TEST_P(MpmcCrashTest, ConsumerKilledHoldingAMessageGetsItRedelivered) {
 TEST_P(MpmcCrashTest, DeadConsumerHoldingTheOnlySlotUnblocksAProducer) {
   // Full queue whose only slot is held by a dead consumer: producers block until a live
   // consumer redelivers it; nothing hangs.
-  const bool reap_first = GetParam();
   const std::string name = UniqueShmName("mpmc-cfull");
   auto q = MpmcQueue::Create(name, 2, 16);
   ASSERT_TRUE(q);
   auto tx = q->Producer();
   ASSERT_TRUE(tx->try_push(Bytes("a")));
   ASSERT_TRUE(tx->try_push(Bytes("b")));
-  Pipe ready;
+  testing::Signal ready;
   pid_t child = ForkChild([&] {
     auto a = MpmcQueue::Attach(name);
     auto rx = a->Consumer();
     auto m = rx->try_claim();
     if (!m) return 3;
-    ready.Signal();
-    for (;;) ::pause();
+    HoldUntilKilled(ready);
   });
   ASSERT_TRUE(ready.Wait());
-  ASSERT_EQ(::kill(child, SIGKILL), 0);
-  if (reap_first) WaitChild(child);
+  ASSERT_NO_FATAL_FAILURE(Kill(child));
   // A producer in another process blocks: the dead consumer's slot is the one it needs.
   pid_t producer = ForkChild([&] {
     auto a = MpmcQueue::Attach(name);
@@ -544,7 +528,7 @@ TEST_P(MpmcCrashTest, DeadConsumerHoldingTheOnlySlotUnblocksAProducer) {
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(Str({buf.data(), r->size}), "c");
   EXPECT_EQ(WaitChildFor(producer, 5000ms), 0);
-  if (!reap_first) WaitChild(child);
+  ReapZombie(child, *q);
   MpmcStats st = q->stats();
   EXPECT_EQ(st.redelivered, 1u);
   EXPECT_EQ(st.pushes, 3u);

@@ -35,7 +35,6 @@
 
 #include "ringbuf/mpmc_queue.h"
 #include "ringbuf/process_identity.h"
-#include "tests/mpmc/mpmc_test_util.h"
 #include "tests/test_util.h"
 
 namespace shmlink {
@@ -44,6 +43,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::ForkChild;
 using testing::ShmExists;
+using testing::Str;
 using testing::UniqueShmName;
 using testing::WaitChildFor;
 
@@ -69,13 +69,6 @@ bool PinTo(int cpu) {
   return ::sched_setaffinity(0, sizeof(set), &set) == 0;
 }
 
-// True while `pid` has not exited (not even as a zombie); does not reap it.
-bool NotExitedYet(pid_t pid) {
-  siginfo_t info{};
-  return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-         info.si_pid == 0;
-}
-
 // Victim body: claims the one queued message, calls `prepare`, flags that it holds the
 // message, then spins until it is killed.
 template <typename Prepare>
@@ -93,19 +86,19 @@ int HoldMessage(const std::string& name, Flags* f, Prepare prepare) {
 
 // Kills `victim` (which holds the queue's only message) and checks that recovery right
 // away orphans it and another consumer gets it, redelivered.
-void KillAndExpectRedelivery(MpmcQueue& q, pid_t victim, const char* payload) {
+void KillAndExpectRedelivery(MpmcQueue& q, pid_t victim, const std::string& payload) {
   auto rx = q.Consumer();
   ASSERT_TRUE(rx) << rx.error().message();
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   const size_t recovered = q.RecoverDead();
   // The point of the test: the victim had not finished dying when it was recovered.
-  const bool window_hit = NotExitedYet(victim);
+  const bool window_hit = !testing::HasExited(victim);
   EXPECT_EQ(recovered, 1u) << "a SIGKILLed consumer holding a message was taken for alive";
   EXPECT_EQ(q.stats().orphans, 1u);
   auto m = rx->try_claim();
   ASSERT_TRUE(m) << m.error().message();
   EXPECT_TRUE(m->redelivered);
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m->data.data()), m->data.size()), payload);
+  EXPECT_EQ(Str(m->data), payload);
   ASSERT_TRUE(rx->release());
   if (!window_hit) {
     std::printf("note: the victim was already a zombie; the dying window was not exercised\n");
@@ -119,82 +112,67 @@ void KillAndExpectRedelivery(MpmcQueue& q, pid_t victim, const char* payload) {
   EXPECT_EQ(st.consumers, 1u);  // rx only
 }
 
-TEST(MpmcRecoveryTest, KilledButNotYetScheduled) {
-  const std::string name = UniqueShmName("mpmc-dying");
-  Flags* f = testing::SharedScratch<Flags>(1);
-  ASSERT_NE(f, nullptr);
-  new (f) Flags();
-  const int cpu = SomeAllowedCpu();
+// Queues `payload` alone on a fresh queue, forks a victim that claims it and runs `prepare`
+// (what keeps it from dying quickly), and once the victim holds the message (within
+// `give_up`) kills it and expects the message redelivered at once.
+template <typename Prepare>
+void ExpectRedeliveryFromDyingVictim(const std::string& tag, const std::string& payload,
+                                     std::chrono::seconds give_up, Prepare prepare) {
+  const std::string name = UniqueShmName(tag);
+  Flags* f = testing::NewShared<Flags>();
   {
     auto q = MpmcQueue::Create(name, 8, 64);
     ASSERT_TRUE(q) << q.error().message();
     auto tx = q->Producer();
     ASSERT_TRUE(tx);
-    const char kMsg[] = "held by a dying consumer";
-    ASSERT_TRUE(tx->try_push(std::as_bytes(std::span(kMsg, sizeof(kMsg) - 1))));
-    // The hog keeps `cpu` busy, so the SCHED_IDLE victim hardly ever runs there.
-    const pid_t hog = ForkChild([cpu] {
-      if (!PinTo(cpu)) return 2;
-      for (;;) asm volatile("" ::: "memory");
-    });
-    const pid_t victim = ForkChild([&] {
-      return HoldMessage(name, f, [cpu] {
-        sched_param sp{};
-        return PinTo(cpu) && ::sched_setscheduler(0, SCHED_IDLE, &sp) == 0;
-      });
-    });
-    const auto give_up = std::chrono::steady_clock::now() + 10s;
-    while (f->holding.load() == 0 && std::chrono::steady_clock::now() < give_up) {
+    ASSERT_TRUE(tx->try_push(testing::Bytes(payload)));
+    const pid_t victim = ForkChild([&] { return HoldMessage(name, f, prepare); });
+    const auto deadline = std::chrono::steady_clock::now() + give_up;
+    while (f->holding.load() == 0 && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(1ms);
     }
+    if (f->holding.load() != 1u) {
+      ::kill(victim, SIGKILL);
+      testing::WaitChild(victim);
+    }
     ASSERT_EQ(f->holding.load(), 1u) << "victim never held the message";
-    KillAndExpectRedelivery(*q, victim, kMsg);
-    ::kill(hog, SIGKILL);
-    EXPECT_EQ(WaitChildFor(hog, 10000ms), 128 + SIGKILL);
+    KillAndExpectRedelivery(*q, victim, payload);
   }
   EXPECT_FALSE(ShmExists(name));
-  testing::FreeScratch(f, 1);
+  testing::DeleteShared(f);
+}
+
+TEST(MpmcRecoveryTest, KilledButNotYetScheduled) {
+  // The hog keeps `cpu` busy, so the SCHED_IDLE victim hardly ever runs there.
+  const int cpu = SomeAllowedCpu();
+  const pid_t hog = ForkChild([cpu] {
+    if (!PinTo(cpu)) return 2;
+    for (;;) asm volatile("" ::: "memory");
+  });
+  ExpectRedeliveryFromDyingVictim("mpmc-dying", "held by a dying consumer", 10s, [cpu] {
+    sched_param sp{};
+    return PinTo(cpu) && ::sched_setscheduler(0, SCHED_IDLE, &sp) == 0;
+  });
+  ::kill(hog, SIGKILL);
+  EXPECT_EQ(WaitChildFor(hog, 10000ms), 128 + SIGKILL);
 }
 
 TEST(MpmcRecoveryTest, KilledWhileExiting) {
-  const std::string name = UniqueShmName("mpmc-exiting");
-  Flags* f = testing::SharedScratch<Flags>(1);
-  ASSERT_NE(f, nullptr);
-  new (f) Flags();
-  {
-    auto q = MpmcQueue::Create(name, 8, 64);
-    ASSERT_TRUE(q) << q.error().message();
-    auto tx = q->Producer();
-    ASSERT_TRUE(tx);
-    const char kMsg[] = "held by an exiting consumer";
-    ASSERT_TRUE(tx->try_push(std::as_bytes(std::span(kMsg, sizeof(kMsg) - 1))));
-    const pid_t victim = ForkChild([&] {
-      return HoldMessage(name, f, [] {
-        // Page-table and page teardown of this takes the kernel a while after SIGKILL.
-        constexpr size_t kBig = size_t{768} << 20;
-        void* p = ::mmap(nullptr, kBig, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) return false;
-        std::memset(p, 1, kBig);
-        return true;
-      });
-    });
-    const auto give_up = std::chrono::steady_clock::now() + 20s;
-    while (f->holding.load() == 0 && std::chrono::steady_clock::now() < give_up) {
-      std::this_thread::sleep_for(1ms);
-    }
-    ASSERT_EQ(f->holding.load(), 1u) << "victim never held the message";
-    KillAndExpectRedelivery(*q, victim, kMsg);
-  }
-  EXPECT_FALSE(ShmExists(name));
-  testing::FreeScratch(f, 1);
+  ExpectRedeliveryFromDyingVictim("mpmc-exiting", "held by an exiting consumer", 20s, [] {
+    // Page-table and page teardown of this takes the kernel a while after SIGKILL.
+    constexpr size_t kBig = size_t{768} << 20;
+    void* p = ::mmap(nullptr, kBig, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return false;
+    std::memset(p, 1, kBig);
+    return true;
+  });
 }
 
 TEST(MpmcRecoveryTest, KilledAndStoppedBeforeExiting) {
   const std::string name = UniqueShmName("mpmc-exitstop");
   auto q = MpmcQueue::Create(name, 8, 32);
   ASSERT_TRUE(q) << q.error().message();
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
+  testing::Signal ready;
   const pid_t victim = ForkChild([&] {
     auto a = MpmcQueue::Attach(name);
     if (!a) return 2;
@@ -202,18 +180,14 @@ TEST(MpmcRecoveryTest, KilledAndStoppedBeforeExiting) {
     auto span = tx ? tx->try_claim(5) : Expected<std::span<std::byte>>(RingErrc::kBadState);
     if (!span) return 3;
     std::memcpy(span->data(), "dead!", 5);
-    (void)!::write(ready[1], "r", 1);
+    ready.Notify();
     for (;;) ::pause();
   });
-  char c;
-  ASSERT_EQ(::read(ready[0], &c, 1), 1);
-  ::close(ready[0]);
-  ::close(ready[1]);
+  ASSERT_TRUE(ready.Wait());
   auto tx = q->Producer();
   auto rx = q->Consumer();
   ASSERT_TRUE(tx && rx);
-  const char kAfter[] = "after";
-  ASSERT_TRUE(tx->try_push(std::as_bytes(std::span(kAfter, 5))));
+  ASSERT_TRUE(tx->try_push(testing::Bytes("after")));
   if (::ptrace(PTRACE_SEIZE, victim, nullptr, PTRACE_O_TRACEEXIT) != 0) {
     const int err = errno;
     ::kill(victim, SIGKILL);
@@ -235,7 +209,7 @@ TEST(MpmcRecoveryTest, KilledAndStoppedBeforeExiting) {
   const auto waited = std::chrono::steady_clock::now() - t0;
   ASSERT_TRUE(r) << r.error().message() << ": the victim's claim was never abandoned";
   EXPECT_LT(waited, 2s);
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(buf.data()), r->size), "after");
+  EXPECT_EQ(Str({buf.data(), r->size}), "after");
   // Let it finish dying (the kernel resumes the exit: SIGKILL cannot be cancelled).
   ASSERT_EQ(::ptrace(PTRACE_CONT, victim, nullptr, nullptr), 0);
   EXPECT_EQ(WaitChildFor(victim, 10000ms), 128 + SIGKILL);

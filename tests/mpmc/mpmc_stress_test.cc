@@ -30,8 +30,6 @@ constexpr uint32_t kProducers = 4;
 constexpr uint32_t kConsumers = 4;
 constexpr uint64_t kTotal = testing::kSanitized ? 200'000 : 10'000'000;
 constexpr uint64_t kPerProducer = kTotal / kProducers;
-constexpr size_t kSpread = 40;  // messages are 24..64 bytes
-constexpr size_t kMaxMsg = 64;
 
 struct Board {
   std::atomic<uint64_t> consumed{0};
@@ -47,15 +45,15 @@ int RunProducer(const std::string& name, uint32_t id) {
   if (!q) return 2;
   auto tx = q->Producer();
   if (!tx) return 3;
-  std::byte buf[kMaxMsg];
+  std::byte buf[testing::kMaxMsg];
   for (uint64_t seq = 0; seq < kPerProducer; ++seq) {
     if (seq % 2 == 0) {
-      const size_t n = EncodeMessage(id, seq, kSpread, buf);
+      const size_t n = EncodeMessage(id, seq, testing::kMsgSpread, buf);
       if (!tx->push({buf, n}, WaitOptions::WithTimeout(20s))) return 4;
     } else {
-      auto span = tx->claim(kMaxMsg, WaitOptions::WithTimeout(20s));
+      auto span = tx->claim(testing::kMaxMsg, WaitOptions::WithTimeout(20s));
       if (!span) return 5;
-      const size_t n = EncodeMessage(id, seq, kSpread, span->data());
+      const size_t n = EncodeMessage(id, seq, testing::kMsgSpread, span->data());
       if (!tx->publish(n)) return 6;
     }
   }
@@ -68,7 +66,7 @@ int RunConsumer(const std::string& name, Board* board) {
   auto rx = q->Consumer();
   if (!rx) return 3;
   std::vector<int64_t> last(kProducers, -1);
-  std::byte buf[kMaxMsg];
+  std::byte buf[testing::kMaxMsg];
   uint64_t local = 0;
   const auto deadline = std::chrono::steady_clock::now() + 50s;
   auto take = [&](std::span<const std::byte> m, bool redelivered) {
@@ -116,11 +114,9 @@ int RunConsumer(const std::string& name, Board* board) {
 
 TEST(MpmcStressTest, FourByFourProcessesDeliverEveryMessageExactlyOnceInOrder) {
   const std::string name = UniqueShmName("mpmc-stress");
-  auto q = MpmcQueue::Create(name, 1024, kMaxMsg);
+  auto q = MpmcQueue::Create(name, 1024, testing::kMaxMsg);
   ASSERT_TRUE(q) << q.error().message();
-  Board* board = testing::SharedScratch<Board>(1);
-  ASSERT_NE(board, nullptr);
-  new (board) Board();
+  Board* board = testing::NewShared<Board>();
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<pid_t> kids;
   for (uint32_t c = 0; c < kConsumers; ++c) {
@@ -148,7 +144,7 @@ TEST(MpmcStressTest, FourByFourProcessesDeliverEveryMessageExactlyOnceInOrder) {
   EXPECT_EQ(st.abandoned, 0u);
   EXPECT_EQ(st.redelivered, 0u);
   EXPECT_EQ(st.producers + st.consumers, 0u);  // every handle deregistered
-  testing::FreeScratch(board, 1);
+  testing::DeleteShared(board);
 }
 
 }  // namespace

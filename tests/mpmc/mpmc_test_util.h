@@ -1,34 +1,23 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
-// Helpers for the MPMC tests: self-checking messages, bounded child waits, scratch memory
-// shared with forked children.
+// Self-checking messages for the MPMC stress and fault tests: each carries its producer and
+// sequence number and a checksum of its filler, so any consumer can verify it alone.
 #ifndef SHMLINK_TESTS_MPMC_MPMC_TEST_UTIL_H_
 #define SHMLINK_TESTS_MPMC_MPMC_TEST_UTIL_H_
 
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
-#include <string>
-#include <thread>
 
 namespace shmlink::testing {
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-inline constexpr bool kSanitized = true;
-#else
-inline constexpr bool kSanitized = false;
-#endif
 
 // Message: [u32 producer][u32 length][u64 seq][u64 checksum][filler...]; the length varies
 // with seq between 24 and 24 + spread bytes.
 inline constexpr size_t kMsgHeader = 24;
+// The shape the tests use: 24..64 bytes.
+inline constexpr size_t kMsgSpread = 40;
+inline constexpr size_t kMaxMsg = kMsgHeader + kMsgSpread;
 
 inline uint64_t Mix(uint64_t x) {
   x ^= x >> 33;
@@ -87,43 +76,6 @@ inline Decoded DecodeMessage(std::span<const std::byte> m) {
   d.ok =
       len == m.size() && sum == (FillerChecksum(m.subspan(kMsgHeader)) ^ Mix(d.seq + d.producer));
   return d;
-}
-
-// Anonymous shared memory inherited by forked children (never appears in /dev/shm).
-template <typename T>
-T* SharedScratch(size_t count) {
-  void* p =
-      ::mmap(nullptr, sizeof(T) * count, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return nullptr;
-  return static_cast<T*>(p);
-}
-template <typename T>
-void FreeScratch(T* p, size_t count) {
-  ::munmap(p, sizeof(T) * count);
-}
-
-// Waits for `pid` at most `limit`; returns its exit code / 128+signal, or -1 on timeout
-// (then the child is killed and reaped).
-inline int WaitChildFor(pid_t pid, std::chrono::milliseconds limit) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  int status = 0;
-  for (;;) {
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (std::chrono::steady_clock::now() > end) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -2;
-}
-
-inline bool ShmExists(const std::string& name) {
-  return ::access(("/dev/shm" + name).c_str(), F_OK) == 0;
 }
 
 }  // namespace shmlink::testing

@@ -16,7 +16,6 @@
 
 #include "ringbuf/mpmc_queue.h"
 #include "ringbuf/segment_header.h"
-#include "tests/mpmc/mpmc_test_util.h"
 #include "tests/test_util.h"
 
 namespace shmlink {
@@ -25,23 +24,10 @@ namespace {
 using namespace std::chrono_literals;
 using testing::ForkChild;
 using testing::ShmExists;
+using testing::Signal;
 using testing::UniqueShmName;
 using testing::WaitChild;
 using testing::WaitChildFor;
-
-struct Pipe {
-  int fds[2] = {-1, -1};
-  Pipe() { EXPECT_EQ(::pipe(fds), 0); }
-  ~Pipe() {
-    ::close(fds[0]);
-    ::close(fds[1]);
-  }
-  void Signal() { (void)!::write(fds[1], "r", 1); }
-  bool Wait() {
-    char c;
-    return ::read(fds[0], &c, 1) == 1;
-  }
-};
 
 struct Pair {
   int32_t a;
@@ -125,12 +111,12 @@ TEST(SharedObjectTest, TryLockAndTimedLockAcrossProcesses) {
   const std::string name = UniqueShmName("obj-try");
   auto v = SharedValue<int>::Create(name, 0);
   ASSERT_TRUE(v);
-  Pipe ready, done;
+  Signal ready, done;
   pid_t child = ForkChild([&] {
     auto cv = SharedValue<int>::Attach(name);
     auto g = cv->lock();
     if (!g) return 2;
-    ready.Signal();
+    ready.Notify();
     done.Wait();
     return 0;
   });
@@ -139,7 +125,7 @@ TEST(SharedObjectTest, TryLockAndTimedLockAcrossProcesses) {
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(v->object().lock_for(30ms).error(), RingErrc::kTimedOut);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
-  done.Signal();
+  done.Notify();
   EXPECT_EQ(WaitChild(child), 0);
   auto g = v->object().try_lock();
   ASSERT_TRUE(g);
@@ -170,7 +156,7 @@ TEST(SharedObjectTest, CounterStaysExactWhenAHolderIsKilled) {
   const std::string name = UniqueShmName("obj-counter");
   auto v = SharedValue<Counter>::Create(name, Counter{});
   ASSERT_TRUE(v);
-  Pipe holding;
+  Signal holding;
   std::vector<pid_t> kids;
   for (int me = 0; me < 4; ++me) {
     kids.push_back(ForkChild([&, me] {
@@ -194,7 +180,7 @@ TEST(SharedObjectTest, CounterStaysExactWhenAHolderIsKilled) {
       LockAndRepair(*cv, *g);
       cv->get()->in_progress = 1;
       cv->get()->count += 1;
-      holding.Signal();
+      holding.Notify();
       for (;;) ::pause();
     }));
   }
@@ -213,16 +199,21 @@ TEST(SharedObjectTest, CounterStaysExactWhenAHolderIsKilled) {
   EXPECT_EQ(c.in_progress, 0u);
 }
 
+// Runs a child that attaches to the SharedValue<int> `name` and exits while it holds the
+// lock; returns the child's exit code (0: it did).
+int ExitHoldingTheLock(const std::string& name) {
+  return WaitChild(ForkChild([&]() -> int {
+    auto cv = SharedValue<int>::Attach(name);
+    auto g = cv->lock();
+    ::_exit(g ? 0 : 2);  // no destructors: the lock stays held
+  }));
+}
+
 TEST(SharedObjectTest, UnrepairedLockBecomesNotRecoverableInsteadOfDeadlocking) {
   const std::string name = UniqueShmName("obj-norec");
   auto v = SharedValue<int>::Create(name, 0);
   ASSERT_TRUE(v);
-  pid_t child = ForkChild([&]() -> int {
-    auto cv = SharedValue<int>::Attach(name);
-    auto g = cv->lock();
-    ::_exit(g ? 0 : 2);  // dies holding the lock
-  });
-  ASSERT_EQ(WaitChild(child), 0);
+  ASSERT_EQ(ExitHoldingTheLock(name), 0);
   {
     auto g = v->lock();
     ASSERT_TRUE(g);
@@ -238,12 +229,7 @@ TEST(SharedObjectTest, AutoRecoverReportsAndContinues) {
   const std::string name = UniqueShmName("obj-auto");
   auto v = SharedValue<int>::Create(name, 0);
   ASSERT_TRUE(v);
-  pid_t child = ForkChild([&]() -> int {
-    auto cv = SharedValue<int>::Attach(name);
-    auto g = cv->lock();
-    ::_exit(g ? 0 : 2);
-  });
-  ASSERT_EQ(WaitChild(child), 0);
+  ASSERT_EQ(ExitHoldingTheLock(name), 0);
   {
     auto g = v->lock(LockRecovery::kAutoRecover);
     ASSERT_TRUE(g);

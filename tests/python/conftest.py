@@ -1,6 +1,11 @@
 """Shared helpers for shmlink's Python tests."""
+import contextlib
 import os
 import random
+import signal
+import tempfile
+import threading
+import time
 
 import pytest
 
@@ -33,3 +38,42 @@ def shm_name(request):
     if leftover:
         os.unlink(path)
     assert not leftover, "test left %s behind" % path
+
+
+@pytest.fixture
+def unix_path():
+    """A socket path in a fresh temporary directory, both removed afterwards."""
+    d = tempfile.mkdtemp(prefix="shmlink-pytest-")
+    path = os.path.join(d, "sock")
+    yield path
+    if os.path.exists(path):
+        os.unlink(path)
+    os.rmdir(d)
+
+
+@contextlib.contextmanager
+def reaped(proc):
+    """Yields the subprocess.Popen `proc`; on the way out kills it if it is still running,
+    and waits for it."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def interrupted(after=0.2, within=3):
+    """SIGINTs this process `after` seconds in; the block must end in KeyboardInterrupt,
+    less than `within` seconds after it started."""
+    t = threading.Timer(after, os.kill, (os.getpid(), signal.SIGINT))
+    t.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        t.cancel()  # no stray SIGINT later if the block ended some other way
+        t.join()
+    assert time.monotonic() - t0 < within

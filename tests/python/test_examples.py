@@ -2,12 +2,11 @@
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
-from conftest import runfile
+from conftest import reaped, runfile
 
 
 def _run(script, *args, timeout=60):
@@ -41,15 +40,13 @@ def test_numpy_stream_example():
                                 "sum of first elements %d" % sum(i * 1000 for i in range(100)))
 
 
-def test_listener_session_example():
-    d = tempfile.mkdtemp(prefix="shmlink-pytest-")
-    path = os.path.join(d, "sock")
+def test_listener_session_example(unix_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    server = subprocess.Popen([sys.executable, runfile("examples/python/listener_server.py"),
-                               path], stdout=subprocess.PIPE, text=True, env=env)
-    try:
+    with reaped(subprocess.Popen([sys.executable, runfile("examples/python/listener_server.py"),
+                                  unix_path], stdout=subprocess.PIPE, text=True,
+                                 env=env)) as server:
         assert server.stdout.readline().startswith("listening on")
-        r = _run("listener_client.py", path)
+        r = _run("listener_client.py", unix_path)
         assert r.returncode == 0, r.stderr
         out, _ = server.communicate(timeout=30)
         assert server.returncode == 0
@@ -58,10 +55,3 @@ def test_listener_session_example():
             "got ['a', 2.5, None, <class 'int'>, <built-in function sum>]",
             "got close",
         ]
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()
-        if os.path.exists(path):
-            os.unlink(path)
-        os.rmdir(d)

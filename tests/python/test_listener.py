@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -15,19 +14,9 @@ import pytest
 
 import shmlink
 from shmlink.connection import Client, Listener
-from conftest import runfile
+from conftest import interrupted, reaped, runfile
 
 KEY = b"secret password"
-
-
-@pytest.fixture
-def unix_path():
-    d = tempfile.mkdtemp(prefix="shmlink-pytest-")
-    path = os.path.join(d, "sock")
-    yield path
-    if os.path.exists(path):
-        os.unlink(path)
-    os.rmdir(d)
 
 
 def _addresses(unix_path):
@@ -127,24 +116,27 @@ def test_address_in_use_and_missing_authkey(unix_path):
 # -- C++ peers ---------------------------------------------------------------------------
 def _start_cpp_listener(address_text):
     peer = runfile("tests/python/cpp_echo_peer")
-    p = subprocess.Popen([peer, "listen", address_text, KEY.decode()], stdout=subprocess.PIPE,
-                         text=True)
+    return subprocess.Popen([peer, "listen", address_text, KEY.decode()],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _reported_address(p, prefix):
+    """The address a C++ listener printed after `prefix` on its first line, as Client
+    takes it: a Unix path as is, "host:port" as a (host, port) tuple."""
     line = p.stdout.readline()
-    assert line.startswith("READY "), line
-    return p, line.split(" ", 1)[1].strip()
+    assert line.startswith(prefix), line
+    real = line[len(prefix):].strip()
+    if real.startswith("/"):
+        return real
+    host, port = real.rsplit(":", 1)
+    return (host, int(port))
 
 
 @pytest.mark.parametrize("family", ["unix", "tcp"])
 def test_python_client_against_cpp_echo_server(unix_path, family):
     text = unix_path if family == "unix" else "127.0.0.1:0"
-    p, real = _start_cpp_listener(text)
-    try:
-        if family == "tcp":
-            host, port = real.rsplit(":", 1)
-            address = (host, int(port))
-        else:
-            address = real
-        conn = Client(address, authkey=KEY)
+    with reaped(_start_cpp_listener(text)) as p:
+        conn = Client(_reported_address(p, "READY "), authkey=KEY)
         assert conn.is_shm
         for obj in (["a", 2.5, None], "x" * 10000, {"k": b"\0" * 100000}):
             conn.send(obj)
@@ -153,27 +145,17 @@ def test_python_client_against_cpp_echo_server(unix_path, family):
         assert conn.recv_bytes() == b"raw"
         conn.close()
         assert p.wait(timeout=20) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
 
 
 @pytest.mark.parametrize("family", ["unix", "tcp"])
 def test_python_client_against_examples_echo_server(unix_path, family):
     server = runfile("examples/echo_server/echo_server")
     opt = ["--socket", unix_path] if family == "unix" else ["--address", "127.0.0.1:0"]
-    p = subprocess.Popen([server] + opt + ["--authkey", KEY.decode()], stdout=subprocess.PIPE,
-                         text=True)
-    try:
-        line = p.stdout.readline()
-        assert line.startswith("listening on "), line
-        real = line.split("listening on ", 1)[1].strip()
-        if family == "tcp":
-            host, port = real.rsplit(":", 1)
-            address = (host, int(port))
-        else:
-            address = unix_path
+    with reaped(subprocess.Popen([server] + opt + ["--authkey", KEY.decode()],
+                                 stdout=subprocess.PIPE, text=True)) as p:
+        address = _reported_address(p, "listening on ")
+        if family == "unix":
+            assert address == unix_path
         conn = Client(address, authkey=KEY)
         assert conn.is_shm
         for obj in (["a", 2.5, None, int, sum], "x" * 5000, b"raw" * 1000):
@@ -184,10 +166,6 @@ def test_python_client_against_examples_echo_server(unix_path, family):
         conn.send("close")  # the seed's last message: the server exits cleanly
         conn.close()
         assert p.wait(timeout=20) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
 
 
 def test_cpp_client_against_python_listener(unix_path):
@@ -210,15 +188,11 @@ def test_cpp_client_against_python_listener(unix_path):
 
 
 def test_wrong_authkey_against_cpp_server(unix_path):
-    p, real = _start_cpp_listener(unix_path)
-    try:
+    with reaped(_start_cpp_listener(unix_path)) as p:
+        address = _reported_address(p, "READY ")
         with pytest.raises(shmlink.AuthenticationError):
-            Client(real, authkey=b"wrong key")
+            Client(address, authkey=b"wrong key")
         assert p.wait(timeout=20) == 3
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
 
 
 # -- stock Python peers (Debian's python3, no shmlink on its path) -------------------------
@@ -279,8 +253,7 @@ def test_stock_python_client_against_shmlink_listener(unix_path, family):
 
 
 def test_shmlink_client_against_stock_python_listener(unix_path):
-    p = _stock(STOCK_LISTENER, unix_path, KEY.decode())
-    try:
+    with reaped(_stock(STOCK_LISTENER, unix_path, KEY.decode())) as p:
         assert p.stdout.readline().strip() == "READY"
         conn = Client(unix_path, authkey=KEY)
         assert not conn.is_shm
@@ -292,24 +265,15 @@ def test_shmlink_client_against_stock_python_listener(unix_path):
             conn.recv()
         conn.close()
         assert p.wait(timeout=20) == 0
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
 
 
 def test_wrong_authkey_with_stock_peers(unix_path):
-    p = _stock(STOCK_LISTENER, unix_path, "right key")
-    try:
+    with reaped(_stock(STOCK_LISTENER, unix_path, "right key")) as p:
         assert p.stdout.readline().strip() == "READY"
         with pytest.raises(shmlink.AuthenticationError):
             Client(unix_path, authkey=b"wrong key")
         out, _ = p.communicate(timeout=20)
         assert p.returncode == 3 and out.strip() == "AuthenticationError"
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
     with Listener(unix_path, authkey=b"right key") as listener:
         q = _stock(STOCK_CLIENT, unix_path, "unix", "wrong key")
         with pytest.raises(shmlink.AuthenticationError):
@@ -330,10 +294,9 @@ SHMLINK_CLIENT_THEN_SLEEP = textwrap.dedent("""
 
 def test_killed_peer_gives_eof_not_hang(unix_path):
     with Listener(unix_path, authkey=KEY) as listener:
-        p = subprocess.Popen([sys.executable, "-c", SHMLINK_CLIENT_THEN_SLEEP, unix_path,
-                              KEY.decode()], env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                                  sys.path)))
-        try:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        with reaped(subprocess.Popen([sys.executable, "-c", SHMLINK_CLIENT_THEN_SLEEP, unix_path,
+                                      KEY.decode()], env=env)) as p:
             conn = listener.accept(timeout=20)
             assert conn.is_shm
             assert conn.recv() == "hello"
@@ -344,28 +307,14 @@ def test_killed_peer_gives_eof_not_hang(unix_path):
                 conn.recv()
             assert time.monotonic() - t0 < 5
             conn.close()
-        finally:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
 
 
 def test_sigint_interrupts_blocked_recv_and_accept(unix_path):
     with Listener(unix_path, authkey=KEY) as listener:
-        t = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-        t.start()
-        t0 = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
+        with interrupted():
             listener.accept()
-        t.join()
-        assert time.monotonic() - t0 < 3
         c, s = _pair(listener, unix_path)
-        t = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
-        t.start()
-        t0 = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
+        with interrupted():
             s.recv()
-        t.join()
-        assert time.monotonic() - t0 < 3
         c.close()
         s.close()

@@ -15,7 +15,6 @@
 //  Files: the listener's socket file is removed by close(); a dead listener's file is
 //    replaced by the next Listener::Create on that path (then closed here). No
 //    /dev/shm/shmlink-conn-<listener pid>-* segment may remain.
-#include <dirent.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -49,7 +48,6 @@ using transport::Listener;
 using transport::TransportErrc;
 
 constexpr uint32_t kMaxMessages = 4096;
-constexpr size_t kMinMessage = 16;
 constexpr char kAuthKey[] = "crash-stress key";
 
 enum Phase : uint32_t {
@@ -106,41 +104,9 @@ struct Ledger {
   std::atomic<uint32_t> deliveries[kMaxMessages];
 };
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
 void SetPhase(Ledger* l, Side s, Phase p) {
   // Relaxed: read by the parent after the writer died or exited (see spsc scenario).
   l->phase[s].store(p, std::memory_order_relaxed);
-}
-
-uint32_t PatternSeed(uint64_t seq) { return static_cast<uint32_t>(seq * 2246822519u + 3); }
-
-void WriteMessage(std::vector<std::byte>& buf, uint64_t seq) {
-  const uint32_t len = static_cast<uint32_t>(buf.size());
-  const uint32_t seed = PatternSeed(seq);
-  std::memcpy(buf.data(), &seq, 8);
-  std::memcpy(buf.data() + 8, &len, 4);
-  std::memcpy(buf.data() + 12, &seed, 4);
-  for (size_t i = kMinMessage; i < buf.size(); ++i) {
-    buf[i] = std::byte(static_cast<uint8_t>(seed + i * 29));
-  }
-}
-
-int64_t ReadMessage(std::span<const std::byte> msg) {
-  if (msg.size() < kMinMessage) return -1;
-  uint64_t seq;
-  uint32_t len, seed;
-  std::memcpy(&seq, msg.data(), 8);
-  std::memcpy(&len, msg.data() + 8, 4);
-  std::memcpy(&seed, msg.data() + 12, 4);
-  if (len != msg.size() || seq >= kMaxMessages || seed != PatternSeed(seq)) return -1;
-  for (size_t i = kMinMessage; i < msg.size(); ++i) {
-    if (msg[i] != std::byte(static_cast<uint8_t>(seed + i * 29))) return -1;
-  }
-  return static_cast<int64_t>(seq);
 }
 
 enum Exit : int {
@@ -180,10 +146,10 @@ struct Runner {
       l->xfer_start.store(NowNs());
       std::vector<std::byte> buf;
       for (uint32_t seq = 0; seq < p.messages; ++seq) {
-        const size_t n =
-            kMinMessage + (rng() % 8 == 0 ? rng() % (p.max_size - kMinMessage + 1) : rng() % 48);
+        const size_t n = kSeqMessageMin +
+                         (rng() % 8 == 0 ? rng() % (p.max_size - kSeqMessageMin + 1) : rng() % 48);
         buf.resize(n);
-        WriteMessage(buf, seq);
+        WriteSeqMessage(buf, seq);
         SetPhase(l, me, kSend);
         auto r = conn.send_bytes(buf);
         if (!r) return PeerGone(r.error()) ? kExitPeerGone : kExitError;
@@ -219,7 +185,7 @@ struct Runner {
       }
       deadline = Clock::now() + wait_bound;  // a hang is no progress for wait_bound
       SetPhase(l, me, kProcess);
-      const int64_t seq = ReadMessage(*m);
+      const int64_t seq = ReadSeqMessage(*m, kMaxMessages);
       if (seq < 0) {
         l->corrupt.fetch_add(1);
         return kExitError;
@@ -341,18 +307,11 @@ bool PathExists(const std::string& path) {
 
 // /dev/shm/shmlink-conn-<pid>-* files (named ring segments of a TCP listener `pid`).
 int CountConnSegments(pid_t pid, bool remove) {
-  const std::string prefix = "shmlink-conn-" + std::to_string(pid) + "-";
-  int n = 0;
-  if (DIR* d = ::opendir("/dev/shm")) {
-    while (dirent* e = ::readdir(d)) {
-      if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) {
-        ++n;
-        if (remove) ::shm_unlink(("/" + std::string(e->d_name)).c_str());
-      }
-    }
-    ::closedir(d);
+  const auto files = testing::ShmFiles("shmlink-conn-" + std::to_string(pid) + "-");
+  if (remove) {
+    for (const std::string& f : files) ::shm_unlink(("/" + f).c_str());
   }
-  return n;
+  return static_cast<int>(files.size());
 }
 
 class ConnScenario final : public CrashScenario {
@@ -363,46 +322,30 @@ class ConnScenario final : public CrashScenario {
     std::mt19937_64 rng(o.seed);
     const Plan p = MakePlan(rng);
     TrialCounts c;
-    static std::atomic<int> counter{0};
-    const std::string sock = "/tmp/shmlink-crash-" + std::to_string(::getpid()) + "-" +
-                             std::to_string(counter++) + ".sock";
+    const std::string sock = testing::UniqueSocketPath("crash");
     const Address addr = p.tcp ? Address::Tcp("127.0.0.1", 0) : Address::UnixPath(sock);
-    auto* l = new (MapSharedAnonymous(sizeof(Ledger))) Ledger();
+    Ledger* l = testing::NewShared<Ledger>();
     const auto trial_deadline = Clock::now() + o.deadline;
 
     const pid_t server = testing::ForkChild([&] { return ServerMain(p, l, addr, o); });
     const pid_t client = testing::ForkChild([&] { return ClientMain(p, l, addr, 0, server, o); });
     const pid_t victim = p.victim == kServer ? server : client;
     if (p.kill == KillMethod::kAsync) {
-      const Side vs = p.victim;
       // Wait for the handshake (or the transfer) to start, bounded; then a random delay.
-      // Time-bound, not iteration-bound: under heavy load usleep oversleeps a lot.
-      for (const auto until = Clock::now() + std::chrono::seconds(5); Clock::now() < until;) {
-        if (p.in_handshake ? l->hs_start[vs].load() != 0 : l->xfer_start.load() != 0) break;
-        siginfo_t info{};
-        if (::waitid(P_PID, victim, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-            info.si_pid == victim) {
-          break;
-        }
-        ::usleep(50);
-      }
+      AwaitOrExit(victim, std::chrono::seconds(5), [&] {
+        return p.in_handshake ? l->hs_start[p.victim].load() != 0 : l->xfer_start.load() != 0;
+      });
       std::this_thread::sleep_for(
           p.in_handshake ? p.handshake_delay
                          : microseconds(static_cast<int64_t>(p.delay_fraction * xfer_us_)));
       ::kill(victim, SIGKILL);
     }
-    const int victim_status = WaitUntil(victim, trial_deadline);
-    if (victim_status == -1) {
-      c.hangs++;
-      KillAndReap(victim);
-    }
-    const bool killed =
-        victim_status != -1 && WIFSIGNALED(victim_status) && WTERMSIG(victim_status) == SIGKILL;
-    const uint32_t victim_phase = l->phase[p.victim].load();
+    const int victim_status = WaitOrCountHang(victim, trial_deadline, c);
+    const bool killed = KilledBySigkill(victim_status);
+    const char* const victim_phase = PhaseName(kPhaseNames, l->phase[p.victim].load());
     if (killed) {
       c.kills++;
-      c.kill_phases[std::string(p.victim == kServer ? "listener:" : "client:") +
-                    (victim_phase < kPhaseCount ? kPhaseNames[victim_phase] : "?")]++;
+      c.kill_phases[std::string(p.victim == kServer ? "listener:" : "client:") + victim_phase]++;
     }
     // A client killed before its connection existed is replaced: the listener must serve
     // the next client normally.
@@ -411,40 +354,22 @@ class ConnScenario final : public CrashScenario {
       // Let the listener finish judging the dead client's handshake first: wait until one
       // more of its accept() calls (each bounded by 500 ms) has returned.
       const uint32_t returns = l->accept_returns.load();
-      for (const auto until = Clock::now() + std::chrono::seconds(10);
-           Clock::now() < until && l->accept_returns.load() == returns;) {
-        siginfo_t info{};
-        if (::waitid(P_PID, server, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-            info.si_pid == server) {
-          break;
-        }
-        ::usleep(500);
-      }
+      AwaitOrExit(
+          server, std::chrono::seconds(10), [&] { return l->accept_returns.load() != returns; },
+          std::chrono::microseconds(500));
     }
     if (p.victim == kClient && killed && l->connected.load() == 0 && l->accepted.load() == 0) {
       replacement = testing::ForkChild([&] { return ClientMain(p, l, addr, 1, server, o); });
     }
     const pid_t other = p.victim == kServer ? client : server;
-    const int other_status = WaitUntil(other, trial_deadline);
-    if (other_status == -1) {
-      c.hangs++;
-      KillAndReap(other);
-    }
-    int repl_status = 0;
-    if (replacement > 0) {
-      repl_status = WaitUntil(replacement, trial_deadline);
-      if (repl_status == -1) {
-        c.hangs++;
-        KillAndReap(replacement);
-      }
-    }
+    const int other_status = WaitOrCountHang(other, trial_deadline, c);
+    const int repl_status = replacement > 0 ? WaitOrCountHang(replacement, trial_deadline, c) : 0;
     if (!killed && victim_status != -1) Learn(l);
-    auto code = [](int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); };
 
     // ---- exit statuses
     auto check = [&](const char* who, int st, bool peer_killed) {
       if (st == -1) return;  // already counted as a hang
-      const int e = code(st);
+      const int e = testing::ExitCodeOf(st);
       bool ok = e == kExitOk;
       if (peer_killed) {
         ok = e == kExitOk || e == kExitPeerGone || e == kExitHandshake || e == kExitNoPeer;
@@ -452,7 +377,7 @@ class ConnScenario final : public CrashScenario {
       if (!ok) {
         std::fprintf(stderr, "conn: %s exit %d (victim %s, %s, phase %s, tcp %d shm %d)\n", who, e,
                      p.victim == kServer ? "listener" : "client", KillMethodName(p.kill),
-                     kPhaseNames[victim_phase < kPhaseCount ? victim_phase : 0], p.tcp, p.shm);
+                     victim_phase, p.tcp, p.shm);
         (e == kExitHang ? c.hangs : c.errors)++;
       }
     };
@@ -508,7 +433,7 @@ class ConnScenario final : public CrashScenario {
       if (segs > 0) {
         std::fprintf(stderr,
                      "conn: %d ring segment(s) of listener %d left in /dev/shm (phase %s)\n", segs,
-                     server, kPhaseNames[victim_phase < kPhaseCount ? victim_phase : 0]);
+                     server, victim_phase);
         c.leaked += segs;
       }
     }
@@ -519,11 +444,9 @@ class ConnScenario final : public CrashScenario {
           "phase=%s n=%u sent=%u delivered=%llu\n",
           (unsigned long long)o.seed, p.tcp, p.shm, p.sender == kServer ? "listener" : "client",
           p.victim == kServer ? "listener" : "client", KillMethodName(p.kill), p.in_handshake,
-          killed, kPhaseNames[victim_phase < kPhaseCount ? victim_phase : 0], p.messages, sent,
-          (unsigned long long)c.messages);
+          killed, victim_phase, p.messages, sent, (unsigned long long)c.messages);
     }
-    l->~Ledger();
-    UnmapShared(l, sizeof(Ledger));
+    testing::DeleteShared(l);
     return c;
   }
 

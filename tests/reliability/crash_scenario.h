@@ -23,13 +23,18 @@
 #define SHMLINK_TESTS_RELIABILITY_CRASH_SCENARIO_H_
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
+
+#include "tests/test_util.h"
 
 namespace shmlink::reliability {
 
@@ -99,21 +104,49 @@ TrialCounts RunStress(const StressOptions& options, double* seconds = nullptr);
 
 // ---- helpers shared by scenarios
 
-// Memory shared with forked children (MAP_SHARED | MAP_ANONYMOUS: no file to leak).
-void* MapSharedAnonymous(size_t bytes);
-void UnmapShared(void* p, size_t bytes);
+// Steady-clock time in ns, for timestamps in a ledger shared with children.
+int64_t NowNs();
 
 // Arms a CPU-time timer that SIGKILLs the calling process after `cpu` of its CPU time.
 void ArmCpuKillTimer(std::chrono::microseconds cpu);
+
+// Polls until `ready()` holds or the child `pid` has exited, at most `limit`: used to time
+// an asynchronous kill from a point in the victim's life. Time-bound, not iteration-bound:
+// under heavy load usleep oversleeps a lot.
+template <typename Ready>
+void AwaitOrExit(pid_t pid, std::chrono::milliseconds limit, Ready ready,
+                 std::chrono::microseconds poll = std::chrono::microseconds(50)) {
+  for (const auto until = std::chrono::steady_clock::now() + limit;
+       std::chrono::steady_clock::now() < until && !ready();) {
+    if (testing::HasExited(pid)) return;
+    ::usleep(static_cast<useconds_t>(poll.count()));
+  }
+}
 
 // Waits for `pid` until `deadline`; returns its raw wait status, or -1 if it is still
 // running then (the caller decides whether to kill it).
 int WaitUntil(pid_t pid, std::chrono::steady_clock::time_point deadline);
 // SIGKILLs and reaps `pid` (used for processes that overran the deadline).
 void KillAndReap(pid_t pid);
+// WaitUntil; a process still running at `deadline` counts as a hang in `c` and is killed
+// and reaped (then -1 is returned, as by WaitUntil).
+int WaitOrCountHang(pid_t pid, std::chrono::steady_clock::time_point deadline, TrialCounts& c);
+// True if the raw wait status `status` (not -1) says: killed by SIGKILL.
+bool KilledBySigkill(int status);
 
-// True if the POSIX shm name exists in /dev/shm.
-bool ShmExists(const std::string& name);
+// names[phase], or "?" for a phase number out of range (a ledger word is only trusted so far).
+template <size_t N>
+const char* PhaseName(const char* const (&names)[N], uint32_t phase) {
+  return phase < N ? names[phase] : "?";
+}
+
+// Self-checking stream messages: [u64 seq][u32 length][u32 pattern seed][pattern...], at
+// least kSeqMessageMin bytes.
+inline constexpr size_t kSeqMessageMin = 16;
+// Fills `buf` (at least kSeqMessageMin bytes) as message `seq`.
+void WriteSeqMessage(std::span<std::byte> buf, uint64_t seq);
+// The seq of a message WriteSeqMessage wrote (below `limit`), or -1 if `msg` is not one.
+int64_t ReadSeqMessage(std::span<const std::byte> msg, uint64_t limit);
 
 }  // namespace shmlink::reliability
 

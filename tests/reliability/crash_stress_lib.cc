@@ -1,14 +1,12 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 #include <signal.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
+#include <cstring>
 #include <sstream>
 
 #include "tests/reliability/crash_scenario.h"
@@ -72,16 +70,11 @@ const char* KillMethodName(KillMethod m) {
   return "?";
 }
 
-void* MapSharedAnonymous(size_t bytes) {
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
-    std::perror("crash_stress: mmap");
-    std::abort();
-  }
-  return p;
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
-
-void UnmapShared(void* p, size_t bytes) { ::munmap(p, bytes); }
 
 void ArmCpuKillTimer(std::chrono::microseconds cpu) {
   sigevent ev{};
@@ -116,9 +109,47 @@ void KillAndReap(pid_t pid) {
   }
 }
 
-bool ShmExists(const std::string& name) {
-  struct stat st {};
-  return ::stat(("/dev/shm" + name).c_str(), &st) == 0;
+int WaitOrCountHang(pid_t pid, std::chrono::steady_clock::time_point deadline, TrialCounts& c) {
+  const int status = WaitUntil(pid, deadline);
+  if (status == -1) {
+    c.hangs++;
+    KillAndReap(pid);
+  }
+  return status;
+}
+
+bool KilledBySigkill(int status) {
+  return status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+namespace {
+uint32_t PatternSeed(uint64_t seq) { return static_cast<uint32_t>(seq * 2654435761u + 17); }
+std::byte PatternByte(uint32_t seed, size_t i) {
+  return std::byte(static_cast<uint8_t>(seed + i * 13));
+}
+}  // namespace
+
+void WriteSeqMessage(std::span<std::byte> buf, uint64_t seq) {
+  const uint32_t len = static_cast<uint32_t>(buf.size());
+  const uint32_t seed = PatternSeed(seq);
+  std::memcpy(buf.data(), &seq, 8);
+  std::memcpy(buf.data() + 8, &len, 4);
+  std::memcpy(buf.data() + 12, &seed, 4);
+  for (size_t i = kSeqMessageMin; i < buf.size(); ++i) buf[i] = PatternByte(seed, i);
+}
+
+int64_t ReadSeqMessage(std::span<const std::byte> msg, uint64_t limit) {
+  if (msg.size() < kSeqMessageMin) return -1;
+  uint64_t seq;
+  uint32_t len, seed;
+  std::memcpy(&seq, msg.data(), 8);
+  std::memcpy(&len, msg.data() + 8, 4);
+  std::memcpy(&seed, msg.data() + 12, 4);
+  if (len != msg.size() || seq >= limit || seed != PatternSeed(seq)) return -1;
+  for (size_t i = kSeqMessageMin; i < msg.size(); ++i) {
+    if (msg[i] != PatternByte(seed, i)) return -1;
+  }
+  return static_cast<int64_t>(seq);
 }
 
 std::vector<std::unique_ptr<CrashScenario>> MakeScenarios(const std::string& filter) {

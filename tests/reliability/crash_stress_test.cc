@@ -11,11 +11,7 @@
 namespace shmlink::reliability {
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr uint64_t kTrials = 100;
-#else
-constexpr uint64_t kTrials = 300;
-#endif
+constexpr uint64_t kTrials = testing::kSanitized ? 100 : 300;
 
 TEST(CrashStress, NoLossNoDuplicateNoHangNoLeak) {
   StressOptions opts;

@@ -7,7 +7,6 @@
 // descriptors, its shmlink ring mappings and (over a second round) its RSS are flat.
 // A quarter of the clients use the socket data path (enable_shm = false), the rest the
 // shared-memory rings.
-#include <dirent.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <sys/wait.h>
@@ -23,28 +22,17 @@
 #include <thread>
 #include <vector>
 
-#include "tests/reliability/crash_scenario.h"
 #include "tests/test_util.h"
 #include "transport/connection.h"
 
-namespace shmlink::reliability {
+namespace shmlink::transport {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-using transport::Address;
-using transport::Connection;
-using transport::ConnectionOptions;
-using transport::Listener;
-using transport::TransportErrc;
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kClients = 64;
-constexpr auto kExchangeTime = milliseconds(500);
-#else
-constexpr int kClients = 256;
-constexpr auto kExchangeTime = milliseconds(1000);
-#endif
+constexpr int kClients = testing::kSanitized ? 64 : 256;
+constexpr auto kExchangeTime = milliseconds(testing::kSanitized ? 500 : 1000);
 constexpr int kMaxClients = 256;
 constexpr char kKey[] = "load test key";
 
@@ -53,17 +41,6 @@ struct Shared {
   std::atomic<uint64_t> client_ok[kMaxClients];  // echoes received and verified
   std::atomic<uint32_t> client_done[kMaxClients];
 };
-
-int CountFds() {
-  int n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_name[0] != '.') ++n;
-    }
-    ::closedir(d);
-  }
-  return n - 1;  // the directory stream itself
-}
 
 // Mappings of shmlink ring segments (memfd "shmlink" or /dev/shm/shmlink-*).
 int CountRingMappings() {
@@ -107,7 +84,7 @@ int ClientMain(const std::string& path, int id, Shared* sh) {
   const auto give_up = Clock::now() + std::chrono::seconds(40);
   Expected<Connection> conn = TransportErrc::kTimedOut;
   for (;;) {
-    conn = transport::Client(Address::UnixPath(path), kKey, Options(shm));
+    conn = Client(Address::UnixPath(path), kKey, Options(shm));
     if (conn) break;
     // The backlog may be full for a moment; anything else is a failure.
     if (Clock::now() > give_up || !(conn.error() == std::errc::resource_unavailable_try_again ||
@@ -171,15 +148,14 @@ void Serve(Connection conn, ServerSide* s) {
 
 // One round: kClients processes against a fresh listener. Returns messages exchanged.
 uint64_t RunRound(int round) {
-  const std::string path =
-      "/tmp/shmlink-load-" + std::to_string(::getpid()) + "-" + std::to_string(round) + ".sock";
-  transport::ListenerOptions lo;
+  const std::string path = testing::UniqueSocketPath("load");
+  ListenerOptions lo;
   lo.connection = Options(true);
   lo.backlog = kMaxClients;
   auto listener = Listener::Create(Address::UnixPath(path), kKey, lo);
   EXPECT_TRUE(listener) << listener.error().message();
   if (!listener) return 0;
-  auto* sh = new (MapSharedAnonymous(sizeof(Shared))) Shared();
+  Shared* sh = testing::NewShared<Shared>();
   // Fork every client before the first server thread exists (fork + threads do not mix).
   std::vector<pid_t> pids;
   for (int id = 0; id < kClients; ++id) {
@@ -223,31 +199,32 @@ uint64_t RunRound(int round) {
   EXPECT_EQ(done, kClients);
   EXPECT_EQ(idle, 0);  // every client really exchanged traffic
   EXPECT_NE(::access(path.c_str(), F_OK), 0) << "socket file left behind";
-  UnmapShared(sh, sizeof(Shared));
+  testing::DeleteShared(sh);
   std::printf("round %d: %d clients, %llu request/echo pairs\n", round, kClients,
               static_cast<unsigned long long>(sent));
   return sent;
 }
 
 TEST(ListenerLoad, ManyClientProcessesEveryMessageAccountedResourcesFlat) {
-  const int fds_before = CountFds();
+  const int fds_before = testing::OpenFdCount();
   const int maps_before = CountRingMappings();
   EXPECT_GT(RunRound(1), 0u);
   const long rss_after_first = RssKiB();
-  EXPECT_EQ(CountFds(), fds_before) << "fds leaked after " << kClients << " connections";
+  EXPECT_EQ(testing::OpenFdCount(), fds_before)
+      << "fds leaked after " << kClients << " connections";
   EXPECT_EQ(CountRingMappings(), maps_before) << "ring mappings leaked";
   EXPECT_GT(RunRound(2), 0u);
   const long rss_after_second = RssKiB();
-  EXPECT_EQ(CountFds(), fds_before);
+  EXPECT_EQ(testing::OpenFdCount(), fds_before);
   EXPECT_EQ(CountRingMappings(), maps_before);
   std::printf("listener: fds %d -> %d, RSS after round 1: %ld KiB, after round 2: %ld KiB\n",
-              fds_before, CountFds(), rss_after_first, rss_after_second);
-#if !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
-  // A second identical round must not grow the listener: a per-connection leak of even a
-  // 16 KiB ring (x2 directions x 256) or a thread stack would show as megabytes.
-  EXPECT_LT(rss_after_second - rss_after_first, 4096) << "RSS grew by a second round";
-#endif
+              fds_before, testing::OpenFdCount(), rss_after_first, rss_after_second);
+  if (!testing::kSanitized) {
+    // A second identical round must not grow the listener: a per-connection leak of even a
+    // 16 KiB ring (x2 directions x 256) or a thread stack would show as megabytes.
+    EXPECT_LT(rss_after_second - rss_after_first, 4096) << "RSS grew by a second round";
+  }
 }
 
 }  // namespace
-}  // namespace shmlink::reliability
+}  // namespace shmlink::transport

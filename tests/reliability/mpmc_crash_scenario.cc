@@ -89,11 +89,6 @@ struct Ledger {
   std::atomic<uint32_t> flagged_at[kMaxProducers][kMaxPerProducer];
 };
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
 uint32_t Seed(uint32_t p, uint32_t seq) { return p * 0x9E3779B9u + seq * 2654435761u + 5; }
 
 void Write(std::span<std::byte> b, uint32_t p, uint32_t seq) {
@@ -136,6 +131,13 @@ struct Proc {
   int index;
   Clock::time_point deadline;
 
+  // This process's part in the trial; arms the CPU-time kill if it is the victim.
+  static Proc Start(const Plan& p, Ledger* l, bool producer, int index, const TrialOptions& o) {
+    Proc me{p, l, producer, index, Clock::now() + o.wait_bound};
+    if (me.victim() && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
+    return me;
+  }
+
   int slot() const { return producer ? index : kMaxProducers + index; }
   bool victim() const { return producer == p.victim_is_producer && index == p.victim_index; }
   void Set(Phase ph) const { l->phase[slot()].store(ph, std::memory_order_relaxed); }
@@ -146,13 +148,18 @@ struct Proc {
   }
 };
 
+// The trial's queue, recovering dead participants at a short interval.
+Expected<MpmcQueue> AttachQueue(const std::string& name) {
+  auto q = MpmcQueue::Attach(name);
+  if (q) q->set_recovery_interval(milliseconds(5));
+  return q;
+}
+
 int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int index,
                  const TrialOptions& o) {
-  Proc me{p, l, true, index, Clock::now() + o.wait_bound};
-  if (me.victim() && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
-  auto q = MpmcQueue::Attach(name);
+  Proc me = Proc::Start(p, l, true, index, o);
+  auto q = AttachQueue(name);
   if (!q) return kExitError;
-  q->set_recovery_interval(milliseconds(5));
   auto tx = q->Producer();
   if (!tx) return kExitError;
   std::mt19937_64 rng(p.per_producer * 31 + index);
@@ -184,11 +191,9 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int index,
 
 int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int index,
                  const TrialOptions& o) {
-  Proc me{p, l, false, index, Clock::now() + o.wait_bound};
-  if (me.victim() && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
-  auto q = MpmcQueue::Attach(name);
+  Proc me = Proc::Start(p, l, false, index, o);
+  auto q = AttachQueue(name);
   if (!q) return kExitError;
-  q->set_recovery_interval(milliseconds(5));
   auto rx = q->Consumer();
   if (!rx) return kExitError;
   uint32_t last[kMaxProducers];
@@ -270,14 +275,14 @@ class MpmcScenario final : public CrashScenario {
     const Plan p = MakePlan(rng);
     TrialCounts c;
     const std::string name = testing::UniqueShmName("crash-mpmc");
-    auto* l = new (MapSharedAnonymous(sizeof(Ledger))) Ledger();
+    Ledger* l = testing::NewShared<Ledger>();
     std::optional<MpmcQueue> q;
     {
       auto r = MpmcQueue::Create(name, p.slots, p.max_size);
       if (!r) {
         std::fprintf(stderr, "mpmc: create: %s\n", r.error().message().c_str());
         c.errors++;
-        UnmapShared(l, sizeof(Ledger));
+        testing::DeleteShared(l);
         return c;
       }
       q.emplace(std::move(*r));
@@ -293,15 +298,8 @@ class MpmcScenario final : public CrashScenario {
     const pid_t victim = p.victim_is_producer ? prods[p.victim_index] : cons[p.victim_index];
     const int vslot = p.victim_is_producer ? p.victim_index : kMaxProducers + p.victim_index;
     if (p.kill == KillMethod::kAsync) {
-      for (const auto until = Clock::now() + std::chrono::seconds(5);
-           Clock::now() < until && l->loop_start[vslot].load() == 0;) {
-        siginfo_t info{};
-        if (::waitid(P_PID, victim, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-            info.si_pid == victim) {
-          break;
-        }
-        ::usleep(50);
-      }
+      AwaitOrExit(victim, std::chrono::seconds(5),
+                  [&] { return l->loop_start[vslot].load() != 0; });
       std::this_thread::sleep_for(microseconds(static_cast<int64_t>(p.delay_fraction * loop_us_)));
       ::kill(victim, SIGKILL);
     }
@@ -309,18 +307,14 @@ class MpmcScenario final : public CrashScenario {
     bool killed = false;
     uint32_t victim_phase = 0;
     auto reap = [&](pid_t pid, bool is_victim) {
-      const int st = WaitUntil(pid, trial_deadline);
-      if (st == -1) {
-        c.hangs++;
-        KillAndReap(pid);
-        return;
-      }
+      const int st = WaitOrCountHang(pid, trial_deadline, c);
+      if (st == -1) return;
       if (is_victim) {
-        killed = WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL;
+        killed = KilledBySigkill(st);
         victim_phase = l->phase[vslot].load();
         if (killed) return;
       }
-      const int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      const int code = testing::ExitCodeOf(st);
       if (code != kExitOk) {
         std::fprintf(stderr, "mpmc: %s exit %d (victim %s %d, %s)\n",
                      pid == victim ? "victim" : "survivor", code,
@@ -338,7 +332,7 @@ class MpmcScenario final : public CrashScenario {
     if (killed) {
       c.kills++;
       c.kill_phases[std::string(p.victim_is_producer ? "mpmc-producer:" : "mpmc-consumer:") +
-                    (victim_phase < kPhaseCount ? kPhaseNames[victim_phase] : "?")]++;
+                    PhaseName(kPhaseNames, victim_phase)]++;
     }
 
     // ---- accounting
@@ -374,7 +368,7 @@ class MpmcScenario final : public CrashScenario {
 
     // ---- files
     q.reset();  // creator: kUnlinkOnDestroy
-    if (ShmExists(name)) {
+    if (testing::ShmExists(name)) {
       c.leaked++;
       ::shm_unlink(name.c_str());
     }
@@ -384,11 +378,9 @@ class MpmcScenario final : public CrashScenario {
           "mpmc seed=%llu P=%d C=%d n=%u slots=%llu victim=%s%d kill=%s killed=%d phase=%s\n",
           (unsigned long long)o.seed, p.producers, p.consumers, p.per_producer,
           (unsigned long long)p.slots, p.victim_is_producer ? "P" : "C", p.victim_index,
-          KillMethodName(p.kill), killed,
-          kPhaseNames[victim_phase < kPhaseCount ? victim_phase : 0]);
+          KillMethodName(p.kill), killed, PhaseName(kPhaseNames, victim_phase));
     }
-    l->~Ledger();
-    UnmapShared(l, sizeof(Ledger));
+    testing::DeleteShared(l);
     return c;
   }
 

@@ -43,7 +43,6 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 constexpr uint32_t kMaxMessages = 8192;
-constexpr size_t kMinMessage = 16;  // seq (8) + length (4) + pattern seed (4)
 
 enum Phase : uint32_t {
   kStart = 0,
@@ -110,44 +109,10 @@ struct Ledger {
   std::atomic<uint32_t> deliveries[kMaxMessages];
 };
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
 void SetPhase(Ledger* l, Role r, Phase p) {
   // Relaxed: the ledger is read by the parent only after the writer has died or exited
   // (waitpid orders it); a dying process's executed stores are in the shared page.
   l->phase[r == Role::kProducer ? 0 : 1].store(p, std::memory_order_relaxed);
-}
-
-uint32_t PatternSeed(uint64_t seq) { return static_cast<uint32_t>(seq * 2654435761u + 17); }
-
-void WriteMessage(std::span<std::byte> buf, uint64_t seq) {
-  const uint32_t len = static_cast<uint32_t>(buf.size());
-  const uint32_t seed = PatternSeed(seq);
-  std::memcpy(buf.data(), &seq, 8);
-  std::memcpy(buf.data() + 8, &len, 4);
-  std::memcpy(buf.data() + 12, &seed, 4);
-  for (size_t i = kMinMessage; i < buf.size(); ++i) {
-    buf[i] = std::byte(static_cast<uint8_t>(seed + i * 13));
-  }
-}
-
-// Returns the seq, or -1 if the bytes are not a message written by WriteMessage.
-int64_t ReadMessage(std::span<const std::byte> msg) {
-  if (msg.size() < kMinMessage) return -1;
-  uint64_t seq;
-  uint32_t len;
-  uint32_t seed;
-  std::memcpy(&seq, msg.data(), 8);
-  std::memcpy(&len, msg.data() + 8, 4);
-  std::memcpy(&seed, msg.data() + 12, 4);
-  if (len != msg.size() || seq >= kMaxMessages || seed != PatternSeed(seq)) return -1;
-  for (size_t i = kMinMessage; i < msg.size(); ++i) {
-    if (msg[i] != std::byte(static_cast<uint8_t>(seed + i * 13))) return -1;
-  }
-  return static_cast<int64_t>(seq);
 }
 
 // Exit codes of the children.
@@ -181,8 +146,8 @@ WaitOptions Waits(const Plan& p, milliseconds slice) {
 }
 
 size_t PickSize(std::mt19937_64& rng, size_t max_size) {
-  if (rng() % 16 == 0) return kMinMessage + rng() % (max_size - kMinMessage + 1);
-  return kMinMessage + rng() % std::min<size_t>(64, max_size - kMinMessage + 1);
+  if (rng() % 16 == 0) return kSeqMessageMin + rng() % (max_size - kSeqMessageMin + 1);
+  return kSeqMessageMin + rng() % std::min<size_t>(64, max_size - kSeqMessageMin + 1);
 }
 
 int ProducerMain(const std::string& name, const Plan& p, Ledger* l, uint64_t seed,
@@ -238,7 +203,7 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, uint64_t see
         std::memset(buf->data(), 0xEE, buf->size() / 2);
         die.At(kFill, seq);
       }
-      WriteMessage(*buf, seq);
+      WriteSeqMessage(*buf, seq);
       ++seq;
       l->reserved.store(seq, std::memory_order_relaxed);
       die.At(kReserve, seq);  // pending, uncommitted reservations
@@ -313,6 +278,15 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
   uint32_t unreleased = 0;
   if (incarnation == 0) l->loop_start[1].store(NowNs(), std::memory_order_relaxed);
   int64_t last = -1;
+  // Frees every message up to `seq` (peeked or advanced past) and logs it as released.
+  auto release_upto = [&](int64_t seq) {
+    SetPhase(l, Role::kConsumer, kRelease);
+    rx->release();
+    SetPhase(l, Role::kConsumer, kReleased);
+    die.At(kReleased, static_cast<uint64_t>(seq));
+    inc.released_upto.store(static_cast<uint32_t>(seq + 1), std::memory_order_relaxed);
+    unreleased = 0;
+  };
   for (;;) {
     SetPhase(l, Role::kConsumer, kPeek);
     auto msg = rx->try_peek();
@@ -320,12 +294,7 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
       // Never block while holding advanced-but-unreleased messages: they may be exactly
       // the space the producer is waiting for (documented in spsc_ring.h).
       if (unreleased > 0) {
-        SetPhase(l, Role::kConsumer, kRelease);
-        rx->release();
-        SetPhase(l, Role::kConsumer, kReleased);
-        die.At(kReleased, static_cast<uint64_t>(last));
-        inc.released_upto.store(static_cast<uint32_t>(last + 1), std::memory_order_relaxed);
-        unreleased = 0;
+        release_upto(last);
         SetPhase(l, Role::kConsumer, kPeek);
       }
       msg = rx->peek(Waits(p, milliseconds(50)));
@@ -350,7 +319,7 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
     }
     deadline = Clock::now() + o.wait_bound;
     SetPhase(l, Role::kConsumer, kProcess);
-    const int64_t seq = ReadMessage(*msg);
+    const int64_t seq = ReadSeqMessage(*msg, kMaxMessages);
     if (seq < 0) {
       inc.corrupt.fetch_add(1, std::memory_order_relaxed);
       return kExitError;
@@ -369,12 +338,7 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
       die.At(kAdvance, static_cast<uint64_t>(seq));  // advanced past, not released
       continue;
     }
-    SetPhase(l, Role::kConsumer, kRelease);
-    rx->release();
-    SetPhase(l, Role::kConsumer, kReleased);
-    die.At(kReleased, static_cast<uint64_t>(seq));
-    inc.released_upto.store(static_cast<uint32_t>(seq + 1), std::memory_order_relaxed);
-    unreleased = 0;
+    release_upto(seq);
   }
 }
 
@@ -434,7 +398,7 @@ class SpscScenario final : public CrashScenario {
       const double us = p.delay_fraction < 0 ? 100 : 300 + p.delay_fraction * loop_us_[victim_role];
       p.delay = microseconds(static_cast<int64_t>(us));
     }
-    auto* l = new (MapSharedAnonymous(sizeof(Ledger))) Ledger();
+    Ledger* l = testing::NewShared<Ledger>();
     for (auto& inc : l->inc) {
       inc.first.store(-1);
       inc.last.store(-1);
@@ -445,7 +409,7 @@ class SpscScenario final : public CrashScenario {
       if (!r) {
         std::fprintf(stderr, "spsc: create %s: %s\n", name.c_str(), r.error().message().c_str());
         c.errors++;
-        UnmapShared(l, sizeof(Ledger));
+        testing::DeleteShared(l);
         return c;
       }
       owner.emplace(std::move(*r));
@@ -459,34 +423,21 @@ class SpscScenario final : public CrashScenario {
     if (p.kill == KillMethod::kAsync) {
       if (p.delay_fraction >= 0) {
         // Time the kill from the start of the victim's message loop.
-        for (const auto until = Clock::now() + std::chrono::seconds(5);
-             Clock::now() < until && l->loop_start[victim_role].load() == 0;) {
-          siginfo_t info{};
-          if (::waitid(P_PID, victim, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-              info.si_pid == victim) {
-            break;  // already gone
-          }
-          ::usleep(50);
-        }
+        AwaitOrExit(victim, std::chrono::seconds(5),
+                    [&] { return l->loop_start[victim_role].load() != 0; });
         std::this_thread::sleep_for(
             microseconds(static_cast<int64_t>(p.delay_fraction * loop_us_[victim_role])));
       }
       ::kill(victim, SIGKILL);
     }
-    const int victim_status = WaitUntil(victim, trial_deadline);
-    if (victim_status == -1) {
-      c.hangs++;
-      KillAndReap(victim);
-    }
-    const bool killed =
-        victim_status != -1 && WIFSIGNALED(victim_status) && WTERMSIG(victim_status) == SIGKILL;
+    const int victim_status = WaitOrCountHang(victim, trial_deadline, c);
+    const bool killed = KilledBySigkill(victim_status);
     // The victim's last phase, read before a replacement starts writing the same word.
     const uint32_t victim_phase = l->phase[victim_role].load();
     if (killed) {
       c.kills++;
-      const uint32_t ph = victim_phase;
       c.kill_phases[std::string(victim_role == 0 ? "producer:" : "consumer:") +
-                    (ph < kPhaseCount ? kPhaseNames[ph] : "?")]++;
+                    PhaseName(kPhaseNames, victim_phase)]++;
     }
     if (!killed) Learn(l, victim_role);
     // A killed consumer is replaced; the replacement must finish the stream.
@@ -495,20 +446,8 @@ class SpscScenario final : public CrashScenario {
       replacement =
           testing::ForkChild([&] { return ConsumerMain(name, p, l, 1, prod, o.seed, o); });
     }
-    const int other_status = WaitUntil(other, trial_deadline);
-    if (other_status == -1) {
-      c.hangs++;
-      KillAndReap(other);
-    }
-    int repl_status = 0;
-    if (replacement > 0) {
-      repl_status = WaitUntil(replacement, trial_deadline);
-      if (repl_status == -1) {
-        c.hangs++;
-        KillAndReap(replacement);
-      }
-    }
-    auto exit_code = [](int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st); };
+    const int other_status = WaitOrCountHang(other, trial_deadline, c);
+    const int repl_status = replacement > 0 ? WaitOrCountHang(replacement, trial_deadline, c) : 0;
 
     // ---- exit statuses against the semantics (-1: overran the deadline, already counted)
     const bool producer_killed = p.victim == Role::kProducer && killed;
@@ -517,13 +456,13 @@ class SpscScenario final : public CrashScenario {
     const int cons_status = p.victim == Role::kProducer ? other_status
                             : replacement > 0           ? repl_status
                                                         : victim_status;
-    if (!producer_killed && prod_status != -1 && exit_code(prod_status) != kExitOk) {
-      const int pe = exit_code(prod_status);
+    if (!producer_killed && prod_status != -1 && testing::ExitCodeOf(prod_status) != kExitOk) {
+      const int pe = testing::ExitCodeOf(prod_status);
       std::fprintf(stderr, "spsc: producer exit %d\n", pe);
       (pe == kExitHang ? c.hangs : c.errors)++;
     }
     if (cons_status != -1) {
-      const int ce = exit_code(cons_status);
+      const int ce = testing::ExitCodeOf(cons_status);
       bool ok = ce == kExitOk;
       if (producer_killed) {
         // After the producer's death: drained then kPeerDead; kClosed only if it had
@@ -601,7 +540,7 @@ class SpscScenario final : public CrashScenario {
 
     // ---- files: the creator's handle unlinks; a dead creator's segment is reclaimed
     owner.reset();
-    if (ShmExists(name)) {
+    if (testing::ShmExists(name)) {
       if (p.producer_creates && producer_killed) {
         // The documented recovery: a new creator reclaims a segment whose creator and
         // role holders are all dead.
@@ -625,7 +564,7 @@ class SpscScenario final : public CrashScenario {
         ::shm_unlink(name.c_str());
       }
     }
-    if (ShmExists(name)) {
+    if (testing::ShmExists(name)) {
       c.leaked++;
       ::shm_unlink(name.c_str());
     }
@@ -638,8 +577,7 @@ class SpscScenario final : public CrashScenario {
                    p.self_phase, p.self_at, killed, (unsigned long long)p.capacity, p.messages,
                    committed, (unsigned long long)c.messages);
     }
-    l->~Ledger();
-    UnmapShared(l, sizeof(Ledger));
+    testing::DeleteShared(l);
     return c;
   }
 };

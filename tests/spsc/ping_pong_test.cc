@@ -3,56 +3,30 @@
 // examples/ping_pong end to end: the two programs are exec'd separately, meet by shm name
 // whichever starts first, both exit 0, and nothing is left in /dev/shm.
 #include <gtest/gtest.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "tests/spsc/spsc_test_util.h"
 #include "tests/test_util.h"
-
-extern char** environ;
 
 namespace shmlink {
 namespace {
 
-std::string Runfile(const std::string& rel) {
-  if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
-    const char* ws = std::getenv("TEST_WORKSPACE");
-    return std::string(srcdir) + "/" + (ws ? ws : "shmlink") + "/" + rel;
-  }
-  return rel;
-}
-
-pid_t Spawn(const std::string& path, std::vector<std::string> args) {
-  args.insert(args.begin(), path);
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  if (::posix_spawn(&pid, path.c_str(), nullptr, nullptr, argv.data(), environ) != 0) return -1;
-  return pid;
-}
-
-bool ShmExists(const std::string& name) {
-  struct stat st;
-  return ::stat(("/dev/shm" + name).c_str(), &st) == 0;
-}
+using testing::Runfile;
+using testing::ShmExists;
+using testing::SpawnProgram;
 
 void RunPair(bool pong_first, const std::string& size) {
   const std::string name = testing::UniqueShmName("pingpong");
   const std::vector<std::string> args = {"--name", name, "--count", "2000", "--size", size};
   const std::string ping = Runfile("examples/ping_pong/ping");
   const std::string pong = Runfile("examples/ping_pong/pong");
-  pid_t first = Spawn(pong_first ? pong : ping, args);
+  pid_t first = SpawnProgram(pong_first ? pong : ping, args);
   ASSERT_GT(first, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  pid_t second = Spawn(pong_first ? ping : pong, args);
+  pid_t second = SpawnProgram(pong_first ? ping : pong, args);
   ASSERT_GT(second, 0);
   EXPECT_EQ(testing::WaitChildFor(first, std::chrono::milliseconds(60000)), 0);
   EXPECT_EQ(testing::WaitChildFor(second, std::chrono::milliseconds(60000)), 0);
@@ -65,8 +39,8 @@ TEST(PingPongExample, PingStartsFirst) { RunPair(false, "4096"); }
 
 TEST(PingPongExample, PingAloneGivesUpAndCleansUp) {
   const std::string name = testing::UniqueShmName("pingalone");
-  pid_t ping = Spawn(Runfile("examples/ping_pong/ping"),
-                     {"--name", name, "--count", "10", "--timeout", "0.3"});
+  pid_t ping = SpawnProgram(Runfile("examples/ping_pong/ping"),
+                            {"--name", name, "--count", "10", "--timeout", "0.3"});
   ASSERT_GT(ping, 0);
   EXPECT_EQ(testing::WaitChildFor(ping, std::chrono::milliseconds(30000)), 1);
   EXPECT_FALSE(ShmExists(name + ".ping"));

@@ -5,12 +5,10 @@
 // verified byte by byte, wake-ups, timeouts, idle CPU, end-of-stream and peer death.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -21,15 +19,13 @@
 #include "tests/spsc/spsc_test_util.h"
 #include "tests/test_util.h"
 
-extern char** environ;
-
 namespace shmlink {
 namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::kSanitized;
-using testing::UniqueShmName;
+using testing::TestRing;
 using testing::WaitChildFor;
 
 constexpr auto kHang = std::chrono::milliseconds(120'000);  // hang detection only
@@ -77,21 +73,26 @@ int ConsumeStream(SpscConsumer& rx, uint64_t seed, uint64_t count, const WaitOpt
   return (!end && end.error() == RingErrc::kClosed) ? 0 : 22;
 }
 
-void RunForkedStream(uint64_t capacity, uint64_t count, const WaitOptions& opts) {
-  const std::string name = UniqueShmName("stream");
-  auto ring = SpscRing::Create(name, capacity);
-  ASSERT_TRUE(ring) << ring.error().message();
-  const uint64_t seed = std::random_device{}();
-  pid_t child = testing::ForkChild([&] {
+// Runs `reader(rx)` in a forked child that signals `ready` once it holds the consumer role.
+template <typename Fn>
+pid_t ForkReader(const std::string& name, const testing::Signal& ready, Fn reader) {
+  return testing::ForkChild([&] {
     auto r = SpscRing::Attach(name);
     if (!r) return 2;
     auto rx = r->Consumer();
     if (!rx) return 3;
-    return ConsumeStream(*rx, seed, count, opts);
+    ready.Notify();
+    return reader(*rx);
   });
-  auto tx = ring->Producer();
-  ASSERT_TRUE(tx);
-  ProduceStream(*tx, seed, count, opts);
+}
+
+void RunForkedStream(uint64_t capacity, uint64_t count, const WaitOptions& opts) {
+  TestRing w(capacity, "stream", TestRing::kProducer);
+  const uint64_t seed = std::random_device{}();
+  testing::Signal ready;  // not waited for: the stream needs no start signal
+  pid_t child = ForkReader(w.name, ready,
+                           [&](SpscConsumer& rx) { return ConsumeStream(rx, seed, count, opts); });
+  ProduceStream(*w.tx, seed, count, opts);
   EXPECT_EQ(WaitChildFor(child, kHang), 0) << "seed " << seed;
 }
 
@@ -106,101 +107,59 @@ TEST(SpscCrossProcess, RandomMessagesWithEachWaitStrategy) {
 }
 
 TEST(SpscCrossProcess, ExecdReaderAttachesByName) {
-  const std::string name = UniqueShmName("exec");
-  auto ring = SpscRing::Create(name, 1 << 20);
-  ASSERT_TRUE(ring) << ring.error().message();
+  TestRing w(1 << 20, "exec", TestRing::kProducer);
   const uint64_t seed = std::random_device{}();
   const uint64_t count = kSanitized ? 100'000 : 1'000'000;
-  std::string peer = "tests/spsc/spsc_peer";  // runfiles-relative (cwd of a Bazel test)
-  if (const char* srcdir = std::getenv("TEST_SRCDIR")) {
-    const char* ws = std::getenv("TEST_WORKSPACE");
-    peer = std::string(srcdir) + "/" + (ws ? ws : "shmlink") + "/tests/spsc/spsc_peer";
-  }
-  std::string count_s = std::to_string(count), seed_s = std::to_string(seed);
-  char* argv[] = {peer.data(), const_cast<char*>(name.c_str()), count_s.data(), seed_s.data(),
-                  nullptr};
-  pid_t child = -1;
-  ASSERT_EQ(::posix_spawn(&child, peer.c_str(), nullptr, nullptr, argv, environ), 0) << peer;
-  auto tx = ring->Producer();
-  ASSERT_TRUE(tx);
-  ProduceStream(*tx, seed, count, WaitOptions{});
+  const std::string peer = testing::Runfile("tests/spsc/spsc_peer");
+  const pid_t child =
+      testing::SpawnProgram(peer, {w.name, std::to_string(count), std::to_string(seed)});
+  ASSERT_GT(child, 0) << peer;
+  ProduceStream(*w.tx, seed, count, WaitOptions{});
   EXPECT_EQ(WaitChildFor(child, kHang), 0) << "seed " << seed;
 }
 
 TEST(SpscThreads, TwoThreadsRandomMessagesVerified) {
   // In one process, so ThreadSanitizer sees both sides of every SYNC pair.
-  const std::string name = UniqueShmName("threads");
-  auto ring = SpscRing::Create(name, 1 << 14);
-  ASSERT_TRUE(ring);
-  auto tx = ring->Producer();
-  auto rx = ring->Consumer();
-  ASSERT_TRUE(tx && rx);
+  TestRing t(1 << 14, "threads");
   const uint64_t count = kSanitized ? 200'000 : 2'000'000;
   int consumer_rc = -1;
-  std::thread reader([&] { consumer_rc = ConsumeStream(*rx, 99, count, WaitOptions{}); });
-  ProduceStream(*tx, 99, count, WaitOptions{});
+  std::thread reader([&] { consumer_rc = ConsumeStream(*t.rx, 99, count, WaitOptions{}); });
+  ProduceStream(*t.tx, 99, count, WaitOptions{});
   reader.join();
   EXPECT_EQ(consumer_rc, 0);
 }
 
 TEST(SpscThreads, SleepingWaitersOnBothSides) {
   // Tiny ring, kSleep on both sides: every message goes through the futex protocol.
-  const std::string name = UniqueShmName("sleepers");
-  auto ring = SpscRing::Create(name, 256);
-  ASSERT_TRUE(ring);
-  auto tx = ring->Producer();
-  auto rx = ring->Consumer();
-  ASSERT_TRUE(tx && rx);
+  TestRing t(256, "sleepers");
   const uint64_t count = kSanitized ? 5'000 : 50'000;
   int consumer_rc = -1;
-  std::thread reader([&] { consumer_rc = ConsumeStream(*rx, 5, count, WaitOptions::Sleep()); });
-  ProduceStream(*tx, 5, count, WaitOptions::Sleep());
+  std::thread reader([&] { consumer_rc = ConsumeStream(*t.rx, 5, count, WaitOptions::Sleep()); });
+  ProduceStream(*t.tx, 5, count, WaitOptions::Sleep());
   reader.join();
   EXPECT_EQ(consumer_rc, 0);
 }
 
-// Runs `reader(rx)` in a forked child that signals once it holds the consumer role.
-template <typename Fn>
-pid_t ForkReader(const std::string& name, const testing::Signal& ready, Fn reader) {
-  return testing::ForkChild([&] {
-    auto r = SpscRing::Attach(name);
-    if (!r) return 2;
-    auto rx = r->Consumer();
-    if (!rx) return 3;
-    ready.Notify();
-    return reader(*rx);
-  });
-}
-
 TEST(SpscCrossProcess, BlockedReaderWakesOnCommit) {
   for (const WaitOptions& opts : {WaitOptions::Spin(), WaitOptions{}, WaitOptions::Sleep()}) {
-    const std::string name = UniqueShmName("wake");
-    auto ring = SpscRing::Create(name, 4096);
-    ASSERT_TRUE(ring);
-    auto tx = ring->Producer();
-    ASSERT_TRUE(tx);
+    TestRing w(4096, "wake", TestRing::kProducer);
     testing::Signal ready;
-    pid_t child = ForkReader(name, ready, [&](SpscConsumer& rx) {
+    pid_t child = ForkReader(w.name, ready, [&](SpscConsumer& rx) {
       auto m = rx.peek(opts);  // blocks: nothing sent yet
       if (!m) return 4;
-      return std::string(reinterpret_cast<const char*>(m->data()), m->size()) == "wake" ? 0 : 5;
+      return testing::Str(*m) == "wake" ? 0 : 5;
     });
     ASSERT_TRUE(ready.Wait());
     std::this_thread::sleep_for(milliseconds(50));  // let it reach the sleeping phase
-    const std::string msg = "wake";
-    ASSERT_TRUE(tx->try_send(std::as_bytes(std::span(msg))));
+    ASSERT_TRUE(w.tx->try_send(testing::Bytes("wake")));
     EXPECT_EQ(WaitChildFor(child, std::chrono::milliseconds(5000)), 0);
   }
 }
 
 TEST(SpscCrossProcess, BlockedReaderTimesOutInTime) {
-  const std::string name = UniqueShmName("timeout");
-  auto ring = SpscRing::Create(name, 4096);
-  ASSERT_TRUE(ring);
-  auto tx = ring->Producer();  // alive and silent
-  ASSERT_TRUE(tx);
+  TestRing w(4096, "timeout", TestRing::kProducer);  // the producer: alive and silent
   testing::Signal ready;
-  pid_t child = ForkReader(name, ready, [&](SpscConsumer& rx) {
+  pid_t child = ForkReader(w.name, ready, [&](SpscConsumer& rx) {
     const auto t0 = std::chrono::steady_clock::now();
     auto m = rx.peek(WaitOptions::WithTimeout(milliseconds(200)));
     const auto dt = std::chrono::steady_clock::now() - t0;
@@ -213,20 +172,16 @@ TEST(SpscCrossProcess, BlockedReaderTimesOutInTime) {
 }
 
 TEST(SpscCrossProcess, IdleBlockedReaderBurnsNoCpu) {
-  const std::string name = UniqueShmName("idle");
-  auto ring = SpscRing::Create(name, 4096);
-  ASSERT_TRUE(ring);
-  auto tx = ring->Producer();
-  ASSERT_TRUE(tx);
+  TestRing w(4096, "idle", TestRing::kProducer);
   testing::Signal ready;
-  pid_t child = ForkReader(name, ready, [&](SpscConsumer& rx) {
+  pid_t child = ForkReader(w.name, ready, [&](SpscConsumer& rx) {
     auto m = rx.peek();  // default kSpinThenSleep, no timeout
     return m && m->size() == 3 ? 0 : 4;
   });
   ASSERT_TRUE(ready.Wait());
   const auto t0 = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(seconds(1));
-  ASSERT_TRUE(tx->try_send(std::as_bytes(std::span("abc", 3))));
+  ASSERT_TRUE(w.tx->try_send(testing::Bytes("abc")));
   rusage ru{};
   ASSERT_EQ(WaitChildFor(child, std::chrono::milliseconds(5000), &ru), 0);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -237,14 +192,10 @@ TEST(SpscCrossProcess, IdleBlockedReaderBurnsNoCpu) {
 }
 
 TEST(SpscCrossProcess, WriterCloseWakesBlockedReader) {
-  const std::string name = UniqueShmName("eos");
-  auto ring = SpscRing::Create(name, 4096);
-  ASSERT_TRUE(ring);
-  auto tx = ring->Producer();
-  ASSERT_TRUE(tx);
-  ASSERT_TRUE(tx->try_send(std::as_bytes(std::span("last", 4))));
+  TestRing w(4096, "eos", TestRing::kProducer);
+  ASSERT_TRUE(w.tx->try_send(testing::Bytes("last")));
   testing::Signal ready;
-  pid_t child = ForkReader(name, ready, [&](SpscConsumer& rx) {
+  pid_t child = ForkReader(w.name, ready, [&](SpscConsumer& rx) {
     auto m = rx.peek(WaitOptions::Sleep());
     if (!m || m->size() != 4) return 4;
     rx.release();
@@ -254,7 +205,7 @@ TEST(SpscCrossProcess, WriterCloseWakesBlockedReader) {
   });
   ASSERT_TRUE(ready.Wait());
   std::this_thread::sleep_for(milliseconds(50));
-  tx->close();
+  w.tx->close();
   EXPECT_EQ(WaitChildFor(child, std::chrono::milliseconds(5000)), 0);
 }
 
@@ -266,21 +217,17 @@ void Fill(SpscProducer& tx) {
 }
 
 TEST(SpscCrossProcess, WriterBlockedOnFullRingReleasedWhenReaderCloses) {
-  const std::string name = UniqueShmName("rclose");
-  auto ring = SpscRing::Create(name, 4096);
-  ASSERT_TRUE(ring);
-  auto tx = ring->Producer();
-  ASSERT_TRUE(tx);
-  Fill(*tx);
+  TestRing w(4096, "rclose", TestRing::kProducer);
+  Fill(*w.tx);
   testing::Signal ready;
-  pid_t child = ForkReader(name, ready, [&](SpscConsumer& rx) {
+  pid_t child = ForkReader(w.name, ready, [&](SpscConsumer& rx) {
     std::this_thread::sleep_for(milliseconds(100));
     rx.close();
     return 0;
   });
   ASSERT_TRUE(ready.Wait());
   std::vector<std::byte> msg(100);
-  auto r = tx->send(msg, WaitOptions::WithTimeout(seconds(20)));  // blocks until close
+  auto r = w.tx->send(msg, WaitOptions::WithTimeout(seconds(20)));  // blocks until close
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error(), RingErrc::kClosed);
   EXPECT_EQ(WaitChildFor(child, std::chrono::milliseconds(5000)), 0);
@@ -290,21 +237,17 @@ TEST(SpscCrossProcess, WriterBlockedOnFullRingReleasedWhenReaderDies) {
   for (const WaitOptions& opts :
        {WaitOptions::Spin(seconds(20)), WaitOptions::WithTimeout(seconds(20)),
         WaitOptions::Sleep(seconds(20))}) {
-    const std::string name = UniqueShmName("rdead");
-    auto ring = SpscRing::Create(name, 4096);
-    ASSERT_TRUE(ring);
-    auto tx = ring->Producer();
-    ASSERT_TRUE(tx);
-    Fill(*tx);
+    TestRing w(4096, "rdead", TestRing::kProducer);
+    Fill(*w.tx);
     testing::Signal ready;
-    pid_t child = ForkReader(name, ready, [&](SpscConsumer&) {
+    pid_t child = ForkReader(w.name, ready, [&](SpscConsumer&) {
       std::this_thread::sleep_for(milliseconds(100));
       ::raise(SIGKILL);  // dies holding the consumer role
       return 0;
     });
     ASSERT_TRUE(ready.Wait());
     std::vector<std::byte> msg(100);
-    auto r = tx->send(msg, opts);
+    auto r = w.tx->send(msg, opts);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error(), RingErrc::kPeerDead);
     EXPECT_EQ(WaitChildFor(child, std::chrono::milliseconds(5000)), 128 + SIGKILL);
@@ -312,14 +255,10 @@ TEST(SpscCrossProcess, WriterBlockedOnFullRingReleasedWhenReaderDies) {
 }
 
 TEST(SpscCrossProcess, ReaderDrainsThenSeesDeadWriter) {
-  const std::string name = UniqueShmName("wdead");
-  auto ring = SpscRing::Create(name, 4096);
-  ASSERT_TRUE(ring);
-  auto rx = ring->Consumer();
-  ASSERT_TRUE(rx);
+  TestRing reader(4096, "wdead", TestRing::kConsumer);
   testing::Signal ready;
   pid_t child = testing::ForkChild([&] {
-    auto r = SpscRing::Attach(name);
+    auto r = SpscRing::Attach(reader.name);
     if (!r) return 2;
     auto tx = r->Producer();
     if (!tx) return 3;
@@ -333,14 +272,14 @@ TEST(SpscCrossProcess, ReaderDrainsThenSeesDeadWriter) {
   });
   ASSERT_TRUE(ready.Wait());
   for (uint32_t i = 0; i < 3; ++i) {  // everything committed is delivered first
-    auto m = rx->peek(WaitOptions::WithTimeout(seconds(20)));
+    auto m = reader.rx->peek(WaitOptions::WithTimeout(seconds(20)));
     ASSERT_TRUE(m) << m.error().message();
     uint32_t v;
     std::memcpy(&v, m->data(), 4);
     EXPECT_EQ(v, i);
-    rx->release();
+    reader.rx->release();
   }
-  auto end = rx->peek(WaitOptions::WithTimeout(seconds(20)));
+  auto end = reader.rx->peek(WaitOptions::WithTimeout(seconds(20)));
   ASSERT_FALSE(end);
   EXPECT_EQ(end.error(), RingErrc::kPeerDead);
   EXPECT_EQ(WaitChildFor(child, std::chrono::milliseconds(5000)), 128 + SIGKILL);

@@ -27,41 +27,21 @@ namespace shmlink {
 namespace {
 
 using std::chrono::milliseconds;
+using testing::Bytes;
+using testing::Str;
+using testing::TestRing;
 using testing::UniqueShmName;
 
-std::span<const std::byte> Bytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+// Data region of `ring`, for bounds checks of the spans handed out.
+SpscRegion RegionOf(const SpscRing& ring) {
+  auto g = ValidateSpscSegment(ring.segment(), SegmentKind::kSpscRing, 1);
+  return SpscRegionAt(ring.segment(), *g, 0);
 }
-std::string Str(std::span<const std::byte> b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
-
-struct Fixture {
-  explicit Fixture(uint64_t capacity, const std::string& tag = "ring") : name(UniqueShmName(tag)) {
-    auto r = SpscRing::Create(name, capacity);
-    EXPECT_TRUE(r) << r.error().message();
-    ring.emplace(std::move(*r));
-    auto p = ring->Producer();
-    auto c = ring->Consumer();
-    EXPECT_TRUE(p && c);
-    tx.emplace(std::move(*p));
-    rx.emplace(std::move(*c));
-  }
-  // Data region of the ring, for bounds checks of the spans handed out.
-  SpscRegion Region() const {
-    auto g = ValidateSpscSegment(ring->segment(), SegmentKind::kSpscRing, 1);
-    return SpscRegionAt(ring->segment(), *g, 0);
-  }
-  std::string name;
-  std::optional<SpscRing> ring;
-  std::optional<SpscProducer> tx;
-  std::optional<SpscConsumer> rx;
-};
 
 // ------------------------------------------------------------------ basic semantics
 
 TEST(SpscRing, EmptyRingWouldBlock) {
-  Fixture f(4096);
+  TestRing f(4096);
   EXPECT_EQ(f.rx->try_peek().error(), RingErrc::kWouldBlock);
   std::byte buf[8];
   EXPECT_EQ(f.rx->try_recv(buf).error(), RingErrc::kWouldBlock);
@@ -69,7 +49,7 @@ TEST(SpscRing, EmptyRingWouldBlock) {
 }
 
 TEST(SpscRing, SendRecvInOrder) {
-  Fixture f(4096);
+  TestRing f(4096);
   ASSERT_TRUE(f.tx->try_send(Bytes("hello")));
   ASSERT_TRUE(f.tx->try_send(Bytes("world!")));
   std::byte buf[64];
@@ -83,7 +63,7 @@ TEST(SpscRing, SendRecvInOrder) {
 }
 
 TEST(SpscRing, FullRingWouldBlockUntilRelease) {
-  Fixture f(4096);
+  TestRing f(4096);
   std::vector<std::byte> msg(64, std::byte{7});
   int sent = 0;
   for (;;) {
@@ -117,8 +97,8 @@ TEST(SpscRing, FullRingWouldBlockUntilRelease) {
 }
 
 TEST(SpscRing, WrapNeverStraddlesAndPreservesContent) {
-  Fixture f(256);
-  const SpscRegion region = f.Region();
+  TestRing f(256);
+  const SpscRegion region = RegionOf(*f.ring);
   std::mt19937_64 rng(42);
   uint64_t next_send = 0, next_recv = 0;
   const size_t max = f.tx->max_message_size();
@@ -149,7 +129,7 @@ TEST(SpscRing, WrapNeverStraddlesAndPreservesContent) {
 }
 
 TEST(SpscRing, MaxMessageSizeFitsAtEveryOffset) {
-  Fixture f(1024);
+  TestRing f(1024);
   const size_t max = f.tx->max_message_size();
   EXPECT_EQ(max, 1024u / 2 - 8);
   EXPECT_EQ(f.ring->max_message_size(), max);
@@ -171,7 +151,7 @@ TEST(SpscRing, MaxMessageSizeFitsAtEveryOffset) {
 }
 
 TEST(SpscRing, OversizeIsAnErrorNotAHang) {
-  Fixture f(1024);
+  TestRing f(1024);
   const size_t max = f.tx->max_message_size();
   EXPECT_EQ(f.tx->try_reserve(max + 1).error(), RingErrc::kTooLarge);
   EXPECT_EQ(f.tx->reserve(max + 1).error(), RingErrc::kTooLarge);  // blocking form too
@@ -183,7 +163,7 @@ TEST(SpscRing, OversizeIsAnErrorNotAHang) {
 }
 
 TEST(SpscRing, ZeroLengthMessages) {
-  Fixture f(256);
+  TestRing f(256);
   for (int i = 0; i < 100; ++i) {  // 8 bytes each: wraps several times
     ASSERT_TRUE(f.tx->try_send({}));
     auto m = f.rx->try_peek();
@@ -200,7 +180,7 @@ TEST(SpscRing, ZeroLengthMessages) {
 }
 
 TEST(SpscRing, BatchCommitPublishesAllAtOnce) {
-  Fixture f(4096);
+  TestRing f(4096);
   for (int i = 0; i < 5; ++i) {
     auto b = f.tx->try_reserve(4);
     ASSERT_TRUE(b);
@@ -222,7 +202,7 @@ TEST(SpscRing, BatchCommitPublishesAllAtOnce) {
 }
 
 TEST(SpscRing, CancelDropsPendingReservations) {
-  Fixture f(256);
+  TestRing f(256);
   ASSERT_TRUE(f.tx->try_reserve(100));
   ASSERT_TRUE(f.tx->try_reserve(100));
   f.tx->cancel();
@@ -242,8 +222,8 @@ TEST(SpscRing, CancelDropsPendingReservations) {
 }
 
 TEST(SpscRing, AdvanceThenReleaseFreesTheBatch) {
-  Fixture f(1024);
-  const SpscRegion region = f.Region();
+  TestRing f(1024);
+  const SpscRegion region = RegionOf(*f.ring);
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(f.tx->try_send(Bytes(std::string(100, 'a' + i))));
   const uint64_t before = region.control->read_pos.load();
   for (int i = 0; i < 3; ++i) {
@@ -265,7 +245,7 @@ TEST(SpscRing, AdvanceThenReleaseFreesTheBatch) {
 }
 
 TEST(SpscRing, PeekIsIdempotentAndAdvanceNeedsAPeek) {
-  Fixture f(1024);
+  TestRing f(1024);
   EXPECT_EQ(f.rx->advance().error(), RingErrc::kBadState);
   ASSERT_TRUE(f.tx->try_send(Bytes("one")));
   ASSERT_TRUE(f.tx->try_send(Bytes("two")));
@@ -281,7 +261,7 @@ TEST(SpscRing, PeekIsIdempotentAndAdvanceNeedsAPeek) {
 }
 
 TEST(SpscRing, RecvIntoSmallBufferLeavesMessage) {
-  Fixture f(1024);
+  TestRing f(1024);
   ASSERT_TRUE(f.tx->try_send(Bytes("0123456789")));
   std::byte small[4];
   EXPECT_EQ(f.rx->try_recv(small).error(), RingErrc::kTooLarge);
@@ -292,7 +272,7 @@ TEST(SpscRing, RecvIntoSmallBufferLeavesMessage) {
 }
 
 TEST(SpscRing, WriterCloseDrainsThenClosed) {
-  Fixture f(1024);
+  TestRing f(1024);
   ASSERT_TRUE(f.tx->try_reserve(3));
   f.tx->close();  // commits the pending reservation first
   f.tx->close();  // idempotent
@@ -307,7 +287,7 @@ TEST(SpscRing, WriterCloseDrainsThenClosed) {
 }
 
 TEST(SpscRing, ReaderCloseFailsWriterOnceFull) {
-  Fixture f(256);
+  TestRing f(256);
   f.rx->close();
   EXPECT_TRUE(f.tx->reader_closed());
   std::vector<std::byte> msg(50);
@@ -318,7 +298,7 @@ TEST(SpscRing, ReaderCloseFailsWriterOnceFull) {
 }
 
 TEST(SpscRing, TimeoutsReturnInTime) {
-  Fixture f(256);
+  TestRing f(256);
   for (auto opts : {WaitOptions::WithTimeout(milliseconds(50)), WaitOptions::Spin(milliseconds(50)),
                     WaitOptions::Sleep(milliseconds(50))}) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -368,7 +348,7 @@ TEST(SpscRing, BadCapacities) {
 }
 
 TEST(SpscRing, CreateIsExclusiveWhileTheCreatorLives) {
-  Fixture f(4096);
+  TestRing f(4096);
   auto again = SpscRing::Create(f.name, 4096);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error(), std::errc::file_exists);
@@ -396,7 +376,7 @@ TEST(SpscRing, StaleSegmentOfDeadCreatorIsReclaimed) {
 // ------------------------------------------------------------------ roles
 
 TEST(SpscRing, SecondClaimOfARoleIsRefused) {
-  Fixture f(4096);
+  TestRing f(4096);
   EXPECT_EQ(f.ring->Producer().error(), RingErrc::kRoleTaken);
   EXPECT_EQ(f.ring->Consumer().error(), RingErrc::kRoleTaken);
   // Another live process is refused too.
@@ -417,13 +397,9 @@ TEST(SpscRing, SecondClaimOfARoleIsRefused) {
 }
 
 TEST(SpscRing, DeadProducersRoleIsTakenOverAndResumes) {
-  const std::string name = UniqueShmName("deadprod");
-  auto ring = SpscRing::Create(name, 4096);
-  ASSERT_TRUE(ring);
-  auto rx = ring->Consumer();
-  ASSERT_TRUE(rx);
+  TestRing f(4096, "deadprod", TestRing::kConsumer);
   pid_t child = testing::ForkChild([&] {
-    auto r = SpscRing::Attach(name);
+    auto r = SpscRing::Attach(f.name);
     if (!r) return 1;
     auto tx = r->Producer();
     if (!tx) return 2;
@@ -432,14 +408,14 @@ TEST(SpscRing, DeadProducersRoleIsTakenOverAndResumes) {
     ::_exit(0);                          // dies holding the role (no destructors)
   });
   ASSERT_EQ(testing::WaitChild(child), 0);
-  auto tx = ring->Producer();
+  auto tx = f.ring->Producer();
   ASSERT_TRUE(tx) << tx.error().message();
   ASSERT_TRUE(tx->try_send(Bytes("after")));
-  auto m = rx->try_peek();
+  auto m = f.rx->try_peek();
   ASSERT_TRUE(m);
   EXPECT_EQ(Str(*m), "committed");
-  rx->release();
-  m = rx->try_peek();
+  f.rx->release();
+  m = f.rx->try_peek();
   ASSERT_TRUE(m);
   EXPECT_EQ(Str(*m), "after");
 }
@@ -448,8 +424,8 @@ TEST(SpscRing, DeadProducersRoleIsTakenOverAndResumes) {
 // (simulated by rolling write_pos back): its successor follows the published headers and
 // resumes after them, so nothing is overwritten or delivered twice.
 TEST(SpscRing, ProducerTakeoverFinishesAnInterruptedCommit) {
-  Fixture f(1024);
-  const SpscRegion region = f.Region();
+  TestRing f(1024);
+  const SpscRegion region = RegionOf(*f.ring);
   ASSERT_TRUE(f.tx->try_send(Bytes("first")));
   uint64_t before = 0;
   for (int i = 0; i < 20; ++i) {  // a batch that wraps (padding record inside)
@@ -487,7 +463,7 @@ TEST(SpscRing, ProducerTakeoverFinishesAnInterruptedCommit) {
 // behind lap after lap; the consumer must still see exactly the committed messages and
 // kWouldBlock in between: stale bytes at its position are never taken for a header.
 TEST(SpscRing, StaleHeaderLookalikesFromEarlierLapsAreNeverDelivered) {
-  Fixture f(256);
+  TestRing f(256);
   std::mt19937_64 rng(7);
   const size_t max = f.tx->max_message_size();
   uint64_t sent = 0, received = 0;
@@ -532,17 +508,13 @@ TEST(SpscRing, StaleHeaderLookalikesFromEarlierLapsAreNeverDelivered) {
 }
 
 TEST(SpscRing, KilledConsumersRoleIsTakenOverAndUnreleasedMessagesRedelivered) {
-  const std::string name = UniqueShmName("deadcons");
-  auto ring = SpscRing::Create(name, 4096);
-  ASSERT_TRUE(ring);
-  auto tx = ring->Producer();
-  ASSERT_TRUE(tx);
-  ASSERT_TRUE(tx->try_send(Bytes("first")));
-  ASSERT_TRUE(tx->try_send(Bytes("second")));
+  TestRing f(4096, "deadcons", TestRing::kProducer);
+  ASSERT_TRUE(f.tx->try_send(Bytes("first")));
+  ASSERT_TRUE(f.tx->try_send(Bytes("second")));
   testing::Signal ready;
   pid_t child = fork();
   if (child == 0) {
-    auto r = SpscRing::Attach(name);
+    auto r = SpscRing::Attach(f.name);
     if (!r) ::_exit(1);
     auto rx = r->Consumer();
     if (!rx) ::_exit(2);
@@ -554,10 +526,10 @@ TEST(SpscRing, KilledConsumersRoleIsTakenOverAndUnreleasedMessagesRedelivered) {
     ::_exit(5);
   }
   ASSERT_TRUE(ready.Wait());
-  EXPECT_EQ(ring->Consumer().error(), RingErrc::kRoleTaken);
+  EXPECT_EQ(f.ring->Consumer().error(), RingErrc::kRoleTaken);
   ::kill(child, SIGKILL);
   EXPECT_EQ(testing::WaitChild(child), 128 + SIGKILL);
-  auto rx = ring->Consumer();
+  auto rx = f.ring->Consumer();
   ASSERT_TRUE(rx) << rx.error().message();
   auto m = rx->try_peek();
   ASSERT_TRUE(m);

@@ -1,30 +1,26 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
-// Helpers for the SPSC ring tests: deterministic message contents (so a reader in another
-// process can verify every byte from the sequence number alone), bounded child waits and
-// pipe-based start signals.
+// Helpers for the SPSC ring tests: deterministic message contents (so that a reader in
+// another process can verify every byte from the sequence number alone) and a fresh ring
+// with the roles a test holds.
 #ifndef SHMLINK_TESTS_SPSC_SPSC_TEST_UTIL_H_
 #define SHMLINK_TESTS_SPSC_SPSC_TEST_UTIL_H_
 
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <span>
-#include <thread>
+#include <string>
+#include <utility>
+
+#include "ringbuf/spsc_ring.h"
+#include "tests/test_util.h"
 
 namespace shmlink::testing {
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-inline constexpr bool kSanitized = true;
-#else
-inline constexpr bool kSanitized = false;
-#endif
 
 inline uint64_t SplitMix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ull;
@@ -78,46 +74,32 @@ inline int CheckMessage(uint64_t seed, uint64_t seq, size_t max_size,
   return 0;
 }
 
-// Waits for `pid` at most `limit`; kills it (SIGKILL) and returns -2 if it overstays.
-// Returns its exit code, or 128 + signal. `usage` (optional) receives its rusage.
-inline int WaitChildFor(pid_t pid, std::chrono::milliseconds limit, rusage* usage = nullptr) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  int status = 0;
-  rusage ru{};
-  for (;;) {
-    pid_t r = ::wait4(pid, &status, WNOHANG, &ru);
-    if (r == pid) break;
-    if (std::chrono::steady_clock::now() > end) {
-      ::kill(pid, SIGKILL);
-      ::wait4(pid, &status, 0, &ru);
-      return -2;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  if (usage != nullptr) *usage = ru;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
+// A fresh ring with a unique name (from `tag`) and the roles this process holds in it. The
+// tests cannot run without it, so a failure to set it up aborts with the reason.
+struct TestRing {
+  enum Roles { kProducer = 1, kConsumer = 2, kBoth = kProducer | kConsumer };
 
-// One-shot signal between processes over a pipe.
-struct Signal {
-  int fds[2] = {-1, -1};
-  Signal() {
-    if (::pipe(fds) != 0) fds[0] = fds[1] = -1;
+  explicit TestRing(uint64_t capacity, const std::string& tag = "ring", Roles roles = kBoth)
+      : name(UniqueShmName(tag)) {
+    ring.emplace(OrDie(SpscRing::Create(name, capacity), "create"));
+    if (roles & kProducer) tx.emplace(OrDie(ring->Producer(), "producer role"));
+    if (roles & kConsumer) rx.emplace(OrDie(ring->Consumer(), "consumer role"));
   }
-  ~Signal() {
-    for (int fd : fds) {
-      if (fd >= 0) ::close(fd);
+
+  std::string name;
+  std::optional<SpscRing> ring;
+  std::optional<SpscProducer> tx;
+  std::optional<SpscConsumer> rx;
+
+ private:
+  template <typename T>
+  T OrDie(Expected<T> r, const char* what) {
+    if (!r) {
+      std::fprintf(stderr, "TestRing %s: %s: %s\n", name.c_str(), what,
+                   r.error().message().c_str());
+      std::abort();
     }
-  }
-  void Notify() const {
-    char c = 1;
-    (void)!::write(fds[1], &c, 1);
-  }
-  bool Wait() const {
-    char c;
-    return ::read(fds[0], &c, 1) == 1;
+    return std::move(*r);
   }
 };
 

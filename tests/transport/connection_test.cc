@@ -25,23 +25,16 @@ namespace {
 
 using namespace std::chrono_literals;
 using shmlink::testing::ForkChild;
+using shmlink::testing::Str;
 using shmlink::testing::WaitChild;
 
 constexpr std::string_view kKey = "secret password";
-
-std::string Str(std::span<const std::byte> b) {
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
-}
 
 // Names of connection segments this (server) process creates for TCP clients; other
 // processes' files in the shared /dev/shm are none of our business.
 std::string OurSegmentPrefix() { return "shmlink-conn-" + std::to_string(::getpid()) + "-"; }
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr int kMessages = 2000;
-#else
-constexpr int kMessages = 5000;
-#endif
+constexpr int kMessages = testing::kSanitized ? 2000 : 5000;
 
 // Child side of the echo tests: connects, echoes every message until "close", then
 // closes. Exit codes name the failure.
@@ -69,6 +62,61 @@ void ExpectEcho(Connection& conn, int count) {
     ASSERT_EQ(Str(*back), msg);
   }
   ASSERT_TRUE(conn.send_bytes("close"));
+}
+
+// A listener on `address` whose connections upgrade to shared memory or not.
+Expected<Listener> ListenWithShm(const std::string& address, bool shm) {
+  ListenerOptions lo;
+  lo.connection.enable_shm = shm;
+  return Listener::Create(address, kKey, lo);
+}
+
+// A listener on `address` whose connections get rings of `capacity` bytes (small ones fill
+// up soon).
+Expected<Listener> ListenWithRing(const std::string& address, uint64_t capacity) {
+  ListenerOptions lo;
+  lo.connection.ring_capacity = capacity;
+  return Listener::Create(address, kKey, lo);
+}
+
+// Forks a child that connects to `address` and returns `then(connection)` (10 if it cannot
+// connect).
+template <typename Then>
+pid_t ForkClient(const std::string& address, Then then) {
+  return ForkChild([&] {
+    auto c = Client(address, kKey);
+    if (!c) return 10;
+    return then(*c);
+  });
+}
+
+// The listener (still) serves: a shmlink client forked now gets a `count`-message echo
+// session over shared memory.
+void ExpectServesAnEchoClient(Listener& listener, const std::string& address, int count) {
+  pid_t ok = ForkChild([&] { return EchoClient(address, true); });
+  auto good = listener.accept(10s);
+  ASSERT_TRUE(good) << good.error().message();
+  ExpectEcho(*good, count);
+  EXPECT_EQ(WaitChild(ok), 0);
+}
+
+// SIGKILLs `pid` from another thread after `delay`, while this one blocks in a call under
+// test; join the returned thread. `killed_at` (optional) receives the time of the kill.
+std::thread KillAfter(pid_t pid, std::chrono::milliseconds delay,
+                      std::chrono::steady_clock::time_point* killed_at = nullptr) {
+  return std::thread([=] {
+    std::this_thread::sleep_for(delay);
+    if (killed_at != nullptr) *killed_at = std::chrono::steady_clock::now();
+    ::kill(pid, SIGKILL);
+  });
+}
+
+// The sockaddr of an abstract address "@name", and its length.
+socklen_t AbstractSockaddr(const std::string& address, sockaddr_un* un) {
+  *un = {};
+  un->sun_family = AF_UNIX;
+  std::memcpy(un->sun_path + 1, address.data() + 1, address.size() - 1);
+  return offsetof(sockaddr_un, sun_path) + address.size();
 }
 
 class ShmEcho : public ::testing::TestWithParam<std::string> {};
@@ -107,9 +155,7 @@ INSTANTIATE_TEST_SUITE_P(Families, ShmEcho, ::testing::Values("path", "abstract"
 TEST(Connection, SocketPathWhenShmIsDisabledOnEitherSide) {
   for (bool server_shm : {false, true}) {
     const std::string address = testing::UniqueAbstract();
-    ListenerOptions lo;
-    lo.connection.enable_shm = server_shm;
-    auto listener = Listener::Create(address, kKey, lo);
+    auto listener = ListenWithShm(address, server_shm);
     ASSERT_TRUE(listener);
     ConnectionOptions co;
     co.enable_shm = !server_shm;
@@ -128,20 +174,16 @@ TEST(Connection, SocketPathWhenShmIsDisabledOnEitherSide) {
 TEST(Connection, ZeroCopyAndEndOfStream) {
   for (bool shm : {true, false}) {
     const std::string address = testing::UniqueAbstract();
-    ListenerOptions lo;
-    lo.connection.enable_shm = shm;
-    auto listener = Listener::Create(address, kKey, lo);
+    auto listener = ListenWithShm(address, shm);
     ASSERT_TRUE(listener);
-    pid_t child = ForkChild([&] {
-      auto c = Client(address, kKey);
-      if (!c) return 10;
+    pid_t child = ForkClient(address, [&](Connection& c) {
       for (int i = 0; i < 1000; ++i) {
-        auto buf = c->reserve(sizeof(int));
+        auto buf = c.reserve(sizeof(int));
         if (!buf) return 11;
         std::memcpy(buf->data(), &i, sizeof(int));
-        if (!c->commit()) return 12;
+        if (!c.commit()) return 12;
       }
-      c->close();  // everything above must still arrive
+      c.close();  // everything above must still arrive
       return 0;
     });
     auto conn = listener->accept(10s);
@@ -190,22 +232,15 @@ TEST(Connection, WrongKeyIsAnAuthErrorOnBothSidesAndCreatesNoSegment) {
     EXPECT_TRUE(IsAuthError(conn.error()));
     EXPECT_EQ(WaitChild(child), 0);
     EXPECT_EQ(testing::ShmFiles(OurSegmentPrefix()), shm_before);
-    EXPECT_EQ(testing::OpenFdCount(), fds_before);  // the failed client's socket is closed
-    // The listener keeps serving.
-    pid_t ok = ForkChild([&] { return EchoClient(address, true); });
-    auto good = listener->accept(10s);
-    ASSERT_TRUE(good) << good.error().message();
-    ExpectEcho(*good, 10);
-    EXPECT_EQ(WaitChild(ok), 0);
+    EXPECT_EQ(testing::OpenFdCount(), fds_before);     // the failed client's socket is closed
+    ExpectServesAnEchoClient(*listener, address, 10);  // the listener keeps serving
   }
 }
 
 int RawConnect(const std::string& abstract_name) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  std::memcpy(un.sun_path + 1, abstract_name.data() + 1, abstract_name.size() - 1);
-  socklen_t len = offsetof(sockaddr_un, sun_path) + abstract_name.size();
+  sockaddr_un un;
+  const socklen_t len = AbstractSockaddr(abstract_name, &un);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&un), len) != 0) {
     ::close(fd);
     return -1;
@@ -233,11 +268,7 @@ TEST(Connection, SilentClientTimesOutAndDoesNotHoldAccept) {
   }
   EXPECT_EQ(n, 0);
   ::close(silent);
-  pid_t ok = ForkChild([&] { return EchoClient(address, true); });
-  auto good = listener->accept(10s);
-  ASSERT_TRUE(good);
-  ExpectEcho(*good, 5);
-  EXPECT_EQ(WaitChild(ok), 0);
+  ExpectServesAnEchoClient(*listener, address, 5);
 }
 
 TEST(Connection, MalformedAndOversizedHandshakeFramesAreCleanErrors) {
@@ -276,35 +307,24 @@ TEST(Connection, SigkillMidHandshakeLeavesListenerUsable) {
     ::pause();  // connected, never answers
     return 0;
   });
-  std::thread killer([&] {
-    std::this_thread::sleep_for(200ms);
-    ::kill(child, SIGKILL);
-  });
+  std::thread killer = KillAfter(child, 200ms);
   auto conn = listener->accept(10s);
   killer.join();
   ASSERT_FALSE(conn);
   EXPECT_EQ(conn.error(), make_error_code(TransportErrc::kPeerDead)) << conn.error().message();
   EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
-  pid_t ok = ForkChild([&] { return EchoClient(address, true); });
-  auto good = listener->accept(10s);
-  ASSERT_TRUE(good);
-  ExpectEcho(*good, 5);
-  EXPECT_EQ(WaitChild(ok), 0);
+  ExpectServesAnEchoClient(*listener, address, 5);
 }
 
 // A reader blocked in recv gets everything committed, then kPeerDead, after SIGKILL.
 TEST(Connection, SigkillMidTransferReleasesBlockedReader) {
   for (bool shm : {true, false}) {
     const std::string address = testing::UniqueAbstract();
-    ListenerOptions lo;
-    lo.connection.enable_shm = shm;
-    auto listener = Listener::Create(address, kKey, lo);
+    auto listener = ListenWithShm(address, shm);
     ASSERT_TRUE(listener);
-    pid_t child = ForkChild([&] {
-      auto c = Client(address, kKey);
-      if (!c) return 10;
+    pid_t child = ForkClient(address, [&](Connection& c) {
       for (int i = 0; i < 100; ++i) {
-        if (!c->send_bytes("m" + std::to_string(i))) return 11;
+        if (!c.send_bytes("m" + std::to_string(i))) return 11;
       }
       ::pause();
       return 0;
@@ -317,11 +337,7 @@ TEST(Connection, SigkillMidTransferReleasesBlockedReader) {
       ASSERT_EQ(Str(*m), "m" + std::to_string(i));
     }
     std::chrono::steady_clock::time_point killed;
-    std::thread killer([&] {
-      std::this_thread::sleep_for(100ms);
-      killed = std::chrono::steady_clock::now();
-      ::kill(child, SIGKILL);
-    });
+    std::thread killer = KillAfter(child, 100ms, &killed);
     auto m = conn->recv_bytes(10s);
     const auto released = std::chrono::steady_clock::now();
     killer.join();
@@ -344,23 +360,16 @@ TEST(Connection, SigkillMidTransferReleasesBlockedReader) {
 // A writer blocked on a full ring is released when the reader dies.
 TEST(Connection, SigkillReleasesWriterBlockedOnFullRing) {
   const std::string address = testing::UniqueAbstract();
-  ListenerOptions lo;
-  lo.connection.ring_capacity = 1 << 16;
-  auto listener = Listener::Create(address, kKey, lo);
+  auto listener = ListenWithRing(address, 1 << 16);
   ASSERT_TRUE(listener);
-  pid_t child = ForkChild([&] {
-    auto c = Client(address, kKey);
-    if (!c) return 10;
-    ::pause();  // never reads
+  pid_t child = ForkClient(address, [&](Connection&) {
+    ::pause();  // connected, never reads
     return 0;
   });
   auto conn = listener->accept(10s);
   ASSERT_TRUE(conn);
   ASSERT_TRUE(conn->is_shm());
-  std::thread killer([&] {
-    std::this_thread::sleep_for(200ms);
-    ::kill(child, SIGKILL);
-  });
+  std::thread killer = KillAfter(child, 200ms);
   const std::string msg(1000, 'z');
   Expected<void> r;
   int sent = 0;
@@ -374,15 +383,11 @@ TEST(Connection, SigkillReleasesWriterBlockedOnFullRing) {
 // The peer's close() releases a writer blocked on a full ring with kClosed.
 TEST(Connection, PeerCloseReleasesBlockedWriter) {
   const std::string address = testing::UniqueAbstract();
-  ListenerOptions lo;
-  lo.connection.ring_capacity = 1 << 16;
-  auto listener = Listener::Create(address, kKey, lo);
+  auto listener = ListenWithRing(address, 1 << 16);
   ASSERT_TRUE(listener);
-  pid_t child = ForkChild([&] {
-    auto c = Client(address, kKey);
-    if (!c) return 10;
+  pid_t child = ForkClient(address, [&](Connection& c) {
     ::usleep(200000);
-    c->close();
+    c.close();
     ::pause();  // alive: only the close can release the writer
     return 0;
   });
@@ -397,15 +402,10 @@ TEST(Connection, PeerCloseReleasesBlockedWriter) {
 }
 
 TEST(Connection, TwoHundredFiftySixConcurrentClients) {
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-  constexpr int kProcs = 4, kPerProc = 64;
-#else
-  constexpr int kProcs = 8, kPerProc = 32;
-#endif
+  constexpr int kProcs = testing::kSanitized ? 4 : 8;
+  constexpr int kPerProc = 256 / kProcs;
   const std::string address = testing::UniqueSocketPath();
-  ListenerOptions lo;
-  lo.connection.ring_capacity = 1 << 14;
-  auto listener = Listener::Create(address, kKey, lo);
+  auto listener = ListenWithRing(address, 1 << 14);
   ASSERT_TRUE(listener);
   std::vector<pid_t> children;
   for (int p = 0; p < kProcs; ++p) {
@@ -448,27 +448,20 @@ TEST(Connection, TwoHundredFiftySixConcurrentClients) {
 // The server dies during the handshake: the client gets kPeerDead, not a hang.
 TEST(Connection, ServerKilledMidHandshake) {
   const std::string address = testing::UniqueAbstract();
-  int ready[2];
-  ASSERT_EQ(::pipe(ready), 0);
+  testing::Signal ready;
   pid_t server = ForkChild([&] {
     int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un un{};
-    un.sun_family = AF_UNIX;
-    std::memcpy(un.sun_path + 1, address.data() + 1, address.size() - 1);
-    socklen_t len = offsetof(sockaddr_un, sun_path) + address.size();
+    sockaddr_un un;
+    const socklen_t len = AbstractSockaddr(address, &un);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&un), len) != 0 || ::listen(fd, 4) != 0) return 1;
-    (void)!::write(ready[1], "r", 1);
+    ready.Notify();
     int c = ::accept(fd, nullptr, nullptr);
     (void)c;
     ::pause();  // accepted, never sends a challenge
     return 0;
   });
-  char r;
-  ASSERT_EQ(::read(ready[0], &r, 1), 1);
-  std::thread killer([&] {
-    std::this_thread::sleep_for(200ms);
-    ::kill(server, SIGKILL);
-  });
+  ASSERT_TRUE(ready.Wait());
+  std::thread killer = KillAfter(server, 200ms);
   const auto t0 = std::chrono::steady_clock::now();
   auto c = Client(address, kKey);
   killer.join();
@@ -476,8 +469,6 @@ TEST(Connection, ServerKilledMidHandshake) {
   EXPECT_EQ(c.error(), make_error_code(TransportErrc::kPeerDead)) << c.error().message();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);  // well before the 5 s timeout
   EXPECT_EQ(WaitChild(server), 128 + SIGKILL);
-  ::close(ready[0]);
-  ::close(ready[1]);
 }
 
 TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
@@ -530,33 +521,42 @@ TEST(Listener, SocketFileModeStaleReplacedLiveNotStolen) {
   ::unlink(path.c_str());
 }
 
+constexpr uid_t kNobody = 65534;
+
+// Forks a child that switches to uid/gid kNobody and returns `then()` (20 if it cannot).
+template <typename Then>
+pid_t ForkAsNobody(Then then) {
+  return ForkChild([&] {
+    if (::setgid(kNobody) != 0 || ::setuid(kNobody) != 0) return 20;
+    return then();
+  });
+}
+
+// A client of uid kNobody is refused by `listener` (at `address`) by default.
+void ExpectNobodyRefused(Listener& listener, const std::string& address) {
+  pid_t child = ForkAsNobody([&] { return Client(address, kKey) ? 10 : 0; });
+  auto conn = listener.accept(10s);
+  ASSERT_FALSE(conn);
+  EXPECT_EQ(conn.error(), make_error_code(TransportErrc::kPeerNotAllowed));
+  EXPECT_EQ(listener.last_accepted().uid, kNobody);
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
 TEST(Listener, OtherUidRejectedByDefault) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to run a client under another uid";
-  pid_t probe = ForkChild([] { return ::setgid(65534) == 0 && ::setuid(65534) == 0 ? 0 : 1; });
+  pid_t probe = ForkAsNobody([] { return 0; });
   if (WaitChild(probe) != 0) GTEST_SKIP() << "cannot switch to uid 65534 here (sandbox)";
   const std::string address = testing::UniqueAbstract();
   auto listener = Listener::Create(address, kKey);
   ASSERT_TRUE(listener);
-  pid_t child = ForkChild([&] {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
-    auto c = Client(address, kKey);
-    return c ? 10 : 0;
-  });
-  auto conn = listener->accept(10s);
-  ASSERT_FALSE(conn);
-  EXPECT_EQ(conn.error(), make_error_code(TransportErrc::kPeerNotAllowed));
-  EXPECT_EQ(listener->last_accepted().uid, 65534u);
-  EXPECT_EQ(WaitChild(child), 0);
+  ExpectNobodyRefused(*listener, address);
   // Allowed explicitly: accepted (the shm upgrade works too: the memfd is passed by fd).
   ListenerOptions lo;
-  lo.allowed_uids = {65534};
+  lo.allowed_uids = {kNobody};
   const std::string address2 = testing::UniqueAbstract();
   auto l2 = Listener::Create(address2, kKey, lo);
   ASSERT_TRUE(l2);
-  pid_t child2 = ForkChild([&] {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
-    return EchoClient(address2, true);
-  });
+  pid_t child2 = ForkAsNobody([&] { return EchoClient(address2, true); });
   auto ok = l2->accept(10s);
   ASSERT_TRUE(ok) << ok.error().message();
   ExpectEcho(*ok, 5);
@@ -564,27 +564,14 @@ TEST(Listener, OtherUidRejectedByDefault) {
   // Over loopback TCP the uid comes from /proc/net/tcp: rejected by default too.
   auto tcp_default = Listener::Create("127.0.0.1:0", kKey);
   ASSERT_TRUE(tcp_default);
-  const std::string tcp_default_address = tcp_default->address().ToString();
-  pid_t child4 = ForkChild([&] {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
-    auto c = Client(tcp_default_address, kKey);
-    return c ? 10 : 0;
-  });
-  auto refused = tcp_default->accept(10s);
-  ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error(), make_error_code(TransportErrc::kPeerNotAllowed));
-  EXPECT_EQ(tcp_default->last_accepted().uid, 65534u);
-  EXPECT_EQ(WaitChild(child4), 0);
+  ExpectNobodyRefused(*tcp_default, tcp_default->address().ToString());
   // Allowed over TCP, the other uid cannot open our 0600 named segment: the upgrade is
   // declined and the connection stays on the socket, like a remote host's.
   auto tcp = Listener::Create("127.0.0.1:0", kKey, lo);
   ASSERT_TRUE(tcp);
   const std::string tcp_address = tcp->address().ToString();
   const auto shm_before = testing::ShmFiles(OurSegmentPrefix());
-  pid_t child3 = ForkChild([&] {
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 20;
-    return EchoClient(tcp_address, false);
-  });
+  pid_t child3 = ForkAsNobody([&] { return EchoClient(tcp_address, false); });
   auto sock = tcp->accept(10s);
   ASSERT_TRUE(sock) << sock.error().message();
   EXPECT_FALSE(sock->is_shm());
@@ -599,14 +586,12 @@ TEST(Connection, FilenoDoorbellWakesSelect) {
   const std::string address = testing::UniqueAbstract();
   auto listener = Listener::Create(address, kKey);
   ASSERT_TRUE(listener);
-  pid_t child = ForkChild([&] {
-    auto c = Client(address, kKey);
-    if (!c) return 10;
+  pid_t child = ForkClient(address, [&](Connection& c) {
     for (int i = 0; i < 3; ++i) {
       ::usleep(100000);
-      if (!c->send_bytes("ding")) return 11;
+      if (!c.send_bytes("ding")) return 11;
     }
-    auto m = c->recv_bytes(10s);  // wait for the parent before closing
+    auto m = c.recv_bytes(10s);  // wait for the parent before closing
     return m ? 0 : 12;
   });
   auto conn = listener->accept(10s);

@@ -21,16 +21,26 @@ namespace {
 
 using namespace std::chrono_literals;
 using shmlink::testing::Child;
-using shmlink::testing::ReadLine;
-using shmlink::testing::Spawn;
-using shmlink::testing::WaitChild;
+using shmlink::testing::Str;
 
 constexpr std::string_view kKey = "secret password";
 const char* kPython = "/usr/bin/python3";
 const char* kPeer = "tests/transport/py_peer.py";
 
-std::string Str(std::span<const std::byte> b) {
-  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+// py_peer.py under the stock Python: `mode` ("connect" or "listen") on `address` with
+// `key`, following Python 3.12's handshake rules if `modern`, plus `extra` arguments.
+Child StartPeer(const std::string& mode, const std::string& address, std::string_view key,
+                bool modern, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {kPython, kPeer, mode, address, std::string(key)};
+  if (modern) argv.push_back("--modern");
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return Child(argv);
+}
+
+// The address a listening py_peer.py reports ("READY <address>"), or "" if it does not.
+std::string ListeningAddress(Child& peer) {
+  const std::string line = peer.ReadLine(20s);
+  return line.rfind("READY ", 0) == 0 ? line.substr(6) : "";
 }
 
 std::string AddressFor(const std::string& family) {
@@ -88,39 +98,33 @@ TEST_P(PythonInterop, StockPythonClientToShmlinkListener) {
   lo.connection.auth.dialect = p.ours;
   auto listener = Listener::Create(AddressFor(p.family), kKey, lo);
   ASSERT_TRUE(listener) << listener.error().message();
-  std::vector<std::string> argv = {kPython, kPeer, "connect", listener->address().ToString(),
-                                   std::string(kKey)};
-  if (p.modern_python) argv.push_back("--modern");
-  Child py = Spawn(argv);
+  Child py = StartPeer("connect", listener->address().ToString(), kKey, p.modern_python);
   auto conn = listener->accept(20s);
   ASSERT_TRUE(conn) << conn.error().message();
   EXPECT_FALSE(conn->is_shm());
   EXPECT_FALSE(conn->peer_is_shmlink());
   if (p.family != "tcp") {
-    EXPECT_EQ(listener->last_accepted().pid, py.pid);
+    EXPECT_EQ(listener->last_accepted().pid, py.pid());
   }
   ExpectEcho(*conn, 200);
-  EXPECT_EQ(ReadLine(py, 20s), "DONE 203");
+  EXPECT_EQ(py.ReadLine(20s), "DONE 203");
   EXPECT_EQ(conn->recv_bytes(10s).error(), make_error_code(TransportErrc::kClosed));
-  EXPECT_EQ(WaitChild(py.pid), 0);
+  EXPECT_EQ(py.Wait(), 0);
 }
 
 TEST_P(PythonInterop, ShmlinkClientToStockPythonListener) {
   const Param& p = GetParam();
-  std::vector<std::string> argv = {kPython, kPeer, "listen", AddressFor(p.family),
-                                   std::string(kKey)};
-  if (p.modern_python) argv.push_back("--modern");
-  Child py = Spawn(argv);
-  const std::string ready = ReadLine(py, 20s);
-  ASSERT_EQ(ready.rfind("READY ", 0), 0u) << ready;
+  Child py = StartPeer("listen", AddressFor(p.family), kKey, p.modern_python);
+  const std::string address = ListeningAddress(py);
+  ASSERT_NE(address, "");
   ConnectionOptions co;
   co.auth.dialect = p.ours;
-  auto conn = Client(ready.substr(6), kKey, co);
+  auto conn = Client(address, kKey, co);
   ASSERT_TRUE(conn) << conn.error().message();
   EXPECT_FALSE(conn->is_shm());
   ExpectEcho(*conn, 200);
-  EXPECT_EQ(ReadLine(py, 20s), "DONE 203");
-  EXPECT_EQ(WaitChild(py.pid), 0);
+  EXPECT_EQ(py.ReadLine(20s), "DONE 203");
+  EXPECT_EQ(py.Wait(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, PythonInterop,
@@ -140,13 +144,12 @@ TEST(PythonInteropAuth, EveryAllowedDigestWithPython312Rules) {
     lo.connection.auth.digest = digest;
     auto listener = Listener::Create(testing::UniqueAbstract(), kKey, lo);
     ASSERT_TRUE(listener);
-    Child py = Spawn(
-        {kPython, kPeer, "connect", listener->address().ToString(), std::string(kKey), "--modern"});
+    Child py = StartPeer("connect", listener->address().ToString(), kKey, /*modern=*/true);
     auto conn = listener->accept(20s);
     ASSERT_TRUE(conn) << digest << ": " << conn.error().message();
     ASSERT_TRUE(conn->send_bytes("close"));
-    EXPECT_EQ(ReadLine(py, 20s), "DONE 1") << digest;
-    EXPECT_EQ(WaitChild(py.pid), 0) << digest;
+    EXPECT_EQ(py.ReadLine(20s), "DONE 1") << digest;
+    EXPECT_EQ(py.Wait(), 0) << digest;
   }
 }
 
@@ -155,38 +158,31 @@ TEST(PythonInteropAuth, WrongKeyFailsOnBothSides) {
     // Python client, wrong key.
     auto listener = Listener::Create(testing::UniqueAbstract(), kKey);
     ASSERT_TRUE(listener);
-    std::vector<std::string> argv = {kPython, kPeer, "connect", listener->address().ToString(),
-                                     "not the key"};
-    if (modern) argv.push_back("--modern");
-    Child py = Spawn(argv);
+    Child py = StartPeer("connect", listener->address().ToString(), "not the key", modern);
     auto conn = listener->accept(20s);
     ASSERT_FALSE(conn);
     EXPECT_EQ(conn.error(), make_error_code(TransportErrc::kAuthFailed));
-    EXPECT_EQ(ReadLine(py, 20s).rfind("AUTHERROR", 0), 0u);
-    EXPECT_EQ(WaitChild(py.pid), 3);
+    EXPECT_EQ(py.ReadLine(20s).rfind("AUTHERROR", 0), 0u);
+    EXPECT_EQ(py.Wait(), 3);
 
     // Python listener, our client has the wrong key.
-    std::vector<std::string> argv2 = {kPython, kPeer, "listen", testing::UniqueAbstract(),
-                                      std::string(kKey)};
-    if (modern) argv2.push_back("--modern");
-    Child py2 = Spawn(argv2);
-    const std::string ready = ReadLine(py2, 20s);
-    ASSERT_EQ(ready.rfind("READY ", 0), 0u);
-    auto c = Client(ready.substr(6), "not the key");
+    Child py2 = StartPeer("listen", testing::UniqueAbstract(), kKey, modern);
+    const std::string address = ListeningAddress(py2);
+    ASSERT_NE(address, "");
+    auto c = Client(address, "not the key");
     ASSERT_FALSE(c);
     EXPECT_EQ(c.error(), make_error_code(TransportErrc::kAuthRejected)) << c.error().message();
-    EXPECT_EQ(ReadLine(py2, 20s).rfind("AUTHERROR", 0), 0u);
-    EXPECT_EQ(WaitChild(py2.pid), 3);
+    EXPECT_EQ(py2.ReadLine(20s).rfind("AUTHERROR", 0), 0u);
+    EXPECT_EQ(py2.Wait(), 3);
   }
 }
 
 TEST(PythonInteropObjects, PickledObjectsBothWays) {
-  std::vector<std::string> argv = {kPython,           kPeer,    "listen", testing::UniqueAbstract(),
-                                   std::string(kKey), "--mode", "pickle", "--send-first"};
-  Child py = Spawn(argv);
-  const std::string ready = ReadLine(py, 20s);
-  ASSERT_EQ(ready.rfind("READY ", 0), 0u);
-  auto conn = Client(ready.substr(6), kKey);
+  Child py = StartPeer("listen", testing::UniqueAbstract(), kKey, /*modern=*/false,
+                       {"--mode", "pickle", "--send-first"});
+  const std::string address = ListeningAddress(py);
+  ASSERT_NE(address, "");
+  auto conn = Client(address, kKey);
   ASSERT_TRUE(conn) << conn.error().message();
   auto first = conn->recv(10s);  // ['a', 2.5, None, 7, 'hello']
   ASSERT_TRUE(first) << first.error().message();
@@ -202,15 +198,15 @@ TEST(PythonInteropObjects, PickledObjectsBothWays) {
   ASSERT_TRUE(back);
   EXPECT_EQ(*back, *first);
   ASSERT_TRUE(conn->send(pickle::Value::Str("close")));
-  EXPECT_EQ(ReadLine(py, 20s), "DONE 2");
-  EXPECT_EQ(WaitChild(py.pid), 0);
+  EXPECT_EQ(py.ReadLine(20s), "DONE 2");
+  EXPECT_EQ(py.Wait(), 0);
 }
 
 // The seed's programs, unchanged but for the port: its Listener (stock Python) <-> our
 // Client, and its Client <-> our Listener, over TCP on loopback.
 TEST(Seed, SeedListenerWithShmlinkClient) {
   const std::string address = "localhost:" + std::to_string(FreePort());
-  Child py = Spawn({kPython, "examples/python/seed_listener.py", address});
+  Child py({kPython, "examples/python/seed_listener.py", address});
   Expected<Connection> conn = TransportErrc::kBadState;
   for (int i = 0; i < 200; ++i) {  // until the listener is up
     conn = Client(address, kKey);
@@ -225,10 +221,10 @@ TEST(Seed, SeedListenerWithShmlinkClient) {
   items.push_back(pickle::Value::None());
   ASSERT_TRUE(conn->send(pickle::Value::List(std::move(items))));
   ASSERT_TRUE(conn->send(pickle::Value::Str("close")));
-  EXPECT_EQ(ReadLine(py, 20s).rfind("connection accepted from ('127.0.0.1', ", 0), 0u);
-  EXPECT_EQ(ReadLine(py, 20s), "received ['a', 2.5, None]");
-  EXPECT_EQ(ReadLine(py, 20s), "received 'close'");
-  EXPECT_EQ(WaitChild(py.pid), 0);
+  EXPECT_EQ(py.ReadLine(20s).rfind("connection accepted from ('127.0.0.1', ", 0), 0u);
+  EXPECT_EQ(py.ReadLine(20s), "received ['a', 2.5, None]");
+  EXPECT_EQ(py.ReadLine(20s), "received 'close'");
+  EXPECT_EQ(py.Wait(), 0);
   // The listener closed the connection after 'close'.
   EXPECT_EQ(conn->recv_bytes(10s).error(), make_error_code(TransportErrc::kClosed));
 }
@@ -237,7 +233,7 @@ TEST(Seed, SeedClientWithShmlinkListener) {
   auto listener = Listener::Create("localhost:0", kKey);
   ASSERT_TRUE(listener);
   const std::string address = "localhost:" + std::to_string(listener->address().port);
-  Child py = Spawn({kPython, "examples/python/seed_client.py", address, "--list"});
+  Child py({kPython, "examples/python/seed_client.py", address, "--list"});
   auto conn = listener->accept(20s);
   ASSERT_TRUE(conn) << conn.error().message();
   EXPECT_FALSE(conn->is_shm());
@@ -245,13 +241,13 @@ TEST(Seed, SeedClientWithShmlinkListener) {
   auto list = conn->recv(10s);
   ASSERT_TRUE(list) << list.error().message();
   ASSERT_TRUE(conn->send(*list));
-  EXPECT_EQ(ReadLine(py, 20s), "echoed ['a', 2.5, None]");
+  EXPECT_EQ(py.ReadLine(20s), "echoed ['a', 2.5, None]");
   auto msg = conn->recv(10s);
   ASSERT_TRUE(msg) << msg.error().message();
   ASSERT_TRUE(msg->is_str());
   EXPECT_EQ(msg->str(), "close");
   EXPECT_EQ(conn->recv(10s).error(), make_error_code(TransportErrc::kClosed));
-  EXPECT_EQ(WaitChild(py.pid), 0);
+  EXPECT_EQ(py.Wait(), 0);
 }
 
 // The seed's commented-out example sends `int` and `sum`: code references, refused as
@@ -266,7 +262,7 @@ TEST(Seed, CodeReferencesAreRefusedAndConnectionSurvives) {
       "conn.send(['a', 2.5, None, int, sum])\n"
       "conn.send('close')\n"
       "conn.close()\n";
-  Child py = Spawn({kPython, "-c", script, listener->address().ToString()});
+  Child py({kPython, "-c", script, listener->address().ToString()});
   auto conn = listener->accept(20s);
   ASSERT_TRUE(conn) << conn.error().message();
   auto refused = conn->recv(10s);
@@ -275,7 +271,7 @@ TEST(Seed, CodeReferencesAreRefusedAndConnectionSurvives) {
   auto next = conn->recv(10s);
   ASSERT_TRUE(next) << next.error().message();
   EXPECT_EQ(next->str(), "close");
-  EXPECT_EQ(WaitChild(py.pid), 0);
+  EXPECT_EQ(py.Wait(), 0);
 }
 
 }  // namespace
