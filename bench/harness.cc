@@ -150,6 +150,14 @@ uint64_t RingCapacityFor(uint64_t size) noexcept {
   return std::bit_ceil(want);
 }
 
+std::string ThroughputFromCount(uint64_t count, uint64_t size, uint64_t window_ns,
+                                ThroughputFigures* out) {
+  if (count == 0) return "no messages in the measured window";
+  out->msgs_per_s = static_cast<double>(count) * 1e9 / static_cast<double>(window_ns);
+  out->bytes_per_s = out->msgs_per_s * static_cast<double>(size);
+  return "";
+}
+
 void RunThroughputReps(const BenchConfig& cfg, const ThroughputRepFn& rep, const std::string& note,
                        BenchRecord& rec) {
   RepSet msgs, bytes;

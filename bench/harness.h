@@ -152,6 +152,10 @@ struct ThroughputFigures {
   double msgs_per_s = 0, bytes_per_s = 0;
 };
 using ThroughputRepFn = std::function<std::string(ThroughputFigures* out)>;
+// The end of a throughput repetition whose receiver counted `count` messages of `size`
+// bytes in `window_ns`: fills *out and returns "", or returns the error of an empty window.
+std::string ThroughputFromCount(uint64_t count, uint64_t size, uint64_t window_ns,
+                                ThroughputFigures* out);
 // One repetition of an RTT case: fills *samples (ns per round trip), or returns an error.
 using RttRepFn = std::function<std::string(std::vector<uint64_t>* samples)>;
 

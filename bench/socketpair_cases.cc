@@ -92,10 +92,7 @@ std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, ThroughputFigur
         return 0;
       });
   if (!err.empty()) return err;
-  if (count == 0) return "no messages in the measured window";
-  out->msgs_per_s = static_cast<double>(count) * 1e9 / static_cast<double>(window_ns);
-  out->bytes_per_s = out->msgs_per_s * static_cast<double>(size);
-  return "";
+  return ThroughputFromCount(count, size, window_ns, out);
 }
 
 std::string RttRep(const BenchConfig& cfg, uint64_t size, std::vector<uint64_t>* samples) {
