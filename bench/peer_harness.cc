@@ -10,12 +10,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <vector>
 
+#include "bench/fd_io.h"
 #include "bench/harness.h"
 
 namespace shmlink::bench {
@@ -251,33 +253,20 @@ class FdEndpoint final : public Endpoint {
     if (wfd_ >= 0 && wfd_ != rfd_) close(wfd_);
   }
   bool Send(const std::byte* p, size_t n, std::string* err) override {
-    while (n > 0) {
-      ssize_t w = write(wfd_, p, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        *err = std::string("write: ") + std::strerror(errno);
-        return false;
-      }
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-    return true;
+    if (WriteAll(wfd_, p, n)) return true;
+    *err = std::string("write: ") + std::strerror(errno);
+    return false;
   }
   bool Recv(size_t n, uint64_t* tag, std::string* err) override {
     if (buf_.size() < n) buf_.resize(n);
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = read(rfd_, buf_.data() + got, n - got);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        *err = std::string("read: ") + std::strerror(errno);
-        return false;
-      }
-      if (r == 0) {
-        *err = "read: unexpected end of stream";
-        return false;
-      }
-      got += static_cast<size_t>(r);
+    const ssize_t got = ReadAll(rfd_, buf_.data(), n);
+    if (got < 0) {
+      *err = std::string("read: ") + std::strerror(errno);
+      return false;
+    }
+    if (static_cast<size_t>(got) != n) {
+      *err = "read: unexpected end of stream";
+      return false;
     }
     std::memcpy(tag, buf_.data(), sizeof *tag);
     return true;
