@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "python/src/channel.h"
+#include "python/src/decode_view.h"
 #include "python/src/message.h"
 #include "python/src/queue.h"
 #include "python/src/transport_py.h"
@@ -257,22 +258,8 @@ class Channel {
   pyb::object RecvDecode(pyb::object decode, Timeout timeout) {
     RxLock lock(Rx());
     auto msg = lock.Peek(timeout);
-    PyObject* mv =
-        PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
-                                static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
-    if (mv == nullptr) {
-      lock.Consume(false);
-      throw pyb::error_already_set();
-    }
-    PyObject* result = PyObject_CallOneArg(decode.ptr(), mv);
-    PyObject* rel = PyObject_CallMethod(mv, "release", nullptr);
-    Py_DECREF(mv);
+    PyObject* result = DecodeView(decode.ptr(), msg);
     lock.Consume(false);
-    if (rel == nullptr) {
-      Py_XDECREF(result);
-      throw pyb::error_already_set();
-    }
-    Py_DECREF(rel);
     if (result == nullptr) throw pyb::error_already_set();
     return pyb::reinterpret_steal<pyb::object>(result);
   }

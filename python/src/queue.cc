@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "python/src/channel.h"
+#include "python/src/decode_view.h"
 #include "ringbuf/futex.h"
 #include "ringbuf/mpmc_queue.h"
 #include "ringbuf/shared_object.h"
@@ -329,24 +330,8 @@ class QueueImpl {
     }
     const bool pickled = size >= 1 && data[0] == std::byte{1} && loads;
     const size_t skip = pickled ? 1 : 0;
-    PyObject* mv =
-        PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<std::byte*>(data + skip)),
-                                static_cast<Py_ssize_t>(size - skip), PyBUF_READ);
-    if (mv == nullptr) {
-      (void)c.release();
-      Throw();
-    }
-    PyObject* result = PyObject_CallOneArg(pickled ? loads.ptr() : decode.ptr(), mv);
-    // The slot is freed next: the view must not outlive it (release() fails if decode
-    // kept an export of it; then we copy nothing and report the misuse).
-    PyObject* rel = PyObject_CallMethod(mv, "release", nullptr);
-    Py_DECREF(mv);
-    (void)c.release();
-    if (rel == nullptr) {
-      Py_XDECREF(result);
-      Throw();
-    }
-    Py_DECREF(rel);
+    PyObject* result = DecodeView(pickled ? loads.ptr() : decode.ptr(), r->data.subspan(skip));
+    (void)c.release();  // the view is gone (DecodeView reports a decode that kept it)
     if (result == nullptr) Throw();
     return pyb::reinterpret_steal<pyb::object>(result);
   }

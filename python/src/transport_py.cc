@@ -21,6 +21,7 @@
 #include <string>
 
 #include "python/src/channel.h"
+#include "python/src/decode_view.h"
 #include "transport/connection.h"
 #include "transport/error.h"
 
@@ -188,22 +189,8 @@ class SocketConn {
   pyb::object RecvDecode(pyb::object decode, Timeout timeout) {
     Locked lock(recv_mu_);
     auto msg = Peek(timeout);
-    PyObject* mv =
-        PyMemoryView_FromMemory(reinterpret_cast<char*>(const_cast<std::byte*>(msg.data())),
-                                static_cast<Py_ssize_t>(msg.size()), PyBUF_READ);
-    if (mv == nullptr) {
-      conn_->release();
-      Throw();
-    }
-    PyObject* result = PyObject_CallOneArg(decode.ptr(), mv);
-    PyObject* rel = PyObject_CallMethod(mv, "release", nullptr);
-    Py_DECREF(mv);
+    PyObject* result = DecodeView(decode.ptr(), msg);
     conn_->release();
-    if (rel == nullptr) {
-      Py_XDECREF(result);
-      Throw();
-    }
-    Py_DECREF(rel);
     if (result == nullptr) Throw();
     return pyb::reinterpret_steal<pyb::object>(result);
   }
