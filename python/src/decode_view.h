@@ -17,7 +17,7 @@ namespace shmlink::py {
 // nullptr with a Python error set. The view is released before this returns, so the caller
 // frees the bytes right afterwards, whatever the outcome. If decode kept an export of the
 // view, releasing it fails (BufferError) and that is the error returned: the result, which
-// may hold the view, is dropped.
+// may hold the view, is dropped. If decode raised, its exception is the one returned.
 PyObject* DecodeView(PyObject* decode, std::span<const std::byte> bytes);
 
 }  // namespace shmlink::py

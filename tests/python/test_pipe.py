@@ -2,6 +2,7 @@
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
+import pickle
 import selectors
 import signal
 import threading
@@ -63,6 +64,18 @@ def test_recv_bytes_maxlength_and_buffer_too_short():
         with pytest.raises(shmlink.BufferTooShort) as e:
             b.recv_bytes_into(bytearray(10))
         assert e.value.args[0] == b"y" * 100
+
+
+def test_recv_of_a_bad_pickle_raises_the_unpickling_error():
+    # recv() decodes in place; the decoder's own exception must come out (not a SystemError
+    # from releasing the view with it pending), and the message must still be freed.
+    a, b = shmlink.Pipe()
+    with a, b:
+        a.send_bytes(b"not a pickle")
+        a.send("next")
+        with pytest.raises(pickle.UnpicklingError):
+            b.recv()
+        assert b.recv() == "next"
 
 
 def test_close_gives_eof_after_drain_and_broken_pipe_to_sender():
