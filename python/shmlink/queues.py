@@ -143,6 +143,17 @@ class Queue:
     def __reduce__(self):
         return (_attach, (type(self), self._name))
 
+    def _checked_timeout(self, block, timeout):
+        """The timeout of a put/get off the fast path (0 when not blocking); raises
+        ValueError if the queue is closed or the timeout negative."""
+        if self._closed:
+            raise ValueError("Queue %r is closed" % self)
+        if not block:
+            return 0
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        return timeout
+
     # -- putting ----------------------------------------------------------------------
     def _parts(self, obj):
         if type(obj) is bytes:
@@ -171,12 +182,7 @@ class Queue:
                     return
             except TimeoutError:
                 raise _queue.Full from None
-        if self._closed:
-            raise ValueError("Queue %r is closed" % self)
-        if not block:
-            timeout = 0
-        elif timeout is not None and timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")
+        timeout = self._checked_timeout(block, timeout)
         try:
             if self._impl.put_object(obj, _dumps, timeout, self._joinable):
                 return
@@ -201,12 +207,7 @@ class Queue:
     def get(self, block=True, timeout=None):
         if block and timeout is None and not self._closed:  # fast path
             return self._impl.get(_decode, None, _loads)
-        if self._closed:
-            raise ValueError("Queue %r is closed" % self)
-        if not block:
-            timeout = 0
-        elif timeout is not None and timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")
+        timeout = self._checked_timeout(block, timeout)
         try:
             return self._impl.get(_decode, timeout, _loads)
         except TimeoutError:
