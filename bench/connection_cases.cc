@@ -15,7 +15,8 @@
 
 #include "bench/cases.h"
 #include "bench/harness.h"
-#include "transport/connection.h"
+
+#include <shmlink/connection.h>
 
 namespace shmlink::bench {
 namespace {

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "transport/pickle.h"
+#include <shmlink/pickle.h>
 
 namespace {
 

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "ringbuf/segment_header.h"
-#include "ringbuf/spsc_layout.h"
-#include "ringbuf/spsc_ring.h"
+#include <shmlink/segment_header.h>
+#include <shmlink/spsc_layout.h>
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink {
 namespace {

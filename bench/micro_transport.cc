@@ -7,8 +7,8 @@
 
 #include <vector>
 
-#include "transport/frame.h"
-#include "transport/handshake.h"
+#include <shmlink/frame.h>
+#include <shmlink/handshake.h>
 
 namespace {
 

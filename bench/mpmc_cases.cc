@@ -29,7 +29,8 @@
 
 #include "bench/bench_record.h"
 #include "bench/cases.h"
-#include "ringbuf/mpmc_queue.h"
+
+#include <shmlink/mpmc_queue.h>
 
 namespace shmlink::bench {
 namespace {

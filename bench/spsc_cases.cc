@@ -22,7 +22,8 @@
 
 #include "bench/cases.h"
 #include "bench/harness.h"
-#include "ringbuf/spsc_ring.h"
+
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink::bench {
 namespace {

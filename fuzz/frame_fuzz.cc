@@ -1,4 +1,4 @@
-// fuzz-srcs: transport/frame.cc transport/error.cc
+// fuzz-srcs: transport/frame.cc transport/transport_error.cc
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // libFuzzer target for the Python-framing parser: arbitrary bytes fed in arbitrary chunks
@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "transport/frame.h"
+#include <shmlink/frame.h>
 
 using shmlink::transport::FrameParser;
 using shmlink::transport::TransportErrc;

@@ -1,4 +1,4 @@
-// fuzz-srcs: transport/handshake.cc transport/error.cc
+// fuzz-srcs: transport/handshake.cc transport/transport_error.cc
 // fuzz-libs: -lcrypto
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
@@ -11,8 +11,8 @@
 #include <span>
 #include <vector>
 
-#include "transport/frame.h"
-#include "transport/handshake.h"
+#include <shmlink/frame.h>
+#include <shmlink/handshake.h>
 
 using namespace shmlink::transport;
 

@@ -1,5 +1,5 @@
 // fuzz-srcs: ringbuf/mpmc_queue.cc ringbuf/mpmc_layout.cc ringbuf/segment.cc
-// fuzz-srcs: ringbuf/segment_header.cc ringbuf/process_identity.cc ringbuf/error.cc
+// fuzz-srcs: ringbuf/segment_header.cc ringbuf/process_identity.cc ringbuf/ring_error.cc
 // fuzz-srcs: ringbuf/futex.cc ringbuf/mpmc_handle.cc
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "ringbuf/mpmc_queue.h"
+#include <shmlink/mpmc_queue.h>
 
 using namespace shmlink;
 

@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "transport/pickle.h"
+#include <shmlink/pickle.h>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using shmlink::pickle::Decode;

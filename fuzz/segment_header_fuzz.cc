@@ -1,4 +1,4 @@
-// fuzz-srcs: ringbuf/error.cc ringbuf/futex.cc ringbuf/process_identity.cc ringbuf/segment.cc
+// fuzz-srcs: ringbuf/ring_error.cc ringbuf/futex.cc ringbuf/process_identity.cc ringbuf/segment.cc
 // fuzz-srcs: ringbuf/segment_header.cc ringbuf/spsc_layout.cc ringbuf/spsc_ring.cc
 // fuzz-srcs: ringbuf/mpmc_layout.cc ringbuf/mpmc_queue.cc ringbuf/shared_object.cc
 // fuzz-srcs: ringbuf/mpmc_handle.cc
@@ -35,13 +35,14 @@
 #include <vector>
 
 #include "fuzz/shm_fuzz_util.h"
-#include "ringbuf/mpmc_layout.h"
-#include "ringbuf/mpmc_queue.h"
-#include "ringbuf/segment.h"
-#include "ringbuf/segment_header.h"
-#include "ringbuf/shared_object.h"
-#include "ringbuf/spsc_layout.h"
-#include "ringbuf/spsc_ring.h"
+
+#include <shmlink/mpmc_layout.h>
+#include <shmlink/mpmc_queue.h>
+#include <shmlink/segment.h>
+#include <shmlink/segment_header.h>
+#include <shmlink/shared_object.h>
+#include <shmlink/spsc_layout.h>
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink {
 namespace {

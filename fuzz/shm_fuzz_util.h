@@ -20,7 +20,7 @@
 #include <cstring>
 #include <system_error>
 
-#include "ringbuf/error.h"
+#include <shmlink/ring_error.h>
 
 namespace shmlink::fuzz {
 

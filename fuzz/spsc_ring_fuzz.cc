@@ -1,4 +1,4 @@
-// fuzz-srcs: ringbuf/error.cc ringbuf/futex.cc ringbuf/process_identity.cc ringbuf/segment.cc
+// fuzz-srcs: ringbuf/ring_error.cc ringbuf/futex.cc ringbuf/process_identity.cc ringbuf/segment.cc
 // fuzz-srcs: ringbuf/segment_header.cc ringbuf/spsc_layout.cc ringbuf/spsc_ring.cc
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
@@ -28,10 +28,11 @@
 #include <vector>
 
 #include "fuzz/shm_fuzz_util.h"
-#include "ringbuf/segment.h"
-#include "ringbuf/segment_header.h"
-#include "ringbuf/spsc_layout.h"
-#include "ringbuf/spsc_ring.h"
+
+#include <shmlink/segment.h>
+#include <shmlink/segment_header.h>
+#include <shmlink/spsc_layout.h>
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink {
 namespace {

@@ -6,6 +6,7 @@ pybind11-dev, Python headers from python3-dev, OpenSSL from libssl-dev).
 """
 import glob
 import os
+import shutil
 
 from setuptools import Extension, setup
 
@@ -16,6 +17,16 @@ ROOT = os.path.dirname(HERE)
 def rel(pattern):
     # Relative paths (from this directory): setuptools then keeps object files under build/.
     return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(ROOT, pattern)))
+
+
+def stage_headers():
+    # The sources include <shmlink/x.h>, as users do: lay the headers out that way.
+    staged = os.path.join(HERE, "build", "include", "shmlink")
+    os.makedirs(staged, exist_ok=True)
+    for pattern in ("ringbuf/*.h", "transport/*.h", "python/include/*.h"):
+        for header in glob.glob(os.path.join(ROOT, pattern)):
+            shutil.copyfile(header, os.path.join(staged, os.path.basename(header)))
+    return os.path.dirname(staged)
 
 
 os.chdir(HERE)
@@ -31,7 +42,7 @@ setup(
         Extension(
             "shmlink._shmlink",
             sources=sources,
-            include_dirs=[ROOT, "/usr/include/pybind11"],
+            include_dirs=[ROOT, stage_headers(), "/usr/include/pybind11"],
             extra_compile_args=["-std=c++20", "-fvisibility=hidden", "-O2"],
             libraries=["rt", "crypto", "pthread"],
             language="c++",

@@ -11,11 +11,11 @@
 #include <chrono>
 #include <cstdint>
 
-#include "ringbuf/error.h"
-#include "ringbuf/event_count.h"
-#include "ringbuf/futex.h"
-#include "ringbuf/process_identity.h"
-#include "ringbuf/wait_options.h"
+#include <shmlink/event_count.h>
+#include <shmlink/futex.h>
+#include <shmlink/process_identity.h>
+#include <shmlink/ring_error.h>
+#include <shmlink/wait_options.h>
 
 namespace shmlink::internal {
 

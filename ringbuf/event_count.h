@@ -33,7 +33,7 @@
 #include <climits>
 #include <cstdint>
 
-#include "ringbuf/futex.h"
+#include <shmlink/futex.h>
 
 namespace shmlink {
 

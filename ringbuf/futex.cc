@@ -1,12 +1,12 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "ringbuf/futex.h"
-
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+
+#include <shmlink/futex.h>
 
 namespace shmlink {
 

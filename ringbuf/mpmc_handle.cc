@@ -1,11 +1,10 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // SYNC labels refer to the memory-ordering argument at the top of mpmc_queue.cc.
-#include "ringbuf/mpmc_handle.h"
-
 #include <utility>
 
-#include "ringbuf/process_identity.h"
+#include <shmlink/mpmc_handle.h>
+#include <shmlink/process_identity.h>
 
 namespace shmlink::internal {
 

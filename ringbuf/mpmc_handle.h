@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <memory>
 
-#include "ringbuf/mpmc_layout.h"
-#include "ringbuf/segment.h"
+#include <shmlink/mpmc_layout.h>
+#include <shmlink/segment.h>
 
 namespace shmlink::internal {
 

@@ -1,8 +1,8 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "ringbuf/mpmc_layout.h"
-
 #include <bit>
 #include <new>
+
+#include <shmlink/mpmc_layout.h>
 
 namespace shmlink {
 namespace {

@@ -32,15 +32,14 @@
 //   store (a handle's: ~MpmcHandle, mpmc_handle.cc), so a new owner of an entry sees
 //   everything the previous owner (or the process that recovered it) did to stamps
 //   carrying that index.
-#include "ringbuf/mpmc_queue.h"
-
 #include <sys/mman.h>
 
 #include <cstring>
 #include <utility>
 
-#include "ringbuf/blocking_wait.h"
-#include "ringbuf/process_identity.h"
+#include <shmlink/blocking_wait.h>
+#include <shmlink/mpmc_queue.h>
+#include <shmlink/process_identity.h>
 
 namespace shmlink {
 namespace {

@@ -73,12 +73,12 @@
 #include <string_view>
 #include <utility>
 
-#include "ringbuf/error.h"
-#include "ringbuf/expected.h"
-#include "ringbuf/mpmc_handle.h"
-#include "ringbuf/mpmc_layout.h"
-#include "ringbuf/segment.h"
-#include "ringbuf/wait_options.h"
+#include <shmlink/expected.h>
+#include <shmlink/mpmc_handle.h>
+#include <shmlink/mpmc_layout.h>
+#include <shmlink/ring_error.h>
+#include <shmlink/segment.h>
+#include <shmlink/wait_options.h>
 
 namespace shmlink {
 

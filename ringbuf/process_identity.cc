@@ -1,6 +1,4 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "ringbuf/process_identity.h"
-
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -8,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+
+#include <shmlink/process_identity.h>
 
 namespace shmlink {
 

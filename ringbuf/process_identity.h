@@ -13,8 +13,8 @@
 #include <atomic>
 #include <cstdint>
 
-#include "ringbuf/error.h"
-#include "ringbuf/expected.h"
+#include <shmlink/expected.h>
+#include <shmlink/ring_error.h>
 
 namespace shmlink {
 

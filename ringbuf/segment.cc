@@ -1,6 +1,4 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "ringbuf/segment.h"
-
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -8,6 +6,8 @@
 
 #include <cerrno>
 #include <utility>
+
+#include <shmlink/segment.h>
 
 namespace shmlink {
 namespace {

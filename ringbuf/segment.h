@@ -28,8 +28,8 @@
 #include <string>
 #include <string_view>
 
-#include "ringbuf/error.h"
-#include "ringbuf/expected.h"
+#include <shmlink/expected.h>
+#include <shmlink/ring_error.h>
 
 namespace shmlink {
 

@@ -1,10 +1,9 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "ringbuf/segment_header.h"
-
 #include <cstring>
 #include <new>
 
-#include "ringbuf/process_identity.h"
+#include <shmlink/process_identity.h>
+#include <shmlink/segment_header.h>
 
 namespace shmlink {
 

@@ -27,8 +27,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ringbuf/error.h"
-#include "ringbuf/expected.h"
+#include <shmlink/expected.h>
+#include <shmlink/ring_error.h>
 
 namespace shmlink {
 

@@ -1,6 +1,4 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "ringbuf/shared_object.h"
-
 #include <sys/mman.h>
 #include <time.h>
 
@@ -8,8 +6,9 @@
 #include <new>
 #include <string>
 
-#include "ringbuf/process_identity.h"
-#include "ringbuf/segment_header.h"
+#include <shmlink/process_identity.h>
+#include <shmlink/segment_header.h>
+#include <shmlink/shared_object.h>
 
 namespace shmlink {
 namespace {

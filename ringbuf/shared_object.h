@@ -49,9 +49,9 @@
 #include <type_traits>
 #include <utility>
 
-#include "ringbuf/error.h"
-#include "ringbuf/expected.h"
-#include "ringbuf/segment.h"
+#include <shmlink/expected.h>
+#include <shmlink/ring_error.h>
+#include <shmlink/segment.h>
 
 namespace shmlink {
 

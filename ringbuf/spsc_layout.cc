@@ -1,8 +1,8 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "ringbuf/spsc_layout.h"
-
 #include <bit>
 #include <new>
+
+#include <shmlink/spsc_layout.h>
 
 namespace shmlink {
 namespace {

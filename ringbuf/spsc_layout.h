@@ -50,10 +50,10 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "ringbuf/event_count.h"
-#include "ringbuf/expected.h"
-#include "ringbuf/segment.h"
-#include "ringbuf/segment_header.h"
+#include <shmlink/event_count.h>
+#include <shmlink/expected.h>
+#include <shmlink/segment.h>
+#include <shmlink/segment_header.h>
 
 namespace shmlink {
 

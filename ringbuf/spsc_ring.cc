@@ -40,8 +40,6 @@
 // Close: close() publishes a kRecordClose header word at the published end (the terminator
 //   slot, SYNC(data)), then sets writer_closed (seq_cst, read by producers taking over),
 //   fence and notify as above. The consumer drains to it and then returns kClosed.
-#include "ringbuf/spsc_ring.h"
-
 #include <sys/mman.h>
 
 #include <atomic>
@@ -49,8 +47,9 @@
 #include <cstring>
 #include <utility>
 
-#include "ringbuf/blocking_wait.h"
-#include "ringbuf/process_identity.h"
+#include <shmlink/blocking_wait.h>
+#include <shmlink/process_identity.h>
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink {
 

@@ -41,11 +41,11 @@
 #include <span>
 #include <string_view>
 
-#include "ringbuf/error.h"
-#include "ringbuf/expected.h"
-#include "ringbuf/segment.h"
-#include "ringbuf/spsc_layout.h"
-#include "ringbuf/wait_options.h"
+#include <shmlink/expected.h>
+#include <shmlink/ring_error.h>
+#include <shmlink/segment.h>
+#include <shmlink/spsc_layout.h>
+#include <shmlink/wait_options.h>
 
 namespace shmlink {
 

@@ -10,7 +10,7 @@
 #   // fuzz-srcs: ringbuf/segment.cc ringbuf/segment_header.cc
 #   // fuzz-srcs: ringbuf/spsc_ring.cc    (repeat the key rather than exceed 100 columns:
 #   // fuzz-libs: -lcrypto                 clang-format reflows long comments; optional)
-# Build: clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -I. <target>
+# Build: clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -I. -I<staged> <target>
 #        <srcs> -lrt <libs>, into $FUZZ_BUILD_DIR (default ${TMPDIR:-/tmp}/shmlink-fuzz-<cksum
 # of the checkout path>, so concurrent runs from different worktrees never collide),
 # never into the source tree. Seeds come from fuzz/corpus/<name>/ when present; new inputs
@@ -75,6 +75,8 @@ if [ -z "$SECONDS_PER" ] && [ -z "$RUNS" ]; then
 fi
 
 mkdir -p "$BUILD_DIR/bin" "$BUILD_DIR/corpus" "$BUILD_DIR/artifacts" "$BUILD_DIR/logs"
+# Sources include <shmlink/...> as users do: lay the headers out that way.
+bash scripts/stage_headers.sh "$BUILD_DIR/include"
 
 # header_value FILE KEY: the words after every "// KEY:" in the first 15 lines of FILE
 # (repeat the key for lists longer than a line), plus continuation lines that hold only
@@ -123,7 +125,7 @@ for target in "${targets[@]}"; do
   fi
   if needs_build "$bin" "$target" "${srcs[@]}"; then
     echo "fuzz: building $name" >&2
-    if ! "$CXX" -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -I. \
+    if ! "$CXX" -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -I. -I"$BUILD_DIR/include" \
         "$target" "${srcs[@]}" -lrt "${libs[@]}" -o "$bin.tmp" 2>"$BUILD_DIR/logs/$name.build.log"; then
       echo "fuzz: $name: build failed:" >&2
       head -n 40 "$BUILD_DIR/logs/$name.build.log" >&2

@@ -1,6 +1,4 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "transport/address.h"
-
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -8,6 +6,8 @@
 
 #include <charconv>
 #include <cstring>
+
+#include <shmlink/address.h>
 
 namespace shmlink::transport {
 namespace {

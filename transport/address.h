@@ -19,8 +19,8 @@
 #include <string>
 #include <string_view>
 
-#include "ringbuf/expected.h"
-#include "transport/error.h"
+#include <shmlink/expected.h>
+#include <shmlink/transport_error.h>
 
 namespace shmlink::transport {
 

@@ -21,8 +21,6 @@
 // publishes the message and ends with a seq_cst fence (spsc_ring.cc, SYNC(event-count)),
 // followed by a seq_cst load of waiters (event_count.h's argument): either the sender sees
 // the bias, or the reader's re-check sees the message.
-#include "transport/connection.h"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -43,12 +41,13 @@
 #include <cstring>
 #include <optional>
 
-#include "ringbuf/blocking_wait.h"
-#include "ringbuf/process_identity.h"
-#include "ringbuf/segment.h"
-#include "ringbuf/spsc_layout.h"
-#include "ringbuf/spsc_ring.h"
-#include "transport/frame.h"
+#include <shmlink/blocking_wait.h>
+#include <shmlink/connection.h>
+#include <shmlink/frame.h>
+#include <shmlink/process_identity.h>
+#include <shmlink/segment.h>
+#include <shmlink/spsc_layout.h>
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink::transport {
 namespace {

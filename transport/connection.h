@@ -46,12 +46,12 @@
 #include <string_view>
 #include <vector>
 
-#include "ringbuf/expected.h"
-#include "ringbuf/wait_options.h"
-#include "transport/address.h"
-#include "transport/error.h"
-#include "transport/handshake.h"
-#include "transport/pickle.h"
+#include <shmlink/address.h>
+#include <shmlink/expected.h>
+#include <shmlink/handshake.h>
+#include <shmlink/pickle.h>
+#include <shmlink/transport_error.h>
+#include <shmlink/wait_options.h>
 
 namespace shmlink::transport {
 

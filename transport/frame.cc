@@ -1,7 +1,7 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "transport/frame.h"
-
 #include <cstring>
+
+#include <shmlink/frame.h>
 
 namespace shmlink::transport {
 namespace {

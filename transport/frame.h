@@ -16,8 +16,8 @@
 #include <span>
 #include <vector>
 
-#include "ringbuf/expected.h"
-#include "transport/error.h"
+#include <shmlink/expected.h>
+#include <shmlink/transport_error.h>
 
 namespace shmlink::transport {
 

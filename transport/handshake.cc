@@ -1,6 +1,4 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "transport/handshake.h"
-
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -9,6 +7,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+
+#include <shmlink/handshake.h>
 
 namespace shmlink::transport {
 namespace {

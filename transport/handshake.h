@@ -38,8 +38,8 @@
 #include <string_view>
 #include <vector>
 
-#include "ringbuf/expected.h"
-#include "transport/error.h"
+#include <shmlink/expected.h>
+#include <shmlink/transport_error.h>
 
 namespace shmlink::transport {
 

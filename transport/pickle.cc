@@ -14,8 +14,6 @@
 // Decode's working memory is O(input): every opcode consumes >= 1 byte and creates at most
 // one node or one stack/child entry; declared lengths are checked against the remaining
 // input before anything is allocated.
-#include "transport/pickle.h"
-
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -26,6 +24,8 @@
 #include <cstring>
 #include <forward_list>
 #include <unordered_map>
+
+#include <shmlink/pickle.h>
 
 namespace shmlink::pickle {
 namespace {

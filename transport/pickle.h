@@ -25,7 +25,7 @@
 #include <utility>
 #include <vector>
 
-#include "ringbuf/expected.h"
+#include <shmlink/expected.h>
 
 namespace shmlink::pickle {
 

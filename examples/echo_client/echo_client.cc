@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "transport/connection.h"
-#include "transport/pickle.h"
+#include <shmlink/connection.h>
+#include <shmlink/pickle.h>
 
 using namespace shmlink::transport;
 namespace pickle = shmlink::pickle;

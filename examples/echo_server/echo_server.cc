@@ -13,8 +13,8 @@
 #include <cstring>
 #include <string>
 
-#include "transport/connection.h"
-#include "transport/pickle.h"
+#include <shmlink/connection.h>
+#include <shmlink/pickle.h>
 
 using namespace shmlink::transport;
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <thread>
 
-#include "ringbuf/spsc_ring.h"
+#include <shmlink/spsc_ring.h>
 
 namespace ping_pong {
 

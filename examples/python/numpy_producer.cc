@@ -15,8 +15,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "python/include/shmlink_array.h"
-#include "ringbuf/spsc_ring.h"
+#include <shmlink/array_frame.h>
+#include <shmlink/spsc_ring.h>
 
 int main(int argc, char** argv) {
   if (argc < 5) {

@@ -9,7 +9,7 @@ from ._shmlink import _Channel, Message
 
 __all__ = ["Ring", "Message", "ARRAY_MAGIC", "encode_array_header", "decode_array_header"]
 
-# Array frame (also written by the C++ helper python/include/shmlink_array.h):
+# Array frame (also written by the C++ helper <shmlink/array_frame.h>):
 #   magic "SHMA" | u8 version (1) | u8 ndim | u16 dtype_len | u32 data_offset
 #   dtype string (numpy dtype.str, ASCII) | ndim x u64 shape | zero padding to data_offset
 # data_offset is a multiple of 64, so the data is as aligned as the message (8 bytes at

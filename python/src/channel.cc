@@ -10,7 +10,7 @@
 #include <chrono>
 #include <string>
 
-#include "ringbuf/error.h"
+#include <shmlink/ring_error.h>
 
 namespace shmlink::py {
 namespace {

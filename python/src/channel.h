@@ -31,8 +31,8 @@
 #include <optional>
 #include <span>
 
-#include "ringbuf/spsc_ring.h"
-#include "ringbuf/wait_options.h"
+#include <shmlink/spsc_ring.h>
+#include <shmlink/wait_options.h>
 
 namespace shmlink::py {
 

@@ -20,10 +20,11 @@
 #include "python/src/message.h"
 #include "python/src/queue.h"
 #include "python/src/transport_py.h"
-#include "ringbuf/segment.h"
-#include "ringbuf/segment_header.h"
-#include "ringbuf/spsc_layout.h"
-#include "ringbuf/spsc_ring.h"
+
+#include <shmlink/segment.h>
+#include <shmlink/segment_header.h>
+#include <shmlink/spsc_layout.h>
+#include <shmlink/spsc_ring.h>
 
 namespace pyb = pybind11;
 

@@ -29,9 +29,10 @@
 
 #include "python/src/channel.h"
 #include "python/src/decode_view.h"
-#include "ringbuf/futex.h"
-#include "ringbuf/mpmc_queue.h"
-#include "ringbuf/shared_object.h"
+
+#include <shmlink/futex.h>
+#include <shmlink/mpmc_queue.h>
+#include <shmlink/shared_object.h>
 
 namespace pyb = pybind11;
 

@@ -22,8 +22,9 @@
 
 #include "python/src/channel.h"
 #include "python/src/decode_view.h"
-#include "transport/connection.h"
-#include "transport/error.h"
+
+#include <shmlink/connection.h>
+#include <shmlink/transport_error.h>
 
 namespace pyb = pybind11;
 

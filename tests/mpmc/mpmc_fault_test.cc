@@ -24,9 +24,10 @@
 #include <thread>
 #include <vector>
 
-#include "ringbuf/mpmc_queue.h"
 #include "tests/mpmc/mpmc_test_util.h"
 #include "tests/test_util.h"
+
+#include <shmlink/mpmc_queue.h>
 
 namespace shmlink {
 namespace {

@@ -2,8 +2,6 @@
 //
 // MpmcQueue semantics in one process, hostile segments, and the two deterministic crash
 // cases of the documented crash semantics (mpmc_queue.h), with real processes and SIGKILL.
-#include "ringbuf/mpmc_queue.h"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -16,9 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "ringbuf/segment_header.h"
-#include "ringbuf/spsc_ring.h"
 #include "tests/test_util.h"
+
+#include <shmlink/mpmc_queue.h>
+#include <shmlink/segment_header.h>
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink {
 namespace {

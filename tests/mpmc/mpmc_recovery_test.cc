@@ -33,9 +33,10 @@
 #include <thread>
 #include <vector>
 
-#include "ringbuf/mpmc_queue.h"
-#include "ringbuf/process_identity.h"
 #include "tests/test_util.h"
+
+#include <shmlink/mpmc_queue.h>
+#include <shmlink/process_identity.h>
 
 namespace shmlink {
 namespace {

@@ -3,8 +3,6 @@
 // SharedObject / SharedValue / SharedArray: sharing across processes, the robust lock when
 // its holder is SIGKILLed (EOWNERDEAD -> repair -> consistent), ENOTRECOVERABLE instead of
 // a deadlock when nobody repairs, and hostile or mismatched segments.
-#include "ringbuf/shared_object.h"
-
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -14,9 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "ringbuf/mpmc_queue.h"
-#include "ringbuf/segment_header.h"
 #include "tests/test_util.h"
+
+#include <shmlink/mpmc_queue.h>
+#include <shmlink/segment_header.h>
+#include <shmlink/shared_object.h>
 
 namespace shmlink {
 namespace {

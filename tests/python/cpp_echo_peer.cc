@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "transport/connection.h"
-#include "transport/error.h"
+#include <shmlink/connection.h>
+#include <shmlink/transport_error.h>
 
 using shmlink::transport::Client;
 using shmlink::transport::Listener;

@@ -30,10 +30,11 @@
 #include <string>
 #include <thread>
 
-#include "ringbuf/process_identity.h"
 #include "tests/reliability/crash_scenario.h"
 #include "tests/test_util.h"
-#include "transport/connection.h"
+
+#include <shmlink/connection.h>
+#include <shmlink/process_identity.h>
 
 namespace shmlink::reliability {
 namespace {

@@ -23,7 +23,8 @@
 #include <vector>
 
 #include "tests/test_util.h"
-#include "transport/connection.h"
+
+#include <shmlink/connection.h>
 
 namespace shmlink::transport {
 namespace {

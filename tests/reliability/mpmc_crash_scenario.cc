@@ -29,10 +29,11 @@
 #include <string>
 #include <thread>
 
-#include "ringbuf/mpmc_queue.h"
-#include "ringbuf/process_identity.h"
 #include "tests/reliability/crash_scenario.h"
 #include "tests/test_util.h"
+
+#include <shmlink/mpmc_queue.h>
+#include <shmlink/process_identity.h>
 
 namespace shmlink::reliability {
 namespace {

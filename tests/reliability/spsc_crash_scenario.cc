@@ -30,10 +30,11 @@
 #include <string>
 #include <thread>
 
-#include "ringbuf/process_identity.h"
-#include "ringbuf/spsc_ring.h"
 #include "tests/reliability/crash_scenario.h"
 #include "tests/test_util.h"
+
+#include <shmlink/process_identity.h>
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink::reliability {
 namespace {

@@ -15,9 +15,10 @@
 #include <thread>
 #include <vector>
 
-#include "ringbuf/spsc_ring.h"
 #include "tests/spsc/spsc_test_util.h"
 #include "tests/test_util.h"
+
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink {
 namespace {

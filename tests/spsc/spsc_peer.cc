@@ -11,8 +11,9 @@
 #include <string>
 #include <thread>
 
-#include "ringbuf/spsc_ring.h"
 #include "tests/spsc/spsc_test_util.h"
+
+#include <shmlink/spsc_ring.h>
 
 int main(int argc, char** argv) {
   using namespace shmlink;

@@ -3,8 +3,6 @@
 // Single-process semantics of SpscRing (wrap, full/empty, sizes, batching, peek/advance,
 // close, roles) plus the hostile-segment cases: every corrupted header or ring state must
 // come back as a typed error, never a crash or an access outside the mapping.
-#include "ringbuf/spsc_ring.h"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -17,11 +15,13 @@
 #include <string>
 #include <vector>
 
-#include "ringbuf/segment.h"
-#include "ringbuf/segment_header.h"
-#include "ringbuf/spsc_layout.h"
 #include "tests/spsc/spsc_test_util.h"
 #include "tests/test_util.h"
+
+#include <shmlink/segment.h>
+#include <shmlink/segment_header.h>
+#include <shmlink/spsc_layout.h>
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink {
 namespace {

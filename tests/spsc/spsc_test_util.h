@@ -17,8 +17,9 @@
 #include <string>
 #include <utility>
 
-#include "ringbuf/spsc_ring.h"
 #include "tests/test_util.h"
+
+#include <shmlink/spsc_ring.h>
 
 namespace shmlink::testing {
 

@@ -2,8 +2,6 @@
 // shm upgrade on every address family, socket fallback, end of stream, wrong keys,
 // SIGKILL mid-handshake and mid-transfer, timeouts, malformed frames, 256 clients,
 // socket-file hygiene and uid checks.
-#include "transport/connection.h"
-
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -19,6 +17,8 @@
 
 #include "tests/test_util.h"
 #include "tests/transport/transport_test_util.h"
+
+#include <shmlink/connection.h>
 
 namespace shmlink::transport {
 namespace {

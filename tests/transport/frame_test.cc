@@ -1,10 +1,10 @@
 // Python multiprocessing framing: header forms, incremental parsing, limits, errors.
-#include "transport/frame.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
+
+#include <shmlink/frame.h>
 
 namespace shmlink::transport {
 namespace {

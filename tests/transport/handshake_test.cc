@@ -1,12 +1,12 @@
 // The challenge-response state machine, in process: both dialects, all digests, the
 // capability marker, wrong keys, garbage. Interop with real Python is in
 // python_interop_test.cc.
-#include "transport/handshake.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
+
+#include <shmlink/handshake.h>
 
 namespace shmlink::transport {
 namespace {

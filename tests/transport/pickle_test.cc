@@ -5,8 +5,6 @@
 // back by it and compared strictly (types included). Hostile inputs: globals/reduce
 // payloads, every truncation and many corruptions of every golden pickle, deep nesting,
 // huge declared lengths, shared-reference blow-up, cycles.
-#include "transport/pickle.h"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -22,6 +20,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <shmlink/pickle.h>
 
 namespace shmlink::pickle {
 namespace {

@@ -13,8 +13,9 @@
 
 #include "tests/test_util.h"
 #include "tests/transport/transport_test_util.h"
-#include "transport/connection.h"
-#include "transport/pickle.h"
+
+#include <shmlink/connection.h>
+#include <shmlink/pickle.h>
 
 namespace shmlink::transport {
 namespace {

@@ -1,7 +1,7 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "transport/error.h"
-
 #include <string>
+
+#include <shmlink/transport_error.h>
 
 namespace shmlink::transport {
 namespace {

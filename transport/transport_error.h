@@ -5,8 +5,8 @@
 // ("shmlink.transport"); failed system calls are reported in std::system_category.
 //
 // For each code the comment says whether retrying the same call can help.
-#ifndef SHMLINK_TRANSPORT_ERROR_H_
-#define SHMLINK_TRANSPORT_ERROR_H_
+#ifndef SHMLINK_TRANSPORT_TRANSPORT_ERROR_H_
+#define SHMLINK_TRANSPORT_TRANSPORT_ERROR_H_
 
 #include <system_error>
 
@@ -54,4 +54,4 @@ inline bool IsAuthError(const std::error_code& ec) noexcept {
 template <>
 struct std::is_error_code_enum<shmlink::transport::TransportErrc> : std::true_type {};
 
-#endif  // SHMLINK_TRANSPORT_ERROR_H_
+#endif  // SHMLINK_TRANSPORT_TRANSPORT_ERROR_H_

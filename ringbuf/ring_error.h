@@ -5,8 +5,8 @@
 // system calls are reported in std::system_category with the errno value instead.
 //
 // For each code the comment says whether retrying the same call can help.
-#ifndef SHMLINK_RINGBUF_ERROR_H_
-#define SHMLINK_RINGBUF_ERROR_H_
+#ifndef SHMLINK_RINGBUF_RING_ERROR_H_
+#define SHMLINK_RINGBUF_RING_ERROR_H_
 
 #include <system_error>
 
@@ -46,4 +46,4 @@ inline std::error_code make_error_code(RingErrc e) noexcept {
 template <>
 struct std::is_error_code_enum<shmlink::RingErrc> : std::true_type {};
 
-#endif  // SHMLINK_RINGBUF_ERROR_H_
+#endif  // SHMLINK_RINGBUF_RING_ERROR_H_

@@ -15,8 +15,8 @@
 //
 // dtype strings are NumPy's dtype.str: "<f8" (little-endian float64), "<i4", "|u1", ...
 // Thread safety: pure functions.
-#ifndef SHMLINK_PYTHON_INCLUDE_SHMLINK_ARRAY_H_
-#define SHMLINK_PYTHON_INCLUDE_SHMLINK_ARRAY_H_
+#ifndef SHMLINK_PYTHON_INCLUDE_ARRAY_FRAME_H_
+#define SHMLINK_PYTHON_INCLUDE_ARRAY_FRAME_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -73,4 +73,4 @@ T* WriteArrayFrame(std::span<std::byte> frame, std::string_view dtype,
 
 }  // namespace shmlink::python
 
-#endif  // SHMLINK_PYTHON_INCLUDE_SHMLINK_ARRAY_H_
+#endif  // SHMLINK_PYTHON_INCLUDE_ARRAY_FRAME_H_

@@ -1,7 +1,7 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include "ringbuf/error.h"
-
 #include <string>
+
+#include <shmlink/ring_error.h>
 
 namespace shmlink {
 namespace {
