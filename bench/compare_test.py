@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Smoke test of //bench:compare: runs it on a cheap subset and checks its output.
 
 Runs `compare --quick --systems pipe,boost-message-queue --sizes 64,4096` with tiny

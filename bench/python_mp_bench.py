@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Stock multiprocessing baselines for //bench:compare (python-mp-pipe, -queue, -listener).
 
 Same layout and protocol as the C++ peer harness (bench/peer_harness.h): two processes

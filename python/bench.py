@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Python IPC throughput: shmlink's Queue/Pipe/Ring against multiprocessing's.
 
 usage: bench.py [--json] [--quick] [--sizes 64,4096,1048576] [--reps N] [--seconds S]

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """pip install --no-build-isolation ./python
 
 Builds the same C++ sources as Bazel (python/src, ringbuf/, transport/) into

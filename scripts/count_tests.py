@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Counts individual test cases in Bazel test.xml files.
 
 usage: count_tests.py TESTLOGS_DIR LABEL [LABEL ...]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 # Builds and runs every libFuzzer target fuzz/*_fuzz.cc for a bounded time.
 #
 #   scripts/fuzz.sh                      # CI: ~120 s in total, split across targets

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 # The README's main command: installs what is missing, builds, runs the ping-pong demo
 # (two separate programs meeting by shm name) and then the headline benchmark
 # (//bench:compare: shmlink against sockets, pipes, iceoryx, Boost.Interprocess, Python

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 # Installs every Debian package shmlink needs (idempotent; quiet when all are present).
 # Sourced or run by scripts/run.sh and scripts/test.sh; needs root (apt-get).
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 # The README's test command: installs what is missing, builds, runs every test (plain,
 # then the concurrency tests under ThreadSanitizer and the C++ suite under
 # AddressSanitizer+UBSan, then bounded fuzzing), checks that nothing was left in /dev/shm,

@@ -1,3 +1,4 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
 // echo_client: sends messages to an echo server (examples/echo_server, or any
 // multiprocessing.connection Listener that echoes) and prints the replies.
 //

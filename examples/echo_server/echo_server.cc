@@ -1,3 +1,4 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
 // echo_server: a shmlink Listener that echoes every message back.
 //
 //   echo_server --socket /tmp/echo.sock --authkey 'secret password'

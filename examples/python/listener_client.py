@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """The seed's Client, with shmlink in place of multiprocessing.
 
     python3 listener_client.py [ADDRESS]      (default: localhost:6000)

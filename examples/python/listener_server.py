@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """The seed's Listener session, with shmlink in place of multiprocessing.
 
     python3 listener_server.py [ADDRESS]      (default: localhost:6000)

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """C++ -> Python NumPy stream by shared-memory name, without copying the arrays.
 
     python3 numpy_stream.py [PATH_TO_numpy_producer]

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """The seed's Pipe example: one process sends, another receives (shmlink.Pipe)."""
 from multiprocessing import Process
 

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """The seed's Queue: several producers and consumers sharing one FIFO (shmlink.Queue)."""
 from multiprocessing import Process
 

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """The seed's Client program, for stock Python (no shmlink needed).
 
 Unchanged from the seed except that the address may be given on the command line

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """The seed's shared memory: Value and Array, updated under their lock (shmlink)."""
 from multiprocessing import Process
 

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink: zero-copy IPC over POSIX shared memory, with multiprocessing's API.
 
     import shmlink

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Public API of shmlink (stubs for editors)."""
 from multiprocessing import AuthenticationError as AuthenticationError
 from multiprocessing import BufferTooShort as BufferTooShort

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Default shm names: /shmlink-<kind>-<pid>.<process tag>-<random>.
 
 The pid alone is not unique across PID namespaces (containers, sandboxes) sharing /dev/shm,

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink.Ring: a named single-producer/single-consumer ring in POSIX shared memory."""
 import os
 import pickle

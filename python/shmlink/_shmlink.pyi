@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Type stubs for the C++ extension (internal; use the shmlink package API)."""
 from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar
 

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink.connection: multiprocessing.connection's API over shared memory.
 
 Pipe() gives two Connection objects whose messages travel through SPSC rings in an

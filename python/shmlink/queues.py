@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink.Queue / JoinableQueue / SimpleQueue: multiprocessing's queues over a shared-memory
 MPMC queue (ringbuf/mpmc_queue.h). No feeder thread, no pipe: put() copies the pickled
 object into a slot in shared memory and get() unpickles it from there.

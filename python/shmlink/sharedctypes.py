@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink.Value / Array: ctypes objects in named shared memory, guarded by a robust
 process-shared lock (ringbuf/shared_object.h).
 

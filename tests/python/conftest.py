@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Shared helpers for shmlink's Python tests."""
 import contextlib
 import os

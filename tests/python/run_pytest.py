@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Runs pytest on the test files named on the command line (paths relative to this file).
 
 Bazel's py_test runs this with the test files as arguments; each pytest case lands in the

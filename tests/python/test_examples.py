@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """The examples in examples/python/ run and print what they should."""
 import os
 import subprocess

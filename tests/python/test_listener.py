@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink Listener/Client: the seed's session, C++ peers, stock Python peers, wrong keys,
 dead peers and Ctrl-C."""
 import multiprocessing.connection as mpc

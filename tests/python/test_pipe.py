@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink.Pipe: multiprocessing.Pipe's API over shared memory, across fork and spawn."""
 import multiprocessing as mp
 import multiprocessing.connection as mpc

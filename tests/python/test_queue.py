@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink.Queue / JoinableQueue / SimpleQueue / Value / Array, as multiprocessing's."""
 import gc
 import multiprocessing as mp

@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink.Ring: bytes, zero-copy views, NumPy arrays, errors, signals, dead peers, C++."""
 import gc
 import multiprocessing as mp

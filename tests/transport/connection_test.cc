@@ -1,3 +1,4 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
 // Listener/Client/Connection between real processes over real sockets and shared memory:
 // shm upgrade on every address family, socket fallback, end of stream, wrong keys,
 // SIGKILL mid-handshake and mid-transfer, timeouts, malformed frames, 256 clients,

@@ -1,3 +1,4 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
 // The examples as programs: echo_server with the seed's stock-Python client (unchanged
 // but for the port) and with echo_client over shared memory.
 #include <gtest/gtest.h>

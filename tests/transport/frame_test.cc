@@ -1,3 +1,4 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
 // Python multiprocessing framing: header forms, incremental parsing, limits, errors.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
 // The challenge-response state machine, in process: both dialects, all digests, the
 // capability marker, wrong keys, garbage. Interop with real Python is in
 // python_interop_test.cc.

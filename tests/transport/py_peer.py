@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Stock-Python peer for shmlink's transport interop tests.
 
 Uses only the standard library's multiprocessing.connection (no shmlink). With --modern,

@@ -1,3 +1,4 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
 // Interop with Debian's stock /usr/bin/python3 (3.11, no shmlink installed): Python's
 // multiprocessing.connection Client/Listener against shmlink's Listener/Client on every
 // address family, Python 3.12 handshake rules (py_peer.py --modern), legacy (3.11) mode of

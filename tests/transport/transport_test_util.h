@@ -1,3 +1,4 @@
+// Copyright shmlink authors. SPDX-License-Identifier: MIT
 // Helpers for the transport tests: unique abstract socket addresses and subprocesses (stock
 // Python peers, example programs) with a line-oriented stdout. The general ones (socket
 // paths, /dev/shm and fd inspection, waiting for children) are in tests/test_util.h.

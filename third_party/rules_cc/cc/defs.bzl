@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Offline stand-in for rules_cc: forwards to Bazel 4's native C++ rules."""
 
 def cc_library(**kwargs):

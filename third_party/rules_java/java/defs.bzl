@@ -1,3 +1,4 @@
+# Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Offline stand-in for rules_java: forwards to Bazel 4's native Java rules."""
 
 def java_import(**kwargs):
