@@ -1,4 +1,5 @@
-// fuzz-srcs: transport/pickle.cc
+// fuzz-srcs: transport/pickle_value.cc transport/pickle_decoder.cc
+// fuzz-srcs: transport/pickle_encoder.cc transport/pickle_conversions.cc
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // libFuzzer target for the pickle decoder: arbitrary bytes must decode to a Value or a
