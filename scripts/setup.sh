@@ -7,6 +7,8 @@ set -euo pipefail
 PACKAGES=(
   # build
   bazel-bootstrap g++ clang-format clang-tidy
+  # install tree and the consumer projects that use it (scripts/install.sh, tests/consumers)
+  cmake make pkg-config python3-venv python3-pybind11 python3-wheel
   # tests and benchmarks
   libgtest-dev googletest libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libssl-dev

@@ -2,7 +2,8 @@
 # Copyright shmlink authors. SPDX-License-Identifier: MIT
 # The README's test command: installs what is missing, builds, runs every test (plain,
 # then the concurrency tests under ThreadSanitizer and the C++ suite under
-# AddressSanitizer+UBSan, then bounded fuzzing), checks that nothing was left in /dev/shm,
+# AddressSanitizer+UBSan, then bounded fuzzing, then the consumer projects against a fresh
+# install tree), checks that nothing was left in /dev/shm,
 # and ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,16 @@ run_suite asan 'tests(//...) except attr(tags, "no_sanitizer", tests(//...))' --
 if [ -x scripts/fuzz.sh ]; then
   if bash scripts/fuzz.sh; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); STATUS=1; fi
 fi
+
+# shmlink used from outside the repository: install tree, CMake, pkg-config, Bazel, pip.
+consumers_out=$(bash tests/consumers/run.sh 2>&1) || STATUS=1
+echo "$consumers_out" | grep '^consumer' >&2
+read -r cp cf < <(echo "$consumers_out" | sed -n 's/^consumers: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p')
+if [ -z "${cp:-}" ]; then
+  echo "$consumers_out" | tail -n 20 >&2
+  cp=0; cf=1; STATUS=1
+fi
+PASSED=$((PASSED + cp)); FAILED=$((FAILED + cf))
 
 leftover=$(ls /dev/shm | grep -c '^shmlink' || true)
 if [ "$leftover" -gt "$shm_before" ]; then

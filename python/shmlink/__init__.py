@@ -12,6 +12,7 @@ __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
 from multiprocessing import AuthenticationError, BufferTooShort  # noqa: E402,F401
 
+from ._version import __version__  # noqa: E402,F401
 from ._shmlink import Message, set_spin  # noqa: E402
 from ._ring import Ring  # noqa: E402
 from .connection import Client, Connection, Listener, Pipe  # noqa: E402
