@@ -1,13 +1,14 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // ArrayFrame: writes NumPy-array messages that shmlink.Ring.recv_array() (Python) receives
-// without a copy. Header-only; the frame layout is documented in python/shmlink/_ring.py:
+// without a copy. Header-only; installed as <shmlink/array_frame.h>. The frame layout (also
+// read by python/shmlink/_ring.py):
 //
 //   "SHMA" | u8 version=1 | u8 ndim | u16 dtype_len | u32 data_offset | dtype | u64 shape[]
 //   | zero padding to data_offset (multiple of 64) | C-contiguous data
 //
 //   auto tx = ring->Producer();
-//   size_t n = ArrayFrameSize("<f8", {rows, cols});
+//   size_t n = ArrayFrameSize("<f8", {rows, cols}, sizeof(double));  // item size in bytes
 //   auto buf = tx->reserve(n);                       // span in the ring
 //   double* data = WriteArrayFrame<double>(*buf, "<f8", {rows, cols});  // header
 //   fill(data, rows * cols);                         // write the payload in place
