@@ -20,10 +20,13 @@ def rel(pattern):
 
 os.chdir(HERE)
 sources = rel("python/src/*.cc") + rel("ringbuf/*.cc") + rel("transport/*.cc")
+version = {}
+with open(os.path.join(HERE, "shmlink", "_version.py")) as f:
+    exec(f.read(), version)  # the one place the version is defined
 
 setup(
     name="shmlink",
-    version="0.1.0",
+    version=version["__version__"],
     description="Zero-copy IPC over POSIX shared memory with multiprocessing's API",
     packages=["shmlink"],
     package_data={"shmlink": ["*.pyi", "py.typed"]},

@@ -2,6 +2,10 @@
 from multiprocessing import AuthenticationError as AuthenticationError
 from multiprocessing import BufferTooShort as BufferTooShort
 
+from multiprocessing import *  # noqa: F401,F403 (the drop-in re-exports the stdlib's names)
+
+from ._context import ShmlinkContext as ShmlinkContext
+from ._context import get_context as get_context
 from ._ring import Ring as Ring
 from ._shmlink import Message as Message
 from .connection import Client as Client
@@ -18,3 +22,5 @@ from .sharedctypes import SharedLock as SharedLock
 from .sharedctypes import Value as Value
 
 def set_spin(seconds: float) -> None: ...
+
+__version__: str

@@ -231,7 +231,7 @@ def _new_name(kind):
     return _names.new_name(kind)
 
 
-def Value(typecode_or_type, *args, lock=True, name=None):
+def Value(typecode_or_type, *args, lock=True, ctx=None, name=None):
     """A ctypes value in shared memory, as multiprocessing.Value. lock=False: .value does
     not take the lock (get_lock() still works)."""
     ctype = _ctype(typecode_or_type)
@@ -244,7 +244,7 @@ def Value(typecode_or_type, *args, lock=True, name=None):
     return v
 
 
-def Array(typecode_or_type, size_or_initializer, *, lock=True, name=None):
+def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None, name=None):
     """A ctypes array in shared memory, as multiprocessing.Array."""
     ctype = _ctype(typecode_or_type)
     if isinstance(size_or_initializer, int):
