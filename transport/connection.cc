@@ -458,7 +458,8 @@ struct Connection::Impl {
 
   Expected<void> Setup(HandshakeRole role, std::string_view authkey) {
     const Clock::time_point deadline = Clock::now() + options.handshake_timeout;
-    auto r = Authenticate(role, authkey, deadline);
+    Expected<void> r;
+    if (options.authenticate) r = Authenticate(role, authkey, deadline);
     if (!r) return r;
     if (options.enable_shm && peer_is_shmlink) {
       r = role == HandshakeRole::kServer ? ServerUpgrade(deadline) : ClientUpgrade(deadline);
@@ -934,6 +935,29 @@ bool IsStaleSocketFile(const std::string& path, const SockAddr& sa) {
   return rc != 0 && err == ECONNREFUSED;
 }
 
+// A key is required when authenticating and refused when not (so that an empty key can
+// never silently mean "no authentication").
+bool KeyMatchesMode(std::string_view authkey, const ConnectionOptions& o) {
+  return o.authenticate ? !authkey.empty() : authkey.empty();
+}
+
+// The peer of TCP socket `fd` is on a loopback address (127.0.0.0/8, ::1, or ::ffff:127.x).
+bool PeerIsLoopback(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127;
+  }
+  return false;
+}
+
 bool UidAllowed(uid_t uid, const ListenerOptions& o) {
   if (o.allow_any_uid || uid == ::geteuid()) return true;
   return std::find(o.allowed_uids.begin(), o.allowed_uids.end(), uid) != o.allowed_uids.end();
@@ -1042,7 +1066,7 @@ void SweepStaleConnSegments() noexcept {
 
 Expected<Listener> Listener::Create(const Address& address, std::string_view authkey,
                                     const ListenerOptions& options) {
-  if (authkey.empty()) return TransportErrc::kInvalidArgument;
+  if (!KeyMatchesMode(authkey, options.connection)) return TransportErrc::kInvalidArgument;
   auto sa = ToSockAddr(address);
   if (!sa) return MakeUnexpected(sa.error());
   auto impl = std::make_unique<Impl>();
@@ -1130,6 +1154,10 @@ Expected<Connection> Listener::accept(Timeout timeout) {
   if (uid_known && !UidAllowed(impl->peer.uid, l.options)) {
     return TransportErrc::kPeerNotAllowed;  // impl closes the socket
   }
+  if (!l.options.connection.authenticate && impl->tcp && !l.options.allow_remote_unauthenticated &&
+      !PeerIsLoopback(cfd)) {
+    return TransportErrc::kPeerNotAllowed;  // unauthenticated: loopback peers only
+  }
   auto r = impl->Setup(HandshakeRole::kServer, l.authkey);
   if (!r) return MakeUnexpected(r.error());  // impl's destructor closes the socket
   return Connection(std::move(impl));
@@ -1144,7 +1172,7 @@ void Listener::close() noexcept { impl_->Close(); }
 
 Expected<Connection> Client(const Address& address, std::string_view authkey,
                             const ConnectionOptions& options) {
-  if (authkey.empty()) return TransportErrc::kInvalidArgument;
+  if (!KeyMatchesMode(authkey, options)) return TransportErrc::kInvalidArgument;
   auto sa = ToSockAddr(address);
   if (!sa) return MakeUnexpected(sa.error());
   auto impl = std::make_unique<Connection::Impl>();

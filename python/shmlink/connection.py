@@ -308,34 +308,47 @@ def _address_text(address):
 
 
 def _authkey(authkey):
+    """(key, authenticate) for the extension: None means no challenge, as in
+    multiprocessing."""
     if authkey is None:
-        raise ValueError("shmlink Listener/Client require an authkey (bytes): "
-                         "unauthenticated connections are not supported")
+        return b"", False
     if not isinstance(authkey, bytes):
         raise TypeError("authkey should be a byte string")
-    return authkey
+    if not authkey:
+        raise ValueError("shmlink refuses an empty authkey (use authkey=None for no "
+                         "authentication)")
+    return authkey, True
 
 
 class Listener:
     """multiprocessing.connection.Listener over transport/connection.h.
 
     Listener(address=None, family=None, backlog=1, authkey=None, *, shm=True,
-    ring_capacity=None, legacy_auth=False). address: a Unix path, an abstract name
-    ('\0name') or a (host, port) tuple (port 0: any free port, see .address); None
-    picks a fresh Unix path. family is accepted for compatibility and inferred.
-    shm=False behaves exactly like stock Python (no shared-memory upgrade).
+    ring_capacity=None, legacy_auth=False, allow_remote_unauthenticated=False).
+    address: a Unix path, an abstract name ('\0name') or a (host, port) tuple (port 0:
+    any free port, see .address); None picks a fresh Unix path. family is accepted for
+    compatibility and inferred. shm=False behaves exactly like stock Python (no
+    shared-memory upgrade).
+
+    authkey=None: no challenge-response, as in multiprocessing; then shmlink admits only
+    peers of this process's uid (kernel peer credentials) on Unix sockets and, on TCP,
+    only peers on a loopback address: accept() raises PermissionError for others unless
+    allow_remote_unauthenticated=True. Unauthenticated connections use the socket data
+    path (the shared-memory upgrade is negotiated inside the handshake).
     """
 
     def __init__(self, address=None, family=None, backlog=1, authkey=None, *, shm=True,
-                 ring_capacity=None, legacy_auth=False):
+                 ring_capacity=None, legacy_auth=False, allow_remote_unauthenticated=False):
         self._tempdir = None
         if address is None:
             import tempfile
             self._tempdir = tempfile.mkdtemp(prefix="shmlink-")
             address = os.path.join(self._tempdir, "listener")
         try:
-            self._impl = _Listener.create(_address_text(address), _authkey(authkey), shm,
-                                          int(ring_capacity or 0), int(backlog), legacy_auth)
+            key, authenticate = _authkey(authkey)
+            self._impl = _Listener.create(_address_text(address), key, shm,
+                                          int(ring_capacity or 0), int(backlog), legacy_auth,
+                                          authenticate, bool(allow_remote_unauthenticated))
         except BaseException:
             self._remove_tempdir()
             raise
@@ -386,9 +399,11 @@ class Listener:
 
 
 def Client(address, family=None, authkey=None, *, shm=True, legacy_auth=False):
-    """multiprocessing.connection.Client over transport/connection.h (see Listener)."""
-    return SocketConnection(_connect(_address_text(address), _authkey(authkey), shm,
-                                     legacy_auth))
+    """multiprocessing.connection.Client over transport/connection.h (see Listener).
+    authkey=None: no authentication, as in multiprocessing."""
+    key, authenticate = _authkey(authkey)
+    return SocketConnection(_connect(_address_text(address), key, shm, legacy_auth,
+                                     authenticate))
 
 
 def _rebuild_connection(seg, rx_efd, tx_efd, sock, rx_index, tx_index):

@@ -73,6 +73,9 @@ bool Is(const std::error_code& ec, TransportErrc e) { return ec == make_error_co
     case TransportErrc::kBadState:
       msg = "handle is closed";
       break;
+    case TransportErrc::kPeerNotAllowed:
+      type = PyExc_PermissionError;
+      break;
     default:
       type = PyExc_OSError;
   }
@@ -266,8 +269,10 @@ class SocketConn {
   std::timed_mutex recv_mu_;
 };
 
-transport::ConnectionOptions Options(bool shm, uint64_t ring_capacity, bool legacy) {
+transport::ConnectionOptions Options(bool shm, uint64_t ring_capacity, bool legacy,
+                                     bool authenticate) {
   transport::ConnectionOptions o;
+  o.authenticate = authenticate;
   o.enable_shm = shm;
   o.auth.advertise_shmlink = shm;
   if (legacy) o.auth.dialect = transport::AuthDialect::kLegacy;
@@ -286,9 +291,11 @@ class ListenerImpl {
  public:
   static std::shared_ptr<ListenerImpl> Create(const std::string& address,
                                               const std::string& authkey, bool shm,
-                                              uint64_t ring_capacity, int backlog, bool legacy) {
+                                              uint64_t ring_capacity, int backlog, bool legacy,
+                                              bool authenticate, bool allow_remote) {
     transport::ListenerOptions o;
-    o.connection = Options(shm, ring_capacity, legacy);
+    o.connection = Options(shm, ring_capacity, legacy, authenticate);
+    o.allow_remote_unauthenticated = allow_remote;
     if (backlog > 0) o.backlog = backlog;
     auto l = transport::Listener::Create(address, authkey, o);
     if (!l) RaiseTransportError(l.error(), false);
@@ -327,8 +334,8 @@ class ListenerImpl {
 };
 
 std::shared_ptr<SocketConn> Connect(const std::string& address, const std::string& authkey,
-                                    bool shm, bool legacy) {
-  auto o = Options(shm, 0, legacy);
+                                    bool shm, bool legacy, bool authenticate) {
+  auto o = Options(shm, 0, legacy, authenticate);
   Expected<transport::Connection> r = TransportErrc::kTimedOut;
   Py_BEGIN_ALLOW_THREADS;
   r = transport::Client(address, authkey, o);
@@ -362,7 +369,8 @@ void RegisterTransportTypes(pybind11::module_& m) {
   a::class_<ListenerImpl, std::shared_ptr<ListenerImpl>>(m, "_Listener")
       .def_static("create", &ListenerImpl::Create, a::arg("address"), a::arg("authkey"),
                   a::arg("shm") = true, a::arg("ring_capacity") = 0, a::arg("backlog") = 0,
-                  a::arg("legacy") = false)
+                  a::arg("legacy") = false, a::arg("authenticate") = true,
+                  a::arg("allow_remote_unauthenticated") = false)
       .def("accept", &ListenerImpl::Accept, a::arg("timeout") = a::none())
       .def("close", &ListenerImpl::Close)
       .def("fileno", &ListenerImpl::fileno)
@@ -371,7 +379,7 @@ void RegisterTransportTypes(pybind11::module_& m) {
       .def_property_readonly("last_peer_pid", &ListenerImpl::peer_pid);
 
   m.def("_connect", &Connect, a::arg("address"), a::arg("authkey"), a::arg("shm") = true,
-        a::arg("legacy") = false);
+        a::arg("legacy") = false, a::arg("authenticate") = true);
 }
 
 }  // namespace shmlink::py

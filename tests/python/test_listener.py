@@ -103,12 +103,12 @@ def test_default_address_is_a_fresh_unix_path_removed_on_close():
     assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
 
 
-def test_address_in_use_and_missing_authkey(unix_path):
+def test_address_in_use_and_bad_authkeys(unix_path):
     with Listener(unix_path, authkey=KEY):
         with pytest.raises(OSError):
             Listener(unix_path, authkey=KEY)
     with pytest.raises(ValueError):
-        Listener(unix_path)
+        Listener(unix_path, authkey=b"")
     with pytest.raises(TypeError):
         Client(unix_path, authkey="str key")
 

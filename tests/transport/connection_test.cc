@@ -170,6 +170,43 @@ TEST(Connection, SocketPathWhenShmIsDisabledOnEitherSide) {
   }
 }
 
+// authenticate = false: no handshake at all (Python's authkey=None), socket data path;
+// a key in that mode, or no key with authentication, is kInvalidArgument.
+TEST(Connection, UnauthenticatedPeersTalkOnTheSocket) {
+  ConnectionOptions none;
+  none.authenticate = false;
+  ListenerOptions lo;
+  lo.connection = none;
+  EXPECT_EQ(Listener::Create(testing::UniqueAbstract(), kKey, lo).error(),
+            make_error_code(TransportErrc::kInvalidArgument));
+  EXPECT_EQ(Listener::Create(testing::UniqueAbstract(), "").error(),
+            make_error_code(TransportErrc::kInvalidArgument));
+  EXPECT_EQ(Client(testing::UniqueAbstract(), kKey, none).error(),
+            make_error_code(TransportErrc::kInvalidArgument));
+  for (std::string address : {testing::UniqueAbstract(), std::string("127.0.0.1:0")}) {
+    auto listener = Listener::Create(address, "", lo);
+    ASSERT_TRUE(listener) << listener.error().message();
+    address = listener->address().ToString();
+    pid_t child = ForkChild([&] {
+      auto c = Client(address, "", none);
+      if (!c) return 10;
+      if (c->is_shm() || c->peer_is_shmlink()) return 11;
+      for (;;) {
+        auto m = c->recv_bytes();
+        if (!m) return 12;
+        if (Str(*m) == "close") break;
+        if (!c->send_bytes(*m)) return 13;
+      }
+      return 0;
+    });
+    auto conn = listener->accept(10s);
+    ASSERT_TRUE(conn) << conn.error().message();
+    EXPECT_FALSE(conn->is_shm());
+    ExpectEcho(*conn, 50);
+    EXPECT_EQ(WaitChild(child), 0);
+  }
+}
+
 // Zero-copy forms on both data paths, plus every committed message before kClosed.
 TEST(Connection, ZeroCopyAndEndOfStream) {
   for (bool shm : {true, false}) {
