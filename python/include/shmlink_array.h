@@ -7,7 +7,7 @@
 //   | zero padding to data_offset (multiple of 64) | C-contiguous data
 //
 //   auto tx = ring->Producer();
-//   size_t n = ArrayFrameSize("<f8", {rows, cols});
+//   size_t n = ArrayFrameSize("<f8", {rows, cols}, sizeof(double));  // item size last
 //   auto buf = tx->reserve(n);                       // span in the ring
 //   double* data = WriteArrayFrame<double>(*buf, "<f8", {rows, cols});  // header
 //   fill(data, rows * cols);                         // write the payload in place
