@@ -16,22 +16,34 @@ messages costs one eventfd write and one read, a strict ping-pong one of each pe
 other end (and its fileno) that the last copy of this end was closed or its process died.
 fileno() is an epoll descriptor watching both, created once per process.
 """
+import fcntl
+import itertools
 import os
+import secrets
 import select
 import socket
+import struct
 
 from multiprocessing import AuthenticationError, BufferTooShort  # noqa: F401 (re-export)
 from multiprocessing import reduction as _reduction
 
-from ._shmlink import _Channel, _Listener, _connect
+from ._shmlink import _Channel, _LargeMessage, _Listener, _connect
 
 __all__ = ["Pipe", "Connection", "Listener", "Client", "wait", "AuthenticationError",
            "BufferTooShort"]
 
-#: Default ring capacity per direction. Messages up to capacity/2 - 8 bytes (4 MiB - 8).
+#: Default ring capacity per direction. Messages up to capacity/2 - 72 bytes travel inline
+#: through the ring; larger ones through a one-shot memfd (see _send_large).
 DEFAULT_PIPE_CAPACITY = 8 << 20
 
 _ForkingPickler = _reduction.ForkingPickler
+_LARGE_HEADER = struct.Struct("=QQ")  # {id, size} beside a large message's fd
+_F_SEALS = (getattr(fcntl, "F_SEAL_SEAL", 1) | getattr(fcntl, "F_SEAL_SHRINK", 2) |
+            getattr(fcntl, "F_SEAL_GROW", 4) | getattr(fcntl, "F_SEAL_WRITE", 8))
+# Ids of this process's large messages: random start, so a receiver never confuses the fd of
+# a sender that died mid-send with a later sender's.
+_large_ids = itertools.count(secrets.randbits(62))
+_PWRITE_MAX = 1 << 30
 
 
 def _dup_all(fds):
@@ -99,13 +111,70 @@ class Connection:
             raise ValueError("size is negative")
         elif offset + size > n:
             raise ValueError("buffer length < offset + size")
+        if size > self._ch.max_message_size:
+            return self._send_large([m[offset:offset + size]])
         self._ch.send_bytes(m, offset, size, None)
 
     def send(self, obj):
         """Send a (picklable) object."""
         self._check_closed()
         self._check_writable()
-        self._ch.send_bytes(_ForkingPickler.dumps(obj), 0, None, None)
+        data = _ForkingPickler.dumps(obj)
+        if len(data) > self._ch.max_message_size:
+            return self._send_large([memoryview(data)])
+        self._ch.send_bytes(data, 0, None, None)
+
+    # -- large messages: a one-shot memfd -------------------------------------------------
+    def _send_large(self, parts):
+        """One copy in: the parts (bytes-like) go into a fresh sealed memfd, whose fd
+        crosses the socketpair before the ring's marker record announces it (so the
+        receiver finds the fd when it meets the marker, in order with every other
+        message)."""
+        views = [memoryview(p).cast("B") for p in parts]
+        n = sum(v.nbytes for v in views)
+        fd = os.memfd_create("shmlink-msg", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, n)
+            at = 0
+            for v in views:  # pwrite releases the GIL; the kernel fills tmpfs pages
+                done = 0
+                while done < v.nbytes:
+                    k = os.pwrite(fd, v[done:done + _PWRITE_MAX], at)
+                    done += k
+                    at += k
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _F_SEALS)
+            msg_id = next(_large_ids)
+            sock = self._socket()
+            socket.send_fds(sock, [_LARGE_HEADER.pack(msg_id, n)], [fd])
+        finally:
+            os.close(fd)
+        self._ch.send_large_marker(msg_id, n)
+
+    def _socket(self):
+        s = getattr(self, "_sock_obj", None)
+        if s is None or self._sock_pid != os.getpid():
+            s = socket.socket(fileno=os.dup(self._fds["sock"]))
+            s.setblocking(True)
+            self._sock_obj, self._sock_pid = s, os.getpid()
+        return s
+
+    def _recv_large(self, e):
+        """The Message (mapping the memfd, no copy) of the large message announced by the
+        _LargeMessage `e`."""
+        msg_id, n = e.args
+        sock = self._socket()
+        while True:
+            data, fds, _, _ = socket.recv_fds(sock, _LARGE_HEADER.size, 1)
+            if not data:
+                raise EOFError("peer closed while sending a large message")
+            try:
+                got_id, got_n = _LARGE_HEADER.unpack(data)
+                if got_id == msg_id and got_n == n and len(fds) == 1:
+                    return _Channel.map_message(fds[0], n)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            # Otherwise: the fd of a sender that died before committing its marker.
 
     # -- receiving -----------------------------------------------------------------------
     def recv_bytes(self, maxlength=None):
@@ -114,7 +183,14 @@ class Connection:
         self._check_readable()
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
-        return self._ch.recv_bytes(maxlength, None)
+        try:
+            return self._ch.recv_bytes(maxlength, None)
+        except _LargeMessage as e:
+            msg = self._recv_large(e)
+        with msg:
+            if maxlength is not None and len(msg) > maxlength:
+                raise OSError("bad message length")
+            return msg.tobytes()
 
     def recv_bytes_into(self, buf, offset=0):
         """Receive bytes data into a writeable bytes-like object; returns the length.
@@ -126,7 +202,15 @@ class Connection:
             m = m.cast("B")
         if offset < 0 or offset > m.nbytes:
             raise ValueError("offset out of bounds" if offset >= 0 else "negative offset")
-        n, whole = self._ch.recv_bytes_into(m, offset, None)
+        try:
+            n, whole = self._ch.recv_bytes_into(m, offset, None)
+        except _LargeMessage as e:
+            with self._recv_large(e) as body:
+                n = body.nbytes
+                if n > m.nbytes - offset:
+                    raise BufferTooShort(body.tobytes()) from None
+                m[offset:offset + n] = body
+                return n
         if whole is not None:
             raise BufferTooShort(whole)
         return n
@@ -135,13 +219,45 @@ class Connection:
         """Receive a (picklable) object."""
         self._check_closed()
         self._check_readable()
-        return self._ch.recv_decode(_ForkingPickler.loads, None)
+        try:
+            return self._ch.recv_decode(_ForkingPickler.loads, None)
+        except _LargeMessage as e:
+            msg = self._recv_large(e)
+        with msg as body:
+            return _ForkingPickler.loads(body)
 
     def recv_view(self, timeout=None):
-        """shmlink extension: the next message in place (see shmlink.Ring.recv_view)."""
+        """shmlink extension: the next message in place (see shmlink.Ring.recv_view): in
+        the ring, or for a large message in its own read-only mapping; no copy either way."""
         self._check_closed()
         self._check_readable()
-        return self._ch.recv_view(timeout, False)
+        try:
+            return self._ch.recv_view(timeout, False)
+        except _LargeMessage as e:
+            return self._recv_large(e)
+
+    def recv_array(self, timeout=None):
+        """shmlink extension: a NumPy array sent with send_array(), without a copy (its
+        data lies in the ring, or in a large message's own mapping; read-only). As with
+        Ring.recv_array, an array kept alive keeps its ring space."""
+        from ._ring import _array_from_message
+        self._check_closed()
+        self._check_readable()
+        try:
+            msg = self._ch.recv_view(timeout, True)
+        except _LargeMessage as e:
+            msg = self._recv_large(e)
+        return _array_from_message(msg)
+
+    def send_array(self, arr):
+        """shmlink extension: sends a NumPy array for recv_array() (one copy)."""
+        from ._ring import _array_parts
+        self._check_closed()
+        self._check_writable()
+        parts = _array_parts(arr)
+        if sum(memoryview(p).nbytes for p in parts) > self._ch.max_message_size:
+            return self._send_large(parts)
+        self._ch.send_parts(parts, None)
 
     def poll(self, timeout=0.0):
         """Whether there is any input available to be read (or end of stream)."""
@@ -173,6 +289,13 @@ class Connection:
         if self._epoll is not None:
             self._epoll.close()
             self._epoll = None
+        s = getattr(self, "_sock_obj", None)
+        if s is not None:
+            self._sock_obj = None
+            if self._sock_pid == os.getpid():
+                s.close()
+            else:
+                s.detach()  # the parent's fd number: not ours to close
         for k, fd in self._fds.items():
             if fd >= 0:
                 try:
@@ -251,6 +374,16 @@ class SocketConnection(Connection):
 
     def recv_view(self, timeout=None):
         raise NotImplementedError("recv_view is available on Ring and Pipe connections")
+
+    def recv_array(self, timeout=None):
+        raise NotImplementedError("recv_array is available on Ring and Pipe connections")
+
+    def send_array(self, arr):
+        raise NotImplementedError("send_array is available on Ring and Pipe connections")
+
+    def _send_large(self, parts):
+        raise ValueError("message exceeds the connection's maximum of %d bytes"
+                         % self._ch.max_message_size)
 
     def poll(self, timeout=0.0):
         self._check_closed()

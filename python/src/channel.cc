@@ -179,9 +179,10 @@ auto SlicedWait(Timeout timeout, TryFn&& try_fn, WaitFn&& wait, BetweenFn&& betw
 
 bool PeerHungUp(int fd) {
   if (fd < 0) return false;
-  pollfd p{fd, POLLIN | POLLRDHUP, 0};
-  // Nobody writes on the hang-up socket, so any readiness means the peer end is closed.
-  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLRDHUP | POLLERR)) != 0;
+  pollfd p{fd, POLLRDHUP, 0};
+  // The hang-up socket carries only the fds of large Pipe messages (POLLIN): the peer end
+  // is closed when the kernel reports a read hang-up.
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include "python/src/message.h"
 
 #include <structmember.h>
+#include <sys/mman.h>
 
 #include <new>
 
@@ -18,10 +19,17 @@ struct MessageObject {
   bool invalid;        // release() was called: no new exports
   bool returned;       // ring space handed back to the state
   bool pinned;
+  size_t mapped;  // > 0: the message owns the mapping at `data` of this many bytes
 };
 
 void GiveBack(MessageObject* m) {
-  if (m->returned || m->state == nullptr) return;
+  if (m->returned) return;
+  if (m->mapped != 0) {
+    m->returned = true;
+    ::munmap(const_cast<std::byte*>(m->data), m->mapped);
+    return;
+  }
+  if (m->state == nullptr) return;
   m->returned = true;
   RxState& s = **m->state;
   // SYNC(outstanding): release pairs with the acquire load in RxState::MaybeRelease.
@@ -187,6 +195,25 @@ PyObject* NewMessage(std::shared_ptr<RxState> state, std::span<const std::byte> 
   m->invalid = false;
   m->returned = false;
   m->pinned = pinned;
+  m->mapped = 0;
+  return reinterpret_cast<PyObject*>(m);
+}
+
+PyObject* NewMappedMessage(void* addr, size_t size) {
+  auto* m = PyObject_New(MessageObject, &MessageType);
+  if (m == nullptr) {
+    ::munmap(addr, size);
+    return nullptr;
+  }
+  m->state = nullptr;
+  m->data = static_cast<const std::byte*>(addr);
+  m->size = static_cast<Py_ssize_t>(size);
+  m->exports = 0;
+  m->view = nullptr;
+  m->invalid = false;
+  m->returned = false;
+  m->pinned = false;
+  m->mapped = size;
   return reinterpret_cast<PyObject*>(m);
 }
 

@@ -30,6 +30,11 @@ int RegisterMessageType(PyObject* module);
 // returned to `state` (state->outstanding was already incremented for it).
 PyObject* NewMessage(std::shared_ptr<RxState> state, std::span<const std::byte> data, bool pinned);
 
+// New reference to a Message over a whole read-only mapping [addr, addr + size) that the
+// message owns: it is munmap()ed when the message is given back (large Pipe messages, which
+// arrive as a one-shot memfd). On failure the mapping is unmapped.
+PyObject* NewMappedMessage(void* addr, size_t size);
+
 }  // namespace shmlink::py
 
 #endif  // SHMLINK_PYTHON_SRC_MESSAGE_H_

@@ -318,3 +318,16 @@ def test_sigint_interrupts_blocked_recv_and_accept(unix_path):
             s.recv()
         c.close()
         s.close()
+
+
+def test_64_mib_messages_between_shmlink_peers(unix_path):
+    with Listener(unix_path, authkey=KEY) as listener:
+        c, s = _pair(listener, unix_path)
+        big = os.urandom(64 << 20)
+        t = threading.Thread(target=lambda: (c.send_bytes(big), c.send({"b": big})))
+        t.start()
+        assert s.recv_bytes() == big
+        assert s.recv() == {"b": big}
+        t.join()
+        c.close()
+        s.close()

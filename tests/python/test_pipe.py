@@ -1,4 +1,5 @@
 """shmlink.Pipe: multiprocessing.Pipe's API over shared memory, across fork and spawn."""
+import gc
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -111,8 +112,86 @@ def test_large_messages():
         for _ in range(20):
             assert b.recv_bytes() == big
         t.join()
-        with pytest.raises(ValueError):
-            a.send_bytes(bytes(a.max_message_size + 1))
+        # Past the inline maximum: a one-shot memfd, in order with the inline messages.
+        for n in (a.max_message_size, a.max_message_size + 1, 5 << 20):
+            a.send_bytes(bytes([n % 251]) * n)
+            a.send_bytes(b"after")
+            assert b.recv_bytes() == bytes([n % 251]) * n
+            assert b.recv_bytes() == b"after"
+
+
+def _open_fds():
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.append(os.readlink("/proc/self/fd/" + fd))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def test_messages_of_64_mib_every_receive_form():
+    np = pytest.importorskip("numpy")
+    fds = _open_fds()
+    a, b = shmlink.Pipe()
+    with a, b:
+        big = os.urandom(64 << 20)
+        arr = np.arange(4 << 20, dtype=np.float64)  # 32 MiB
+        out = bytearray(len(big))
+
+        def send():
+            a.send_bytes(big)
+            a.send({"blob": big})
+            a.send_bytes(big)
+            a.send_bytes(big)
+            a.send_bytes(big)
+            a.send_array(arr)
+            a.send_bytes(b"x" * 10)
+
+        t = threading.Thread(target=send)
+        t.start()
+        assert b.recv_bytes() == big
+        assert b.recv() == {"blob": big}
+        assert b.recv_bytes_into(out) == len(big) and out == big
+        try:
+            b.recv_bytes_into(bytearray(10))
+            raise AssertionError("no BufferTooShort")
+        except mp.BufferTooShort as e:
+            assert e.args[0] == big
+        msg = b.recv_view()  # no copy: a mapping of the message's own segment
+        lo, size = b._ch.mapping
+        assert not lo <= msg.address < lo + size
+        with msg as mv:
+            assert mv.readonly and mv.nbytes == len(big) and mv[:16] == big[:16]
+        got = b.recv_array()
+        assert got.shape == arr.shape and (got == arr).all() and not got.flags.writeable
+        del got
+        with pytest.raises(OSError):
+            b.recv_bytes(maxlength=5)  # as multiprocessing: "bad message length"
+        t.join()
+    del a, b, t, msg
+    gc.collect()  # the closed ends' segment mapping goes with their objects
+    assert _open_fds() == fds  # every memfd (and socket) was closed on both sides
+
+
+def _send_big_to_parent(conn, n):
+    conn.send_bytes(bytes([7]) * n)
+    conn.send("done")
+    conn.close()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_large_message_from_a_child(method):
+    ctx = mp.get_context(method)
+    a, b = shmlink.Pipe()
+    p = ctx.Process(target=_send_big_to_parent, args=(b, 16 << 20))
+    p.start()
+    b.close()
+    assert a.recv_bytes() == bytes([7]) * (16 << 20)
+    assert a.recv() == "done"
+    p.join(30)
+    assert p.exitcode == 0
+    a.close()
 
 
 def test_wait_and_selectors_see_readiness():

@@ -379,3 +379,12 @@ def test_big_items_overflow_in_order(no_leftovers):
     for it in items:
         q.put(it)
     assert [q.get(timeout=10) for _ in items] == items
+
+
+def test_64_mib_items(no_leftovers):
+    q = shmlink.Queue()
+    big = os.urandom(64 << 20)
+    q.put(big)
+    q.put({"blob": big})
+    assert q.get(timeout=30) == big
+    assert q.get(timeout=30) == {"blob": big}
