@@ -24,11 +24,11 @@ from multiprocessing import AuthenticationError, BufferTooShort  # noqa: E402,F4
 # Submodules a multiprocessing program reaches as attributes (multiprocessing.pool.ThreadPool,
 # multiprocessing.managers.BaseManager, ...): the stdlib's, except shmlink's own below.
 from multiprocessing import (context, dummy, managers, pool, process,  # noqa: E402,F401
-                             reduction, spawn, synchronize, util)
+                             spawn, synchronize, util)
 
 from ._shmlink import Message, set_spin  # noqa: E402
 from ._ring import Ring  # noqa: E402
-from . import connection, queues, sharedctypes  # noqa: E402,F401
+from . import connection, queues, reduction, sharedctypes  # noqa: E402,F401
 from .connection import Client, Connection, Listener, Pipe  # noqa: E402
 from .queues import JoinableQueue, Queue, SimpleQueue  # noqa: E402
 from .sharedctypes import Array, RawArray, RawValue, SharedLock, Value  # noqa: E402

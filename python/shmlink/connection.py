@@ -44,6 +44,7 @@ _F_SEALS = (getattr(fcntl, "F_SEAL_SEAL", 1) | getattr(fcntl, "F_SEAL_SHRINK", 2
 # a sender that died mid-send with a later sender's.
 _large_ids = itertools.count(secrets.randbits(62))
 _PWRITE_MAX = 1 << 30
+_HANDLE = (1 << 64) - 1  # the size field of a marker that announces a passed fd
 
 
 def _dup_all(fds):
@@ -158,23 +159,55 @@ class Connection:
             self._sock_obj, self._sock_pid = s, os.getpid()
         return s
 
-    def _recv_large(self, e):
-        """The Message (mapping the memfd, no copy) of the large message announced by the
-        _LargeMessage `e`."""
+    def _take_fd(self, e):
+        """The fd (now the caller's) announced by the marker behind _LargeMessage `e`."""
         msg_id, n = e.args
         sock = self._socket()
         while True:
             data, fds, _, _ = socket.recv_fds(sock, _LARGE_HEADER.size, 1)
             if not data:
-                raise EOFError("peer closed while sending a large message")
-            try:
-                got_id, got_n = _LARGE_HEADER.unpack(data)
-                if got_id == msg_id and got_n == n and len(fds) == 1:
-                    return _Channel.map_message(fds[0], n)
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            # Otherwise: the fd of a sender that died before committing its marker.
+                raise EOFError("peer closed while sending a descriptor")
+            if len(data) == _LARGE_HEADER.size and len(fds) == 1 and \
+                    _LARGE_HEADER.unpack(data) == (msg_id, n):
+                return fds[0]
+            for fd in fds:  # the fd of a sender that died before committing its marker
+                os.close(fd)
+
+    def _recv_large(self, e):
+        """The Message (mapping the memfd, no copy) of the large message announced by the
+        _LargeMessage `e`."""
+        fd = self._take_fd(e)
+        try:
+            if e.args[1] == _HANDLE:
+                raise RuntimeError("a file descriptor was sent here: use recv_handle()")
+            return _Channel.map_message(fd, e.args[1])
+        finally:
+            os.close(fd)
+
+    # -- file descriptors ------------------------------------------------------------------
+    def send_handle(self, handle):
+        """Sends a duplicate of file descriptor `handle` (in order with the messages) for
+        the peer's recv_handle(); multiprocessing.reduction.send_handle's job on a Pipe
+        (see shmlink.reduction)."""
+        self._check_closed()
+        self._check_writable()
+        msg_id = next(_large_ids)
+        socket.send_fds(self._socket(), [_LARGE_HEADER.pack(msg_id, _HANDLE)], [handle])
+        self._ch.send_large_marker(msg_id, _HANDLE)
+
+    def recv_handle(self):
+        """Receives a file descriptor sent with send_handle() (a new fd, the caller's).
+        RuntimeError if the next message is not one (the message is consumed), as
+        multiprocessing's recv_handle on unexpected data."""
+        self._check_closed()
+        self._check_readable()
+        try:
+            self._ch.recv_bytes(None, None)
+        except _LargeMessage as e:
+            if e.args[1] == _HANDLE:
+                return self._take_fd(e)
+            os.close(self._take_fd(e))
+        raise RuntimeError("Invalid data received (not a file descriptor)")
 
     # -- receiving -----------------------------------------------------------------------
     def recv_bytes(self, maxlength=None):
@@ -384,6 +417,12 @@ class SocketConnection(Connection):
     def _send_large(self, parts):
         raise ValueError("message exceeds the connection's maximum of %d bytes"
                          % self._ch.max_message_size)
+
+    def send_handle(self, handle):
+        raise NotImplementedError("file descriptors pass over Pipe connections only")
+
+    def recv_handle(self):
+        raise NotImplementedError("file descriptors pass over Pipe connections only")
 
     def poll(self, timeout=0.0):
         self._check_closed()

@@ -204,6 +204,7 @@ def test_everything_multiprocessing_exports_is_there():
     assert shmlink.connection.Listener.__module__ == "shmlink.connection"
     assert callable(shmlink.connection.wait)
     assert shmlink.managers is multiprocessing.managers
+    assert shmlink.reduction.ForkingPickler is multiprocessing.reduction.ForkingPickler
 
 
 @pytest.mark.parametrize("method", METHODS + ["forkserver"])

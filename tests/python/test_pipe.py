@@ -330,3 +330,54 @@ def test_fileno_first_called_with_a_message_already_waiting():
         a.send("late")
         assert mpc.wait([b], 5) == [b]
         assert b.recv() == "late"
+
+
+# -- file descriptors ------------------------------------------------------------------------
+def _read_passed_fd(conn):
+    fd = shmlink.reduction.recv_handle(conn)
+    with os.fdopen(fd, "rb") as f:
+        conn.send(("child", conn.recv(), f.read()))
+    conn.close()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_send_handle_in_order_with_messages(tmp_path, method):
+    path = tmp_path / "data"
+    path.write_bytes(b"through the fd")
+    a, b = shmlink.Pipe()
+    p = mp.get_context(method).Process(target=_read_passed_fd, args=(b,))
+    p.start()
+    b.close()
+    with open(path, "rb") as f:
+        shmlink.reduction.send_handle(a, f.fileno(), p.pid)
+    a.send("after the fd")
+    assert a.recv() == ("child", "after the fd", b"through the fd")
+    p.join(30)
+    assert p.exitcode == 0
+    a.close()
+
+
+def test_recv_handle_on_a_message_and_stdlib_connections():
+    a, b = shmlink.Pipe()
+    with a, b:
+        r, w = os.pipe()
+        a.send_handle(w)
+        os.close(w)
+        fd = b.recv_handle()
+        os.write(fd, b"x")
+        os.close(fd)
+        assert os.read(r, 1) == b"x"
+        os.close(r)
+        a.send("not a handle")
+        with pytest.raises(RuntimeError):  # as multiprocessing's recvfds on other data
+            b.recv_handle()
+        a.send_handle(0)
+        with pytest.raises(RuntimeError):
+            b.recv()
+    # stdlib connections still go through the stdlib functions.
+    c, d = mp.Pipe()
+    with c, d:
+        shmlink.reduction.send_handle(c, 0, os.getpid())
+        fd = shmlink.reduction.recv_handle(d)
+        assert os.path.sameopenfile(fd, 0)
+        os.close(fd)
