@@ -28,7 +28,7 @@ from multiprocessing import (context, dummy, managers, pool, process,  # noqa: E
 
 from ._shmlink import Message, set_spin  # noqa: E402
 from ._ring import Ring  # noqa: E402
-from . import connection, queues, reduction, sharedctypes  # noqa: E402,F401
+from . import connection, queues, reduction, shared_memory, sharedctypes  # noqa: E402,F401
 from .connection import Client, Connection, Listener, Pipe  # noqa: E402
 from .queues import JoinableQueue, Queue, SimpleQueue  # noqa: E402
 from .sharedctypes import Array, RawArray, RawValue, SharedLock, Value  # noqa: E402
