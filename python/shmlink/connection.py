@@ -298,6 +298,36 @@ class Connection:
         self._check_readable()
         return self._ch.poll(timeout)
 
+    # -- asyncio -------------------------------------------------------------------------
+    async def _readable(self):
+        """Returns once a receive would not block, waiting on fileno() in the running
+        event loop (add_reader), never blocking the loop."""
+        import asyncio
+        loop = asyncio.get_running_loop()
+        while not self.poll(0):
+            fut = loop.create_future()
+            fd = self.fileno()
+
+            def ready():
+                if not fut.done():
+                    fut.set_result(None)
+
+            loop.add_reader(fd, ready)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
+
+    async def recv_async(self):
+        """shmlink extension: `await conn.recv_async()`, recv() for asyncio."""
+        await self._readable()
+        return self.recv()
+
+    async def recv_bytes_async(self, maxlength=None):
+        """shmlink extension: recv_bytes() for asyncio."""
+        await self._readable()
+        return self.recv_bytes(maxlength)
+
     # -- fileno / lifetime ---------------------------------------------------------------
     def fileno(self):
         """A descriptor that becomes readable when recv() would not block."""
