@@ -148,6 +148,7 @@ class Channel {
       };
       ch->tx_->bell = bell(tx, tx_efd);
       ch->tx_->hup_fd = hup_fd;
+      ch->tx_->consumer_owner = &SpscRegionAt(*shared, geo, tx).control->consumer_owner;
       ch->tx_->keepalive = owner;
     }
     ch->max_message_size_ = SpscMaxMessageSize(geo.capacity) - kLargeInlineMargin;

@@ -1,7 +1,8 @@
 # Copyright shmlink authors. SPDX-License-Identifier: MIT
 """`import shmlink as multiprocessing`: typical multiprocessing programs run twice, once with
 the stdlib and once with shmlink imported as it, under fork and spawn; outputs must match.
-Each program is written against `multiprocessing` and changed in its import line only."""
+Each program is written against `multiprocessing` and changed in its import lines only
+(`import shmlink as multiprocessing`, `from shmlink[.connection] import ...`)."""
 import os
 import subprocess
 import sys
@@ -14,6 +15,69 @@ import shmlink
 METHODS = ["fork", "spawn"]
 
 PROGRAMS = {
+    # The Pipe program of the seed article on Python IPC (sender and receiver processes).
+    "seed_pipe": """
+        from multiprocessing import Process, Pipe
+        import multiprocessing
+
+        def sender(conn):
+            conn.send(['hello', 'from', 'sender'])
+            conn.close()
+
+        def receiver(conn):
+            print(conn.recv(), flush=True)
+            conn.close()
+
+        if __name__ == '__main__':
+            multiprocessing.set_start_method(METHOD)
+            parent_conn, child_conn = Pipe()
+            p1 = Process(target=sender, args=(child_conn,))
+            p2 = Process(target=receiver, args=(parent_conn,))
+            p1.start()
+            p2.start()
+            p1.join()
+            p2.join()
+    """,
+    # The Listener/Client programs of the seed article on multiprocessing.connection, in
+    # one program (the client runs in a child process; a free port instead of 6000), plus
+    # the same session without an authkey on a Unix socket.
+    "seed_listener_client": """
+        import multiprocessing
+        import os
+        import tempfile
+        from multiprocessing.connection import Client, Listener
+
+        def client(address, authkey):
+            conn = Client(address, authkey=authkey)
+            conn.send(['a', 2.5, None, int, sum])
+            conn.send_bytes(b'raw')
+            conn.send('close')
+            conn.close()
+
+        def serve(address, authkey):
+            listener = Listener(address, authkey=authkey)
+            p = multiprocessing.Process(target=client, args=(listener.address, authkey))
+            p.start()
+            conn = listener.accept()
+            print('connection accepted from', type(listener.last_accepted).__name__)
+            while True:
+                msg = conn.recv()
+                print('got', msg)
+                if msg == 'close':
+                    conn.close()
+                    break
+                print('bytes', conn.recv_bytes())
+            listener.close()
+            p.join()
+            print('client exit', p.exitcode)
+
+        if __name__ == '__main__':
+            multiprocessing.set_start_method(METHOD)
+            serve(('localhost', 0), b'secret password')
+            d = tempfile.mkdtemp()
+            serve(os.path.join(d, 'sock'), None)
+            os.rmdir(d)
+    """,
     # Producer/consumer processes over a Queue, a JoinableQueue and a sentinel.
     "producer_consumer": """
         import multiprocessing
@@ -169,6 +233,9 @@ def _write(tmp_path, name, body, dropin, method):
     src = textwrap.dedent(body).replace("METHOD", repr(method))
     if dropin:
         src = src.replace("import multiprocessing\n", "import shmlink as multiprocessing\n", 1)
+        src = src.replace("from multiprocessing.connection import",
+                          "from shmlink.connection import")
+        src = src.replace("from multiprocessing import", "from shmlink import")
     path = tmp_path / ("%s_%s.py" % (name, "shmlink" if dropin else "stdlib"))
     path.write_text(src)
     return str(path)
