@@ -8,6 +8,8 @@ from ._context import ShmlinkContext as ShmlinkContext
 from ._context import get_context as get_context
 from ._ring import Ring as Ring
 from ._shmlink import Message as Message
+from . import reduction as reduction
+from . import shared_memory as shared_memory
 from .connection import Client as Client
 from .connection import Connection as Connection
 from .connection import Listener as Listener

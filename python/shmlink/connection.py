@@ -60,6 +60,7 @@ class Connection:
         self._rx_index = rx_index
         self._tx_index = tx_index
         self._ch = _Channel.open_pipe(seg_fd, rx_index, tx_index, rx_efd, tx_efd, sock_fd)
+        self._inline_max = self._ch.max_message_size  # larger: _send_large
         self._epoll = None
         self._epoll_pid = None
         self._closed = False
@@ -112,7 +113,7 @@ class Connection:
             raise ValueError("size is negative")
         elif offset + size > n:
             raise ValueError("buffer length < offset + size")
-        if size > self._ch.max_message_size:
+        if size > self._inline_max:
             return self._send_large([m[offset:offset + size]])
         self._ch.send_bytes(m, offset, size, None)
 
@@ -121,7 +122,7 @@ class Connection:
         self._check_closed()
         self._check_writable()
         data = _ForkingPickler.dumps(obj)
-        if len(data) > self._ch.max_message_size:
+        if len(data) > self._inline_max:
             return self._send_large([memoryview(data)])
         self._ch.send_bytes(data, 0, None, None)
 
@@ -288,7 +289,7 @@ class Connection:
         self._check_closed()
         self._check_writable()
         parts = _array_parts(arr)
-        if sum(memoryview(p).nbytes for p in parts) > self._ch.max_message_size:
+        if sum(memoryview(p).nbytes for p in parts) > self._inline_max:
             return self._send_large(parts)
         self._ch.send_parts(parts, None)
 
@@ -407,6 +408,7 @@ class SocketConnection(Connection):
 
     def __init__(self, impl):
         self._ch = impl
+        self._inline_max = impl.max_message_size
         self._rx_index = 0
         self._tx_index = 0
         self._fds = {}
