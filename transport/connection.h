@@ -173,6 +173,21 @@ class Connection {
   // usable. Other errors as recv_bytes. receiver thread.
   [[nodiscard]] Expected<pickle::Value> recv(Timeout timeout = kForever);
 
+  // ---- file descriptors (Unix-socket connections only)
+  // Sends a duplicate of `fd` (SCM_RIGHTS), in order with the messages. On the socket path
+  // the bytes are Python's multiprocessing.reduction.send_handle (one byte, value 1, with
+  // the fd), so a stock Python peer's recv_handle takes it; on shm a handle record in the
+  // ring marks its place. Errors: kInvalidArgument (TCP, or fd < 0), kBadState (closed or
+  // a reservation pending), send errors. sender thread.
+  [[nodiscard]] Expected<void> send_handle(int fd);
+  // Receives a descriptor sent with send_handle (or Python's send_handle); the caller owns
+  // the returned fd (close-on-exec). kProtocolError if the next item is a message, not a
+  // descriptor (the message stays: recv it). Other errors as recv_bytes. On shm, a message
+  // receive that meets a descriptor gets kProtocolError and leaves it for recv_handle; on
+  // the socket path (as between stock Python peers) the receiver must call recv_handle
+  // when the descriptor is next. receiver thread.
+  [[nodiscard]] Expected<int> recv_handle(Timeout timeout = kForever);
+
   // ---- event loops
   // An fd to wait on with select/poll/epoll (the control socket). Protocol:
   //   if (*conn.arm_fileno()) -> a message is ready, recv now;

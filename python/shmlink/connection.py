@@ -451,10 +451,18 @@ class SocketConnection(Connection):
                          % self._ch.max_message_size)
 
     def send_handle(self, handle):
-        raise NotImplementedError("file descriptors pass over Pipe connections only")
+        """Sends a duplicate of fd `handle` (Unix sockets only), in order with the
+        messages; wire-compatible with multiprocessing.reduction.send_handle, so a stock
+        Python peer's recv_handle takes it."""
+        self._check_closed()
+        self._ch.send_handle(handle)
 
     def recv_handle(self):
-        raise NotImplementedError("file descriptors pass over Pipe connections only")
+        """Receives a descriptor sent with send_handle() or Python's send_handle (a new
+        fd, the caller's). RuntimeError if the next item is not one."""
+        self._check_closed()
+        self._disarm()
+        return self._ch.recv_handle(None)
 
     def poll(self, timeout=0.0):
         self._check_closed()

@@ -6,8 +6,10 @@ multiprocessing.reduction.send_handle(conn, fd, pid) wraps conn.fileno() in a so
 sends the fd on it. A shmlink Pipe's fileno() is an epoll descriptor (readiness for the
 shared-memory rings), not a socket, so the stdlib function cannot work on it without a
 socket round trip per message on the data path. These functions have the same signature:
-on a shmlink Pipe connection they call conn.send_handle()/recv_handle() (the fd crosses the
-Pipe's socketpair, in order with the messages); on anything else they are the stdlib's.
+on a shmlink connection they call conn.send_handle()/recv_handle() (Pipe: the fd crosses
+the Pipe's socketpair, in order with the messages; Listener/Client over a Unix socket: the
+stdlib's bytes on the socket, plus a ring record on shared memory); on anything else they
+are the stdlib's.
 Under `import shmlink as multiprocessing`, multiprocessing.reduction is this module.
 """
 from multiprocessing.reduction import *  # noqa: F401,F403

@@ -218,6 +218,33 @@ class SocketConn {
     return *r;
   }
 
+  void SendHandle(int fd) {
+    Locked lock(send_mu_);
+    Check();
+    Expected<void> r;
+    Py_BEGIN_ALLOW_THREADS;
+    r = conn_->send_handle(fd);
+    Py_END_ALLOW_THREADS;
+    if (!r) RaiseTransportError(r.error(), true);
+  }
+
+  int RecvHandle(Timeout timeout) {
+    Locked lock(recv_mu_);
+    Check();
+    auto r = (timeout && *timeout <= 0)
+                 ? conn_->recv_handle(transport::Timeout{0})
+                 : Sliced(timeout, [&](transport::Timeout t) { return conn_->recv_handle(t); });
+    if (!r) {
+      if (Is(r.error(), TransportErrc::kProtocolError)) {
+        // As multiprocessing's recvfds on anything but a descriptor.
+        PyErr_SetString(PyExc_RuntimeError, "Invalid data received (not a file descriptor)");
+        Throw();
+      }
+      RaiseTransportError(r.error(), false);
+    }
+    return *r;
+  }
+
   int Fileno() const { return conn_->fileno(); }
   bool ArmFileno() {
     Locked lock(recv_mu_);
@@ -357,6 +384,8 @@ void RegisterTransportTypes(pybind11::module_& m) {
            a::arg("timeout") = a::none())
       .def("recv_decode", &SocketConn::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
       .def("poll", &SocketConn::Poll, a::arg("timeout") = 0.0)
+      .def("send_handle", &SocketConn::SendHandle, a::arg("fd"))
+      .def("recv_handle", &SocketConn::RecvHandle, a::arg("timeout") = a::none())
       .def("fileno", &SocketConn::Fileno)
       .def("arm_fileno", &SocketConn::ArmFileno)
       .def("disarm_fileno", &SocketConn::DisarmFileno)
