@@ -174,14 +174,14 @@ class Connection:
             for fd in fds:  # the fd of a sender that died before committing its marker
                 os.close(fd)
 
-    def _recv_large(self, e):
+    def _recv_large(self, e, populate=True):
         """The Message (mapping the memfd, no copy) of the large message announced by the
-        _LargeMessage `e`."""
+        _LargeMessage `e`; populate=False for a view (pages fault in when read)."""
         fd = self._take_fd(e)
         try:
             if e.args[1] == _HANDLE:
                 raise RuntimeError("a file descriptor was sent here: use recv_handle()")
-            return _Channel.map_message(fd, e.args[1])
+            return _Channel.map_message(fd, e.args[1], populate)
         finally:
             os.close(fd)
 
@@ -268,7 +268,7 @@ class Connection:
         try:
             return self._ch.recv_view(timeout, False)
         except _LargeMessage as e:
-            return self._recv_large(e)
+            return self._recv_large(e, False)
 
     def recv_array(self, timeout=None):
         """shmlink extension: a NumPy array sent with send_array(), without a copy (its
@@ -280,7 +280,7 @@ class Connection:
         try:
             msg = self._ch.recv_view(timeout, True)
         except _LargeMessage as e:
-            msg = self._recv_large(e)
+            msg = self._recv_large(e, False)
         return _array_from_message(msg)
 
     def send_array(self, arr):

@@ -213,15 +213,16 @@ class Channel {
   }
 
   // Pipe: maps the memfd of a large message (read-only, sealed by the sender) as a Message
-  // that owns the mapping. `fd` stays the caller's.
-  static pyb::object MapMessage(int fd, uint64_t size) {
+  // that owns the mapping. `fd` stays the caller's. populate: fault every page in now
+  // (for a copy that follows); a zero-copy view leaves that to the reader's first touch.
+  static pyb::object MapMessage(int fd, uint64_t size, bool populate) {
     struct stat st {};
     if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != size || size == 0) {
       throw pyb::value_error("large message segment does not match its announced size");
     }
     void* p = MAP_FAILED;
     Py_BEGIN_ALLOW_THREADS;
-    p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+    p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
     Py_END_ALLOW_THREADS;
     if (p == MAP_FAILED) RaiseRingError(std::error_code(errno, std::system_category()), false);
     PyObject* m = NewMappedMessage(p, size);
@@ -472,7 +473,8 @@ PYBIND11_MODULE(_shmlink, m) {
       .def("poll", &Channel::Poll, a::arg("timeout") = 0.0)
       .def("enable_bell", &Channel::EnableBell)
       .def("send_large_marker", &Channel::SendLargeMarker, a::arg("id"), a::arg("size"))
-      .def_static("map_message", &Channel::MapMessage, a::arg("fd"), a::arg("size"))
+      .def_static("map_message", &Channel::MapMessage, a::arg("fd"), a::arg("size"),
+                  a::arg("populate") = true)
       .def("close_tx", &Channel::CloseTx)
       .def("close_rx", &Channel::CloseRx)
       .def("close", &Channel::Close)
