@@ -165,7 +165,8 @@ class Queue:
 
     def _start_feeder(self):
         t = threading.Thread(target=_feed, name="QueueFeederThread", daemon=True,
-                             args=(self._buffer, self._notempty, self._impl))
+                             args=(self._buffer, self._notempty, self._impl,
+                                   self._on_queue_feeder_error))
         self._thread = t
         t.start()
         if not self._joincancelled:
@@ -271,6 +272,14 @@ class Queue:
 
     def put_nowait(self, obj):
         return self.put(obj, False)
+
+    @staticmethod
+    def _on_queue_feeder_error(e, obj):
+        """As multiprocessing's hook: called in the feeder thread when moving a buffered
+        item into the queue fails (`obj` is the pickled item; pickling itself happens in
+        put(), which raises). Prints the traceback; override to handle it."""
+        import traceback
+        traceback.print_exc()
 
     # -- getting ----------------------------------------------------------------------
     def get(self, block=True, timeout=None):
@@ -400,7 +409,7 @@ def _attach(cls, name):
 _STOP = object()
 
 
-def _feed(buffer, notempty, impl):
+def _feed(buffer, notempty, impl, on_error):
     """Feeder thread: moves buffered messages into the slots in order (blocking while
     they are all taken, with the GIL released), until _STOP; then drops the handles."""
     while True:
@@ -413,8 +422,8 @@ def _feed(buffer, notempty, impl):
             return
         try:
             impl.put(parts, None, False)
-        except Exception as e:  # as multiprocessing's feeder: report, go on
-            _util.info("error in queue feeder thread: %r", e)
+        except Exception as e:  # as multiprocessing's feeder: report through the hook, go on
+            on_error(e, parts)
         with notempty:
             buffer.popleft()
 

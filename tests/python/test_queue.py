@@ -388,3 +388,22 @@ def test_64_mib_items(no_leftovers):
     q.put({"blob": big})
     assert q.get(timeout=30) == big
     assert q.get(timeout=30) == {"blob": big}
+
+
+def test_feeder_error_hook_is_called(no_leftovers):
+    seen = []
+
+    class HookedQueue(shmlink.Queue):
+        @staticmethod
+        def _on_queue_feeder_error(e, obj):
+            seen.append(type(e))
+
+    q = HookedQueue(slots=2)
+    q.put(0)
+    q.put(1)
+    q._buffer_put([object()])  # an item the feeder cannot write (no buffer protocol)
+    q.put(2)  # behind it in the buffer
+    assert q.get(timeout=5) == 0  # frees a slot: the feeder tries the bad item
+    assert q.get(timeout=5) == 1
+    assert q.get(timeout=5) == 2  # the feeder went on after reporting
+    assert seen == [TypeError]
