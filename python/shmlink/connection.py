@@ -18,6 +18,7 @@ fileno() is an epoll descriptor watching both, created once per process.
 """
 import fcntl
 import itertools
+import mmap
 import os
 import secrets
 import select
@@ -33,13 +34,17 @@ __all__ = ["Pipe", "Connection", "Listener", "Client", "wait", "AuthenticationEr
            "BufferTooShort"]
 
 #: Default ring capacity per direction. Messages up to capacity/2 - 72 bytes travel inline
-#: through the ring; larger ones through a one-shot memfd (see _send_large).
+#: through the ring; larger ones through a memfd segment (see _send_large).
 DEFAULT_PIPE_CAPACITY = 8 << 20
 
 _ForkingPickler = _reduction.ForkingPickler
 _LARGE_HEADER = struct.Struct("=QQ")  # {id, size} beside a large message's fd
+# Size fixed (a receiver never faults on a shrunk file); not write-sealed: the segment is
+# reused once the receiver gives it back.
 _F_SEALS = (getattr(fcntl, "F_SEAL_SEAL", 1) | getattr(fcntl, "F_SEAL_SHRINK", 2) |
-            getattr(fcntl, "F_SEAL_GROW", 4) | getattr(fcntl, "F_SEAL_WRITE", 8))
+            getattr(fcntl, "F_SEAL_GROW", 4))
+_LARGE_SEGMENT_HEADER = 64  # u32 in-use word, padding; then the message
+_LARGE_POOL = 4  # segments a sending end keeps for reuse
 # Ids of this process's large messages: random start, so a receiver never confuses the fd of
 # a sender that died mid-send with a later sender's.
 _large_ids = itertools.count(secrets.randbits(62))
@@ -126,31 +131,63 @@ class Connection:
             return self._send_large([memoryview(data)])
         self._ch.send_bytes(data, 0, None, None)
 
-    # -- large messages: a one-shot memfd -------------------------------------------------
+    # -- large messages: a memfd segment, reused once the receiver is done -------------
     def _send_large(self, parts):
-        """One copy in: the parts (bytes-like) go into a fresh sealed memfd, whose fd
-        crosses the socketpair before the ring's marker record announces it (so the
-        receiver finds the fd when it meets the marker, in order with every other
-        message)."""
+        """One copy in: the parts (bytes-like) go into a memfd segment (64-byte header,
+        then the message), whose fd crosses the socketpair before the ring's marker
+        record announces it (so the receiver finds the fd when it meets the marker, in
+        order with every other message). The header's in-use word is set here and
+        cleared by the receiver when its Message is given back; a free segment of
+        sufficient size is reused (its pages are already there), else a new one is made."""
         views = [memoryview(p).cast("B") for p in parts]
         n = sum(v.nbytes for v in views)
+        seg = self._large_segment(n)
+        fd, hdr = seg[0], seg[2]
+        hdr[0:4] = b"\x01\x00\x00\x00"  # in use until the receiver gives it back
+        at = _LARGE_SEGMENT_HEADER
+        for v in views:  # pwrite releases the GIL
+            done = 0
+            while done < v.nbytes:
+                k = os.pwrite(fd, v[done:done + _PWRITE_MAX], at)
+                done += k
+                at += k
+        msg_id = next(_large_ids)
+        socket.send_fds(self._socket(), [_LARGE_HEADER.pack(msg_id, n)], [fd])
+        self._ch.send_large_marker(msg_id, n)
+
+    def _large_segment(self, n):
+        """(fd, capacity, header mmap) of a free segment for n bytes: one of the last few
+        this end made (a streaming sender runs a message or two ahead of its receiver),
+        or a new one."""
+        pool = getattr(self, "_large_pool", None)
+        if pool is None or self._large_pid != os.getpid():
+            pool = self._large_pool = []  # (inherited across fork: the parent's)
+            self._large_pid = os.getpid()
+        for seg in pool:
+            if seg[1] >= n and seg[2][0:4] == b"\0\0\0\0":
+                return seg
         fd = os.memfd_create("shmlink-msg", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            os.ftruncate(fd, n)
-            at = 0
-            for v in views:  # pwrite releases the GIL; the kernel fills tmpfs pages
-                done = 0
-                while done < v.nbytes:
-                    k = os.pwrite(fd, v[done:done + _PWRITE_MAX], at)
-                    done += k
-                    at += k
-            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _F_SEALS)
-            msg_id = next(_large_ids)
-            sock = self._socket()
-            socket.send_fds(sock, [_LARGE_HEADER.pack(msg_id, n)], [fd])
-        finally:
+            os.ftruncate(fd, _LARGE_SEGMENT_HEADER + n)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _F_SEALS)  # size fixed: no SIGBUS
+            hdr = mmap.mmap(fd, _LARGE_SEGMENT_HEADER)
+        except BaseException:
             os.close(fd)
-        self._ch.send_large_marker(msg_id, n)
+            raise
+        if len(pool) >= _LARGE_POOL:
+            old = pool.pop(0)  # the receiver keeps its own mapping if it still reads it
+            old[2].close()
+            os.close(old[0])
+        pool.append((fd, n, hdr))
+        return pool[-1]
+
+    def _drop_large_segment(self):
+        pool = getattr(self, "_large_pool", None)
+        self._large_pool = None
+        if pool and self._large_pid == os.getpid():
+            for fd, _, hdr in pool:
+                hdr.close()
+                os.close(fd)
 
     def _socket(self):
         s = getattr(self, "_sock_obj", None)
@@ -353,6 +390,7 @@ class Connection:
         if self._epoll is not None:
             self._epoll.close()
             self._epoll = None
+        self._drop_large_segment()
         s = getattr(self, "_sock_obj", None)
         if s is not None:
             self._sock_obj = None

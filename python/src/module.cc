@@ -40,14 +40,16 @@ constexpr size_t kCopyWithoutGil = 64 * 1024;
 constexpr size_t kBellOffset = 2048;
 
 // Large Pipe messages. A message longer than a Pipe's inline maximum (ring maximum - 64)
-// travels in a one-shot sealed memfd whose fd goes over the Pipe's socketpair (SCM_RIGHTS,
-// with {id, size}); the ring then carries a marker record of exactly the ring's maximum
+// travels in a memfd segment (size-sealed; reused by the sender once the receiver gave it
+// back, see MapMessage) whose fd goes over the Pipe's socketpair (SCM_RIGHTS, with
+// {id, size}); the ring then carries a marker record of exactly the ring's maximum
 // size, which no inline message can have: {kLargeMagic, id, size}. The receiver meets the
 // marker in order, consumes it and raises _LargeMessage(id, size); the Python layer takes
 // the fd from the socket and maps it (shmlink.connection).
 constexpr uint64_t kLargeMagic = 0x314749424c4d4853;  // "SHMLBIG1"
 constexpr size_t kLargeInlineMargin = 64;
-PyObject* g_large_message = nullptr;  // the _LargeMessage exception type
+constexpr size_t kLargeSegmentHeader = 64;  // in-use word, then padding (see MapMessage)
+PyObject* g_large_message = nullptr;        // the _LargeMessage exception type
 
 void CopyMaybeNoGil(void* dst, const void* src, size_t n) {
   if (n >= kCopyWithoutGil) {
@@ -212,20 +214,26 @@ class Channel {
     lock.Commit();
   }
 
-  // Pipe: maps the memfd of a large message (read-only, sealed by the sender) as a Message
-  // that owns the mapping. `fd` stays the caller's. populate: fault every page in now
-  // (for a copy that follows); a zero-copy view leaves that to the reader's first touch.
+  // Pipe: maps the memfd of a large message as a Message that owns the mapping. Segment
+  // layout: a 64-byte header whose first u32 is the in-use word (the sender set it to 1;
+  // the Message sets it to 0 when given back, and the sender may then reuse the segment),
+  // then the message. `fd` stays the caller's. populate: fault every page in now (for a
+  // copy that follows); a zero-copy view leaves that to the reader's first touch.
   static pyb::object MapMessage(int fd, uint64_t size, bool populate) {
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != size || size == 0) {
-      throw pyb::value_error("large message segment does not match its announced size");
+    const uint64_t need = kLargeSegmentHeader + size;
+    if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < need || size == 0) {
+      throw pyb::value_error("large message segment is smaller than its announced size");
     }
     void* p = MAP_FAILED;
     Py_BEGIN_ALLOW_THREADS;
-    p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
+    p = ::mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_SHARED | (populate ? MAP_POPULATE : 0),
+               fd, 0);
     Py_END_ALLOW_THREADS;
     if (p == MAP_FAILED) RaiseRingError(std::error_code(errno, std::system_category()), false);
-    PyObject* m = NewMappedMessage(p, size);
+    auto* base = static_cast<std::byte*>(p);
+    PyObject* m = NewMappedMessage(p, need, base + kLargeSegmentHeader, size,
+                                   reinterpret_cast<std::atomic<uint32_t>*>(base));
     if (m == nullptr) throw pyb::error_already_set();
     return pyb::reinterpret_steal<pyb::object>(m);
   }

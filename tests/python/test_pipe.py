@@ -381,3 +381,26 @@ def test_recv_handle_on_a_message_and_stdlib_connections():
         fd = shmlink.reduction.recv_handle(d)
         assert os.path.sameopenfile(fd, 0)
         os.close(fd)
+
+
+def test_large_segment_is_reused_only_after_the_receiver_gave_it_back():
+    a, b = shmlink.Pipe()
+    with a, b:
+        n = a.max_message_size + 1000
+
+        def inodes():
+            return [os.fstat(fd).st_ino for fd, _, _ in a._large_pool]
+
+        a.send_bytes(b"1" * n)
+        held = b.recv_view()  # still in use: the next send needs another segment
+        a.send_bytes(b"2" * n)
+        assert len(set(inodes())) == 2
+        assert held.tobytes()[:1] == b"1"  # untouched by the second send
+        held.release()
+        assert b.recv_bytes() == b"2" * n  # copied, then given back at once
+        before = inodes()
+        for k in range(5):  # both free again: reused, no new segment
+            a.send_bytes(bytes([k]) * n)
+            with b.recv_view() as mv:
+                assert mv[:1] == bytes([k]) and mv.nbytes == n
+        assert inodes() == before
