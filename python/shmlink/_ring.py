@@ -154,6 +154,25 @@ class Ring:
         """True if a receive would not block (a message, or end of stream)."""
         return self._ch.poll(timeout)
 
+    async def _readable(self):
+        # A named ring has no descriptor (C++ producers ring no doorbell): poll without
+        # blocking the loop, sleeping 50 us .. 5 ms while it stays empty.
+        import asyncio
+        delay = 50e-6
+        while not self.poll(0):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5e-3)
+
+    async def recv_async(self):
+        """`await ring.recv_async()`: recv() for asyncio (polls; see _readable)."""
+        await self._readable()
+        return self.recv()
+
+    async def recv_bytes_async(self, maxlength=None):
+        """recv_bytes() for asyncio (polls; latency after a quiet spell up to ~5 ms)."""
+        await self._readable()
+        return self.recv_bytes(maxlength)
+
     # -- objects -----------------------------------------------------------------------
     def send(self, obj, *, timeout=None):
         self._ch.send_bytes(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), 0, None, timeout)

@@ -99,3 +99,17 @@ def test_queue_get_async_and_cancel_loses_nothing():
 
     assert asyncio.run(main()) == ("late", "next", 5)
     assert q.empty()
+
+
+def test_ring_recv_async(shm_name):
+    ring = shmlink.Ring.create(shm_name, 1 << 16)
+    peer = shmlink.Ring.attach(shm_name)
+    threading.Timer(0.05, lambda: (peer.send_bytes(b"abc"), peer.send({"k": 1}))).start()
+
+    async def main():
+        other = asyncio.create_task(_echo_sockets(3))
+        return await ring.recv_bytes_async(), await ring.recv_async(), await other
+
+    assert asyncio.run(main()) == (b"abc", {"k": 1}, 3)
+    peer.close()
+    ring.close()
