@@ -46,8 +46,10 @@ SIZES = [64, 4096, 1 << 20]
 
 def _count(size, seconds, quick):
     # Enough messages to run about `seconds` at the slowest system's typical rate.
-    rate = {64: 150_000, 4096: 80_000, 1 << 20: 600}.get(size, max(600, 2_000_000_000 // max(size, 1) // 10))
+    rate = {64: 150_000, 4096: 80_000, 1 << 20: 600}.get(size, max(3, 1_000_000_000 // max(size, 1)))
     n = int(rate * seconds)
+    if size >= 1 << 24:  # tens of MiB per message: a few messages make a repetition
+        return max(5, n)
     return max(50 if quick else 200, n)
 
 
@@ -120,6 +122,18 @@ def run_shmlink_pipe_view(size, n):
 
 def run_mp_pipe(size, n):
     return _pipe_case(CTX.Pipe, _bytes_recv, size, n)
+
+
+def run_memcpy(size, n):
+    """floor-memcpy:python: one core copying `size` bytes between two buffers (the bar
+    for large messages, which a transport must move from one process to another)."""
+    src, dst = os.urandom(size), bytearray(size)
+    view = memoryview(dst)
+    view[:] = src
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        view[:] = src
+    return time.perf_counter() - t0
 
 
 def _ring_producer(name, payload, n):
@@ -228,6 +242,7 @@ SYSTEMS = [
     ("python-mp-queue", run_mp_queue),
     ("python-mp-pipe", run_mp_pipe),
     ("python-mp-listener", run_mp_listener),
+    ("floor-memcpy:python", run_memcpy),
 ]
 
 
@@ -309,7 +324,9 @@ def main():
         for size in sizes:
             for ours, theirs, metric in (("python-shmlink-queue", "python-mp-queue", "msgs_per_s"),
                                          ("python-shmlink-pipe", "python-mp-pipe", "bytes_per_s"),
-                                         ("python-shmlink-ring", "python-mp-pipe", "bytes_per_s")):
+                                         ("python-shmlink-ring", "python-mp-pipe", "bytes_per_s"),
+                                         ("python-shmlink-pipe:view", "floor-memcpy:python",
+                                          "bytes_per_s")):
                 a, b = by.get((ours, size)), by.get((theirs, size))
                 if a and b:
                     print("size %8d: %s / %s = %.1fx (%s)" % (size, ours, theirs,

@@ -39,6 +39,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <optional>
 
 #include <shmlink/blocking_wait.h>
@@ -64,6 +65,9 @@ constexpr size_t kTokenSize = 16;
 constexpr uint32_t kMsgWhole = 0x4c4f4857;  // "WHOL"
 constexpr uint32_t kMsgFirst = 0x54535246;  // "FRST"
 constexpr uint32_t kMsgMore = 0x45524f4d;   // "MORE"
+// A descriptor passed with send_handle: the fd crossed the socket (SCM_RIGHTS) before this
+// record was committed, so the reader finds it there when it meets the record.
+constexpr uint32_t kMsgHandle = 0x4c444e48;  // "HNDL"
 constexpr size_t kMsgHeader = 8;
 constexpr uint32_t kFdWaiterBias = 1u << 20;
 constexpr uint64_t kMinRingCapacity = 4096;
@@ -177,7 +181,9 @@ std::string RandomHex(size_t bytes) {
 
 struct Connection::Impl {
   int fd = -1;
-  int received_fd = -1;  // fd that arrived with SCM_RIGHTS during the upgrade
+  int received_fd = -1;        // fd that arrived with SCM_RIGHTS during the upgrade
+  bool setup_done = false;     // after it, fds arriving are passed handles:
+  std::deque<int> handle_fds;  // received in order, taken by recv_handle
   bool tcp = false;
   ConnectionOptions options;
   PeerInfo peer;
@@ -210,6 +216,26 @@ struct Connection::Impl {
   ~Impl() {
     Close();
     CloseFd(received_fd);
+    for (int& h : handle_fds) CloseFd(h);
+  }
+
+  // Keeps the fds of an SCM_RIGHTS message: the upgrade's segment during setup, passed
+  // handles afterwards.
+  void TakeFds(msghdr& msg) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int got;
+        std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        if (setup_done) {
+          handle_fds.push_back(got);
+        } else {
+          CloseFd(received_fd);  // keep only the latest
+          received_fd = got;
+        }
+      }
+    }
   }
 
   bool shm() const { return tx.has_value(); }
@@ -248,17 +274,7 @@ struct Connection::Impl {
         }
         return MakeUnexpected(Errno());
       }
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-          const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-          for (size_t i = 0; i < count; ++i) {
-            int got;
-            std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            CloseFd(received_fd);  // keep only the latest
-            received_fd = got;
-          }
-        }
-      }
+      TakeFds(msg);
       parser.CommitWrite(static_cast<size_t>(n));
       if (n == 0) eof = true;
       return static_cast<size_t>(n);
@@ -457,13 +473,22 @@ struct Connection::Impl {
 
   Expected<void> Setup(HandshakeRole role, std::string_view authkey) {
     const Clock::time_point deadline = Clock::now() + options.handshake_timeout;
-    auto r = Authenticate(role, authkey, deadline);
+    Expected<void> r;
+    if (options.authenticate) r = Authenticate(role, authkey, deadline);
     if (!r) return r;
     if (options.enable_shm && peer_is_shmlink) {
       r = role == HandshakeRole::kServer ? ServerUpgrade(deadline) : ClientUpgrade(deadline);
       if (!r) return r;
     }
     if (!shm()) parser.set_max_payload(options.max_socket_message);
+    setup_done = true;
+    // The read that took the peer's last handshake frame may also have taken the first
+    // byte and fd of a handle it sent right away (a read ends after an fd-carrying byte,
+    // so at most one): that fd is a handle, not the upgrade's segment.
+    if (received_fd >= 0) {
+      handle_fds.push_back(received_fd);
+      received_fd = -1;
+    }
     return {};
   }
 
@@ -473,7 +498,16 @@ struct Connection::Impl {
     if (eof) return true;
     std::byte buf[256];
     for (;;) {
-      ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+      // recvmsg, not recv: a passed handle's fd rides on one of these bytes.
+      iovec iov{buf, sizeof(buf)};
+      alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = cbuf;
+      msg.msg_controllen = sizeof(cbuf);
+      ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      if (n > 0) TakeFds(msg);
       if (n > 0) continue;
       if (n == 0) {
         eof = true;
@@ -606,6 +640,8 @@ struct Connection::Impl {
       std::memcpy(&kind, r->data(), sizeof(kind));
       if (!big_active) {
         if (kind == kMsgWhole) return r->subspan(kMsgHeader);
+        // A passed descriptor is no message: left in place for recv_handle.
+        if (kind == kMsgHandle) return TransportErrc::kProtocolError;
         if (kind != kMsgFirst || r->size() < kMsgHeader + 8) {
           return Broken(TransportErrc::kProtocolError);
         }
@@ -850,6 +886,68 @@ Expected<bool> Connection::poll(Timeout timeout) {
   }
 }
 
+Expected<void> Connection::send_handle(int handle) {
+  Impl& m = *impl_;
+  if (m.closed || m.reserved) return TransportErrc::kBadState;
+  if (m.tcp || handle < 0) return TransportErrc::kInvalidArgument;
+  // Python's sendfds: one byte holding the fd count (1), the fd as SCM_RIGHTS.
+  std::byte one{1};
+  iovec iov{&one, 1};
+  auto s = SendAll(m.fd, &iov, 1, handle);
+  if (!s) return s;
+  if (!m.shm()) return {};
+  auto r = m.ShmReserve(kMsgHeader);
+  if (!r) return MakeUnexpected(r.error());
+  const uint32_t h[2] = {kMsgHandle, 0};
+  std::memcpy(r->data(), h, sizeof(h));
+  m.ShmCommit();
+  return {};
+}
+
+Expected<int> Connection::recv_handle(Timeout timeout) {
+  Impl& m = *impl_;
+  if (m.closed) return TransportErrc::kBadState;
+  if (m.tcp) return TransportErrc::kInvalidArgument;
+  const auto deadline = DeadlineFor(timeout);
+  auto left = [&] {
+    return deadline ? std::max<Timeout>(Timeout{0}, *deadline - Clock::now()) : kForever;
+  };
+  if (m.shm()) {
+    if (m.rx_error) return MakeUnexpected(m.rx_error);
+    if (m.big_active || m.big_ready) return TransportErrc::kProtocolError;
+    auto r = m.ShmPeek(left());
+    if (!r) return MakeUnexpected(r.error());
+    uint32_t kind = 0;
+    if (r->size() >= kMsgHeader) std::memcpy(&kind, r->data(), sizeof(kind));
+    if (kind != kMsgHandle) return TransportErrc::kProtocolError;
+    // The fd was sent before the record was committed: it is in the socket by now.
+    while (m.handle_fds.empty()) {
+      if (m.DrainSocket() && m.handle_fds.empty()) return TransportErrc::kPeerDead;
+      if (!m.handle_fds.empty()) break;
+      pollfd p{m.fd, POLLIN, 0};
+      if (::poll(&p, 1, PollMs(deadline)) == 0) return TransportErrc::kTimedOut;
+    }
+    m.rx->release();
+    const int fd = m.handle_fds.front();
+    m.handle_fds.pop_front();
+    return fd;
+  }
+  if (m.peeked) return TransportErrc::kBadState;
+  while (m.parser.buffered() == 0) {
+    if (m.eof) return TransportErrc::kClosed;
+    auto n = m.RecvSome(deadline, false);
+    if (!n) return MakeUnexpected(n.error());
+  }
+  // The kernel ends a read after the byte that carries fds, so when that byte is next in
+  // the stream its fd has been taken already.
+  if (m.handle_fds.empty() || !m.parser.PopRawByteIf(std::byte{1})) {
+    return TransportErrc::kProtocolError;
+  }
+  const int fd = m.handle_fds.front();
+  m.handle_fds.pop_front();
+  return fd;
+}
+
 Expected<bool> Connection::arm_fileno() {
   Impl& m = *impl_;
   if (m.closed) return TransportErrc::kBadState;
@@ -931,6 +1029,29 @@ bool IsStaleSocketFile(const std::string& path, const SockAddr& sa) {
   const int err = errno;
   ::close(probe);
   return rc != 0 && err == ECONNREFUSED;
+}
+
+// A key is required when authenticating and refused when not (so that an empty key can
+// never silently mean "no authentication").
+bool KeyMatchesMode(std::string_view authkey, const ConnectionOptions& o) {
+  return o.authenticate ? !authkey.empty() : authkey.empty();
+}
+
+// The peer of TCP socket `fd` is on a loopback address (127.0.0.0/8, ::1, or ::ffff:127.x).
+bool PeerIsLoopback(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return false;
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127;
+  }
+  return false;
 }
 
 bool UidAllowed(uid_t uid, const ListenerOptions& o) {
@@ -1041,7 +1162,7 @@ void SweepStaleConnSegments() noexcept {
 
 Expected<Listener> Listener::Create(const Address& address, std::string_view authkey,
                                     const ListenerOptions& options) {
-  if (authkey.empty()) return TransportErrc::kInvalidArgument;
+  if (!KeyMatchesMode(authkey, options.connection)) return TransportErrc::kInvalidArgument;
   auto sa = ToSockAddr(address);
   if (!sa) return MakeUnexpected(sa.error());
   auto impl = std::make_unique<Impl>();
@@ -1129,6 +1250,10 @@ Expected<Connection> Listener::accept(Timeout timeout) {
   if (uid_known && !UidAllowed(impl->peer.uid, l.options)) {
     return TransportErrc::kPeerNotAllowed;  // impl closes the socket
   }
+  if (!l.options.connection.authenticate && impl->tcp && !l.options.allow_remote_unauthenticated &&
+      !PeerIsLoopback(cfd)) {
+    return TransportErrc::kPeerNotAllowed;  // unauthenticated: loopback peers only
+  }
   auto r = impl->Setup(HandshakeRole::kServer, l.authkey);
   if (!r) return MakeUnexpected(r.error());  // impl's destructor closes the socket
   return Connection(std::move(impl));
@@ -1143,7 +1268,7 @@ void Listener::close() noexcept { impl_->Close(); }
 
 Expected<Connection> Client(const Address& address, std::string_view authkey,
                             const ConnectionOptions& options) {
-  if (authkey.empty()) return TransportErrc::kInvalidArgument;
+  if (!KeyMatchesMode(authkey, options)) return TransportErrc::kInvalidArgument;
   auto sa = ToSockAddr(address);
   if (!sa) return MakeUnexpected(sa.error());
   auto impl = std::make_unique<Connection::Impl>();

@@ -60,6 +60,11 @@ inline constexpr Timeout kForever{-1};
 
 struct ConnectionOptions {
   HandshakeOptions auth;
+  // false: no challenge-response at all, as Python's authkey=None (the authkey passed must
+  // then be empty). Such a connection stays on the socket data path: the shm upgrade is
+  // negotiated inside the handshake. A Listener still admits only peers of allowed uids
+  // and, on TCP, only loopback peers (see ListenerOptions).
+  bool authenticate = true;
   // Advertise the shmlink marker and use shared memory with shmlink peers. false: behave
   // exactly like stock Python (socket data path).
   bool enable_shm = true;
@@ -86,6 +91,9 @@ struct ListenerOptions {
   // (IPv4). Remote TCP peers carry no credentials and rely on the authkey alone.
   bool allow_any_uid = false;
   std::vector<uid_t> allowed_uids;  // allowed besides our own uid
+  // Without authentication (connection.authenticate = false) a TCP listener admits only
+  // peers on a loopback address (127.0.0.0/8, ::1); true admits remote peers too.
+  bool allow_remote_unauthenticated = false;
 };
 
 // Who is on the other end. Unix sockets: pid/uid/gid from SO_PEERCRED. TCP: uid of a
@@ -165,6 +173,21 @@ class Connection {
   // usable. Other errors as recv_bytes. receiver thread.
   [[nodiscard]] Expected<pickle::Value> recv(Timeout timeout = kForever);
 
+  // ---- file descriptors (Unix-socket connections only)
+  // Sends a duplicate of `fd` (SCM_RIGHTS), in order with the messages. On the socket path
+  // the bytes are Python's multiprocessing.reduction.send_handle (one byte, value 1, with
+  // the fd), so a stock Python peer's recv_handle takes it; on shm a handle record in the
+  // ring marks its place. Errors: kInvalidArgument (TCP, or fd < 0), kBadState (closed or
+  // a reservation pending), send errors. sender thread.
+  [[nodiscard]] Expected<void> send_handle(int fd);
+  // Receives a descriptor sent with send_handle (or Python's send_handle); the caller owns
+  // the returned fd (close-on-exec). kProtocolError if the next item is a message, not a
+  // descriptor (the message stays: recv it). Other errors as recv_bytes. On shm, a message
+  // receive that meets a descriptor gets kProtocolError and leaves it for recv_handle; on
+  // the socket path (as between stock Python peers) the receiver must call recv_handle
+  // when the descriptor is next. receiver thread.
+  [[nodiscard]] Expected<int> recv_handle(Timeout timeout = kForever);
+
   // ---- event loops
   // An fd to wait on with select/poll/epoll (the control socket). Protocol:
   //   if (*conn.arm_fileno()) -> a message is ready, recv now;
@@ -198,7 +221,8 @@ class Listener {
   // replaced; a live one gives kAddressInUse, a non-socket file EADDRINUSE. TCP port 0
   // picks a free port (see address()). A TCP listener first removes ring segments that dead
   // TCP listeners left in /dev/shm (killed mid-handshake, see docs/RELIABILITY.md).
-  // Errors: kInvalidAddress, kInvalidArgument (empty authkey), kAddressInUse, system errors.
+  // Errors: kInvalidAddress, kInvalidArgument (empty authkey, or a key given while
+  // options.connection.authenticate is false), kAddressInUse, system errors.
   [[nodiscard]] static Expected<Listener> Create(const Address& address, std::string_view authkey,
                                                  const ListenerOptions& options = {});
   [[nodiscard]] static Expected<Listener> Create(std::string_view address, std::string_view authkey,
@@ -208,7 +232,8 @@ class Listener {
   ~Listener();
 
   // Waits for a client, authenticates it (both directions) and upgrades to shm if both
-  // sides can. Errors: kTimedOut (no client within `timeout`), kPeerNotAllowed (uid),
+  // sides can. Errors: kTimedOut (no client within `timeout`), kPeerNotAllowed (uid; or
+  // a remote TCP peer of an unauthenticated listener),
   // kAuthFailed/kAuthRejected (wrong key), kHandshakeTimeout, kProtocolError,
   // kMalformedFrame/kFrameTooLarge, kPeerDead (client vanished mid-handshake). After an
   // error the failed client's socket is closed and the listener is ready for the next.
@@ -232,8 +257,10 @@ class Listener {
 };
 
 // Connects and authenticates (answer, then deliver, like Python's Client); upgrades to
-// shm with a shmlink server. Errors: those of Listener::accept on the client side, plus
-// connect() errors (ECONNREFUSED, ENOENT) in the system category.
+// shm with a shmlink server. options.authenticate = false: no handshake (authkey must be
+// empty), as Python's Client(address) without an authkey. Errors: those of
+// Listener::accept on the client side, plus connect() errors (ECONNREFUSED, ENOENT) in the
+// system category.
 [[nodiscard]] Expected<Connection> Client(const Address& address, std::string_view authkey,
                                           const ConnectionOptions& options = {});
 [[nodiscard]] Expected<Connection> Client(std::string_view address, std::string_view authkey,

@@ -95,6 +95,13 @@ void FrameParser::Pop() noexcept {
   if (begin_ == end_) begin_ = end_ = 0;
 }
 
+bool FrameParser::PopRawByteIf(std::byte value) noexcept {
+  if (peeked_ != 0 || begin_ == end_ || error_ || buf_[begin_] != value) return false;
+  ++begin_;
+  if (begin_ == end_) begin_ = end_ = 0;
+  return true;
+}
+
 Expected<std::vector<std::byte>> FrameParser::Next() {
   auto f = Peek();
   if (!f) return MakeUnexpected(f.error());

@@ -57,6 +57,11 @@ class FrameParser {
   // Peek + copy + Pop.
   [[nodiscard]] Expected<std::vector<std::byte>> Next();
 
+  // Takes one raw byte off the front of the stream, outside any frame, if it equals
+  // `value` (Python's send_handle writes one such byte next to the fd it passes). False,
+  // consuming nothing, if no byte is buffered, a frame is peeked or the byte differs.
+  bool PopRawByteIf(std::byte value) noexcept;
+
   // Bytes buffered and not yet consumed (complete or partial frames).
   size_t buffered() const noexcept { return end_ - begin_; }
   // True if at least one complete frame is buffered (or an error is pending).

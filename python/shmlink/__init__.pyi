@@ -3,8 +3,14 @@
 from multiprocessing import AuthenticationError as AuthenticationError
 from multiprocessing import BufferTooShort as BufferTooShort
 
+from multiprocessing import *  # noqa: F401,F403 (the drop-in re-exports the stdlib's names)
+
+from ._context import ShmlinkContext as ShmlinkContext
+from ._context import get_context as get_context
 from ._ring import Ring as Ring
 from ._shmlink import Message as Message
+from . import reduction as reduction
+from . import shared_memory as shared_memory
 from .connection import Client as Client
 from .connection import Connection as Connection
 from .connection import Listener as Listener
@@ -19,3 +25,5 @@ from .sharedctypes import SharedLock as SharedLock
 from .sharedctypes import Value as Value
 
 def set_spin(seconds: float) -> None: ...
+
+__version__: str

@@ -49,6 +49,32 @@ def decode_array_header(buf):
     return dtype_str, shape, offset
 
 
+def _array_parts(arr):
+    """[header, data] of an array message (send_array)."""
+    import numpy as np
+    a = np.asarray(arr)
+    if a.dtype.hasobject or a.dtype.fields is not None:
+        raise ValueError("send_array supports plain numeric/bytes dtypes only")
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    header = encode_array_header(a.dtype.str, a.shape)
+    return [header, a.reshape(-1).view(np.uint8) if a.size else b""]
+
+
+def _array_from_message(msg):
+    """A read-only array over the array message `msg` (a Message), which it keeps."""
+    import numpy as np
+    with memoryview(msg) as mv:
+        dtype_str, shape, offset = decode_array_header(mv)
+    dt = np.dtype(dtype_str)
+    count = 1
+    for s in shape:
+        count *= s
+    if offset + count * dt.itemsize != len(msg):
+        raise ValueError("array message length does not match its header")
+    return np.frombuffer(msg, dtype=dt, count=count, offset=offset).reshape(shape)
+
+
 class Ring:
     """A named SPSC ring: one process sends, one receives; they meet by shm name.
 
@@ -129,6 +155,25 @@ class Ring:
         """True if a receive would not block (a message, or end of stream)."""
         return self._ch.poll(timeout)
 
+    async def _readable(self):
+        # A named ring has no descriptor (C++ producers ring no doorbell): poll without
+        # blocking the loop, sleeping 50 us .. 5 ms while it stays empty.
+        import asyncio
+        delay = 50e-6
+        while not self.poll(0):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5e-3)
+
+    async def recv_async(self):
+        """`await ring.recv_async()`: recv() for asyncio (polls; see _readable)."""
+        await self._readable()
+        return self.recv()
+
+    async def recv_bytes_async(self, maxlength=None):
+        """recv_bytes() for asyncio (polls; latency after a quiet spell up to ~5 ms)."""
+        await self._readable()
+        return self.recv_bytes(maxlength)
+
     # -- objects -----------------------------------------------------------------------
     def send(self, obj, *, timeout=None):
         self._ch.send_bytes(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), 0, None, timeout)
@@ -139,14 +184,7 @@ class Ring:
     # -- NumPy -------------------------------------------------------------------------
     def send_array(self, arr, *, timeout=None):
         """Sends a NumPy array (dtype, shape, data); one copy into the ring."""
-        import numpy as np
-        a = np.asarray(arr)
-        if a.dtype.hasobject or a.dtype.fields is not None:
-            raise ValueError("send_array supports plain numeric/bytes dtypes only")
-        if not a.flags.c_contiguous:
-            a = np.ascontiguousarray(a)
-        header = encode_array_header(a.dtype.str, a.shape)
-        self._ch.send_parts([header, a.reshape(-1).view(np.uint8) if a.size else b""], timeout)
+        self._ch.send_parts(_array_parts(arr), timeout)
 
     def recv_array(self, *, timeout=None):
         """Receives an array without copying: its data lies in the shared mapping.
@@ -156,17 +194,7 @@ class Ring:
         keeps arrays alive therefore holds ring space: keep at most about
         capacity / message size of them, or copy (arr.copy()) what you keep.
         """
-        import numpy as np
-        msg = self._ch.recv_view(timeout, True)
-        with memoryview(msg) as mv:
-            dtype_str, shape, offset = decode_array_header(mv)
-        dt = np.dtype(dtype_str)
-        count = 1
-        for s in shape:
-            count *= s
-        if offset + count * dt.itemsize != len(msg):
-            raise ValueError("array message length does not match its header")
-        return np.frombuffer(msg, dtype=dt, count=count, offset=offset).reshape(shape)
+        return _array_from_message(self._ch.recv_view(timeout, True))
 
     # -- lifetime ----------------------------------------------------------------------
     def close(self):

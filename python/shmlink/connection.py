@@ -17,22 +17,40 @@ messages costs one eventfd write and one read, a strict ping-pong one of each pe
 other end (and its fileno) that the last copy of this end was closed or its process died.
 fileno() is an epoll descriptor watching both, created once per process.
 """
+import fcntl
+import itertools
+import mmap
 import os
+import secrets
 import select
 import socket
+import struct
 
 from multiprocessing import AuthenticationError, BufferTooShort  # noqa: F401 (re-export)
 from multiprocessing import reduction as _reduction
 
-from ._shmlink import _Channel, _Listener, _connect
+from ._shmlink import _Channel, _LargeMessage, _Listener, _connect
 
 __all__ = ["Pipe", "Connection", "Listener", "Client", "wait", "AuthenticationError",
            "BufferTooShort"]
 
-#: Default ring capacity per direction. Messages up to capacity/2 - 8 bytes (4 MiB - 8).
+#: Default ring capacity per direction. Messages up to capacity/2 - 72 bytes travel inline
+#: through the ring; larger ones through a memfd segment (see _send_large).
 DEFAULT_PIPE_CAPACITY = 8 << 20
 
 _ForkingPickler = _reduction.ForkingPickler
+_LARGE_HEADER = struct.Struct("=QQ")  # {id, size} beside a large message's fd
+# Size fixed (a receiver never faults on a shrunk file); not write-sealed: the segment is
+# reused once the receiver gives it back.
+_F_SEALS = (getattr(fcntl, "F_SEAL_SEAL", 1) | getattr(fcntl, "F_SEAL_SHRINK", 2) |
+            getattr(fcntl, "F_SEAL_GROW", 4))
+_LARGE_SEGMENT_HEADER = 64  # u32 in-use word, padding; then the message
+_LARGE_POOL = 4  # segments a sending end keeps for reuse
+# Ids of this process's large messages: random start, so a receiver never confuses the fd of
+# a sender that died mid-send with a later sender's.
+_large_ids = itertools.count(secrets.randbits(62))
+_PWRITE_MAX = 1 << 30
+_HANDLE = (1 << 64) - 1  # the size field of a marker that announces a passed fd
 
 
 def _dup_all(fds):
@@ -48,6 +66,7 @@ class Connection:
         self._rx_index = rx_index
         self._tx_index = tx_index
         self._ch = _Channel.open_pipe(seg_fd, rx_index, tx_index, rx_efd, tx_efd, sock_fd)
+        self._inline_max = self._ch.max_message_size  # larger: _send_large
         self._epoll = None
         self._epoll_pid = None
         self._closed = False
@@ -100,13 +119,134 @@ class Connection:
             raise ValueError("size is negative")
         elif offset + size > n:
             raise ValueError("buffer length < offset + size")
+        if size > self._inline_max:
+            return self._send_large([m[offset:offset + size]])
         self._ch.send_bytes(m, offset, size, None)
 
     def send(self, obj):
         """Send a (picklable) object."""
         self._check_closed()
         self._check_writable()
-        self._ch.send_bytes(_ForkingPickler.dumps(obj), 0, None, None)
+        data = _ForkingPickler.dumps(obj)
+        if len(data) > self._inline_max:
+            return self._send_large([memoryview(data)])
+        self._ch.send_bytes(data, 0, None, None)
+
+    # -- large messages: a memfd segment, reused once the receiver is done -------------
+    def _send_large(self, parts):
+        """One copy in: the parts (bytes-like) go into a memfd segment (64-byte header,
+        then the message), whose fd crosses the socketpair before the ring's marker
+        record announces it (so the receiver finds the fd when it meets the marker, in
+        order with every other message). The header's in-use word is set here and
+        cleared by the receiver when its Message is given back; a free segment of
+        sufficient size is reused (its pages are already there), else a new one is made."""
+        views = [memoryview(p).cast("B") for p in parts]
+        n = sum(v.nbytes for v in views)
+        seg = self._large_segment(n)
+        fd, hdr = seg[0], seg[2]
+        hdr[0:4] = b"\x01\x00\x00\x00"  # in use until the receiver gives it back
+        at = _LARGE_SEGMENT_HEADER
+        for v in views:  # pwrite releases the GIL
+            done = 0
+            while done < v.nbytes:
+                k = os.pwrite(fd, v[done:done + _PWRITE_MAX], at)
+                done += k
+                at += k
+        msg_id = next(_large_ids)
+        socket.send_fds(self._socket(), [_LARGE_HEADER.pack(msg_id, n)], [fd])
+        self._ch.send_large_marker(msg_id, n)
+
+    def _large_segment(self, n):
+        """(fd, capacity, header mmap) of a free segment for n bytes: one of the last few
+        this end made (a streaming sender runs a message or two ahead of its receiver),
+        or a new one."""
+        pool = getattr(self, "_large_pool", None)
+        if pool is None or self._large_pid != os.getpid():
+            pool = self._large_pool = []  # (inherited across fork: the parent's)
+            self._large_pid = os.getpid()
+        for seg in pool:
+            if seg[1] >= n and seg[2][0:4] == b"\0\0\0\0":
+                return seg
+        fd = os.memfd_create("shmlink-msg", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, _LARGE_SEGMENT_HEADER + n)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _F_SEALS)  # size fixed: no SIGBUS
+            hdr = mmap.mmap(fd, _LARGE_SEGMENT_HEADER)
+        except BaseException:
+            os.close(fd)
+            raise
+        if len(pool) >= _LARGE_POOL:
+            old = pool.pop(0)  # the receiver keeps its own mapping if it still reads it
+            old[2].close()
+            os.close(old[0])
+        pool.append((fd, n, hdr))
+        return pool[-1]
+
+    def _drop_large_segment(self):
+        pool = getattr(self, "_large_pool", None)
+        self._large_pool = None
+        if pool and self._large_pid == os.getpid():
+            for fd, _, hdr in pool:
+                hdr.close()
+                os.close(fd)
+
+    def _socket(self):
+        s = getattr(self, "_sock_obj", None)
+        if s is None or self._sock_pid != os.getpid():
+            s = socket.socket(fileno=os.dup(self._fds["sock"]))
+            s.setblocking(True)
+            self._sock_obj, self._sock_pid = s, os.getpid()
+        return s
+
+    def _take_fd(self, e):
+        """The fd (now the caller's) announced by the marker behind _LargeMessage `e`."""
+        msg_id, n = e.args
+        sock = self._socket()
+        while True:
+            data, fds, _, _ = socket.recv_fds(sock, _LARGE_HEADER.size, 1)
+            if not data:
+                raise EOFError("peer closed while sending a descriptor")
+            if len(data) == _LARGE_HEADER.size and len(fds) == 1 and \
+                    _LARGE_HEADER.unpack(data) == (msg_id, n):
+                return fds[0]
+            for fd in fds:  # the fd of a sender that died before committing its marker
+                os.close(fd)
+
+    def _recv_large(self, e, populate=True):
+        """The Message (mapping the memfd, no copy) of the large message announced by the
+        _LargeMessage `e`; populate=False for a view (pages fault in when read)."""
+        fd = self._take_fd(e)
+        try:
+            if e.args[1] == _HANDLE:
+                raise RuntimeError("a file descriptor was sent here: use recv_handle()")
+            return _Channel.map_message(fd, e.args[1], populate)
+        finally:
+            os.close(fd)
+
+    # -- file descriptors ------------------------------------------------------------------
+    def send_handle(self, handle):
+        """Sends a duplicate of file descriptor `handle` (in order with the messages) for
+        the peer's recv_handle(); multiprocessing.reduction.send_handle's job on a Pipe
+        (see shmlink.reduction)."""
+        self._check_closed()
+        self._check_writable()
+        msg_id = next(_large_ids)
+        socket.send_fds(self._socket(), [_LARGE_HEADER.pack(msg_id, _HANDLE)], [handle])
+        self._ch.send_large_marker(msg_id, _HANDLE)
+
+    def recv_handle(self):
+        """Receives a file descriptor sent with send_handle() (a new fd, the caller's).
+        RuntimeError if the next message is not one (the message is consumed), as
+        multiprocessing's recv_handle on unexpected data."""
+        self._check_closed()
+        self._check_readable()
+        try:
+            self._ch.recv_bytes(None, None)
+        except _LargeMessage as e:
+            if e.args[1] == _HANDLE:
+                return self._take_fd(e)
+            os.close(self._take_fd(e))
+        raise RuntimeError("Invalid data received (not a file descriptor)")
 
     # -- receiving -----------------------------------------------------------------------
     def recv_bytes(self, maxlength=None):
@@ -115,7 +255,14 @@ class Connection:
         self._check_readable()
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
-        return self._ch.recv_bytes(maxlength, None)
+        try:
+            return self._ch.recv_bytes(maxlength, None)
+        except _LargeMessage as e:
+            msg = self._recv_large(e)
+        with msg:
+            if maxlength is not None and len(msg) > maxlength:
+                raise OSError("bad message length")
+            return msg.tobytes()
 
     def recv_bytes_into(self, buf, offset=0):
         """Receive bytes data into a writeable bytes-like object; returns the length.
@@ -127,7 +274,15 @@ class Connection:
             m = m.cast("B")
         if offset < 0 or offset > m.nbytes:
             raise ValueError("offset out of bounds" if offset >= 0 else "negative offset")
-        n, whole = self._ch.recv_bytes_into(m, offset, None)
+        try:
+            n, whole = self._ch.recv_bytes_into(m, offset, None)
+        except _LargeMessage as e:
+            with self._recv_large(e) as body:
+                n = body.nbytes
+                if n > m.nbytes - offset:
+                    raise BufferTooShort(body.tobytes()) from None
+                m[offset:offset + n] = body
+                return n
         if whole is not None:
             raise BufferTooShort(whole)
         return n
@@ -136,19 +291,81 @@ class Connection:
         """Receive a (picklable) object."""
         self._check_closed()
         self._check_readable()
-        return self._ch.recv_decode(_ForkingPickler.loads, None)
+        try:
+            return self._ch.recv_decode(_ForkingPickler.loads, None)
+        except _LargeMessage as e:
+            msg = self._recv_large(e)
+        with msg as body:
+            return _ForkingPickler.loads(body)
 
     def recv_view(self, timeout=None):
-        """shmlink extension: the next message in place (see shmlink.Ring.recv_view)."""
+        """shmlink extension: the next message in place (see shmlink.Ring.recv_view): in
+        the ring, or for a large message in its own read-only mapping; no copy either way."""
         self._check_closed()
         self._check_readable()
-        return self._ch.recv_view(timeout, False)
+        try:
+            return self._ch.recv_view(timeout, False)
+        except _LargeMessage as e:
+            return self._recv_large(e, False)
+
+    def recv_array(self, timeout=None):
+        """shmlink extension: a NumPy array sent with send_array(), without a copy (its
+        data lies in the ring, or in a large message's own mapping; read-only). As with
+        Ring.recv_array, an array kept alive keeps its ring space."""
+        from ._ring import _array_from_message
+        self._check_closed()
+        self._check_readable()
+        try:
+            msg = self._ch.recv_view(timeout, True)
+        except _LargeMessage as e:
+            msg = self._recv_large(e, False)
+        return _array_from_message(msg)
+
+    def send_array(self, arr):
+        """shmlink extension: sends a NumPy array for recv_array() (one copy)."""
+        from ._ring import _array_parts
+        self._check_closed()
+        self._check_writable()
+        parts = _array_parts(arr)
+        if sum(memoryview(p).nbytes for p in parts) > self._inline_max:
+            return self._send_large(parts)
+        self._ch.send_parts(parts, None)
 
     def poll(self, timeout=0.0):
         """Whether there is any input available to be read (or end of stream)."""
         self._check_closed()
         self._check_readable()
         return self._ch.poll(timeout)
+
+    # -- asyncio -------------------------------------------------------------------------
+    async def _readable(self):
+        """Returns once a receive would not block, waiting on fileno() in the running
+        event loop (add_reader), never blocking the loop."""
+        import asyncio
+        loop = asyncio.get_running_loop()
+        while not self.poll(0):
+            fut = loop.create_future()
+            fd = self.fileno()
+
+            def ready():
+                if not fut.done():
+                    fut.set_result(None)
+
+            loop.add_reader(fd, ready)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
+
+    async def recv_async(self):
+        """shmlink extension: `await conn.recv_async()`, recv() for asyncio."""
+        await self._readable()
+        return self.recv()
+
+    async def recv_bytes_async(self, maxlength=None):
+        """shmlink extension: recv_bytes() for asyncio."""
+        await self._readable()
+        return self.recv_bytes(maxlength)
 
     # -- fileno / lifetime ---------------------------------------------------------------
     def fileno(self):
@@ -174,6 +391,14 @@ class Connection:
         if self._epoll is not None:
             self._epoll.close()
             self._epoll = None
+        self._drop_large_segment()
+        s = getattr(self, "_sock_obj", None)
+        if s is not None:
+            self._sock_obj = None
+            if self._sock_pid == os.getpid():
+                s.close()
+            else:
+                s.detach()  # the parent's fd number: not ours to close
         for k, fd in self._fds.items():
             if fd >= 0:
                 try:
@@ -222,6 +447,7 @@ class SocketConnection(Connection):
 
     def __init__(self, impl):
         self._ch = impl
+        self._inline_max = impl.max_message_size
         self._rx_index = 0
         self._tx_index = 0
         self._fds = {}
@@ -252,6 +478,30 @@ class SocketConnection(Connection):
 
     def recv_view(self, timeout=None):
         raise NotImplementedError("recv_view is available on Ring and Pipe connections")
+
+    def recv_array(self, timeout=None):
+        raise NotImplementedError("recv_array is available on Ring and Pipe connections")
+
+    def send_array(self, arr):
+        raise NotImplementedError("send_array is available on Ring and Pipe connections")
+
+    def _send_large(self, parts):
+        raise ValueError("message exceeds the connection's maximum of %d bytes"
+                         % self._ch.max_message_size)
+
+    def send_handle(self, handle):
+        """Sends a duplicate of fd `handle` (Unix sockets only), in order with the
+        messages; wire-compatible with multiprocessing.reduction.send_handle, so a stock
+        Python peer's recv_handle takes it."""
+        self._check_closed()
+        self._ch.send_handle(handle)
+
+    def recv_handle(self):
+        """Receives a descriptor sent with send_handle() or Python's send_handle (a new
+        fd, the caller's). RuntimeError if the next item is not one."""
+        self._check_closed()
+        self._disarm()
+        return self._ch.recv_handle(None)
 
     def poll(self, timeout=0.0):
         self._check_closed()
@@ -309,34 +559,47 @@ def _address_text(address):
 
 
 def _authkey(authkey):
+    """(key, authenticate) for the extension: None means no challenge, as in
+    multiprocessing."""
     if authkey is None:
-        raise ValueError("shmlink Listener/Client require an authkey (bytes): "
-                         "unauthenticated connections are not supported")
+        return b"", False
     if not isinstance(authkey, bytes):
         raise TypeError("authkey should be a byte string")
-    return authkey
+    if not authkey:
+        raise ValueError("shmlink refuses an empty authkey (use authkey=None for no "
+                         "authentication)")
+    return authkey, True
 
 
 class Listener:
     """multiprocessing.connection.Listener over transport/connection.h.
 
     Listener(address=None, family=None, backlog=1, authkey=None, *, shm=True,
-    ring_capacity=None, legacy_auth=False). address: a Unix path, an abstract name
-    ('\0name') or a (host, port) tuple (port 0: any free port, see .address); None
-    picks a fresh Unix path. family is accepted for compatibility and inferred.
-    shm=False behaves exactly like stock Python (no shared-memory upgrade).
+    ring_capacity=None, legacy_auth=False, allow_remote_unauthenticated=False).
+    address: a Unix path, an abstract name ('\0name') or a (host, port) tuple (port 0:
+    any free port, see .address); None picks a fresh Unix path. family is accepted for
+    compatibility and inferred. shm=False behaves exactly like stock Python (no
+    shared-memory upgrade).
+
+    authkey=None: no challenge-response, as in multiprocessing; then shmlink admits only
+    peers of this process's uid (kernel peer credentials) on Unix sockets and, on TCP,
+    only peers on a loopback address: accept() raises PermissionError for others unless
+    allow_remote_unauthenticated=True. Unauthenticated connections use the socket data
+    path (the shared-memory upgrade is negotiated inside the handshake).
     """
 
     def __init__(self, address=None, family=None, backlog=1, authkey=None, *, shm=True,
-                 ring_capacity=None, legacy_auth=False):
+                 ring_capacity=None, legacy_auth=False, allow_remote_unauthenticated=False):
         self._tempdir = None
         if address is None:
             import tempfile
             self._tempdir = tempfile.mkdtemp(prefix="shmlink-")
             address = os.path.join(self._tempdir, "listener")
         try:
-            self._impl = _Listener.create(_address_text(address), _authkey(authkey), shm,
-                                          int(ring_capacity or 0), int(backlog), legacy_auth)
+            key, authenticate = _authkey(authkey)
+            self._impl = _Listener.create(_address_text(address), key, shm,
+                                          int(ring_capacity or 0), int(backlog), legacy_auth,
+                                          authenticate, bool(allow_remote_unauthenticated))
         except BaseException:
             self._remove_tempdir()
             raise
@@ -387,9 +650,11 @@ class Listener:
 
 
 def Client(address, family=None, authkey=None, *, shm=True, legacy_auth=False):
-    """multiprocessing.connection.Client over transport/connection.h (see Listener)."""
-    return SocketConnection(_connect(_address_text(address), _authkey(authkey), shm,
-                                     legacy_auth))
+    """multiprocessing.connection.Client over transport/connection.h (see Listener).
+    authkey=None: no authentication, as in multiprocessing."""
+    key, authenticate = _authkey(authkey)
+    return SocketConnection(_connect(_address_text(address), key, shm, legacy_auth,
+                                     authenticate))
 
 
 def _rebuild_connection(seg, rx_efd, tx_efd, sock, rx_index, tx_index):

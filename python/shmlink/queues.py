@@ -1,7 +1,14 @@
 # Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink.Queue / JoinableQueue / SimpleQueue: multiprocessing's queues over a shared-memory
-MPMC queue (ringbuf/mpmc_queue.h). No feeder thread, no pipe: put() copies the pickled
-object into a slot in shared memory and get() unpickles it from there.
+MPMC queue (ringbuf/mpmc_queue.h). No pipe: put() copies the pickled object into a slot in
+shared memory and get() unpickles it from there.
+
+Unbounded queues (maxsize <= 0) never block a put, as multiprocessing's: when every slot is
+taken, put() keeps the pickled message in a per-process buffer and a feeder thread (started
+then, as multiprocessing starts its own) moves the buffer into the slots as getters free
+them. Once the buffer is in use, later puts of this process queue behind it (FIFO per
+process). close() lets the feeder finish; join_thread() waits for it; at exit the
+buffer is flushed unless cancel_join_thread() was called.
 
 Wire format of a slot: one tag byte, then
   0x00  raw bytes (put(b) with type(b) is bytes: not pickled)
@@ -9,14 +16,17 @@ Wire format of a slot: one tag byte, then
   0x02  a spilled message: inner tag byte + the name of a shm segment holding the payload
         (objects larger than the slot; the getter unlinks the segment after reading)
 """
+import collections
 import itertools
 import mmap
 import os
 import queue as _queue
+import threading
 import weakref
 
 import _posixshmem
 from multiprocessing import reduction as _reduction
+from multiprocessing import util as _util
 
 from . import _names
 from ._shmlink import _Queue
@@ -25,7 +35,7 @@ __all__ = ["Queue", "JoinableQueue", "SimpleQueue"]
 
 #: Largest message stored inline in a slot (bigger ones spill to their own segment).
 DEFAULT_SLOT_SIZE = 8192
-#: Slot count when maxsize is 0 (unbounded): put() blocks only when all slots are full.
+#: Slot count when maxsize is 0 (unbounded): beyond it puts wait in the feeder's buffer.
 DEFAULT_SLOTS = 1024
 _MAX_SLOTS = 1 << 16
 
@@ -133,6 +143,38 @@ class Queue:
         self._slot_payload = impl.slot_size - 1
         self._closed = False
         self._finalizer = None
+        self._reset_feeder()
+
+    # -- the feeder (unbounded queues whose slots are all taken) ---------------------
+    def _reset_feeder(self):
+        self._buffer = collections.deque()  # parts lists waiting for a slot
+        self._notempty = threading.Condition(threading.Lock())
+        self._thread = None
+        self._joincancelled = False
+        self._feeder_pid = os.getpid()
+
+    def _buffer_put(self, parts):
+        if self._feeder_pid != os.getpid():  # inherited across fork: not ours
+            self._reset_feeder()
+        if self._joinable:
+            self._impl.begin_task()  # counted now: join() must wait for buffered items
+        with self._notempty:
+            if self._thread is None:
+                self._start_feeder()
+            self._buffer.append(parts)
+            self._notempty.notify()
+
+    def _start_feeder(self):
+        t = threading.Thread(target=_feed, name="QueueFeederThread", daemon=True,
+                             args=(self._buffer, self._notempty, self._impl,
+                                   self._on_queue_feeder_error))
+        self._thread = t
+        t.start()
+        if not self._joincancelled:
+            self._jointhread = _util.Finalize(self, _finalize_join, [weakref.ref(t)],
+                                              exitpriority=-5)
+        self._close_feeder = _util.Finalize(self, _finalize_close,
+                                            [self._buffer, self._notempty], exitpriority=10)
 
     @classmethod
     def attach(cls, name):
@@ -177,6 +219,8 @@ class Queue:
         return [_TAG_SPILL, tag, spill.encode("ascii")], spill
 
     def put(self, obj, block=True, timeout=None):
+        if self._maxsize == 0:
+            return self._put_unbounded(obj)
         if block and timeout is None and not self._closed:  # fast path
             try:
                 if self._impl.put_object(obj, _dumps, None, self._joinable):
@@ -201,8 +245,42 @@ class Queue:
                 _posixshmem.shm_unlink(spill)
             raise
 
+    def _put_unbounded(self, obj):
+        """Never blocks: a slot if one is free and nothing of ours waits, else the
+        feeder's buffer."""
+        if self._closed:
+            raise ValueError("Queue %r is closed" % self)
+        if not self._buffer:
+            try:
+                if self._impl.put_object(obj, _dumps, 0, self._joinable):
+                    return
+            except TimeoutError:
+                pass  # every slot is taken
+            else:
+                parts, spill = self._parts(obj)  # too big for a slot: spill
+                try:
+                    self._impl.put(parts, 0, self._joinable)
+                    return
+                except TimeoutError:
+                    pass
+                except BaseException:
+                    if spill:
+                        _posixshmem.shm_unlink(spill)
+                    raise
+                self._buffer_put(parts)
+                return
+        self._buffer_put(self._parts(obj)[0])
+
     def put_nowait(self, obj):
         return self.put(obj, False)
+
+    @staticmethod
+    def _on_queue_feeder_error(e, obj):
+        """As multiprocessing's hook: called in the feeder thread when moving a buffered
+        item into the queue fails (`obj` is the pickled item; pickling itself happens in
+        put(), which raises). Prints the traceback; override to handle it."""
+        import traceback
+        traceback.print_exc()
 
     # -- getting ----------------------------------------------------------------------
     def get(self, block=True, timeout=None):
@@ -217,13 +295,32 @@ class Queue:
     def get_nowait(self):
         return self.get(False)
 
+    async def get_async(self):
+        """shmlink extension: `await q.get_async()`, get() for asyncio. The queue has no
+        file descriptor, so this polls without blocking the loop (get_nowait, then sleeps
+        growing from 50 us to 5 ms while it stays empty): cancelling it never loses an
+        item; latency after a quiet spell is at most ~5 ms."""
+        import asyncio
+        delay = 50e-6
+        while True:
+            try:
+                return self.get(False)
+            except _queue.Empty:
+                pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5e-3)
+
     # -- state ------------------------------------------------------------------------
     def qsize(self):
-        """Exact number of items put and not yet got (unlike macOS, never raises)."""
-        return self._impl.qsize()
+        """Items in the slots, plus this process's items still in the feeder's buffer
+        (unlike macOS, never raises)."""
+        n = self._impl.qsize()
+        if self._buffer and self._feeder_pid == os.getpid():
+            n += len(self._buffer)
+        return n
 
     def empty(self):
-        return self._impl.qsize() == 0
+        return self.qsize() == 0
 
     def full(self):
         return self._maxsize > 0 and self._impl.qsize() >= self._maxsize
@@ -241,18 +338,30 @@ class Queue:
         return self._impl.stats()
 
     def close(self):
-        """No more puts/gets from this process (its queue handles are dropped)."""
-        if not self._closed:
-            self._closed = True
+        """No more puts/gets from this process. The feeder (if any) still moves what it
+        buffered into the queue, then drops this process's queue handles."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None and self._feeder_pid == os.getpid():
+            self._close_feeder()  # the feeder closes the handles when it has flushed
+        else:
             self._impl.close()
 
     def join_thread(self):
-        """No feeder thread: returns at once (kept for API compatibility)."""
+        """Waits for the feeder thread (after close()), as multiprocessing's."""
         if not self._closed:
             raise ValueError("Queue %r not closed" % self)
+        if self._thread is not None and self._feeder_pid == os.getpid():
+            self._thread.join()
 
     def cancel_join_thread(self):
-        """No feeder thread: nothing to cancel."""
+        """Do not wait for the feeder at exit (buffered items may be lost)."""
+        self._joincancelled = True
+        try:
+            self._jointhread.cancel()
+        except AttributeError:
+            pass
 
     def unlink(self):
         """Removes the queue's names now (creator only; attached handles keep working)."""
@@ -296,3 +405,37 @@ class SimpleQueue(Queue):
 
 def _attach(cls, name):
     return cls.attach(name)
+
+
+_STOP = object()
+
+
+def _feed(buffer, notempty, impl, on_error):
+    """Feeder thread: moves buffered messages into the slots in order (blocking while
+    they are all taken, with the GIL released), until _STOP; then drops the handles."""
+    while True:
+        with notempty:
+            while not buffer:
+                notempty.wait()
+            parts = buffer[0]
+        if parts is _STOP:
+            impl.close()
+            return
+        try:
+            impl.put(parts, None, False)
+        except Exception as e:  # as multiprocessing's feeder: report through the hook, go on
+            on_error(e, parts)
+        with notempty:
+            buffer.popleft()
+
+
+def _finalize_close(buffer, notempty):
+    with notempty:
+        buffer.append(_STOP)
+        notempty.notify()
+
+
+def _finalize_join(twr):
+    t = twr()
+    if t is not None:
+        t.join()

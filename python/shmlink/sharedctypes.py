@@ -1,15 +1,25 @@
 # Copyright shmlink authors. SPDX-License-Identifier: MIT
-"""shmlink.Value / Array: ctypes objects in named shared memory, guarded by a robust
-process-shared lock (ringbuf/shared_object.h).
+"""shmlink.Value / Array / RawValue / RawArray: multiprocessing.sharedctypes, with the
+ctypes objects living in named shared memory (ringbuf/shared_object.h) instead of
+multiprocessing's anonymous heap arena.
 
-As multiprocessing's: Value(typecode_or_type, *args, lock=True) and
-Array(typecode_or_type, size_or_initializer, *, lock=True) return synchronized wrappers with
-.value / indexing / slicing, get_lock() and get_obj(). The lock is recursive (like the
-RLock multiprocessing uses) and robust: if a process dies holding it, the next acquirer gets
-it (the data may be half-updated; `get_lock().owner_died` tells).
+As multiprocessing's, and built from its own pieces:
+- RawValue/RawArray return real ctypes objects (buffer protocol: memoryview, np.frombuffer)
+  of any ctypes type or typecode ('i', 'd', 'c', 'u', ...; c_bool, c_wchar, Structures,
+  arrays of Structures).
+- Value/Array wrap them in multiprocessing's Synchronized classes: lock=True gives the
+  default lock, lock=False the raw object, any other object with acquire/release (a
+  multiprocessing Lock or RLock, ...) is used as is and returned by get_lock().
+- They go to children as multiprocessing's do: inherited under fork, pickled while a
+  Process is spawned (spawn, forkserver); pickling elsewhere raises RuntimeError.
 
-Ownership: the creating process owns the name; it is removed when the creator's object
-dies or on unlink(). Children get the object by pickling (by name), under fork or spawn.
+shmlink's additions: the default lock is the segment's robust process-shared mutex
+(SharedLock: recursive; if its holder dies the next acquire() succeeds and
+`get_lock().owner_died` is True), and each object has a name (`segment_name(obj)`) by which
+another program can attach (`attach(name, typecode_or_type, size=None)`).
+
+Ownership: the creating process owns the name; it is removed when the creator's last
+reference to the object dies (or at its exit). Attachers never remove it.
 """
 import ctypes
 import os
@@ -17,48 +27,166 @@ import threading
 import time
 import weakref
 
+import multiprocessing as _mp
+from multiprocessing import sharedctypes as _std
+
 from . import _names
 from ._shmlink import _SharedObject
 
-__all__ = ["Value", "Array", "RawValue", "RawArray", "SharedLock"]
+__all__ = ["Value", "Array", "RawValue", "RawArray", "SharedLock", "synchronized", "copy",
+           "attach", "segment_name"]
 
-_TYPECODES = {
-    "c": ctypes.c_char, "u": ctypes.c_wchar, "b": ctypes.c_byte, "B": ctypes.c_ubyte,
-    "h": ctypes.c_short, "H": ctypes.c_ushort, "i": ctypes.c_int, "I": ctypes.c_uint,
-    "l": ctypes.c_long, "L": ctypes.c_ulong, "q": ctypes.c_longlong,
-    "Q": ctypes.c_ulonglong, "f": ctypes.c_float, "d": ctypes.c_double,
-}
-_CTYPE_TO_CODE = {v: k for k, v in _TYPECODES.items()}
+typecode_to_type = dict(_std.typecode_to_type)
+_CTYPE_TO_CODE = {v: k for k, v in typecode_to_type.items()}
+_GENERIC_TAG = 0x43545950 << 16  # "CTYP": a ctypes type without a typecode
 
-
-def _ctype(typecode_or_type):
-    if isinstance(typecode_or_type, str):
-        try:
-            return _TYPECODES[typecode_or_type]
-        except KeyError:
-            raise ValueError("bad typecode %r (expected one of %s)" %
-                             (typecode_or_type, "".join(_TYPECODES))) from None
-    if typecode_or_type in _CTYPE_TO_CODE:
-        return typecode_or_type
-    raise TypeError("shmlink shares simple ctypes types only (typecode or ctypes type)")
+synchronized = _std.synchronized
+copy = _std.copy
 
 
-def _tag(ctype, count, is_array):
-    return (ord(_CTYPE_TO_CODE[ctype]) << 1 | int(is_array)) << 40 | count
+def _tag(type_):
+    """The segment's type tag: typecode, array flag and count for the simple types (as
+    C++ tools read it), a generic tag otherwise."""
+    if issubclass(type_, ctypes.Array) and type_._type_ in _CTYPE_TO_CODE:
+        return (ord(_CTYPE_TO_CODE[type_._type_]) << 1 | 1) << 40 | type_._length_
+    if type_ in _CTYPE_TO_CODE:
+        return (ord(_CTYPE_TO_CODE[type_]) << 1) << 40 | 1
+    return _GENERIC_TAG
+
+
+class _ShmBuffer:
+    """The shared memory behind one ctypes object (multiprocessing's BufferWrapper role):
+    create_memoryview() for sharedctypes.rebuild_ctype; pickles by name."""
+
+    def __init__(self, impl, name, creator):
+        self._impl = impl
+        self.name = name
+        self._finalizer = (weakref.finalize(self, _unlink_if_creator, impl, os.getpid())
+                           if creator else None)
+
+    @classmethod
+    def create(cls, type_, name=None):
+        size = max(ctypes.sizeof(type_), 1)
+        name = name or _names.new_name("a" if issubclass(type_, ctypes.Array) else "v")
+        elem = ctypes.sizeof(type_._type_) if issubclass(type_, ctypes.Array) else size
+        if elem <= 0 or size % elem:
+            elem = 1
+        return cls(_SharedObject.create(name, size, elem, _tag(type_)), name, True)
+
+    @classmethod
+    def attach(cls, name):
+        return cls(_SharedObject.attach(name), name, False)
+
+    def create_memoryview(self):
+        return memoryview(self._impl)
+
+    def unlink(self):
+        """Removes the name now (creator only)."""
+        if self._finalizer is None:
+            raise ValueError("only the creating process owns the name")
+        self._finalizer()
+
+    def __reduce__(self):
+        return (_ShmBuffer.attach, (self.name,))
+
+
+def _unlink_if_creator(impl, pid):
+    if os.getpid() == pid:
+        impl.unlink()
+
+
+def _new_value(type_, name=None):
+    return _std.rebuild_ctype(type_, _ShmBuffer.create(type_, name), None)
+
+
+def _type(typecode_or_type):
+    t = typecode_to_type.get(typecode_or_type, typecode_or_type)
+    if isinstance(t, str):
+        raise TypeError("bad typecode %r (expected one of %s or a ctypes type)" %
+                        (t, "".join(typecode_to_type)))
+    return t
+
+
+# -- the multiprocessing.sharedctypes API --------------------------------------------------
+def RawValue(typecode_or_type, *args, name=None):
+    """A ctypes object in shared memory (as multiprocessing.RawValue). shmlink extension:
+    name= chooses the segment name."""
+    obj = _new_value(_type(typecode_or_type), name)
+    obj.__init__(*args)
+    return obj
+
+
+def RawArray(typecode_or_type, size_or_initializer, *, name=None):
+    """A ctypes array in shared memory (as multiprocessing.RawArray)."""
+    type_ = _type(typecode_or_type)
+    if isinstance(size_or_initializer, int):
+        return _new_value(type_ * size_or_initializer, name)
+    result = _new_value(type_ * len(size_or_initializer), name)
+    result.__init__(*size_or_initializer)
+    return result
+
+
+def _synchronize(obj, lock):
+    if lock is False:
+        return obj
+    if lock in (True, None):
+        lock = SharedLock(obj._wrapper)
+    if not hasattr(lock, "acquire"):
+        raise AttributeError("%r has no method 'acquire'" % lock)
+    # ctx only matters when lock is None: pass the default context object itself so the
+    # start method is not fixed here.
+    return synchronized(obj, lock, ctx=_mp.context._default_context)
+
+
+def Value(typecode_or_type, *args, lock=True, ctx=None, name=None):
+    """A synchronized ctypes object in shared memory (as multiprocessing.Value)."""
+    return _synchronize(RawValue(typecode_or_type, *args, name=name), lock)
+
+
+def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None, name=None):
+    """A synchronized ctypes array in shared memory (as multiprocessing.Array)."""
+    return _synchronize(RawArray(typecode_or_type, size_or_initializer, name=name), lock)
+
+
+# -- shmlink extensions --------------------------------------------------------------------
+def segment_name(obj):
+    """The shm name of a shmlink shared ctypes object (raw or synchronized)."""
+    raw = obj.get_obj() if hasattr(obj, "get_obj") else obj
+    wrapper = getattr(raw, "_wrapper", None)
+    if not isinstance(wrapper, _ShmBuffer):
+        raise TypeError("%r is not a shmlink shared ctypes object" % (obj,))
+    return wrapper.name
+
+
+def attach(name, typecode_or_type, size=None, *, lock=True):
+    """Attaches to another program's Value (size=None) or Array (size=n) by name. lock as
+    for Value/Array (True: the segment's robust lock, shared with the creator's)."""
+    type_ = _type(typecode_or_type)
+    if size is not None:
+        type_ = type_ * size
+    wrapper = _ShmBuffer.attach(name)
+    if len(wrapper.create_memoryview()) < ctypes.sizeof(type_):
+        raise ValueError("%s is smaller than %s" % (name, type_.__name__))
+    return _synchronize(_std.rebuild_ctype(type_, wrapper, None), lock)
 
 
 class SharedLock:
-    """Recursive, process-shared, robust lock (the lock of a Value/Array).
+    """Recursive, process-shared, robust lock: the default lock of a Value/Array, backed by
+    the mutex of the object's segment.
 
     acquire(block=True, timeout=None) -> bool; release(); usable as a context manager.
-    Blocking acquires release the GIL and are interruptible by Ctrl-C.
+    Blocking acquires release the GIL and are interruptible by Ctrl-C. Pickles by name.
     """
 
-    def __init__(self, impl):
-        self._impl = impl
+    def __init__(self, buffer):
+        self._buffer = buffer
+        self._impl = buffer._impl
         self._local = threading.RLock()
         self._count = 0
         self._pid = os.getpid()
+
+    def __reduce__(self):
+        return (SharedLock, (self._buffer,))
 
     def _after_fork(self):
         if self._pid != os.getpid():
@@ -114,162 +242,5 @@ class SharedLock:
     def __exit__(self, *exc):
         self.release()
 
-
-class _Synchronized:
-    def __init__(self, impl, name, ctype, length, lock, creator):
-        self._impl = impl
-        self._name = name
-        self._ctype = ctype
-        self._length = length
-        self._uselock = bool(lock)
-        self._lock = SharedLock(impl)
-        mv = memoryview(impl)
-        self._obj = (ctype * length if length is not None else ctype).from_buffer(mv)
-        self._finalizer = (weakref.finalize(self, _unlink_if_creator, impl, os.getpid())
-                           if creator else None)
-
-    def get_lock(self):
-        return self._lock
-
-    def get_obj(self):
-        return self._obj
-
-    def acquire(self, *args):
-        return self._lock.acquire(*args)
-
-    def release(self):
-        return self._lock.release()
-
-    def __enter__(self):
-        return self._lock.__enter__()
-
-    def __exit__(self, *exc):
-        return self._lock.__exit__(*exc)
-
-    @property
-    def name(self):
-        return self._name
-
-    def unlink(self):
-        """Removes the name now (creator only)."""
-        if self._finalizer is None:
-            raise ValueError("only the creating object owns the name")
-        self._finalizer()
-
-    def __reduce__(self):
-        return (_attach, (type(self), self._name, _CTYPE_TO_CODE[self._ctype], self._length,
-                          self._uselock))
-
-
-def _unlink_if_creator(impl, pid):
-    if os.getpid() == pid:
-        impl.unlink()
-
-
-class SynchronizedValue(_Synchronized):
-    @property
-    def value(self):
-        if not self._uselock:
-            return self._obj.value
-        with self._lock:
-            return self._obj.value
-
-    @value.setter
-    def value(self, v):
-        if not self._uselock:
-            self._obj.value = v
-            return
-        with self._lock:
-            self._obj.value = v
-
     def __repr__(self):
-        return "<shmlink.Value %s(%r)>" % (self._ctype.__name__, self._obj.value)
-
-
-class SynchronizedArray(_Synchronized):
-    def __len__(self):
-        return self._length
-
-    def __getitem__(self, i):
-        if not self._uselock:
-            return self._obj[i]
-        with self._lock:
-            return self._obj[i]
-
-    def __setitem__(self, i, v):
-        if not self._uselock:
-            self._obj[i] = v
-            return
-        with self._lock:
-            self._obj[i] = v
-
-    def __iter__(self):
-        return iter(self[:])
-
-    @property
-    def value(self):  # c_char arrays, as multiprocessing's
-        with self._lock:
-            return self._obj.value
-
-    @property
-    def raw(self):
-        with self._lock:
-            return self._obj.raw
-
-    def __repr__(self):
-        return "<shmlink.Array %s%r>" % (self._ctype.__name__, self[:])
-
-
-def _attach(cls, name, code, length, lock):
-    ctype = _TYPECODES[code]
-    impl = _SharedObject.attach(name)
-    if impl.type_tag != _tag(ctype, length or 1, length is not None):
-        raise ValueError("%s is not a shmlink %s of this type" % (name, cls.__name__))
-    return cls(impl, name, ctype, length, lock, False)
-
-
-def _new_name(kind):
-    return _names.new_name(kind)
-
-
-def Value(typecode_or_type, *args, lock=True, name=None):
-    """A ctypes value in shared memory, as multiprocessing.Value. lock=False: .value does
-    not take the lock (get_lock() still works)."""
-    ctype = _ctype(typecode_or_type)
-    name = name or _new_name("v")
-    impl = _SharedObject.create(name, ctypes.sizeof(ctype), ctypes.sizeof(ctype),
-                                _tag(ctype, 1, False))
-    v = SynchronizedValue(impl, name, ctype, None, lock, True)
-    if args:
-        v._obj.value = ctype(*args).value
-    return v
-
-
-def Array(typecode_or_type, size_or_initializer, *, lock=True, name=None):
-    """A ctypes array in shared memory, as multiprocessing.Array."""
-    ctype = _ctype(typecode_or_type)
-    if isinstance(size_or_initializer, int):
-        init, n = None, size_or_initializer
-    else:
-        init = list(size_or_initializer) if not isinstance(size_or_initializer, (bytes, str)) \
-            else size_or_initializer
-        n = len(init)
-    if n <= 0:
-        raise ValueError("an Array needs at least one element")
-    name = name or _new_name("a")
-    impl = _SharedObject.create(name, ctypes.sizeof(ctype) * n, ctypes.sizeof(ctype),
-                                _tag(ctype, n, True))
-    a = SynchronizedArray(impl, name, ctype, n, lock, True)
-    if init is not None:
-        a._obj[:] = init
-    return a
-
-
-def RawValue(typecode_or_type, *args, name=None):
-    """Value without automatic locking (get_lock() is still available)."""
-    return Value(typecode_or_type, *args, lock=False, name=name)
-
-
-def RawArray(typecode_or_type, size_or_initializer, *, name=None):
-    """Array without automatic locking (get_lock() is still available)."""
-    return Array(typecode_or_type, size_or_initializer, lock=False, name=name)
+        return "<shmlink.SharedLock %s count=%d>" % (self._buffer.name, self._count)

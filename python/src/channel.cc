@@ -179,9 +179,10 @@ auto SlicedWait(Timeout timeout, TryFn&& try_fn, WaitFn&& wait, BetweenFn&& betw
 
 bool PeerHungUp(int fd) {
   if (fd < 0) return false;
-  pollfd p{fd, POLLIN | POLLRDHUP, 0};
-  // Nobody writes on the hang-up socket, so any readiness means the peer end is closed.
-  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLRDHUP | POLLERR)) != 0;
+  pollfd p{fd, POLLRDHUP, 0};
+  // The hang-up socket carries only the fds of large Pipe messages (POLLIN): the peer end
+  // is closed when the kernel reports a read hang-up.
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
 }
 
 }  // namespace
@@ -359,6 +360,12 @@ std::span<std::byte> TxLock::Reserve(size_t n, Timeout timeout) {
   // The ring reports a closed reader only when it is full; multiprocessing users expect
   // BrokenPipeError at once (one shared load).
   if (p.reader_closed()) RaiseRingError(make_error_code(RingErrc::kClosed), true);
+  // Relaxed: a hint only. A stale 0 costs one poll(); once a reader has claimed the ring,
+  // its close() sets reader_closed and its death is found by the ring's liveness checks.
+  if (s_.consumer_owner != nullptr && s_.consumer_owner->load(std::memory_order_relaxed) == 0 &&
+      PeerHungUp(s_.hup_fd)) {
+    RaiseRingError(make_error_code(RingErrc::kClosed), true);
+  }
   auto r = p.try_reserve(n);
   if (!r && Is(r.error(), RingErrc::kWouldBlock)) {
     if (timeout && *timeout <= 0) RaiseRingError(make_error_code(RingErrc::kTimedOut), true);

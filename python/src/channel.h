@@ -108,6 +108,10 @@ struct TxState {
   bool closed = false;
   Bell bell;
   int hup_fd = -1;  // as RxState::hup_fd: checked while waiting for space
+  // Pipe: the ring's consumer-owner word. While no reader ever claimed the ring, every
+  // send checks hup_fd, so a sender learns at once that all copies of a peer end that
+  // never received were closed (multiprocessing raises BrokenPipeError there).
+  const std::atomic<uint64_t>* consumer_owner = nullptr;
   std::shared_ptr<void> keepalive;
 
   ~TxState();

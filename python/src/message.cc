@@ -2,6 +2,7 @@
 #include "python/src/message.h"
 
 #include <structmember.h>
+#include <sys/mman.h>
 
 #include <new>
 
@@ -18,10 +19,22 @@ struct MessageObject {
   bool invalid;        // release() was called: no new exports
   bool returned;       // ring space handed back to the state
   bool pinned;
+  void* map_base;                       // owned mapping (large Pipe message), or nullptr
+  size_t mapped;                        // its length
+  std::atomic<uint32_t>* release_word;  // in the mapping: set to 0 when given back
 };
 
 void GiveBack(MessageObject* m) {
-  if (m->returned || m->state == nullptr) return;
+  if (m->returned) return;
+  if (m->map_base != nullptr) {
+    m->returned = true;
+    // SYNC(large-release): release; pairs with the sender's acquire check before it
+    // rewrites the segment: every read of the message happened before.
+    if (m->release_word != nullptr) m->release_word->store(0, std::memory_order_release);
+    ::munmap(m->map_base, m->mapped);
+    return;
+  }
+  if (m->state == nullptr) return;
   m->returned = true;
   RxState& s = **m->state;
   // SYNC(outstanding): release pairs with the acquire load in RxState::MaybeRelease.
@@ -187,6 +200,30 @@ PyObject* NewMessage(std::shared_ptr<RxState> state, std::span<const std::byte> 
   m->invalid = false;
   m->returned = false;
   m->pinned = pinned;
+  m->map_base = nullptr;
+  m->mapped = 0;
+  m->release_word = nullptr;
+  return reinterpret_cast<PyObject*>(m);
+}
+
+PyObject* NewMappedMessage(void* base, size_t map_len, const std::byte* data, size_t size,
+                           std::atomic<uint32_t>* release_word) {
+  auto* m = PyObject_New(MessageObject, &MessageType);
+  if (m == nullptr) {
+    ::munmap(base, map_len);
+    return nullptr;
+  }
+  m->state = nullptr;
+  m->data = data;
+  m->size = static_cast<Py_ssize_t>(size);
+  m->exports = 0;
+  m->view = nullptr;
+  m->invalid = false;
+  m->returned = false;
+  m->pinned = false;
+  m->map_base = base;
+  m->mapped = map_len;
+  m->release_word = release_word;
   return reinterpret_cast<PyObject*>(m);
 }
 

@@ -16,6 +16,7 @@
 
 #include <Python.h>
 
+#include <atomic>
 #include <memory>
 #include <span>
 
@@ -29,6 +30,14 @@ int RegisterMessageType(PyObject* module);
 // New reference to a Message over `data`, which must stay valid until the message is
 // returned to `state` (state->outstanding was already incremented for it).
 PyObject* NewMessage(std::shared_ptr<RxState> state, std::span<const std::byte> data, bool pinned);
+
+// New reference to a Message over [data, data + size) inside a mapping [base, base +
+// map_len) that the message owns (large Pipe messages, which arrive in a memfd): when the
+// message is given back, `release_word` (if not null, inside the mapping) is set to 0 so
+// the sender may reuse the segment, then the mapping is unmapped. On failure the mapping
+// is unmapped (the word is left: the sender then never reuses that segment).
+PyObject* NewMappedMessage(void* base, size_t map_len, const std::byte* data, size_t size,
+                           std::atomic<uint32_t>* release_word);
 
 }  // namespace shmlink::py
 

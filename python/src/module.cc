@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -37,6 +39,18 @@ constexpr size_t kCopyWithoutGil = 64 * 1024;
 // Pipe segments keep two doorbell words in the page padding between the control blocks
 // and the data rings (header 256 B + 2 x 512 B control; data starts at 4096).
 constexpr size_t kBellOffset = 2048;
+
+// Large Pipe messages. A message longer than a Pipe's inline maximum (ring maximum - 64)
+// travels in a memfd segment (size-sealed; reused by the sender once the receiver gave it
+// back, see MapMessage) whose fd goes over the Pipe's socketpair (SCM_RIGHTS, with
+// {id, size}); the ring then carries a marker record of exactly the ring's maximum
+// size, which no inline message can have: {kLargeMagic, id, size}. The receiver meets the
+// marker in order, consumes it and raises _LargeMessage(id, size); the Python layer takes
+// the fd from the socket and maps it (shmlink.connection).
+constexpr uint64_t kLargeMagic = 0x314749424c4d4853;  // "SHMLBIG1"
+constexpr size_t kLargeInlineMargin = 64;
+constexpr size_t kLargeSegmentHeader = 64;  // in-use word, then padding (see MapMessage)
+PyObject* g_large_message = nullptr;        // the _LargeMessage exception type
 
 void CopyMaybeNoGil(void* dst, const void* src, size_t n) {
   if (n >= kCopyWithoutGil) {
@@ -137,10 +151,12 @@ class Channel {
       };
       ch->tx_->bell = bell(tx, tx_efd);
       ch->tx_->hup_fd = hup_fd;
+      ch->tx_->consumer_owner = &SpscRegionAt(*shared, geo, tx).control->consumer_owner;
       ch->tx_->keepalive = owner;
     }
-    ch->max_message_size_ = SpscMaxMessageSize(geo.capacity);
+    ch->max_message_size_ = SpscMaxMessageSize(geo.capacity) - kLargeInlineMargin;
     ch->capacity_ = geo.capacity;
+    ch->pipe_ = true;
     return ch;
   }
 
@@ -164,6 +180,7 @@ class Channel {
       views.push_back(std::make_unique<BufferView>(p, false));
       total += static_cast<size_t>(views.back()->view.len);
     }
+    CheckInline(total);
     TxLock lock(Tx());
     auto buf = lock.Reserve(total, timeout);
     size_t at = 0;
@@ -180,11 +197,46 @@ class Channel {
     if (offset < 0 || offset > v.view.len) throw pyb::value_error("offset is out of range");
     Py_ssize_t n = size ? *size : v.view.len - offset;
     if (n < 0 || offset + n > v.view.len) throw pyb::value_error("size is out of range");
+    CheckInline(static_cast<size_t>(n));
     TxLock lock(Tx());
     auto buf = lock.Reserve(static_cast<size_t>(n), timeout);
     CopyMaybeNoGil(buf.data(), static_cast<const char*>(v.view.buf) + offset,
                    static_cast<size_t>(n));
     lock.Commit();
+  }
+
+  // Pipe: commits the marker of a large message whose memfd was sent on the socketpair.
+  void SendLargeMarker(uint64_t id, uint64_t size) {
+    if (!pipe_) throw pyb::value_error("large messages travel on Pipe connections only");
+    TxLock lock(Tx());
+    auto buf = lock.Reserve(lock.producer().max_message_size(), std::nullopt);
+    const uint64_t words[3] = {kLargeMagic, id, size};
+    std::memcpy(buf.data(), words, sizeof(words));
+    lock.Commit();
+  }
+
+  // Pipe: maps the memfd of a large message as a Message that owns the mapping. Segment
+  // layout: a 64-byte header whose first u32 is the in-use word (the sender set it to 1;
+  // the Message sets it to 0 when given back, and the sender may then reuse the segment),
+  // then the message. `fd` stays the caller's. populate: fault every page in now (for a
+  // copy that follows); a zero-copy view leaves that to the reader's first touch.
+  static pyb::object MapMessage(int fd, uint64_t size, bool populate) {
+    struct stat st {};
+    const uint64_t need = kLargeSegmentHeader + size;
+    if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < need || size == 0) {
+      throw pyb::value_error("large message segment is smaller than its announced size");
+    }
+    void* p = MAP_FAILED;
+    Py_BEGIN_ALLOW_THREADS;
+    p = ::mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_SHARED | (populate ? MAP_POPULATE : 0),
+               fd, 0);
+    Py_END_ALLOW_THREADS;
+    if (p == MAP_FAILED) RaiseRingError(std::error_code(errno, std::system_category()), false);
+    auto* base = static_cast<std::byte*>(p);
+    PyObject* m = NewMappedMessage(p, need, base + kLargeSegmentHeader, size,
+                                   reinterpret_cast<std::atomic<uint32_t>*>(base));
+    if (m == nullptr) throw pyb::error_already_set();
+    return pyb::reinterpret_steal<pyb::object>(m);
   }
 
   // Ends the stream: the reader drains what was sent, then gets EOFError.
@@ -212,6 +264,7 @@ class Channel {
   pyb::bytes RecvBytes(std::optional<Py_ssize_t> maxlength, Timeout timeout) {
     RxLock lock(Rx());
     auto msg = lock.Peek(timeout);
+    CheckLarge(lock, msg);
     if (maxlength && static_cast<Py_ssize_t>(msg.size()) > *maxlength) {
       lock.Consume(false);  // as multiprocessing: the message is dropped
       PyErr_SetString(PyExc_OSError, "bad message length");
@@ -230,6 +283,7 @@ class Channel {
     if (offset < 0 || offset > v.view.len) throw pyb::value_error("offset is out of range");
     RxLock lock(Rx());
     auto msg = lock.Peek(timeout);
+    CheckLarge(lock, msg);
     const auto n = static_cast<Py_ssize_t>(msg.size());
     if (n > v.view.len - offset) {
       pyb::bytes copy(reinterpret_cast<const char*>(msg.data()), msg.size());
@@ -245,6 +299,7 @@ class Channel {
   pyb::object RecvView(Timeout timeout, bool pinned) {
     RxLock lock(Rx());
     auto msg = lock.Peek(timeout);
+    CheckLarge(lock, msg);
     lock.Consume(true);
     PyObject* m = NewMessage(rx_, msg, pinned);
     if (m == nullptr) {
@@ -259,6 +314,7 @@ class Channel {
   pyb::object RecvDecode(pyb::object decode, Timeout timeout) {
     RxLock lock(Rx());
     auto msg = lock.Peek(timeout);
+    CheckLarge(lock, msg);
     PyObject* result = DecodeView(decode.ptr(), msg);
     lock.Consume(false);
     if (result == nullptr) throw pyb::error_already_set();
@@ -337,6 +393,33 @@ class Channel {
     if (!rx_) throw pyb::value_error("this end cannot receive");
     return *rx_;
   }
+
+  void CheckInline(size_t n) const {
+    if (pipe_ && n > max_message_size_) {
+      PyErr_Format(PyExc_ValueError, "message of %zu bytes exceeds the inline maximum of %llu", n,
+                   static_cast<unsigned long long>(max_message_size_));
+      throw pyb::error_already_set();
+    }
+  }
+
+  // A large-message marker (see kLargeMagic): consumed here, reported as _LargeMessage.
+  void CheckLarge(RxLock& lock, std::span<const std::byte> msg) {
+    if (!pipe_ || msg.size() <= max_message_size_) return;
+    uint64_t words[3] = {0, 0, 0};
+    std::memcpy(words, msg.data(), sizeof(words));
+    lock.Consume(false);
+    if (words[0] != kLargeMagic) {
+      PyErr_SetString(PyExc_OSError, "corrupt Pipe message (bad large-message marker)");
+      throw pyb::error_already_set();
+    }
+    PyObject* args = Py_BuildValue("(KK)", static_cast<unsigned long long>(words[1]),
+                                   static_cast<unsigned long long>(words[2]));
+    if (args != nullptr) {
+      PyErr_SetObject(g_large_message, args);
+      Py_DECREF(args);
+    }
+    throw pyb::error_already_set();
+  }
   TxState& Tx() {
     if (!tx_) throw pyb::value_error("this end cannot send");
     return *tx_;
@@ -344,6 +427,7 @@ class Channel {
 
   std::shared_ptr<RxState> rx_;
   std::shared_ptr<TxState> tx_;
+  bool pipe_ = false;         // a Pipe end: large messages are markers (kLargeMagic)
   SpscRing* ring_ = nullptr;  // named rings only; owned by ring_owner_
   std::shared_ptr<void> ring_owner_;
   std::string name_;
@@ -366,6 +450,10 @@ PYBIND11_MODULE(_shmlink, m) {
   if (shmlink::py::RegisterMessageType(m.ptr()) != 0) throw a::error_already_set();
   shmlink::py::RegisterQueueTypes(m);
   shmlink::py::RegisterTransportTypes(m);
+  shmlink::py::g_large_message =
+      PyErr_NewException("shmlink._shmlink._LargeMessage", PyExc_Exception, nullptr);
+  if (shmlink::py::g_large_message == nullptr) throw a::error_already_set();
+  m.attr("_LargeMessage") = a::handle(shmlink::py::g_large_message);
   m.def(
       "set_spin",
       [](double seconds) {
@@ -393,6 +481,9 @@ PYBIND11_MODULE(_shmlink, m) {
       .def("recv_decode", &Channel::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
       .def("poll", &Channel::Poll, a::arg("timeout") = 0.0)
       .def("enable_bell", &Channel::EnableBell)
+      .def("send_large_marker", &Channel::SendLargeMarker, a::arg("id"), a::arg("size"))
+      .def_static("map_message", &Channel::MapMessage, a::arg("fd"), a::arg("size"),
+                  a::arg("populate") = true)
       .def("close_tx", &Channel::CloseTx)
       .def("close_rx", &Channel::CloseRx)
       .def("close", &Channel::Close)

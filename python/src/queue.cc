@@ -339,6 +339,13 @@ class QueueImpl {
 
   void TaskDone() { DoneTask(true); }
 
+  // Counts an item for join() before it reaches the queue (a put waiting in the
+  // feeder's buffer; the feeder then puts it with task = false).
+  void BeginTask() {
+    // SYNC(unfinished): seq_cst, as the fetch_add of a put with task = true.
+    ctl()->unfinished.fetch_add(1, std::memory_order_seq_cst);
+  }
+
   void Join(Timeout timeout) {
     Deadline deadline(timeout);
     QueueCtl* c = ctl();
@@ -520,6 +527,7 @@ void RegisterQueueTypes(pybind11::module_& m) {
       .def("put_object", &QueueImpl::PutObject, a::arg("obj"), a::arg("dumps"),
            a::arg("timeout") = a::none(), a::arg("task") = false)
       .def("task_done", &QueueImpl::TaskDone)
+      .def("begin_task", &QueueImpl::BeginTask)
       .def("join", &QueueImpl::Join, a::arg("timeout") = a::none())
       .def("qsize", &QueueImpl::qsize)
       .def("stats", &QueueImpl::Stats)

@@ -74,6 +74,9 @@ bool Is(const std::error_code& ec, TransportErrc e) { return ec == make_error_co
     case TransportErrc::kBadState:
       msg = "handle is closed";
       break;
+    case TransportErrc::kPeerNotAllowed:
+      type = PyExc_PermissionError;
+      break;
     default:
       type = PyExc_OSError;
   }
@@ -216,6 +219,33 @@ class SocketConn {
     return *r;
   }
 
+  void SendHandle(int fd) {
+    Locked lock(send_mu_);
+    Check();
+    Expected<void> r;
+    Py_BEGIN_ALLOW_THREADS;
+    r = conn_->send_handle(fd);
+    Py_END_ALLOW_THREADS;
+    if (!r) RaiseTransportError(r.error(), true);
+  }
+
+  int RecvHandle(Timeout timeout) {
+    Locked lock(recv_mu_);
+    Check();
+    auto r = (timeout && *timeout <= 0)
+                 ? conn_->recv_handle(transport::Timeout{0})
+                 : Sliced(timeout, [&](transport::Timeout t) { return conn_->recv_handle(t); });
+    if (!r) {
+      if (Is(r.error(), TransportErrc::kProtocolError)) {
+        // As multiprocessing's recvfds on anything but a descriptor.
+        PyErr_SetString(PyExc_RuntimeError, "Invalid data received (not a file descriptor)");
+        Throw();
+      }
+      RaiseTransportError(r.error(), false);
+    }
+    return *r;
+  }
+
   int Fileno() const { return conn_->fileno(); }
   bool ArmFileno() {
     Locked lock(recv_mu_);
@@ -267,8 +297,10 @@ class SocketConn {
   std::timed_mutex recv_mu_;
 };
 
-transport::ConnectionOptions Options(bool shm, uint64_t ring_capacity, bool legacy) {
+transport::ConnectionOptions Options(bool shm, uint64_t ring_capacity, bool legacy,
+                                     bool authenticate) {
   transport::ConnectionOptions o;
+  o.authenticate = authenticate;
   o.enable_shm = shm;
   o.auth.advertise_shmlink = shm;
   if (legacy) o.auth.dialect = transport::AuthDialect::kLegacy;
@@ -287,9 +319,11 @@ class ListenerImpl {
  public:
   static std::shared_ptr<ListenerImpl> Create(const std::string& address,
                                               const std::string& authkey, bool shm,
-                                              uint64_t ring_capacity, int backlog, bool legacy) {
+                                              uint64_t ring_capacity, int backlog, bool legacy,
+                                              bool authenticate, bool allow_remote) {
     transport::ListenerOptions o;
-    o.connection = Options(shm, ring_capacity, legacy);
+    o.connection = Options(shm, ring_capacity, legacy, authenticate);
+    o.allow_remote_unauthenticated = allow_remote;
     if (backlog > 0) o.backlog = backlog;
     auto l = transport::Listener::Create(address, authkey, o);
     if (!l) RaiseTransportError(l.error(), false);
@@ -328,8 +362,8 @@ class ListenerImpl {
 };
 
 std::shared_ptr<SocketConn> Connect(const std::string& address, const std::string& authkey,
-                                    bool shm, bool legacy) {
-  auto o = Options(shm, 0, legacy);
+                                    bool shm, bool legacy, bool authenticate) {
+  auto o = Options(shm, 0, legacy, authenticate);
   Expected<transport::Connection> r = TransportErrc::kTimedOut;
   Py_BEGIN_ALLOW_THREADS;
   r = transport::Client(address, authkey, o);
@@ -351,6 +385,8 @@ void RegisterTransportTypes(pybind11::module_& m) {
            a::arg("timeout") = a::none())
       .def("recv_decode", &SocketConn::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
       .def("poll", &SocketConn::Poll, a::arg("timeout") = 0.0)
+      .def("send_handle", &SocketConn::SendHandle, a::arg("fd"))
+      .def("recv_handle", &SocketConn::RecvHandle, a::arg("timeout") = a::none())
       .def("fileno", &SocketConn::Fileno)
       .def("arm_fileno", &SocketConn::ArmFileno)
       .def("disarm_fileno", &SocketConn::DisarmFileno)
@@ -363,7 +399,8 @@ void RegisterTransportTypes(pybind11::module_& m) {
   a::class_<ListenerImpl, std::shared_ptr<ListenerImpl>>(m, "_Listener")
       .def_static("create", &ListenerImpl::Create, a::arg("address"), a::arg("authkey"),
                   a::arg("shm") = true, a::arg("ring_capacity") = 0, a::arg("backlog") = 0,
-                  a::arg("legacy") = false)
+                  a::arg("legacy") = false, a::arg("authenticate") = true,
+                  a::arg("allow_remote_unauthenticated") = false)
       .def("accept", &ListenerImpl::Accept, a::arg("timeout") = a::none())
       .def("close", &ListenerImpl::Close)
       .def("fileno", &ListenerImpl::fileno)
@@ -372,7 +409,7 @@ void RegisterTransportTypes(pybind11::module_& m) {
       .def_property_readonly("last_peer_pid", &ListenerImpl::peer_pid);
 
   m.def("_connect", &Connect, a::arg("address"), a::arg("authkey"), a::arg("shm") = true,
-        a::arg("legacy") = false);
+        a::arg("legacy") = false, a::arg("authenticate") = true);
 }
 
 }  // namespace shmlink::py

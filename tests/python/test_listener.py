@@ -104,12 +104,12 @@ def test_default_address_is_a_fresh_unix_path_removed_on_close():
     assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
 
 
-def test_address_in_use_and_missing_authkey(unix_path):
+def test_address_in_use_and_bad_authkeys(unix_path):
     with Listener(unix_path, authkey=KEY):
         with pytest.raises(OSError):
             Listener(unix_path, authkey=KEY)
     with pytest.raises(ValueError):
-        Listener(unix_path)
+        Listener(unix_path, authkey=b"")
     with pytest.raises(TypeError):
         Client(unix_path, authkey="str key")
 
@@ -317,5 +317,81 @@ def test_sigint_interrupts_blocked_recv_and_accept(unix_path):
         c, s = _pair(listener, unix_path)
         with interrupted():
             s.recv()
+        c.close()
+        s.close()
+
+
+def test_64_mib_messages_between_shmlink_peers(unix_path):
+    with Listener(unix_path, authkey=KEY) as listener:
+        c, s = _pair(listener, unix_path)
+        big = os.urandom(64 << 20)
+        t = threading.Thread(target=lambda: (c.send_bytes(big), c.send({"b": big})))
+        t.start()
+        assert s.recv_bytes() == big
+        assert s.recv() == {"b": big}
+        t.join()
+        c.close()
+        s.close()
+
+
+# -- file descriptors ----------------------------------------------------------------------
+STOCK_FD_CLIENT = textwrap.dedent("""
+    import os, sys
+    from multiprocessing.connection import Client
+    from multiprocessing.reduction import send_handle, recv_handle
+    conn = Client(sys.argv[1], authkey=sys.argv[2].encode())
+    r, w = os.pipe()
+    conn.send("before")
+    send_handle(conn, w, os.getpid())
+    os.close(w)
+    conn.send("after")
+    print(os.read(r, 5).decode(), flush=True)   # written through the passed fd
+    fd = recv_handle(conn)                       # one from the shmlink side
+    print(os.read(fd, 4).decode(), flush=True)
+    conn.close()
+""")
+
+
+def test_handles_with_a_stock_python_peer(unix_path):
+    from shmlink.reduction import recv_handle, send_handle
+    with Listener(unix_path, authkey=KEY) as listener:
+        with reaped(_stock(STOCK_FD_CLIENT, unix_path, KEY.decode())) as p:
+            conn = listener.accept(timeout=20)
+            assert not conn.is_shm
+            assert conn.recv() == "before"
+            fd = recv_handle(conn)
+            os.write(fd, b"hello")
+            os.close(fd)
+            assert conn.recv() == "after"
+            r, w = os.pipe()
+            os.write(w, b"back")
+            send_handle(conn, r, p.pid)
+            os.close(r)
+            os.close(w)
+            out, _ = p.communicate(timeout=20)
+            assert p.returncode == 0 and out.split() == ["hello", "back"]
+            conn.close()
+
+
+def test_handles_between_shmlink_peers_on_shm(unix_path):
+    with Listener(unix_path, authkey=KEY) as listener:
+        c, s = _pair(listener, unix_path)
+        assert c.is_shm and s.is_shm
+        r, w = os.pipe()
+        c.send(1)
+        c.send_handle(w)
+        c.send(2)
+        os.close(w)
+        assert s.poll(5)
+        with pytest.raises(RuntimeError):  # a message is next, not a handle
+            s.recv_handle()
+        assert s.recv() == 1
+        with pytest.raises(OSError):  # a handle is next, not a message
+            s.recv()
+        fd = s.recv_handle()
+        os.write(fd, b"z")
+        os.close(fd)
+        assert os.read(r, 1) == b"z" and s.recv() == 2
+        os.close(r)
         c.close()
         s.close()

@@ -1,5 +1,6 @@
 # Copyright shmlink authors. SPDX-License-Identifier: MIT
 """shmlink.Pipe: multiprocessing.Pipe's API over shared memory, across fork and spawn."""
+import gc
 import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
@@ -112,8 +113,86 @@ def test_large_messages():
         for _ in range(20):
             assert b.recv_bytes() == big
         t.join()
-        with pytest.raises(ValueError):
-            a.send_bytes(bytes(a.max_message_size + 1))
+        # Past the inline maximum: a one-shot memfd, in order with the inline messages.
+        for n in (a.max_message_size, a.max_message_size + 1, 5 << 20):
+            a.send_bytes(bytes([n % 251]) * n)
+            a.send_bytes(b"after")
+            assert b.recv_bytes() == bytes([n % 251]) * n
+            assert b.recv_bytes() == b"after"
+
+
+def _open_fds():
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            out.append(os.readlink("/proc/self/fd/" + fd))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def test_messages_of_64_mib_every_receive_form():
+    np = pytest.importorskip("numpy")
+    fds = _open_fds()
+    a, b = shmlink.Pipe()
+    with a, b:
+        big = os.urandom(64 << 20)
+        arr = np.arange(4 << 20, dtype=np.float64)  # 32 MiB
+        out = bytearray(len(big))
+
+        def send():
+            a.send_bytes(big)
+            a.send({"blob": big})
+            a.send_bytes(big)
+            a.send_bytes(big)
+            a.send_bytes(big)
+            a.send_array(arr)
+            a.send_bytes(b"x" * 10)
+
+        t = threading.Thread(target=send)
+        t.start()
+        assert b.recv_bytes() == big
+        assert b.recv() == {"blob": big}
+        assert b.recv_bytes_into(out) == len(big) and out == big
+        try:
+            b.recv_bytes_into(bytearray(10))
+            raise AssertionError("no BufferTooShort")
+        except mp.BufferTooShort as e:
+            assert e.args[0] == big
+        msg = b.recv_view()  # no copy: a mapping of the message's own segment
+        lo, size = b._ch.mapping
+        assert not lo <= msg.address < lo + size
+        with msg as mv:
+            assert mv.readonly and mv.nbytes == len(big) and mv[:16] == big[:16]
+        got = b.recv_array()
+        assert got.shape == arr.shape and (got == arr).all() and not got.flags.writeable
+        del got
+        with pytest.raises(OSError):
+            b.recv_bytes(maxlength=5)  # as multiprocessing: "bad message length"
+        t.join()
+    del a, b, t, msg
+    gc.collect()  # the closed ends' segment mapping goes with their objects
+    assert _open_fds() == fds  # every memfd (and socket) was closed on both sides
+
+
+def _send_big_to_parent(conn, n):
+    conn.send_bytes(bytes([7]) * n)
+    conn.send("done")
+    conn.close()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_large_message_from_a_child(method):
+    ctx = mp.get_context(method)
+    a, b = shmlink.Pipe()
+    p = ctx.Process(target=_send_big_to_parent, args=(b, 16 << 20))
+    p.start()
+    b.close()
+    assert a.recv_bytes() == bytes([7]) * (16 << 20)
+    assert a.recv() == "done"
+    p.join(30)
+    assert p.exitcode == 0
+    a.close()
 
 
 def test_wait_and_selectors_see_readiness():
@@ -252,3 +331,77 @@ def test_fileno_first_called_with_a_message_already_waiting():
         a.send("late")
         assert mpc.wait([b], 5) == [b]
         assert b.recv() == "late"
+
+
+# -- file descriptors ------------------------------------------------------------------------
+def _read_passed_fd(conn):
+    fd = shmlink.reduction.recv_handle(conn)
+    with os.fdopen(fd, "rb") as f:
+        conn.send(("child", conn.recv(), f.read()))
+    conn.close()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_send_handle_in_order_with_messages(tmp_path, method):
+    path = tmp_path / "data"
+    path.write_bytes(b"through the fd")
+    a, b = shmlink.Pipe()
+    p = mp.get_context(method).Process(target=_read_passed_fd, args=(b,))
+    p.start()
+    b.close()
+    with open(path, "rb") as f:
+        shmlink.reduction.send_handle(a, f.fileno(), p.pid)
+    a.send("after the fd")
+    assert a.recv() == ("child", "after the fd", b"through the fd")
+    p.join(30)
+    assert p.exitcode == 0
+    a.close()
+
+
+def test_recv_handle_on_a_message_and_stdlib_connections():
+    a, b = shmlink.Pipe()
+    with a, b:
+        r, w = os.pipe()
+        a.send_handle(w)
+        os.close(w)
+        fd = b.recv_handle()
+        os.write(fd, b"x")
+        os.close(fd)
+        assert os.read(r, 1) == b"x"
+        os.close(r)
+        a.send("not a handle")
+        with pytest.raises(RuntimeError):  # as multiprocessing's recvfds on other data
+            b.recv_handle()
+        a.send_handle(0)
+        with pytest.raises(RuntimeError):
+            b.recv()
+    # stdlib connections still go through the stdlib functions.
+    c, d = mp.Pipe()
+    with c, d:
+        shmlink.reduction.send_handle(c, 0, os.getpid())
+        fd = shmlink.reduction.recv_handle(d)
+        assert os.path.sameopenfile(fd, 0)
+        os.close(fd)
+
+
+def test_large_segment_is_reused_only_after_the_receiver_gave_it_back():
+    a, b = shmlink.Pipe()
+    with a, b:
+        n = a.max_message_size + 1000
+
+        def inodes():
+            return [os.fstat(fd).st_ino for fd, _, _ in a._large_pool]
+
+        a.send_bytes(b"1" * n)
+        held = b.recv_view()  # still in use: the next send needs another segment
+        a.send_bytes(b"2" * n)
+        assert len(set(inodes())) == 2
+        assert held.tobytes()[:1] == b"1"  # untouched by the second send
+        held.release()
+        assert b.recv_bytes() == b"2" * n  # copied, then given back at once
+        before = inodes()
+        for k in range(5):  # both free again: reused, no new segment
+            a.send_bytes(bytes([k]) * n)
+            with b.recv_view() as mv:
+                assert mv[:1] == bytes([k]) and mv.nbytes == n
+        assert inodes() == before

@@ -284,7 +284,7 @@ def test_value_array_api(no_leftovers):
     lock.release()
     with pytest.raises(RuntimeError):
         lock.release()
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError):  # as multiprocessing
         shmlink.Value("z", 1)
 
 
@@ -309,3 +309,102 @@ def test_lock_of_a_killed_holder_is_recovered(no_leftovers):
     v.get_lock().release()
     v.value = 3
     assert v.value == 3
+
+
+# -- unbounded: never blocks a put -----------------------------------------------------------
+def test_unbounded_queue_takes_3000_puts_before_any_get(no_leftovers):
+    q = shmlink.Queue(slots=64)  # few slots: most items wait in the feeder's buffer
+    items = [{"i": i, "pad": "x" * (i % 50)} for i in range(3000)]
+    t0 = time.monotonic()
+    for it in items:
+        q.put(it)
+    q.put_nowait(b"last")  # never raises Full on an unbounded queue
+    assert time.monotonic() - t0 < 30
+    assert q.qsize() >= 3000
+    assert [q.get(timeout=10) for _ in items] == items  # FIFO across slots and buffer
+    assert q.get(timeout=10) == b"last"
+    assert q.empty()
+    q.close()
+    q.join_thread()
+
+
+def _drain(q, n, out):
+    out.put(sum(q.get(timeout=30)["i"] for _ in range(n)))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_unbounded_producer_then_consumer_process(method, no_leftovers):
+    ctx = mp.get_context(method)
+    q, out = shmlink.Queue(), shmlink.Queue()
+    for i in range(3000):  # more than the 1024 default slots, before anyone reads
+        q.put({"i": i})
+    p = ctx.Process(target=_drain, args=(q, 3000, out))
+    p.start()
+    assert out.get(timeout=60) == sum(range(3000))
+    p.join(30)
+    assert p.exitcode == 0
+    q.close()
+    q.join_thread()
+
+
+def _put_many_and_exit(q, n):
+    for i in range(n):
+        q.put(i)
+    # exits with most items in the feeder's buffer: the exit flushes them (join_thread)
+
+
+def test_child_exit_flushes_its_buffer(no_leftovers):
+    q = shmlink.Queue(slots=16)
+    p = mp.get_context("fork").Process(target=_put_many_and_exit, args=(q, 500))
+    p.start()
+    got = [q.get(timeout=30) for _ in range(500)]
+    p.join(30)
+    assert p.exitcode == 0 and got == list(range(500))
+
+
+def test_unbounded_joinable_counts_buffered_items(no_leftovers):
+    q = shmlink.JoinableQueue(slots=8)
+    for i in range(100):
+        q.put(i)
+    with pytest.raises(TimeoutError):
+        q.join(timeout=0.1)  # buffered items are unfinished too
+    for _ in range(100):
+        q.get(timeout=10)
+        q.task_done()
+    q.join(timeout=10)
+
+
+def test_big_items_overflow_in_order(no_leftovers):
+    q = shmlink.Queue(slots=4, slot_size=256)
+    items = [bytes([i]) * (1000 if i % 2 else 10) for i in range(40)]  # odd ones spill
+    for it in items:
+        q.put(it)
+    assert [q.get(timeout=10) for _ in items] == items
+
+
+def test_64_mib_items(no_leftovers):
+    q = shmlink.Queue()
+    big = os.urandom(64 << 20)
+    q.put(big)
+    q.put({"blob": big})
+    assert q.get(timeout=30) == big
+    assert q.get(timeout=30) == {"blob": big}
+
+
+def test_feeder_error_hook_is_called(no_leftovers):
+    seen = []
+
+    class HookedQueue(shmlink.Queue):
+        @staticmethod
+        def _on_queue_feeder_error(e, obj):
+            seen.append(type(e))
+
+    q = HookedQueue(slots=2)
+    q.put(0)
+    q.put(1)
+    q._buffer_put([object()])  # an item the feeder cannot write (no buffer protocol)
+    q.put(2)  # behind it in the buffer
+    assert q.get(timeout=5) == 0  # frees a slot: the feeder tries the bad item
+    assert q.get(timeout=5) == 1
+    assert q.get(timeout=5) == 2  # the feeder went on after reporting
+    assert seen == [TypeError]

@@ -171,6 +171,92 @@ TEST(Connection, SocketPathWhenShmIsDisabledOnEitherSide) {
   }
 }
 
+// authenticate = false: no handshake at all (Python's authkey=None), socket data path;
+// a key in that mode, or no key with authentication, is kInvalidArgument.
+TEST(Connection, UnauthenticatedPeersTalkOnTheSocket) {
+  ConnectionOptions none;
+  none.authenticate = false;
+  ListenerOptions lo;
+  lo.connection = none;
+  EXPECT_EQ(Listener::Create(testing::UniqueAbstract(), kKey, lo).error(),
+            make_error_code(TransportErrc::kInvalidArgument));
+  EXPECT_EQ(Listener::Create(testing::UniqueAbstract(), "").error(),
+            make_error_code(TransportErrc::kInvalidArgument));
+  EXPECT_EQ(Client(testing::UniqueAbstract(), kKey, none).error(),
+            make_error_code(TransportErrc::kInvalidArgument));
+  for (std::string address : {testing::UniqueAbstract(), std::string("127.0.0.1:0")}) {
+    auto listener = Listener::Create(address, "", lo);
+    ASSERT_TRUE(listener) << listener.error().message();
+    address = listener->address().ToString();
+    pid_t child = ForkChild([&] {
+      auto c = Client(address, "", none);
+      if (!c) return 10;
+      if (c->is_shm() || c->peer_is_shmlink()) return 11;
+      for (;;) {
+        auto m = c->recv_bytes();
+        if (!m) return 12;
+        if (Str(*m) == "close") break;
+        if (!c->send_bytes(*m)) return 13;
+      }
+      return 0;
+    });
+    auto conn = listener->accept(10s);
+    ASSERT_TRUE(conn) << conn.error().message();
+    EXPECT_FALSE(conn->is_shm());
+    ExpectEcho(*conn, 50);
+    EXPECT_EQ(WaitChild(child), 0);
+  }
+}
+
+// send_handle/recv_handle on both data paths: the fd arrives in order with the messages
+// and refers to the same open file; a message is not a handle and vice versa.
+TEST(Connection, PassesDescriptorsInOrderOnBothPaths) {
+  for (bool shm : {true, false}) {
+    const std::string address = testing::UniqueAbstract();
+    auto listener = ListenWithShm(address, shm);
+    ASSERT_TRUE(listener);
+    pid_t child = ForkClient(address, [](Connection& c) {
+      int p[2];
+      if (::pipe(p) != 0) return 20;
+      if (!c.send_bytes("before")) return 21;
+      if (!c.send_handle(p[1])) return 22;
+      ::close(p[1]);
+      if (!c.send_bytes("after")) return 23;
+      char ch = 0;
+      if (::read(p[0], &ch, 1) != 1 || ch != 'x') return 24;  // written by the parent
+      auto back = c.recv_handle(10s);
+      if (!back) return 25;
+      ::close(*back);
+      c.close();
+      return 0;
+    });
+    auto conn = listener->accept(10s);
+    ASSERT_TRUE(conn) << conn.error().message();
+    EXPECT_EQ(conn->is_shm(), shm);
+    EXPECT_EQ(conn->recv_handle(5s).error(), make_error_code(TransportErrc::kProtocolError));
+    auto before = conn->recv_bytes(5s);
+    ASSERT_TRUE(before);
+    EXPECT_EQ(Str(*before), "before");
+    auto fd = conn->recv_handle(5s);
+    ASSERT_TRUE(fd) << fd.error().message() << (shm ? " (shm)" : " (socket)");
+    ASSERT_EQ(::write(*fd, "x", 1), 1);
+    ::close(*fd);
+    auto after = conn->recv_bytes(5s);
+    ASSERT_TRUE(after);
+    EXPECT_EQ(Str(*after), "after");
+    ASSERT_TRUE(conn->send_handle(0));
+    EXPECT_EQ(WaitChild(child), 0);
+  }
+  auto tcp = Listener::Create("127.0.0.1:0", kKey);
+  ASSERT_TRUE(tcp);
+  pid_t child = ForkClient(tcp->address().ToString(), [](Connection& c) {
+    return c.send_handle(0).error() == make_error_code(TransportErrc::kInvalidArgument) ? 0 : 1;
+  });
+  auto conn = tcp->accept(10s);
+  ASSERT_TRUE(conn);
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
 // Zero-copy forms on both data paths, plus every committed message before kClosed.
 TEST(Connection, ZeroCopyAndEndOfStream) {
   for (bool shm : {true, false}) {
