@@ -89,7 +89,7 @@ class Exporter {
   bool source_closed_ = false;
   bool end_acked_ = false;
   uint64_t sent_ = 0, acked_ = 0, resent_ = 0, malformed_ = 0;
-  Clock::time_point last_malformed_log_{};
+  Clock::time_point last_malformed_log_{}, last_stats_{};
   std::vector<InFlight> gather_;
 };
 
@@ -465,6 +465,18 @@ void Exporter::Retire(Peer& p, const char* why) {
 }
 
 void Exporter::Timers(Clock::time_point now) {
+  if (LogEnabled(LogLevel::kDebug) && now - last_stats_ > std::chrono::seconds(1)) {
+    last_stats_ = now;
+    size_t inflight = 0;
+    for (auto& [id, p] : peers_) inflight += p.inflight.size();
+    Log(LogLevel::kDebug,
+        "counters: sent %llu, acknowledged %llu, resent %llu, in flight %zu, orphans %zu, held "
+        "%llu, peers %zu, malformed %llu",
+        static_cast<unsigned long long>(sent_), static_cast<unsigned long long>(acked_),
+        static_cast<unsigned long long>(resent_), inflight, orphans_.size(),
+        static_cast<unsigned long long>(source_->held()), peers_.size(),
+        static_cast<unsigned long long>(malformed_));
+  }
   for (auto it = peers_.begin(); it != peers_.end();) {
     Peer& p = it->second;
     if (now - p.last_rx > milliseconds(o_.peer_timeout_ms)) {

@@ -107,6 +107,13 @@ int Importer::Run() {
     zmq_poll(items, 2, pending_.empty() ? std::min(o_.heartbeat_ms, 100) : 1);
     const auto now = Clock::now();
     if (items[1].revents & ZMQ_POLLIN) net_.DrainMonitor();
+    if (o_.net.auth == AuthMode::kCurve && net_.failures_in_a_row() >= 3) {
+      Log(LogLevel::kError,
+          "the exporter at %s refused %d CURVE handshakes in a row: wrong authkey (or not a "
+          "shmlink-bridge there); giving up",
+          o_.endpoint.c_str(), net_.failures_in_a_row());
+      return 3;
+    }
     if (items[0].revents & ZMQ_POLLIN) Receive(now);
     Deliver();
     if (ready_ && delivered_ > acked_) {

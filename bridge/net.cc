@@ -236,19 +236,25 @@ int Net::DrainMonitor() {
         Log(LogLevel::kDebug, "connection from %s on %s", peer_by_fd_[value].c_str(),
             endpoint.c_str());
         break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        failures_in_a_row_ = 0;
+        break;
       case ZMQ_EVENT_CONNECTED:
         Log(LogLevel::kInfo, "connected to %s", endpoint.c_str());
         break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+        ++failures_in_a_row_;
         pending_failure_ = std::string("ZMTP handshake failed (not a bridge peer, or garbage: ") +
                            std::strerror(value) + ")";
         ++failures;
         break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        ++failures_in_a_row_;
         pending_failure_ = "ZMTP handshake failed: " + ProtocolErrorName(value);
         ++failures;
         break;
       case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+        ++failures_in_a_row_;
         pending_failure_ = "authentication refused (ZAP status " + std::to_string(value) + ")";
         ++failures;
         break;
@@ -259,8 +265,7 @@ int Net::DrainMonitor() {
           peer_by_fd_.erase(it);
         }
         if (!pending_failure_.empty()) {
-          Log(LogLevel::kWarn, "refused connection %s %s: %s", server_ ? "from" : "to", who.c_str(),
-              pending_failure_.c_str());
+          LogRefusal(who, pending_failure_);
           pending_failure_.clear();
         } else {
           Log(LogLevel::kDebug, "connection %s %s closed", server_ ? "from" : "to", who.c_str());
@@ -273,11 +278,34 @@ int Net::DrainMonitor() {
   }
   if (!pending_failure_.empty() && !server_) {
     // A client sees no disconnect event for some failures: report at once.
-    Log(LogLevel::kWarn, "connection refused: %s", pending_failure_.c_str());
+    LogRefusal(std::string(), pending_failure_);
     pending_failure_.clear();
   }
   handshake_failures_ += failures;
   return failures;
+}
+
+void Net::LogRefusal(const std::string& who, const std::string& why) {
+  const std::string host = who.substr(0, who.rfind(':'));
+  Refusals& r = refusals_[host];
+  const auto now = std::chrono::steady_clock::now();
+  if (r.last_log != std::chrono::steady_clock::time_point{} &&
+      now - r.last_log < std::chrono::seconds(10)) {
+    ++r.suppressed;
+    return;
+  }
+  char more[64] = "";
+  if (r.suppressed > 0) {
+    std::snprintf(more, sizeof more, " (and %llu more since the last report)",
+                  static_cast<unsigned long long>(r.suppressed));
+  }
+  if (server_) {
+    Log(LogLevel::kWarn, "refused connection from %s: %s%s", who.c_str(), why.c_str(), more);
+  } else {
+    Log(LogLevel::kWarn, "connection refused by the exporter: %s%s", why.c_str(), more);
+  }
+  r.last_log = now;
+  r.suppressed = 0;
 }
 
 void Net::DrainZap() {

@@ -19,6 +19,7 @@
 
 #include <zmq.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -74,6 +75,8 @@ class Net {
   // authkey, refuses (and logs) anything else.
   void DrainZap();
   int handshake_failures() const noexcept { return handshake_failures_; }
+  // Client side: handshakes failed in a row since the last one that succeeded.
+  int failures_in_a_row() const noexcept { return failures_in_a_row_; }
 
  private:
   Expected<void> Setup(int type, const NetOptions& o);
@@ -84,7 +87,16 @@ class Net {
   std::string client_public_;              // CURVE: the one client key accepted (Z85)
   std::map<int, std::string> peer_by_fd_;  // accepted connections, for log lines
   std::string pending_failure_;            // handshake failure awaiting its disconnect event
+  // Refusal log lines per peer host: the first at once, then at most one per 10 s with a
+  // count (a peer with a wrong key retries with backoff forever).
+  struct Refusals {
+    std::chrono::steady_clock::time_point last_log{};
+    uint64_t suppressed = 0;
+  };
+  std::map<std::string, Refusals> refusals_;
+  void LogRefusal(const std::string& who, const std::string& why);
   int handshake_failures_ = 0;
+  int failures_in_a_row_ = 0;
   bool server_ = false;
 };
 
