@@ -86,6 +86,7 @@ class Exporter {
   std::deque<InFlight> orphans_;  // taken, owned by no session: resent first
   uint64_t instance_ = 0;
   uint64_t next_session_ = 1;
+  uint64_t round_ = 0;
   bool source_closed_ = false;
   bool end_acked_ = false;
   uint64_t sent_ = 0, acked_ = 0, resent_ = 0, malformed_ = 0;
@@ -437,8 +438,16 @@ bool Exporter::PumpPeer(Peer& p, Clock::time_point now) {
 }
 
 void Exporter::Pump(Clock::time_point now) {
+  // Importers are served in turn, starting one further each round, so none starves.
+  std::vector<Peer*> ready;
   for (auto& [rid, p] : peers_) {
-    if (!p.ready || now < p.blocked_until) continue;
+    if (p.ready) ready.push_back(&p);
+  }
+  if (ready.empty()) return;
+  ++round_;
+  for (size_t k = 0; k < ready.size(); ++k) {
+    Peer& p = *ready[(round_ + k) % ready.size()];
+    if (now < p.blocked_until) continue;
     PumpPeer(p, now);
     // Ring: every message was acknowledged after its writer closed it: tell the importer.
     if (source_closed_ && o_.kind == Kind::kRing && p.inflight.empty() && orphans_.empty() &&
@@ -454,8 +463,8 @@ void Exporter::Retire(Peer& p, const char* why) {
     Log(LogLevel::kWarn, "peer %s %s: %zu messages in flight will be resent%s", p.addr.c_str(), why,
         p.inflight.size(), o_.kind == Kind::kQueue ? " (flagged redelivered)" : "");
   }
-  // Keep order: these were taken before anything still in orphans_? No: orphans_ is
-  // drained before new messages are taken, so it only holds older messages; append.
+  // Orphans are sent before anything new is taken, so they are all older than these
+  // messages: appending keeps the ring's order.
   for (auto& f : p.inflight) {
     if (o_.kind == Kind::kQueue) f.flags |= kRecordRedelivered;
     orphans_.push_back(f);
