@@ -34,8 +34,10 @@ using std::chrono::milliseconds;
 struct InFlight {
   uint64_t seq = 0;
   std::span<const std::byte> data;
-  uint32_t flags = 0;
+  uint32_t flags = 0;         // as sent (source flag, or redelivered after a lost peer)
+  uint32_t source_flags = 0;  // as taken from the source
   uint32_t token = 0;
+  uint64_t session = 0;  // of the last session it was sent in (orphans: the retired one)
 };
 
 struct Peer {
@@ -69,6 +71,7 @@ class Exporter {
   bool SendBatch(Peer& p, size_t first, size_t n, Clock::time_point now);
   void Timers(Clock::time_point now);
   void Retire(Peer& p, const char* why);
+  void Resume(uint64_t session, uint64_t seq);
   bool SendControl(const std::string& rid, MsgType t, uint64_t a, uint64_t b,
                    std::span<const std::byte> body = {});
   bool SendRaw(const std::string& rid, zmq_msg_t* m);
@@ -273,6 +276,9 @@ void Exporter::OnHello(const std::string& rid, const std::string& addr, const Wi
     Retire(it->second, "started a new session");
     peers_.erase(it);
   }
+  if (hello->resume_exporter == instance_ && hello->resume_session != 0) {
+    Resume(hello->resume_session, hello->resume_seq);
+  }
   Peer& p = peers_[rid];
   p.rid = rid;
   p.addr = addr;
@@ -421,9 +427,10 @@ bool Exporter::PumpPeer(Peer& p, Clock::time_point now) {
         }
         f.data = it->data;
         f.token = it->token;
-        f.flags = it->redelivered ? kRecordRedelivered : 0;
+        f.flags = f.source_flags = it->redelivered ? kRecordRedelivered : 0;
       }
       f.seq = p.next_seq++;
+      f.session = p.session;
       bytes += f.data.size();
       p.inflight_bytes += f.data.size();
       p.inflight.push_back(f);
@@ -455,6 +462,33 @@ void Exporter::Pump(Clock::time_point now) {
       SendControl(p.rid, MsgType::kEnd, p.next_seq, p.session);
       p.last_end_tx = now;
     }
+  }
+}
+
+// The importer of `session` (same process, new session) committed everything up to `seq`:
+// those orphans are acknowledged now; the rest were never delivered to it, so they lose
+// the redelivered flag this bridge added when it retired the session.
+void Exporter::Resume(uint64_t session, uint64_t seq) {
+  size_t done = 0, kept = 0;
+  std::deque<InFlight> rest;
+  for (auto& f : orphans_) {
+    if (f.session != session) {
+      rest.push_back(f);
+    } else if (f.seq <= seq) {
+      source_->Done(f.token);
+      ++acked_;
+      ++done;
+    } else {
+      f.flags = f.source_flags;
+      rest.push_back(f);
+      ++kept;
+    }
+  }
+  orphans_.swap(rest);
+  if (done + kept > 0) {
+    Log(LogLevel::kInfo,
+        "importer resumed session %llu: %zu messages it had committed acknowledged, %zu resent",
+        static_cast<unsigned long long>(session), done, kept);
   }
 }
 

@@ -75,6 +75,9 @@ class Importer {
   uint64_t last_nack_seq_ = 0;
   uint64_t total_delivered_ = 0, redelivered_ = 0, dropped_too_large_ = 0, malformed_ = 0;
   int exit_code_ = -1;
+  struct {
+    uint64_t exporter = 0, session = 0, seq = 0;
+  } resume_;
 };
 
 int Importer::Run() {
@@ -152,6 +155,11 @@ int Importer::Run() {
 }
 
 void Importer::LoseSession() {
+  if (ready_) {
+    // Everything up to delivered_ is committed here: tell the exporter in the next hello,
+    // so it neither resends nor flags what this process already has.
+    resume_ = {exporter_, session_, delivered_};
+  }
   ready_ = false;
   hs_.reset();
   pending_.clear();  // not acknowledged: the exporter resends it in the next session
@@ -176,7 +184,8 @@ void Importer::SendHello(Clock::time_point now) {
   last_hello_ = now;
   hs_.reset();
   std::byte body[kHelloBodySize];
-  EncodeHello(HelloBody{o_.kind, o_.window_bytes}, body);
+  EncodeHello(HelloBody{o_.kind, o_.window_bytes, resume_.exporter, resume_.session, resume_.seq},
+              body);
   Send(MsgType::kHello, 0, 0, o_.window_messages, body);
 }
 
@@ -247,6 +256,7 @@ void Importer::OnMessage(zmq_msg_t* m, Clock::time_point now) {
       recv_next_ = 1;
       end_seq_ = 0;
       pending_.clear();
+      resume_ = {};
       last_rx_ = now;
       Log(LogLevel::kInfo, "connected to the exporter at %s (session %llu%s)", o_.endpoint.c_str(),
           static_cast<unsigned long long>(session_), restarted ? ", exporter restarted" : "");
@@ -254,9 +264,17 @@ void Importer::OnMessage(zmq_msg_t* m, Clock::time_point now) {
     }
     case MsgType::kReset: {
       std::string why(reinterpret_cast<const char*>(body.data()), body.size());
-      Log(ready_ ? LogLevel::kInfo : LogLevel::kWarn, "exporter at %s asks for a new session: %s",
+      // Not ready: a late answer to traffic of the session already lost (debug only).
+      Log(ready_ ? LogLevel::kInfo : LogLevel::kDebug, "exporter at %s asks for a new session: %s",
           o_.endpoint.c_str(), why.c_str());
-      if (why == "kind mismatch") exit_code_ = 1;
+      if (why == "kind mismatch") {
+        Log(LogLevel::kError, "the exporter at %s does not export a %s", o_.endpoint.c_str(),
+            std::string(KindName(o_.kind)).c_str());
+        exit_code_ = 1;
+      } else if (why == "ring already imported") {
+        Log(LogLevel::kWarn, "the exporter at %s already has an importer for its ring; retrying",
+            o_.endpoint.c_str());
+      }
       LoseSession();
       return;
     }

@@ -58,6 +58,9 @@ Expected<WireHeader> DecodeHeader(std::span<const std::byte> msg) noexcept {
 void EncodeHello(const HelloBody& b, std::byte* out) noexcept {
   out[0] = std::byte(static_cast<uint8_t>(b.kind));
   PutU64(out + 1, b.window_bytes);
+  PutU64(out + 9, b.resume_exporter);
+  PutU64(out + 17, b.resume_session);
+  PutU64(out + 25, b.resume_seq);
 }
 
 Expected<HelloBody> DecodeHello(std::span<const std::byte> body) noexcept {
@@ -69,6 +72,9 @@ Expected<HelloBody> DecodeHello(std::span<const std::byte> body) noexcept {
   HelloBody b;
   b.kind = static_cast<Kind>(k);
   b.window_bytes = GetU64(body.data() + 1);
+  b.resume_exporter = GetU64(body.data() + 9);
+  b.resume_session = GetU64(body.data() + 17);
+  b.resume_seq = GetU64(body.data() + 25);
   if (b.window_bytes == 0) return Bad();
   return b;
 }

@@ -11,7 +11,8 @@
 //   +-------+----+-----+--------+----------------+----------------+
 //
 //   type    a                         b                      body
-//   kHello  importer instance id      window (messages)      kind (u8), window bytes (u64)
+//   kHello  -                         window (messages)      kind (u8), window bytes, resume
+//                                                            exporter, session, seq (u64s)
 //   kAuth   -                         -                      one handshake frame (HMAC mode)
 //   kWelcome exporter instance id     session id             -
 //   kData   sequence of the 1st record session id            `count` records
@@ -70,8 +71,14 @@ struct WireHeader {
 struct HelloBody {
   Kind kind = Kind::kRing;
   uint64_t window_bytes = 0;
+  // Resume point of an importer that lost its session but not its memory: it committed
+  // every message of `resume_session` of exporter `resume_exporter` up to `resume_seq`
+  // (all 0: nothing to resume).
+  uint64_t resume_exporter = 0;
+  uint64_t resume_session = 0;
+  uint64_t resume_seq = 0;
 };
-inline constexpr size_t kHelloBodySize = 9;
+inline constexpr size_t kHelloBodySize = 33;
 
 // Errors of decoding (std::errc values: the bridge only logs and drops).
 //   bad_message: wrong magic, unknown type, truncated or inconsistent body.

@@ -134,17 +134,17 @@ class TwoHosts {
     const std::string sfx = std::to_string(::getpid()) + "-" + std::to_string(Counter()++);
     ns_a_ = "shmlA-" + sfx;
     ns_b_ = "shmlB-" + sfx;
-    const std::string va = "vA" + std::to_string(::getpid() % 100000) + std::to_string(Counter());
-    const std::string vb = "vB" + std::to_string(::getpid() % 100000) + std::to_string(Counter());
+    va_ = "vA" + std::to_string(::getpid() % 100000) + std::to_string(Counter());
+    vb_ = "vB" + std::to_string(::getpid() % 100000) + std::to_string(Counter());
     if (std::getenv("SHMLINK_BRIDGE_TEST_LOOPBACK") == nullptr &&
         RunQuiet("ip netns add " + ns_a_) == 0) {
       netns_ = RunQuiet("ip netns add " + ns_b_) == 0 &&
-               RunQuiet("ip link add " + va + " netns " + ns_a_ + " type veth peer name " + vb +
+               RunQuiet("ip link add " + va_ + " netns " + ns_a_ + " type veth peer name " + vb_ +
                         " netns " + ns_b_) == 0 &&
-               RunQuiet("ip -n " + ns_a_ + " addr add 10.77.0.1/24 dev " + va) == 0 &&
-               RunQuiet("ip -n " + ns_b_ + " addr add 10.77.0.2/24 dev " + vb) == 0 &&
-               RunQuiet("ip -n " + ns_a_ + " link set " + va + " up") == 0 &&
-               RunQuiet("ip -n " + ns_b_ + " link set " + vb + " up") == 0 &&
+               RunQuiet("ip -n " + ns_a_ + " addr add 10.77.0.1/24 dev " + va_) == 0 &&
+               RunQuiet("ip -n " + ns_b_ + " addr add 10.77.0.2/24 dev " + vb_) == 0 &&
+               RunQuiet("ip -n " + ns_a_ + " link set " + va_ + " up") == 0 &&
+               RunQuiet("ip -n " + ns_b_ + " link set " + vb_ + " up") == 0 &&
                RunQuiet("ip -n " + ns_a_ + " link set lo up") == 0 &&
                RunQuiet("ip -n " + ns_b_ + " link set lo up") == 0;
       if (!netns_) Cleanup();
@@ -166,6 +166,14 @@ class TwoHosts {
   }
   std::string connect_endpoint() const { return bind_endpoint(); }
   int port() const { return port_; }
+  // Takes host A's link down (namespaces only): the hosts cannot reach each other until
+  // Restore().
+  bool Cut() const {
+    return netns_ && RunQuiet("ip -n " + ns_a_ + " link set " + va_ + " down") == 0;
+  }
+  bool Restore() const {
+    return netns_ && RunQuiet("ip -n " + ns_a_ + " link set " + va_ + " up") == 0;
+  }
   // argv prefix that runs a command on host A / B.
   std::vector<std::string> On(char host, std::vector<std::string> argv) const {
     if (netns_) argv.insert(argv.begin(), {"ip", "netns", "exec", host == 'A' ? ns_a_ : ns_b_});
@@ -181,7 +189,7 @@ class TwoHosts {
     RunQuiet("ip netns del " + ns_a_);
     RunQuiet("ip netns del " + ns_b_);
   }
-  std::string ns_a_, ns_b_;
+  std::string ns_a_, ns_b_, va_, vb_;
   bool netns_ = false;
   int port_ = 0;
 };

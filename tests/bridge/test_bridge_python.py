@@ -115,7 +115,7 @@ def test_cpp_exporter_to_python_consumer(hosts):
             while ring is None:
                 try:
                     ring = shmlink.Ring.attach(dst)
-                except FileNotFoundError:
+                except (FileNotFoundError, RuntimeError):  # not there, or not initialised yet
                     assert time.monotonic() < deadline, "the importing bridge made no ring"
                     time.sleep(0.01)
             got = 0

@@ -55,11 +55,14 @@ TEST(BridgeWireTest, DataRoundTrip) {
 
 TEST(BridgeWireTest, HelloRoundTrip) {
   std::byte b[kHelloBodySize];
-  EncodeHello({Kind::kQueue, 1 << 20}, b);
+  EncodeHello({Kind::kQueue, 1 << 20, 7, 3, 99}, b);
   auto h = DecodeHello(b);
   ASSERT_TRUE(h);
   EXPECT_EQ(h->kind, Kind::kQueue);
   EXPECT_EQ(h->window_bytes, 1u << 20);
+  EXPECT_EQ(h->resume_exporter, 7u);
+  EXPECT_EQ(h->resume_session, 3u);
+  EXPECT_EQ(h->resume_seq, 99u);
   b[0] = std::byte{9};  // unknown kind
   EXPECT_FALSE(DecodeHello(b));
 }
