@@ -5,7 +5,9 @@
 
 #include <string>
 
+#include "ringbuf/holder_lock.h"
 #include "ringbuf/process_identity.h"
+#include "ringbuf/topic_liveness.h"
 
 namespace shmlink {
 
@@ -13,7 +15,8 @@ namespace {
 
 constexpr uint64_t kMaxHistory = 65536;
 
-// A topic whose creator, publisher and subscribers are all dead can be replaced.
+// A topic whose creator is gone and whose roles nobody holds (the kernel says so) can be
+// replaced. Unknown is not dead: a probe that cannot decide keeps the segment.
 bool IsStaleTopic(std::string_view name) {
   auto seg = Segment::Open(name);
   if (!seg) return false;
@@ -21,14 +24,12 @@ bool IsStaleTopic(std::string_view name) {
   if (!g) return false;  // not ours to judge: leave foreign or corrupt files alone
   if (IsAlivePacked(g->creator)) return false;
   TopicRegion r = TopicRegionOf(*seg, *g);
-  // Acquire: the owners' last stores before they died are irrelevant; any live owner counts.
-  uint64_t owner = r.control->publisher_owner.load(std::memory_order_acquire);
-  if (owner != 0 && IsAlivePacked(owner)) return false;
+  if (ProbeHolder(*seg, kTopicPublisherHolderSlot) != HolderState::kDead) return false;
+  // Acquire: a snapshot; every slot ever claimed lies below the mark.
   const uint32_t hw =
       std::min(r.control->slots_high_water.load(std::memory_order_acquire), g->max_subscribers);
   for (uint32_t i = 0; i < hw; ++i) {
-    owner = r.slots[i].owner.load(std::memory_order_acquire);
-    if (owner != 0 && IsAlivePacked(owner)) return false;
+    if (ProbeHolder(*seg, TopicSubscriberHolderSlot(i)) != HolderState::kDead) return false;
   }
   return true;
 }

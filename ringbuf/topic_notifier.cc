@@ -11,14 +11,15 @@
 
 #include "ringbuf/blocking_wait.h"
 #include "ringbuf/futex.h"
-#include "ringbuf/process_identity.h"
+#include "ringbuf/topic_liveness.h"
 
 namespace shmlink {
 
-Expected<std::unique_ptr<TopicNotifier>> TopicNotifier::Start(const TopicRegion& region) {
+Expected<std::unique_ptr<TopicNotifier>> TopicNotifier::Start(
+    std::shared_ptr<const Segment> segment, const TopicRegion& region) {
   const int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd < 0) return ErrnoError(errno);
-  std::unique_ptr<TopicNotifier> n(new TopicNotifier(region, efd));
+  std::unique_ptr<TopicNotifier> n(new TopicNotifier(std::move(segment), region, efd));
   // Snapshot before the fd first becomes readable (messages, e.g. history, may already be
   // pending): every publication after it signals again, so none falls between the two.
   n->start_seq_ = region.control->tail_seq.load(std::memory_order_seq_cst);
@@ -70,8 +71,9 @@ void TopicNotifier::Run() noexcept {
     };
     // After reporting a dead publisher, wait without the liveness check (it would report
     // the same death again at once) until the role changes hands.
-    auto r = internal::BlockingWait(changed, ctl->data_event,
-                                    dead_owner != 0 ? nullptr : &ctl->publisher_owner, opts);
+    auto r = internal::BlockingWaitWith(
+        changed, ctl->data_event,
+        [&] { return dead_owner == 0 && TopicPublisherDied(*segment_, *ctl); }, opts);
     if (stop_.load(std::memory_order_seq_cst)) break;
     if (r) {
       last_seq = seen_seq;

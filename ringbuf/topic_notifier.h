@@ -19,13 +19,15 @@
 #include <thread>
 
 #include "ringbuf/expected.h"
+#include "ringbuf/segment.h"
 #include "ringbuf/topic_layout.h"
 
 namespace shmlink {
 
 class TopicNotifier {
  public:
-  [[nodiscard]] static Expected<std::unique_ptr<TopicNotifier>> Start(const TopicRegion& region);
+  [[nodiscard]] static Expected<std::unique_ptr<TopicNotifier>> Start(
+      std::shared_ptr<const Segment> segment, const TopicRegion& region);
   ~TopicNotifier();
   TopicNotifier(const TopicNotifier&) = delete;
   TopicNotifier& operator=(const TopicNotifier&) = delete;
@@ -33,10 +35,12 @@ class TopicNotifier {
   int fd() const noexcept { return efd_; }
 
  private:
-  TopicNotifier(const TopicRegion& region, int efd) : region_(region), efd_(efd) {}
+  TopicNotifier(std::shared_ptr<const Segment> segment, const TopicRegion& region, int efd)
+      : segment_(std::move(segment)), region_(region), efd_(efd) {}
   void Run() noexcept;
   void Signal() noexcept;
 
+  std::shared_ptr<const Segment> segment_;
   TopicRegion region_;
   int efd_ = -1;
   uint64_t start_seq_ = 0;

@@ -45,6 +45,7 @@
 
 #include "ringbuf/blocking_wait.h"
 #include "ringbuf/process_identity.h"
+#include "ringbuf/topic_liveness.h"
 
 namespace shmlink {
 
@@ -55,17 +56,23 @@ constexpr auto kLivenessPeriod = std::chrono::milliseconds(20);
 
 Expected<TopicPublisher> TopicPublisher::Claim(std::shared_ptr<const Segment> segment,
                                                const TopicRegion& region) {
-  auto owner = ClaimOwnerWord(region.control->publisher_owner);
-  if (!owner) return MakeUnexpected(owner.error());
+  // The lock is the arbiter: one live holder; a dead one's lock is already gone.
+  auto lock = HolderLock::Acquire(*segment, kTopicPublisherHolderSlot);
+  if (!lock) return MakeUnexpected(lock.error());
+  const uint64_t me = SelfIdentity().Pack();
+  // SYNC(owner): seq_cst; names the holder (see topic_liveness.h). Stored after taking the
+  // lock, so a subscriber never pairs our name with a free lock while we live.
+  region.control->publisher_owner.store(me, std::memory_order_seq_cst);
   // Statistics only (how often the role changed hands): relaxed.
   region.control->publisher_epoch.fetch_add(1, std::memory_order_relaxed);
-  return TopicPublisher(std::move(segment), region, *owner);
+  return TopicPublisher(std::move(segment), region, std::move(*lock), me);
 }
 
 TopicPublisher::TopicPublisher(std::shared_ptr<const Segment> seg, const TopicRegion& region,
-                               uint64_t owner)
+                               HolderLock lock, uint64_t owner)
     : segment_(std::move(seg)),
       region_(region),
+      lock_(std::move(lock)),
       owner_word_(owner),
       mask_(region.geometry.capacity - 1) {
   if (region_.geometry.policy == TopicPolicy::kBlock && region_.geometry.history > 0) {
@@ -119,6 +126,7 @@ void TopicPublisher::Resume() noexcept {
 TopicPublisher::TopicPublisher(TopicPublisher&& o) noexcept
     : segment_(std::move(o.segment_)),
       region_(std::exchange(o.region_, TopicRegion{})),
+      lock_(std::move(o.lock_)),
       owner_word_(std::exchange(o.owner_word_, 0)),
       mask_(o.mask_),
       tail_(o.tail_),
@@ -145,7 +153,11 @@ TopicPublisher& TopicPublisher::operator=(TopicPublisher&& o) noexcept {
 
 TopicPublisher::~TopicPublisher() {
   if (region_.control == nullptr) return;
-  ReleaseOwnerWord(region_.control->publisher_owner, owner_word_);
+  // Leaving, not dying: clear our name first (SYNC(owner): release CAS; seq_cst would do
+  // no better for the probe, which orders through the lock syscall), then drop the lock.
+  uint64_t expected = owner_word_;
+  region_.control->publisher_owner.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+  lock_.Release();
 }
 
 uint64_t TopicPublisher::RecordSpanAt(uint64_t pos) const noexcept {
@@ -204,7 +216,7 @@ uint64_t TopicPublisher::ScanSlots() noexcept {
   return m;
 }
 
-// Frees the slots below `x` whose owners died. Returns true if it freed any.
+// Frees the slots below `x` whose holders died. Returns true if it freed any.
 bool TopicPublisher::DropDeadSubscribersBelow(uint64_t x) noexcept {
   const auto now = std::chrono::steady_clock::now();
   if (now < next_liveness_) return false;
@@ -215,22 +227,25 @@ bool TopicPublisher::DropDeadSubscribersBelow(uint64_t x) noexcept {
   bool freed = false;
   for (uint32_t i = 0; i < hw; ++i) {
     TopicSlot& slot = region_.slots[i];
+    // seq_cst: owner before pos (a joiner stores them in the opposite order).
+    const uint64_t owner = slot.owner.load(std::memory_order_seq_cst);
     uint64_t pos = slot.pos.load(std::memory_order_seq_cst);
     if (pos >= x) continue;
-    // Relaxed: the identity is re-checked against /proc, and a change is caught by the
-    // CAS on pos below (a live joiner re-stores pos).
-    const uint64_t owner = slot.owner.load(std::memory_order_relaxed);
-    // Dead or SIGKILLed (it never runs user code again): its position no longer matters.
-    // Anything we cannot decide (kAlive, including /proc unreadable) keeps blocking.
-    if (owner != 0 && LivenessOfPacked(owner) == Liveness::kAlive) continue;
-    if (owner == 0) continue;  // a joiner between claiming and storing pos: wait for it
-    // Only its pos is cleared; the owner word stays until a joiner takes the dead
-    // identity over (ClaimOwnerWord), so a dying process's slot is not reused under it.
-    if (slot.pos.compare_exchange_strong(pos, kTopicFreeSlot, std::memory_order_seq_cst)) {
-      freed = true;
-      // Statistics: relaxed.
-      ctl->subscriber_count.fetch_sub(1, std::memory_order_relaxed);
+    // owner 0 with a position: a joiner between taking the lock and naming itself: wait.
+    // Anything the kernel does not report dead (alive or unknown) keeps blocking.
+    if (!TopicSubscriberDied(*segment_, slot, i, owner)) continue;
+    if (!slot.pos.compare_exchange_strong(pos, kTopicFreeSlot, std::memory_order_seq_cst)) continue;
+    // A joiner may have taken the slot over between our probe and the CAS (it names itself
+    // before it stores a position): if the name changed, the position we cleared may be
+    // its own, so put it back (unless it already stored a newer one).
+    if (slot.owner.load(std::memory_order_seq_cst) != owner) {
+      uint64_t cleared = kTopicFreeSlot;
+      slot.pos.compare_exchange_strong(cleared, pos, std::memory_order_seq_cst);
+      continue;
     }
+    freed = true;
+    // Statistics: relaxed.
+    ctl->subscriber_count.fetch_sub(1, std::memory_order_relaxed);
   }
   return freed;
 }

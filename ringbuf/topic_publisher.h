@@ -1,8 +1,9 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // TopicPublisher: the one writer of a Topic (topic.h). Obtained from Topic::Publisher(),
-// which claims the publisher role in the segment (one live process at a time; the role of
-// a dead publisher is taken over and its stream continues where it stopped).
+// which claims the publisher role in the segment (one live process at a time, held as an
+// OFD lock the kernel drops at death: the role of a dead publisher is taken over and its
+// stream continues where it stopped).
 //
 //   auto pub = topic->Publisher();
 //   auto buf = pub->loan(100);            // span in shared memory
@@ -17,9 +18,9 @@
 //    seqlock that tells lapped subscribers their record is gone).
 //  - kBlock: waits (per WaitOptions) while the slowest live subscriber still needs the
 //    oldest record. The positions are scanned only when the cached minimum says the log is
-//    full; a subscriber found dead (its process gone or SIGKILLed, by pid + start time) is
-//    dropped, so a killed subscriber blocks the publisher at most one liveness_check. A
-//    subscriber whose state cannot be read is waited for (never taken for dead).
+//    full; a subscriber the kernel reports dead (its slot lock dropped, topic_liveness.h)
+//    is dropped, so a killed subscriber blocks the publisher at most one liveness check
+//    (20 ms). A subscriber whose state cannot be read is waited for (never taken for dead).
 //
 // One loan at a time: loan, then publish() or cancel(). Messages on a typed topic are
 // exactly type().size bytes (kTypeMismatch otherwise).
@@ -43,6 +44,7 @@
 
 #include "ringbuf/error.h"
 #include "ringbuf/expected.h"
+#include "ringbuf/holder_lock.h"
 #include "ringbuf/segment.h"
 #include "ringbuf/topic_layout.h"
 #include "ringbuf/topic_type.h"
@@ -109,7 +111,8 @@ class TopicPublisher {
   uint32_t subscriber_count() const noexcept;
 
  private:
-  TopicPublisher(std::shared_ptr<const Segment> seg, const TopicRegion& region, uint64_t owner);
+  TopicPublisher(std::shared_ptr<const Segment> seg, const TopicRegion& region, HolderLock lock,
+                 uint64_t owner);
   void Resume() noexcept;
   // Size of the record at `pos` (a record boundary in [head, tail)), or 0 if its header is
   // inconsistent.
@@ -121,6 +124,7 @@ class TopicPublisher {
 
   std::shared_ptr<const Segment> segment_;
   TopicRegion region_;
+  HolderLock lock_;  // the role, as the kernel sees it (topic_liveness.h)
   uint64_t owner_word_ = 0;
   uint64_t mask_ = 0;
   uint64_t tail_ = 0;       // published end (position of the terminator)

@@ -9,6 +9,7 @@
 
 #include "ringbuf/blocking_wait.h"
 #include "ringbuf/process_identity.h"
+#include "ringbuf/topic_liveness.h"
 #include "ringbuf/topic_notifier.h"
 
 namespace shmlink {
@@ -25,23 +26,29 @@ Expected<TopicSubscriber> TopicSubscriber::Join(std::shared_ptr<const Segment> s
   const uint32_t n = region.geometry.max_subscribers;
   const uint64_t me = SelfIdentity().Pack();
   int64_t slot = -1;
-  uint64_t owner = 0;
-  // A free slot first (one CAS each), then one whose holder died (reads /proc).
-  for (uint32_t i = 0; i < n && slot < 0; ++i) {
-    uint64_t expected = 0;
-    // SYNC(owner): acq_rel, as ClaimOwnerWord (the previous holder's release happens-before).
-    if (region.slots[i].owner.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
+  HolderLock lock;
+  // A free slot first, then one whose holder died (the kernel says so). The slot's lock is
+  // the arbiter between joiners; the owner word is the quick "free" hint and the name.
+  for (int pass = 0; pass < 2 && slot < 0; ++pass) {
+    for (uint32_t i = 0; i < n && slot < 0; ++i) {
+      const uint64_t owner = region.slots[i].owner.load(std::memory_order_seq_cst);
+      if (pass == 0 ? owner != 0
+                    : (owner == 0 || !TopicSubscriberDied(*segment, region.slots[i], i, owner))) {
+        continue;
+      }
+      auto l = HolderLock::Acquire(*segment, TopicSubscriberHolderSlot(i));
+      if (!l) {
+        if (l.error() == RingErrc::kRoleTaken) continue;
+        return MakeUnexpected(l.error());  // e.g. EMFILE
+      }
+      lock = std::move(*l);
+      // SYNC(owner): seq_cst; named before any position is stored (the publisher's
+      // DropDeadSubscribersBelow relies on that order).
+      region.slots[i].owner.store(me, std::memory_order_seq_cst);
       slot = i;
-      owner = me;
     }
   }
-  for (uint32_t i = 0; i < n && slot < 0; ++i) {
-    auto claimed = ClaimOwnerWord(region.slots[i].owner);
-    if (claimed) {
-      slot = i;
-      owner = *claimed;
-    }
-  }
+  const uint64_t owner = me;
   if (slot < 0) return RingErrc::kRoleTaken;
   // Raise the high-water mark before storing a position: SYNC(join), seq_cst (the
   // publisher loads it before scanning).
@@ -49,7 +56,8 @@ Expected<TopicSubscriber> TopicSubscriber::Join(std::shared_ptr<const Segment> s
   while (hw < slot + 1 && !ctl->slots_high_water.compare_exchange_weak(
                               hw, static_cast<uint32_t>(slot + 1), std::memory_order_seq_cst)) {
   }
-  TopicSubscriber sub(std::move(segment), region, static_cast<uint32_t>(slot), owner);
+  TopicSubscriber sub(std::move(segment), region, static_cast<uint32_t>(slot), std::move(lock),
+                      owner);
   auto placed = sub.Position();
   if (!placed) return MakeUnexpected(placed.error());
   // Statistics: relaxed.
@@ -58,10 +66,11 @@ Expected<TopicSubscriber> TopicSubscriber::Join(std::shared_ptr<const Segment> s
 }
 
 TopicSubscriber::TopicSubscriber(std::shared_ptr<const Segment> seg, const TopicRegion& region,
-                                 uint32_t slot, uint64_t owner)
+                                 uint32_t slot, HolderLock lock, uint64_t owner)
     : segment_(std::move(seg)),
       region_(region),
       slot_index_(slot),
+      lock_(std::move(lock)),
       owner_word_(owner),
       mask_(region.geometry.capacity - 1) {}
 
@@ -161,6 +170,7 @@ TopicSubscriber::TopicSubscriber(TopicSubscriber&& o) noexcept
     : segment_(std::move(o.segment_)),
       region_(std::exchange(o.region_, TopicRegion{})),
       slot_index_(o.slot_index_),
+      lock_(std::move(o.lock_)),
       owner_word_(std::exchange(o.owner_word_, 0)),
       mask_(o.mask_),
       pos_(o.pos_),
@@ -192,9 +202,9 @@ void TopicSubscriber::Leave() noexcept {
   slot.pos.store(kTopicFreeSlot, std::memory_order_seq_cst);
   region_.control->subscriber_count.fetch_sub(1, std::memory_order_relaxed);  // statistics
   uint64_t expected = owner_word_;
-  // SYNC(owner): release, pairs with the next claimant's acq_rel CAS.
-  slot.owner.compare_exchange_strong(expected, 0, std::memory_order_release,
-                                     std::memory_order_relaxed);
+  // SYNC(owner): seq_cst; leaving, not dying: the name goes before the lock does.
+  slot.owner.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+  lock_.Release();
   if (region_.geometry.policy == TopicPolicy::kBlock) region_.control->space_event.NotifyAll();
 }
 
@@ -290,8 +300,9 @@ Expected<TopicSample> TopicSubscriber::try_receive() noexcept {
 }
 
 Expected<TopicSample> TopicSubscriber::receive(const WaitOptions& opts) {
-  return internal::BlockingWait([&] { return try_receive(); }, region_.control->data_event,
-                                &region_.control->publisher_owner, opts);
+  return internal::BlockingWaitWith([&] { return try_receive(); }, region_.control->data_event,
+                                    [&] { return TopicPublisherDied(*segment_, *region_.control); },
+                                    opts);
 }
 
 Expected<void> TopicSubscriber::release() noexcept {
@@ -306,7 +317,7 @@ Expected<void> TopicSubscriber::release() noexcept {
 
 Expected<int> TopicSubscriber::fd() {
   if (!notifier_) {
-    auto n = TopicNotifier::Start(region_);
+    auto n = TopicNotifier::Start(segment_, region_);
     if (!n) return MakeUnexpected(n.error());
     notifier_ = std::move(*n);
   }

@@ -1,7 +1,8 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // TopicSubscriber: one reader of a Topic (topic.h). Obtained from Topic::Subscriber(), which
-// claims a subscriber slot (max_subscribers per topic; a dead holder's slot is reused).
+// claims a subscriber slot (max_subscribers per topic, each held as an OFD lock the kernel
+// drops at death; a dead holder's slot is reused).
 //
 //   auto sub = topic->Subscriber();
 //   auto msg = sub->receive();           // blocks; msg->data is a span in shared memory
@@ -44,6 +45,7 @@
 
 #include "ringbuf/error.h"
 #include "ringbuf/expected.h"
+#include "ringbuf/holder_lock.h"
 #include "ringbuf/segment.h"
 #include "ringbuf/topic_layout.h"
 #include "ringbuf/topic_type.h"
@@ -107,7 +109,7 @@ class TopicSubscriber {
 
  private:
   TopicSubscriber(std::shared_ptr<const Segment> seg, const TopicRegion& region, uint32_t slot,
-                  uint64_t owner);
+                  HolderLock lock, uint64_t owner);
   Expected<void> Position() noexcept;
   Expected<void> PinBlock(uint64_t* start) noexcept;
   RingErrc Overrun() noexcept;
@@ -118,6 +120,7 @@ class TopicSubscriber {
   std::shared_ptr<const Segment> segment_;
   TopicRegion region_;
   uint32_t slot_index_ = 0;
+  HolderLock lock_;  // the slot, as the kernel sees it (topic_liveness.h)
   uint64_t owner_word_ = 0;
   uint64_t mask_ = 0;
   uint64_t pos_ = 0;  // position of the next (or held) record

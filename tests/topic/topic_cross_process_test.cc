@@ -65,7 +65,12 @@ int ReadContiguous(TopicSubscriber& sub, uint64_t count, uint64_t* next_out = nu
   uint64_t next = sub.next_sequence();
   for (uint64_t i = 0; count == 0 || i < count; ++i) {
     auto m = sub.receive(kWait);
-    if (!m) return m.error() == RingErrc::kClosed && count == 0 ? 0 : 20;
+    if (!m) {
+      if (m.error() == RingErrc::kClosed && count == 0) return 0;
+      std::fprintf(stderr, "receive of %llu: %s\n", static_cast<unsigned long long>(next),
+                   m.error().message().c_str());
+      return 20;
+    }
     if (m->seq != next) return 21;
     if (CheckMessage(kSeed, next, kMax, m->data) != 0) return 22;
     if (!sub.release()) return 23;
@@ -224,18 +229,25 @@ TEST(TopicCrossProcess, KilledPublisherIsDrainedThenSucceeded) {
   for (int trial = 0; trial < 3; ++trial) {
     const uint64_t first = sub->next_sequence();
     // A publisher that publishes as fast as it can until it is killed at a random moment.
+    testing::Signal claimed;
     pid_t publisher = ForkChild([&] {
       auto t = Topic::Attach(name);
       if (!t) return 10;
       auto pub = t->Publisher();
       if (!pub || pub->next_sequence() != first) return 11;
+      claimed.Notify();
       for (uint64_t seq = first;; ++seq) {
         if (!SendSeq(*pub, seq)) return 12;
       }
     });
+    // Until the successor holds the role, the dead predecessor is what a wait would report.
+    ASSERT_TRUE(claimed.Wait());
     const uint64_t cut = 50 + rng() % 3000;
     uint64_t next = first;
-    ASSERT_EQ(ReadContiguous(*sub, cut, &next), 0);
+    ASSERT_EQ(ReadContiguous(*sub, cut, &next), 0) << "publisher exit: " << [&] {
+      ::kill(publisher, SIGKILL);
+      return WaitChildFor(publisher, kLimit);
+    }();
     ::kill(publisher, SIGKILL);
     EXPECT_EQ(WaitChildFor(publisher, kLimit), 128 + SIGKILL);
     // Drain what it published, then learn it died.
