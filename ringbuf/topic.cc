@@ -13,8 +13,6 @@ namespace shmlink {
 
 namespace {
 
-constexpr uint64_t kMaxHistory = 65536;
-
 // A topic whose creator is gone and whose roles nobody holds (the kernel says so) can be
 // replaced. Unknown is not dead: a probe that cannot decide keeps the segment.
 bool IsStaleTopic(std::string_view name) {
@@ -45,9 +43,6 @@ Expected<Topic> Topic::Create(std::string_view name, const TopicOptions& o) {
   g.max_subscribers = o.max_subscribers;
   g.policy = o.policy;
   g.history = o.history;
-  if (o.history > kMaxHistory || o.history > o.capacity / kTopicRecordAlign) {
-    return RingErrc::kInvalidArgument;
-  }
   g.type_size = o.type.size;
   g.type_align = o.type.align;
   g.type_hash = o.type.hash;

@@ -25,7 +25,12 @@ bool ValidParameters(const TopicGeometry& g) {
   if (g.max_subscribers < kTopicMinSubscribers || g.max_subscribers > kTopicMaxSubscribers) {
     return false;
   }
-  if (!ValidPolicy(g.policy) || g.history > kTopicSeqMask) return false;
+  // The publisher keeps `history` positions in memory: bounded here, so a hostile header
+  // cannot make it allocate without limit.
+  if (!ValidPolicy(g.policy) || g.history > kTopicMaxHistory ||
+      g.history > g.capacity / kTopicRecordAlign) {
+    return false;
+  }
   const bool untyped = g.type_size == 0 && g.type_align == 0 && g.type_hash == 0;
   const bool typed = g.type_size != 0 && g.type_size <= g.max_message_size &&
                      std::has_single_bit(g.type_align) && g.type_align <= kTopicRecordAlign &&

@@ -80,6 +80,7 @@ inline constexpr uint64_t kTopicMaxCapacity = uint64_t{1} << 36;  // 64 GiB (seg
 inline constexpr uint32_t kTopicMinSubscribers = 1;
 inline constexpr uint32_t kTopicMaxSubscribers = 4096;
 inline constexpr uint64_t kTopicSlotsOffset = 1024;
+inline constexpr uint64_t kTopicMaxHistory = 65536;  // and at most capacity / 16
 inline constexpr uint64_t kTopicFreeSlot = ~uint64_t{0};  // TopicSlot::pos of a free slot
 
 inline constexpr uint64_t kTopicKindData = 1;
@@ -162,7 +163,8 @@ struct TopicRegion {
 };
 
 // Checks the creation parameters (capacity a power of two in [4 KiB, 64 GiB]; message size
-// in [1, capacity/4 - 16]; subscribers in [1, 4096]; policy known; type size <= max
+// in [1, capacity/4 - 16]; subscribers in [1, 4096]; history <= min(65536, capacity/16);
+// policy known; type size <= max
 // message size and alignment a power of two <= 16, or both 0) and returns the segment size.
 [[nodiscard]] Expected<uint64_t> TopicSegmentSize(const TopicGeometry& g);
 

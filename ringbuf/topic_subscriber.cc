@@ -155,7 +155,7 @@ Expected<void> TopicSubscriber::Position() noexcept {
       s = next_seq;
     }
     if (lapped && attempt < kJoinAttempts) continue;
-    if (overwrite) {
+    if (overwrite && attempt < kJoinAttempts) {
       std::atomic_thread_fence(std::memory_order_acquire);
       if (ctl->head_pos.load(std::memory_order_relaxed) > pos) continue;  // lapped: retry
     }
