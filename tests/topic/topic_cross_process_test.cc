@@ -97,7 +97,9 @@ TEST(TopicCrossProcess, SubscribersJoinAndLeaveMidStream) {
     return rc;
   });
   ASSERT_TRUE(ready.Wait());
-  // Joins mid-stream, leaves, joins again, reads to the end.
+  // Joins mid-stream, leaves, joins again (three times), then reads to the end. The
+  // publisher keeps going until the hops are done, so they all happen mid-stream.
+  auto* hops = NewShared<std::atomic<int>>();
   pid_t hopper = ForkChild([&] {
     auto t = Topic::Attach(name);
     if (!t) return 10;
@@ -105,6 +107,7 @@ TEST(TopicCrossProcess, SubscribersJoinAndLeaveMidStream) {
       auto sub = t->Subscriber();
       if (!sub) return 11;
       if (int rc = ReadContiguous(*sub, 500); rc != 0) return rc;
+      hops->fetch_add(1);
     }
     auto sub = t->Subscriber();
     if (!sub) return 11;
@@ -112,10 +115,13 @@ TEST(TopicCrossProcess, SubscribersJoinAndLeaveMidStream) {
   });
   auto pub = topic.Publisher();
   ASSERT_TRUE(pub);
-  for (uint64_t seq = 0; seq < total; ++seq) ASSERT_EQ(*SendSeq(*pub, seq), seq);
+  for (uint64_t seq = 0; seq < total || hops->load() < 3; ++seq) {
+    ASSERT_EQ(*SendSeq(*pub, seq), seq);
+  }
   pub->close();
   EXPECT_EQ(WaitChildFor(whole, kLimit), 0);
   EXPECT_EQ(WaitChildFor(hopper, kLimit), 0);
+  DeleteShared(hops);
 }
 
 TEST(TopicCrossProcess, OverwriteLappingNeverYieldsTornDataAndCountsEveryLoss) {
