@@ -16,10 +16,13 @@ from ._ring import Ring  # noqa: E402
 from .connection import Client, Connection, Listener, Pipe  # noqa: E402
 from .queues import JoinableQueue, Queue, SimpleQueue  # noqa: E402
 from .sharedctypes import Array, RawArray, RawValue, SharedLock, Value  # noqa: E402
+from ._topic import (OverrunError, Topic, TopicMessage, TopicPublisher,  # noqa: E402
+                     TopicSubscriber, topic_type_hash)
 
 __all__ = [
     "Array", "AuthenticationError", "BufferTooShort", "Client", "Connection",
     "JoinableQueue", "Listener",
-    "Message", "Pipe", "Queue", "RawArray", "RawValue", "Ring", "SharedLock",
-    "SimpleQueue", "Value", "set_spin",
+    "Message", "OverrunError", "Pipe", "Queue", "RawArray", "RawValue", "Ring", "SharedLock",
+    "SimpleQueue", "Topic", "TopicMessage", "TopicPublisher", "TopicSubscriber", "Value",
+    "set_spin", "topic_type_hash",
 ]

@@ -19,6 +19,7 @@
 #include "python/src/decode_view.h"
 #include "python/src/message.h"
 #include "python/src/queue.h"
+#include "python/src/topic_py.h"
 #include "python/src/transport_py.h"
 #include "ringbuf/segment.h"
 #include "ringbuf/segment_header.h"
@@ -365,6 +366,7 @@ PYBIND11_MODULE(_shmlink, m) {
   if (shmlink::py::RegisterMessageType(m.ptr()) != 0) throw a::error_already_set();
   shmlink::py::RegisterQueueTypes(m);
   shmlink::py::RegisterTransportTypes(m);
+  shmlink::py::RegisterTopicTypes(m);
   m.def(
       "set_spin",
       [](double seconds) {
