@@ -67,6 +67,7 @@ class Exporter {
                std::span<const std::byte> body);
   void OnAck(Peer& p, const WireHeader& h, Clock::time_point now);
   void Pump(Clock::time_point now);
+  void PumpTopic(Clock::time_point now);
   bool PumpPeer(Peer& p, Clock::time_point now);
   bool SendBatch(Peer& p, size_t first, size_t n, Clock::time_point now);
   void Timers(Clock::time_point now);
@@ -84,7 +85,11 @@ class Exporter {
   const BridgeOptions& o_;
   const std::atomic<bool>& stop_;
   Net net_;
-  std::unique_ptr<LocalSource> source_;
+  std::unique_ptr<LocalSource> source_;      // ring, queue
+  std::unique_ptr<LocalTopicSource> topic_;  // topic
+  uint64_t topic_lost_here_ = 0, topic_dropped_ = 0;
+  Clock::time_point last_topic_log_{};
+  bool topic_closed_logged_ = false;
   std::map<std::string, Peer> peers_;
   std::deque<InFlight> orphans_;  // taken, owned by no session: resent first
   uint64_t instance_ = 0;
@@ -99,13 +104,23 @@ class Exporter {
 
 int Exporter::Run() {
   instance_ = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}() ^ ::getpid();
-  auto src = LocalSource::Open(o_.kind, o_.name, o_.local);
-  if (!src) {
-    Log(LogLevel::kError, "cannot open local %s %s: %s", std::string(KindName(o_.kind)).c_str(),
-        o_.name.c_str(), src.error().message().c_str());
-    return 1;
+  if (o_.kind == Kind::kTopic) {
+    auto t = LocalTopicSource::Open(o_.name, o_.local);
+    if (!t) {
+      Log(LogLevel::kError, "cannot open local topic %s: %s", o_.name.c_str(),
+          t.error().message().c_str());
+      return 1;
+    }
+    topic_ = std::move(*t);
+  } else {
+    auto src = LocalSource::Open(o_.kind, o_.name, o_.local);
+    if (!src) {
+      Log(LogLevel::kError, "cannot open local %s %s: %s", std::string(KindName(o_.kind)).c_str(),
+          o_.name.c_str(), src.error().message().c_str());
+      return 1;
+    }
+    source_ = std::move(*src);
   }
-  source_ = std::move(*src);
   NetOptions net = o_.net;
   net.max_msg_size = 64 << 10;  // importers send only small control messages
   if (auto r = net_.Bind(o_.endpoint, net); !r) {
@@ -129,7 +144,11 @@ int Exporter::Run() {
     if (items[1].revents & ZMQ_POLLIN) net_.DrainMonitor();
     if (items[0].revents & ZMQ_POLLIN) Receive();
     const auto now = Clock::now();
-    Pump(now);
+    if (topic_) {
+      PumpTopic(now);
+    } else {
+      Pump(now);
+    }
     Timers(now);
     idle_rounds = (sent_ + acked_ != before) ? 0 : idle_rounds + 1;
     if (end_acked_) {
@@ -138,7 +157,7 @@ int Exporter::Run() {
       return 0;
     }
   }
-  uint64_t held = source_->held();
+  uint64_t held = source_ ? source_->held() : 0;
   Log(LogLevel::kInfo,
       "stopping: sent %llu, acknowledged %llu, resent %llu, %llu held unacknowledged",
       static_cast<unsigned long long>(sent_), static_cast<unsigned long long>(acked_),
@@ -270,6 +289,14 @@ void Exporter::OnHello(const std::string& rid, const std::string& addr, const Wi
         SendControl(rid, MsgType::kReset, 0, 0, std::as_bytes(std::span(kWhy)));
         return;
       }
+    }
+  }
+  if (auto it = peers_.find(rid); it != peers_.end() && it->second.ready) {
+    // A hello that does not give up the current session is stale: sent before it began
+    // and delivered late (queued in a connection that looked alive during an outage).
+    if (hello->resume_exporter != instance_ || hello->resume_session < it->second.session) {
+      Log(LogLevel::kDebug, "ignored a stale hello from %s", addr.c_str());
+      return;
     }
   }
   if (auto it = peers_.find(rid); it != peers_.end()) {
@@ -492,6 +519,90 @@ void Exporter::Resume(uint64_t session, uint64_t seq) {
   }
 }
 
+// Topic: fan each batch out to every ready importer, no acknowledgements. Messages are read
+// only while at least one importer is ready (a kBlock topic then holds its publisher back
+// until one is); each is copied into the batch and released at once. A batch is one
+// buffer shared by every peer's ZeroMQ message (zmq_msg_copy: reference counted). A peer
+// whose ZeroMQ queue is full misses the batch; its importer counts the gap as a loss.
+void Exporter::PumpTopic(Clock::time_point now) {
+  std::vector<Peer*> ready;
+  for (auto& [rid, p] : peers_) {
+    if (p.ready) ready.push_back(&p);
+  }
+  if (ready.empty()) return;
+  for (int round = 0; round < 16; ++round) {
+    auto* buf = new std::vector<std::byte>(kWireHeaderSize);
+    buf->reserve(kWireHeaderSize + o_.batch_bytes + 64);
+    uint64_t first = 0;
+    uint32_t n = 0;
+    while (n < std::min<uint32_t>(o_.batch_records, 65535) &&
+           buf->size() < kWireHeaderSize + o_.batch_bytes) {
+      auto s = topic_->TryReceive();
+      if (!s) {
+        const auto e = s.error();
+        if (e == make_error_code(RingErrc::kOverrun)) {
+          topic_lost_here_ += topic_->last_loss();
+          if (now - last_topic_log_ > std::chrono::seconds(1)) {
+            Log(LogLevel::kWarn,
+                "the local publisher of topic %s lapped this bridge: %llu lost so far",
+                o_.name.c_str(), static_cast<unsigned long long>(topic_lost_here_));
+            last_topic_log_ = now;
+          }
+          if (n == 0) continue;
+        } else if (e == make_error_code(RingErrc::kClosed) && !topic_closed_logged_) {
+          Log(LogLevel::kInfo, "the local publisher closed topic %s", o_.name.c_str());
+          topic_closed_logged_ = true;
+        } else if (e != make_error_code(RingErrc::kWouldBlock) &&
+                   e != make_error_code(RingErrc::kPeerDead) &&
+                   e != make_error_code(RingErrc::kClosed)) {
+          Log(LogLevel::kError, "reading local topic %s: %s", o_.name.c_str(), e.message().c_str());
+        }
+        break;
+      }
+      if (n > 0 && s->seq != first + n) break;  // a gap: the next batch starts there
+      if (n == 0) first = s->seq;
+      const size_t off = buf->size();
+      buf->resize(off + kRecordHeaderSize + s->data.size());
+      EncodeRecord(s->data, 0, buf->data() + off);
+      if (!topic_->Release()) {  // overwritten while we copied it: drop the torn copy
+        buf->resize(off);
+        ++topic_lost_here_;
+        break;
+      }
+      ++n;
+    }
+    if (n == 0) {
+      delete buf;
+      return;
+    }
+    // b = this exporter's instance: the same batch goes to every session.
+    EncodeHeader(WireHeader{MsgType::kData, 0, static_cast<uint16_t>(n), first, instance_},
+                 buf->data());
+    zmq_msg_t m;
+    zmq_msg_init_data(
+        &m, buf->data(), buf->size(),
+        [](void*, void* hint) { delete static_cast<std::vector<std::byte>*>(hint); }, buf);
+    for (Peer* p : ready) {
+      zmq_msg_t c;
+      zmq_msg_init(&c);
+      zmq_msg_copy(&c, &m);
+      if (SendRaw(p->rid, &c)) {
+        p->last_tx = p->last_data_tx = now;
+      } else {
+        topic_dropped_ += n;
+        if (now - last_topic_log_ > std::chrono::seconds(1)) {
+          Log(LogLevel::kWarn,
+              "peer %s does not keep up with topic %s: %llu messages dropped so far",
+              p->addr.c_str(), o_.name.c_str(), static_cast<unsigned long long>(topic_dropped_));
+          last_topic_log_ = now;
+        }
+      }
+    }
+    zmq_msg_close(&m);
+    sent_ += n;
+  }
+}
+
 void Exporter::Retire(Peer& p, const char* why) {
   if (!p.inflight.empty()) {
     Log(LogLevel::kWarn, "peer %s %s: %zu messages in flight will be resent%s", p.addr.c_str(), why,
@@ -517,7 +628,7 @@ void Exporter::Timers(Clock::time_point now) {
         "%llu, peers %zu, malformed %llu",
         static_cast<unsigned long long>(sent_), static_cast<unsigned long long>(acked_),
         static_cast<unsigned long long>(resent_), inflight, orphans_.size(),
-        static_cast<unsigned long long>(source_->held()), peers_.size(),
+        static_cast<unsigned long long>(source_ ? source_->held() : 0), peers_.size(),
         static_cast<unsigned long long>(malformed_));
   }
   for (auto it = peers_.begin(); it != peers_.end();) {
@@ -536,7 +647,7 @@ void Exporter::Timers(Clock::time_point now) {
     }
     ++it;
   }
-  if (source_closed_ && o_.kind == Kind::kRing && peers_.empty() && orphans_.empty() &&
+  if (source_closed_ && o_.kind == Kind::kRing && peers_.empty() && orphans_.empty() && source_ &&
       source_->held() == 0 && acked_ > 0) {
     end_acked_ = true;  // the importer left after everything was acknowledged
   }

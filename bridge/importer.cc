@@ -73,6 +73,8 @@ class Importer {
   std::deque<std::unique_ptr<Batch>> pending_;
   Clock::time_point last_rx_{}, last_tx_{}, last_hello_{}, last_auth_{}, last_nack_{};
   uint64_t last_nack_seq_ = 0;
+  uint64_t topic_lost_ = 0;
+  Clock::time_point last_loss_log_{};
   uint64_t total_delivered_ = 0, redelivered_ = 0, dropped_too_large_ = 0, malformed_ = 0;
   int exit_code_ = -1;
   struct {
@@ -147,10 +149,12 @@ int Importer::Run() {
     }
   }
   Log(LogLevel::kInfo,
-      "stopping: delivered %llu (%llu flagged redelivered), dropped %llu too large",
+      "stopping: delivered %llu (%llu flagged redelivered), dropped %llu too large, %llu "
+      "topic messages lost",
       static_cast<unsigned long long>(total_delivered_),
       static_cast<unsigned long long>(redelivered_),
-      static_cast<unsigned long long>(dropped_too_large_));
+      static_cast<unsigned long long>(dropped_too_large_),
+      static_cast<unsigned long long>(topic_lost_));
   return exit_code_ < 0 ? 0 : exit_code_;
 }
 
@@ -253,7 +257,7 @@ void Importer::OnMessage(zmq_msg_t* m, Clock::time_point now) {
       exporter_ = h->a;
       session_ = h->b;
       delivered_ = acked_ = 0;
-      recv_next_ = 1;
+      recv_next_ = o_.kind == Kind::kTopic ? 0 : 1;  // topic: the first batch sets it
       end_seq_ = 0;
       pending_.clear();
       resume_ = {};
@@ -281,7 +285,9 @@ void Importer::OnMessage(zmq_msg_t* m, Clock::time_point now) {
     default:
       break;
   }
-  if (!ready_ || h->b != session_) return;  // a stale session's traffic
+  const bool topic = o_.kind == Kind::kTopic;
+  // A stale session's traffic. Topic data is shared by every session: it names the exporter.
+  if (!ready_ || h->b != ((topic && h->type == MsgType::kData) ? exporter_ : session_)) return;
   last_rx_ = now;
   if (h->type == MsgType::kEnd) {
     if (o_.kind == Kind::kRing && h->a == recv_next_) end_seq_ = h->a;
@@ -290,9 +296,25 @@ void Importer::OnMessage(zmq_msg_t* m, Clock::time_point now) {
   if (h->type != MsgType::kData) return;  // heartbeat, or a type only importers send
   const uint64_t first = h->a;
   const uint64_t last = first + h->count - 1;
-  if (first == 0 || last < first) return;
-  if (last < recv_next_) return;  // all seen already (a resend)
-  if (first > recv_next_) {
+  if (last < first) return;
+  if (topic) {
+    // The topic's own sequence numbers: a jump is a counted loss (a lapped subscriber on
+    // the exporting host, or a batch dropped for this importer), never silent.
+    if (recv_next_ != 0 && last < recv_next_) return;
+    if (recv_next_ != 0 && first > recv_next_) {
+      topic_lost_ += first - recv_next_;
+      if (now - last_loss_log_ > std::chrono::seconds(1)) {
+        Log(LogLevel::kWarn, "topic %s: lost messages %llu..%llu (%llu lost in all)",
+            o_.name.c_str(), static_cast<unsigned long long>(recv_next_),
+            static_cast<unsigned long long>(first - 1),
+            static_cast<unsigned long long>(topic_lost_));
+        last_loss_log_ = now;
+      }
+    }
+    if (recv_next_ == 0 || first > recv_next_) recv_next_ = first;
+  }
+  if (!topic && (first == 0 || last < recv_next_)) return;  // all seen already (a resend)
+  if (!topic && first > recv_next_) {
     // A batch was lost (reconnect): ask for the first missing one, once per 50 ms.
     if (last_nack_seq_ != recv_next_ || now - last_nack_ > milliseconds(50)) {
       Send(MsgType::kNack, 0, recv_next_, session_);

@@ -132,7 +132,48 @@ class QueueSink final : public LocalSink {
   MpmcProducer tx_;
 };
 
+Expected<Topic> OpenTopic(const std::string& name, const LocalOptions& o) {
+  auto r = Topic::Attach(name);
+  if (r) return r;
+  TopicOptions to;
+  to.capacity = o.topic_capacity;
+  to.unlink = UnlinkPolicy::kKeep;
+  auto c = Topic::Create(name, to);
+  if (!c && c.error() == std::errc::file_exists) return Topic::Attach(name);
+  return c;
+}
+
+// Importing side of a topic: the publisher of the local topic.
+class TopicSink final : public LocalSink {
+ public:
+  TopicSink(Topic t, TopicPublisher pub) : topic_(std::move(t)), pub_(std::move(pub)) {}
+  Expected<void> TryPut(std::span<const std::byte> data, bool) noexcept override {
+    auto s = pub_.try_loan(data.size());
+    if (!s) return MakeUnexpected(s.error());
+    if (!data.empty()) std::memcpy(s->data(), data.data(), data.size());
+    auto seq = pub_.publish();
+    if (!seq) return MakeUnexpected(seq.error());
+    return {};
+  }
+  void Flush() noexcept override {}
+  void Close() noexcept override { pub_.close(); }
+  uint64_t max_message_size() const noexcept override { return topic_.max_message_size(); }
+
+ private:
+  Topic topic_;
+  TopicPublisher pub_;
+};
+
 }  // namespace
+
+Expected<std::unique_ptr<LocalTopicSource>> LocalTopicSource::Open(const std::string& name,
+                                                                   const LocalOptions& opts) {
+  auto t = OpenTopic(name, opts);
+  if (!t) return MakeUnexpected(t.error());
+  auto s = t->Subscriber();
+  if (!s) return MakeUnexpected(s.error());
+  return std::unique_ptr<LocalTopicSource>(new LocalTopicSource(std::move(*t), std::move(*s)));
+}
 
 Expected<std::unique_ptr<LocalSource>> LocalSource::Open(Kind kind, const std::string& name,
                                                          const LocalOptions& opts) {
@@ -159,6 +200,13 @@ Expected<std::unique_ptr<LocalSource>> LocalSource::Open(Kind kind, const std::s
 
 Expected<std::unique_ptr<LocalSink>> LocalSink::Open(Kind kind, const std::string& name,
                                                      const LocalOptions& opts) {
+  if (kind == Kind::kTopic) {
+    auto t = OpenTopic(name, opts);
+    if (!t) return MakeUnexpected(t.error());
+    auto pub = t->Publisher();
+    if (!pub) return MakeUnexpected(pub.error());
+    return std::unique_ptr<LocalSink>(new TopicSink(std::move(*t), std::move(*pub)));
+  }
   if (kind == Kind::kRing) {
     auto ring = OpenRing(name, opts);
     if (!ring) return MakeUnexpected(ring.error());

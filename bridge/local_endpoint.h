@@ -29,6 +29,7 @@
 #include "ringbuf/expected.h"
 #include "ringbuf/mpmc_queue.h"
 #include "ringbuf/spsc_ring.h"
+#include "ringbuf/topic.h"
 
 namespace shmlink::bridge {
 
@@ -39,6 +40,30 @@ struct LocalOptions {
   uint64_t queue_slots = 1024;        // power of two
   uint64_t queue_max_message = 4096;  // bytes per slot
   uint32_t queue_handles = 64;        // exporting queue: messages held in flight at most
+  uint64_t topic_capacity = 1 << 20;  // bytes of the log, power of two (policy kBlock)
+};
+
+// The exporting side of a topic: one subscriber of the local topic. A topic is fanned out
+// to every importer without acknowledgements: each message is released as soon as it was
+// copied into a batch, and the topic's own sequence numbers travel with it, so an importer
+// counts what it missed (a lapped kOverwrite subscriber here, a full ZeroMQ queue there).
+class LocalTopicSource {
+ public:
+  [[nodiscard]] static Expected<std::unique_ptr<LocalTopicSource>> Open(const std::string& name,
+                                                                        const LocalOptions& opts);
+  // The next message in place (valid until Release). kWouldBlock, kOverrun (lost
+  // last_loss() messages, try again), kClosed, kPeerDead (publisher died: try again).
+  [[nodiscard]] Expected<TopicSample> TryReceive() noexcept { return sub_.try_receive(); }
+  // kOverrun: the message was overwritten while copied (drop the copy).
+  [[nodiscard]] Expected<void> Release() noexcept { return sub_.release(); }
+  uint64_t last_loss() const noexcept { return sub_.last_loss(); }
+  uint64_t total_lost() const noexcept { return sub_.total_lost(); }
+  uint64_t max_message_size() const noexcept { return topic_.max_message_size(); }
+
+ private:
+  LocalTopicSource(Topic t, TopicSubscriber s) : topic_(std::move(t)), sub_(std::move(s)) {}
+  Topic topic_;
+  TopicSubscriber sub_;
 };
 
 class LocalSource {

@@ -35,16 +35,16 @@ int main(int argc, char** argv) {
   BridgeOptions o;
   std::string kind, auth = "auto", keyfile;
   auto add_common = [&](CLI::App* sub) {
-    sub->add_option("kind", kind, "ring or queue")
+    sub->add_option("kind", kind, "ring, queue or topic")
         ->required()
-        ->check(CLI::IsMember({"ring", "queue"}));
+        ->check(CLI::IsMember({"ring", "queue", "topic"}));
     sub->add_option("name", o.name, "local shm name, e.g. /feed")->required();
     sub->add_option("--authkey-file", keyfile,
                     "file holding the shared key (default: $SHMLINK_BRIDGE_AUTHKEY)");
     sub->add_option("--auth", auth, "auto (CURVE if libzmq has it), curve or hmac")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "curve", "hmac"}));
-    sub->add_option("--capacity", o.local.ring_capacity, "ring bytes when creating it")
+    sub->add_option("--capacity", o.local.ring_capacity, "ring/topic bytes when creating it")
         ->capture_default_str();
     sub->add_option("--slots", o.local.queue_slots, "queue slots when creating it")
         ->capture_default_str();
@@ -77,7 +77,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  o.kind = kind == "ring" ? Kind::kRing : Kind::kQueue;
+  o.kind = kind == "ring" ? Kind::kRing : kind == "queue" ? Kind::kQueue : Kind::kTopic;
+  o.local.topic_capacity = o.local.ring_capacity;
   if (!PowerOfTwo(o.local.ring_capacity) || !PowerOfTwo(o.local.queue_slots) ||
       o.local.queue_handles == 0 || o.local.queue_handles > 200 || o.window_messages == 0 ||
       o.window_bytes == 0 || o.batch_bytes == 0 || o.heartbeat_ms <= 0 ||

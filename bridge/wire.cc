@@ -66,7 +66,7 @@ void EncodeHello(const HelloBody& b, std::byte* out) noexcept {
 Expected<HelloBody> DecodeHello(std::span<const std::byte> body) noexcept {
   if (body.size() != kHelloBodySize) return Bad();
   const uint8_t k = std::to_integer<uint8_t>(body[0]);
-  if (k != static_cast<uint8_t>(Kind::kRing) && k != static_cast<uint8_t>(Kind::kQueue)) {
+  if (k < static_cast<uint8_t>(Kind::kRing) || k > static_cast<uint8_t>(Kind::kTopic)) {
     return Bad();
   }
   HelloBody b;
@@ -137,6 +137,16 @@ std::string_view MsgTypeName(MsgType t) noexcept {
   return "?";
 }
 
-std::string_view KindName(Kind k) noexcept { return k == Kind::kRing ? "ring" : "queue"; }
+std::string_view KindName(Kind k) noexcept {
+  switch (k) {
+    case Kind::kRing:
+      return "ring";
+    case Kind::kQueue:
+      return "queue";
+    case Kind::kTopic:
+      return "topic";
+  }
+  return "?";
+}
 
 }  // namespace shmlink::bridge

@@ -15,7 +15,8 @@
 //                                                            exporter, session, seq (u64s)
 //   kAuth   -                         -                      one handshake frame (HMAC mode)
 //   kWelcome exporter instance id     session id             -
-//   kData   sequence of the 1st record session id            `count` records
+//   kData   sequence of the 1st record session id            `count` records (topic: the
+//                                                            topic's own sequence numbers)
 //   kAck    last sequence committed   session id             -
 //   kNack   first sequence missing    session id             -
 //   kHeartbeat -                      session id             -
@@ -58,7 +59,7 @@ enum class MsgType : uint8_t {
 };
 
 // What is carried: the kind of local object on both sides (must match).
-enum class Kind : uint8_t { kRing = 1, kQueue = 2 };
+enum class Kind : uint8_t { kRing = 1, kQueue = 2, kTopic = 3 };
 
 struct WireHeader {
   MsgType type = MsgType::kHeartbeat;

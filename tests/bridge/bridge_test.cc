@@ -20,6 +20,7 @@
 #include "ringbuf/error.h"
 #include "ringbuf/mpmc_queue.h"
 #include "ringbuf/spsc_ring.h"
+#include "ringbuf/topic.h"
 #include "tests/bridge/bridge_test_util.h"
 
 namespace shmlink::testing {
@@ -313,6 +314,7 @@ TEST_F(BridgeTest, RingResumesExactlyAfterANetworkOutage) {
   Import("ring");
   const uint64_t n = kSanitized ? 10000 : 40000;
   auto* count = NewShared<std::atomic<int64_t>>();
+  auto* go = NewShared<std::atomic<bool>>();
   pid_t consumer = ForkChild([&] {
     auto r = AttachWhenThere<SpscRing>(dst_);
     if (!r) return 10;
@@ -328,7 +330,25 @@ TEST_F(BridgeTest, RingResumesExactlyAfterANetworkOutage) {
     }
   });
   Track(consumer);
-  pid_t producer = ForkChild([&] { return ProduceRing(src_, n); });
+  // The first half is paced (data is flowing when the link goes down), the rest waits
+  // until the link is back.
+  pid_t producer = ForkChild([&] {
+    auto r = AttachWhenThere<SpscRing>(src_);
+    if (!r) return 10;
+    auto tx = r->Producer();
+    if (!tx) return 11;
+    for (uint64_t i = 0; i < n; ++i) {
+      if (i < n / 2 && i % 20 == 19) std::this_thread::sleep_for(milliseconds(1));
+      while (i == n / 2 && !go->load()) std::this_thread::sleep_for(milliseconds(5));
+      const size_t size = MessageSize(i, 16, 256);
+      auto buf = tx->reserve(size, WaitOptions::WithTimeout(std::chrono::seconds(20)));
+      if (!buf) return 12;
+      FillMessage(i, buf->data(), size);
+      tx->commit();
+    }
+    tx->close();
+    return 0;
+  });
   Track(producer);
   ASSERT_TRUE(
       WaitUntil([&] { return count->load() >= static_cast<int64_t>(n / 4); }, milliseconds(30000)));
@@ -341,11 +361,13 @@ TEST_F(BridgeTest, RingResumesExactlyAfterANetworkOutage) {
       milliseconds(15000)))
       << "a vanished peer must be reported on both sides";
   ASSERT_TRUE(hosts_.Restore());
+  go->store(true);
   EXPECT_EQ(WaitChildFor(producer, milliseconds(60000)), 0);
   EXPECT_EQ(WaitChildFor(consumer, milliseconds(60000)), 0);
   EXPECT_EQ(count->load(), static_cast<int64_t>(n));
   if (HasFailure()) DumpLogs({"export", "import"});
   DeleteShared(count);
+  DeleteShared(go);
 }
 
 // ---------------------------------------------------------------- queue
@@ -497,6 +519,139 @@ TEST_P(BridgeRingCrashTest, RingLosesNothingAcrossKill9) {
 }
 
 INSTANTIATE_TEST_SUITE_P(KillExporterOrImporter, BridgeRingCrashTest, ::testing::Bool());
+
+// ---------------------------------------------------------------- topic
+
+// Subscribes to topic `name` (retrying until it exists), flags *joined, then receives until
+// `n` messages arrived or the deadline: sequence numbers carried in the payload must
+// increase, checksums must hold. Counts in *got, the last payload sequence in *last.
+int SubscribeTopic(const std::string& name, uint64_t n, std::atomic<bool>* joined,
+                   std::atomic<int64_t>* got, std::atomic<int64_t>* last) {
+  auto t = AttachWhenThere<Topic>(name);
+  if (!t) return 10;
+  auto sub = t->Subscriber();
+  if (!sub) return 11;
+  joined->store(true);
+  int64_t prev = -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (got->load() < static_cast<int64_t>(n) && std::chrono::steady_clock::now() < deadline) {
+    auto m = sub->receive(WaitOptions::WithTimeout(milliseconds(100)));
+    if (!m) continue;
+    const int64_t seq = CheckMessage(m->data.data(), m->data.size());
+    if (!sub->release()) continue;
+    if (seq <= prev) return 13;  // corrupt, repeated or out of order
+    prev = seq;
+    last->store(seq);
+    got->fetch_add(1);
+  }
+  return got->load() == static_cast<int64_t>(n) ? 0 : 14;
+}
+
+int PublishTopic(const std::string& name, uint64_t first, uint64_t n) {
+  auto t = AttachWhenThere<Topic>(name);
+  if (!t) return 10;
+  auto pub = t->Publisher();
+  if (!pub) return 11;
+  std::byte buf[256];
+  for (uint64_t i = first; i < first + n; ++i) {
+    const size_t size = MessageSize(i, 16, 200);
+    FillMessage(i, buf, size);
+    if (!pub->send(std::span(buf, size), WaitOptions::WithTimeout(std::chrono::seconds(20)))) {
+      return 12;
+    }
+  }
+  return 0;
+}
+
+TEST_F(BridgeTest, TopicReachesEveryImportingHostInOrder) {
+  // Two importing bridges (two hosts' worth: separate processes and local topics).
+  TopicOptions to;
+  auto topic = Topic::Create(src_, to);
+  ASSERT_TRUE(topic);
+  const std::string dst2 = UniqueShmName("bridgeC");
+  Export("topic");
+  Import("topic", "import");
+  StartBridge('B', "import2", {"import", "topic", dst2, "--connect", hosts_.connect_endpoint()});
+  WaitConnected("import");
+  WaitConnected("import2");
+  const uint64_t n = kMessages;
+  struct Sub {
+    std::atomic<bool> joined{false};
+    std::atomic<int64_t> got{0}, last{-1};
+  };
+  auto* s1 = NewShared<Sub>();
+  auto* s2 = NewShared<Sub>();
+  pid_t c1 = ForkChild([&] { return SubscribeTopic(dst_, n, &s1->joined, &s1->got, &s1->last); });
+  pid_t c2 = ForkChild([&] { return SubscribeTopic(dst2, n, &s2->joined, &s2->got, &s2->last); });
+  Track(c1);
+  Track(c2);
+  ASSERT_TRUE(
+      WaitUntil([&] { return s1->joined.load() && s2->joined.load(); }, milliseconds(10000)));
+  pid_t producer = ForkChild([&] { return PublishTopic(src_, 0, n); });
+  Track(producer);
+  EXPECT_EQ(WaitChildFor(producer, milliseconds(60000)), 0);
+  EXPECT_EQ(WaitChildFor(c1, milliseconds(60000)), 0) << s1->got.load();
+  EXPECT_EQ(WaitChildFor(c2, milliseconds(60000)), 0) << s2->got.load();
+  EXPECT_EQ(s1->got.load(), static_cast<int64_t>(n));
+  EXPECT_EQ(s2->got.load(), static_cast<int64_t>(n));
+  EXPECT_EQ(ReadFile(Log("import")).find("lost"), std::string::npos);
+  if (HasFailure()) DumpLogs({"export", "import", "import2"});
+  ::shm_unlink(dst2.c_str());
+  DeleteShared(s1);
+  DeleteShared(s2);
+}
+
+TEST_F(BridgeTest, TopicGapsAreCountedLosses) {
+  // A kOverwrite topic on host A and its exporting bridge stopped (SIGSTOP) while the
+  // publisher laps it: on host B the importer reports the gap and counts every message
+  // that did not arrive; the subscriber sees the rest in order.
+  TopicOptions to;
+  to.capacity = 1 << 16;
+  to.policy = TopicPolicy::kOverwrite;
+  auto topic = Topic::Create(src_, to);
+  ASSERT_TRUE(topic);
+  pid_t exp = Export("topic");
+  pid_t imp = Import("topic");
+  WaitConnected("import");
+  const uint64_t n = 20000;
+  struct Sub {
+    std::atomic<bool> joined{false};
+    std::atomic<int64_t> got{0}, last{-1};
+  };
+  auto* s = NewShared<Sub>();
+  pid_t c = ForkChild([&] { return SubscribeTopic(dst_, n, &s->joined, &s->got, &s->last); });
+  Track(c);
+  ASSERT_TRUE(WaitUntil([&] { return s->joined.load(); }, milliseconds(10000)));
+  ASSERT_EQ(PublishTopic(src_, 0, 1), 0);  // the stream has begun on host B
+  ASSERT_TRUE(WaitUntil([&] { return s->got.load() == 1; }, milliseconds(10000)));
+  ::kill(exp, SIGSTOP);
+  ASSERT_EQ(PublishTopic(src_, 1, n - 2), 0);  // laps the stopped bridge many times over
+  ::kill(exp, SIGCONT);
+  std::this_thread::sleep_for(milliseconds(300));
+  {  // one more message: it must arrive, and mark the end of the gap
+    auto pub = topic->Publisher();
+    ASSERT_TRUE(pub);
+    std::byte b[16];
+    FillMessage(n - 1, b, 16);
+    ASSERT_TRUE(pub->send(std::span(b, 16)));
+  }
+  EXPECT_TRUE(WaitUntil([&] { return s->last.load() == static_cast<int64_t>(n - 1); },
+                        milliseconds(10000)));
+  ::kill(imp, SIGTERM);
+  EXPECT_EQ(WaitChildFor(imp, milliseconds(5000)), 0);
+  const std::string log = ReadFile(Log("import"));
+  EXPECT_NE(log.find("lost messages"), std::string::npos) << log;
+  // "..., N topic messages lost": received + lost = published.
+  const size_t at = log.rfind(" topic messages lost");
+  ASSERT_NE(at, std::string::npos) << log;
+  const size_t from = log.rfind(' ', at - 1) + 1;
+  const int64_t lost = std::stoll(log.substr(from, at - from));
+  EXPECT_GT(lost, 0);
+  EXPECT_EQ(s->got.load() + lost, static_cast<int64_t>(n)) << log;
+  ::kill(c, SIGKILL);
+  if (HasFailure()) DumpLogs({"export", "import"});
+  DeleteShared(s);
+}
 
 // ---------------------------------------------------------------- security
 
