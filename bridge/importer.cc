@@ -74,6 +74,7 @@ class Importer {
   Clock::time_point last_rx_{}, last_tx_{}, last_hello_{}, last_auth_{}, last_nack_{};
   uint64_t last_nack_seq_ = 0;
   uint64_t topic_lost_ = 0;
+  bool topic_base_ = false;
   Clock::time_point last_loss_log_{};
   uint64_t total_delivered_ = 0, redelivered_ = 0, dropped_too_large_ = 0, malformed_ = 0;
   int exit_code_ = -1;
@@ -257,7 +258,12 @@ void Importer::OnMessage(zmq_msg_t* m, Clock::time_point now) {
       exporter_ = h->a;
       session_ = h->b;
       delivered_ = acked_ = 0;
-      recv_next_ = o_.kind == Kind::kTopic ? 0 : 1;  // topic: the first batch sets it
+      if (o_.kind != Kind::kTopic) {
+        recv_next_ = 1;
+      } else if (restarted || !topic_base_) {
+        recv_next_ = 0;  // a new topic stream: its first batch sets the base
+        topic_base_ = true;
+      }  // else: same exporter, so what was published while we were away is a counted gap
       end_seq_ = 0;
       pending_.clear();
       resume_ = {};
