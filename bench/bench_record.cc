@@ -29,6 +29,7 @@ std::string ToJsonLine(const BenchRecord& r) {
   put("p999_ns", r.p999_ns);
   if (r.producers) j["producers"] = *r.producers;
   if (r.consumers) j["consumers"] = *r.consumers;
+  if (r.subscribers) j["subscribers"] = *r.subscribers;
   if (r.reps) j["reps"] = *r.reps;
   for (const auto& [k, v] : r.extra) j[k] = v;
   if (!r.note.empty()) j["note"] = r.note;

@@ -22,6 +22,8 @@ struct BenchRecord {
   // rtt records
   std::optional<double> p50_ns, p99_ns, p999_ns;
   std::optional<int> producers, consumers, reps;
+  // Topics: the number of subscribers (throughput: msgs/s of the slowest one).
+  std::optional<int> subscribers;
   // '<metric>_min' / '<metric>_max' spreads, e.g. {"msgs_per_s_min", 1.2e6}
   std::map<std::string, double> extra;
   std::string note;

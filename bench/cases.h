@@ -26,6 +26,9 @@ void RunPipeCases(const BenchConfig& cfg, const Emit& emit);     // pipe
 void RunTcpCases(const BenchConfig& cfg, const Emit& emit);      // tcp-loopback
 void RunIceoryxCases(const BenchConfig& cfg, const Emit& emit);  // iceoryx
 void RunBoostCases(const BenchConfig& cfg, const Emit& emit);    // boost-message-queue
+void RunPubsubCases(const BenchConfig& cfg, const Emit& emit);   // shmlink-pubsub (N subscribers)
+void RunIceoryxPubsubCases(const BenchConfig& cfg,
+                           const Emit& emit);  // iceoryx pub/sub, N subscribers
 
 }  // namespace shmlink::bench
 

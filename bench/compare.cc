@@ -90,6 +90,9 @@ const std::vector<Family>& Families() {
       {"tcp", {"tcp-loopback"}, &RunTcpCases},
       {"iceoryx", {"iceoryx"}, &RunIceoryxCases},
       {"boost", {"boost-message-queue"}, &RunBoostCases},
+      // Publish/subscribe, one publisher to N = 1, 2, 4 subscriber processes.
+      {"pubsub", {"shmlink-pubsub"}, &RunPubsubCases},
+      {"iceoryx-pubsub", {"iceoryx"}, &RunIceoryxPubsubCases},
       {"python",
        {"python-mp-pipe", "python-mp-queue", "python-mp-listener", "python-shmlink-queue",
         "python-shmlink-pipe", "python-shmlink-ring"},
@@ -116,6 +119,7 @@ std::string BaseSystem(const std::string& s) { return s.substr(0, s.find(':')); 
 
 // The name a record is shown under: the system, plus "P→C" for multi-producer/consumer ones.
 std::string Shown(const BenchRecord& r) {
+  if (r.subscribers) return r.system + " ×" + std::to_string(*r.subscribers) + " sub";
   if (r.producers && r.consumers && (*r.producers != 1 || *r.consumers != 1)) {
     return r.system + " " + std::to_string(*r.producers) + "→" + std::to_string(*r.consumers);
   }

@@ -19,11 +19,13 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -31,6 +33,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "bench/cases.h"
 #include "bench/harness.h"
@@ -53,16 +56,17 @@ uint64_t QueueDepth(uint64_t size) {
   if (size <= 65536) return 64;
   return 16;
 }
-uint64_t PoolCount(uint64_t size) {
-  // Two directions x (queue depth + one loaned + one taken) + slack.
-  return 2 * (QueueDepth(size) + 2) + 16;
+uint64_t PoolCount(uint64_t size, uint64_t queues) {
+  // `queues` subscriber queues (two directions for the 1:1 cases) x (queue depth + one
+  // loaned + one taken) + slack.
+  return queues * (QueueDepth(size) + 2) + 16;
 }
 
 // A RouDi process this benchmark started; stopped by PID in the destructor.
 class Roudi {
  public:
   // Starts RouDi with a config covering `sizes`; on failure returns an explanation.
-  std::string Start(const std::vector<uint64_t>& sizes) {
+  std::string Start(const std::vector<uint64_t>& sizes, uint64_t queues = 2) {
     if (access(kRoudi, X_OK) != 0) return std::string(kRoudi) + " not found (apt install iceoryx)";
     config_ = "/tmp/shmlink-compare-roudi-" + std::to_string(getpid()) + ".toml";
     {
@@ -72,8 +76,8 @@ class Roudi {
       std::sort(s.begin(), s.end());
       s.erase(std::unique(s.begin(), s.end()), s.end());
       for (uint64_t z : s) {
-        f << "\n[[segment.mempool]]\nsize = " << ChunkSize(z) << "\ncount = " << PoolCount(z)
-          << "\n";
+        f << "\n[[segment.mempool]]\nsize = " << ChunkSize(z)
+          << "\ncount = " << PoolCount(z, queues) << "\n";
       }
       if (!f) return "cannot write " + config_;
     }
@@ -255,7 +259,285 @@ class IceoryxEndpoint final : public Endpoint {
   volatile uint64_t sink_ = 0;  // keeps the reads of TouchBytes
 };
 
+// ---- Publish/subscribe with N subscribers (RunIceoryxPubsubCases) ----------------------------
+
+constexpr int kMaxSubs = 8;
+
+struct PubsubShared {
+  alignas(64) std::atomic<uint32_t> arrived{0};
+  alignas(64) std::atomic<uint32_t> finished{0};
+  alignas(64) std::atomic<uint32_t> stop{0};
+  alignas(64) std::atomic<uint32_t> samples{0};
+  struct Sub {
+    std::atomic<uint64_t> count{0};
+    std::atomic<uint64_t> window_ns{1};
+  } sub[kMaxSubs];
+  static constexpr size_t kMaxSamples = 1 << 20;
+  uint64_t sample[kMaxSamples];  // RTT samples of the publisher process
+};
+
+// SYNC(barrier): seq_cst; every process's set-up happens-before the timed loops.
+void ArriveAll(PubsubShared* sh, uint32_t parties) {
+  sh->arrived.fetch_add(1, std::memory_order_seq_cst);
+  while (sh->arrived.load(std::memory_order_seq_cst) < parties) std::this_thread::yield();
+}
+
+void InitRuntime(const std::string& name) {
+  iox::log::LogManager::GetLogManager().SetDefaultLogLevel(iox::log::LogLevel::kWarn,
+                                                           iox::log::LogLevelOutput::kHideLogLevel);
+  iox::runtime::PoshRuntime::initRuntime(
+      iox::RuntimeName_t(iox::cxx::TruncateToCapacity, name.c_str()));
+}
+
+std::unique_ptr<iox::popo::UntypedSubscriber> MakeSubscriber(const std::string& instance,
+                                                             const char* event, uint64_t size) {
+  iox::popo::SubscriberOptions so;
+  so.queueCapacity = QueueDepth(size);
+  so.queueFullPolicy = iox::popo::QueueFullPolicy::BLOCK_PRODUCER;
+  return std::make_unique<iox::popo::UntypedSubscriber>(
+      iox::capro::ServiceDescription{Id("shmlink-compare"), Id(instance), Id(event)}, so);
+}
+
+std::unique_ptr<iox::popo::UntypedPublisher> MakePublisher(const std::string& instance,
+                                                           const char* event) {
+  iox::popo::PublisherOptions po;
+  po.subscriberTooSlowPolicy = iox::popo::ConsumerTooSlowPolicy::WAIT_FOR_CONSUMER;
+  return std::make_unique<iox::popo::UntypedPublisher>(
+      iox::capro::ServiceDescription{Id("shmlink-compare"), Id(instance), Id(event)}, po);
+}
+
+bool WaitSubscribed(iox::popo::UntypedSubscriber& sub) {
+  for (int i = 0; i < 10000; ++i) {
+    if (sub.getSubscriptionState() == iox::SubscribeState::SUBSCRIBED) return true;
+    usleep(1000);
+  }
+  return false;
+}
+
+// Takes one chunk (busy-poll, or sleeping in `ws` when empty); nullptr on error.
+const void* Take(iox::popo::UntypedSubscriber& sub, iox::popo::WaitSet<>* ws) {
+  for (;;) {
+    auto r = sub.take();
+    if (!r.has_error()) return r.value();
+    if (r.get_error() != iox::popo::ChunkReceiveResult::NO_CHUNK_AVAILABLE) return nullptr;
+    if (ws != nullptr) (void)ws->wait();
+  }
+}
+
+// One repetition: N subscriber processes and one publisher process (each its own runtime).
+// rtt: subscriber 0 echoes the first 8 bytes on event "echo". Returns "" or an error.
+std::string IceoryxPubsubRep(const BenchConfig& cfg, uint64_t size, int n, bool waitset, bool rtt,
+                             double* slowest, std::vector<uint64_t>* samples) {
+  static int serial = 0;
+  const std::string instance = "ps-" + std::to_string(getpid()) + "-" + std::to_string(serial++);
+  void* mem = mmap(nullptr, sizeof(PubsubShared), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return "mmap failed";
+  auto* sh = new (mem) PubsubShared();
+  std::vector<pid_t> pids;
+  std::vector<std::string> names;
+  std::fflush(nullptr);
+  for (int i = 0; i <= n; ++i) {  // i < n: subscriber i; i == n: the publisher
+    const std::string name = "shmlink-compare-" + instance + "-" + std::to_string(i);
+    names.push_back(name);
+    const pid_t pid = fork();
+    if (pid != 0) {
+      pids.push_back(pid);
+      continue;
+    }
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    InitRuntime(name);
+    if (i < n) {
+      PinToCpu(i % 2 == 0 ? cfg.cpu_b : cfg.cpu_a);
+      auto sub = MakeSubscriber(instance, "data", size);
+      std::unique_ptr<iox::popo::UntypedPublisher> echo;
+      if (rtt && i == 0) echo = MakePublisher(instance, "echo");
+      std::unique_ptr<iox::popo::WaitSet<>> ws;
+      if (waitset) {
+        ws = std::make_unique<iox::popo::WaitSet<>>();
+        if (ws->attachState(*sub, iox::popo::SubscriberState::HAS_DATA).has_error()) _exit(2);
+      }
+      if (!WaitSubscribed(*sub)) _exit(3);
+      ArriveAll(sh, n + 1);
+      ThroughputWindow window(cfg, size >= 4096 ? 1 : 256);
+      uint64_t count = 0;
+      volatile uint64_t sink = 0;
+      bool done = rtt;
+      while (sh->stop.load(std::memory_order_acquire) == 0) {
+        auto r = sub->take();
+        if (r.has_error()) {
+          if (r.get_error() != iox::popo::ChunkReceiveResult::NO_CHUNK_AVAILABLE) _exit(4);
+          if (ws) (void)ws->timedWait(iox::units::Duration::fromMilliseconds(10));
+          continue;
+        }
+        const void* payload = r.value();
+        sink = sink + TouchBytes(static_cast<const std::byte*>(payload), size);
+        uint64_t tag = 0;
+        std::memcpy(&tag, payload, std::min<uint64_t>(8, size));
+        sub->release(payload);
+        if (echo) {
+          for (;;) {
+            auto c = echo->loan(8);
+            if (c.has_error()) continue;
+            std::memcpy(c.value(), &tag, 8);
+            echo->publish(c.value());
+            break;
+          }
+        }
+        if (done) continue;
+        if (window.measuring()) ++count;
+        if (window.Tick()) {
+          sh->sub[i].count.store(count, std::memory_order_relaxed);
+          sh->sub[i].window_ns.store(window.elapsed_ns(), std::memory_order_relaxed);
+          sh->finished.fetch_add(1, std::memory_order_seq_cst);
+          done = true;
+        }
+      }
+      sub.reset();
+      echo.reset();
+      _exit(0);
+    }
+    // The publisher.
+    PinToCpu(cfg.cpu_a);
+    auto pub = MakePublisher(instance, "data");
+    std::unique_ptr<iox::popo::UntypedSubscriber> back;
+    if (rtt) {
+      back = MakeSubscriber(instance, "echo", 8);
+      if (!WaitSubscribed(*back)) _exit(3);
+    }
+    for (int k = 0; k < 10000 && !pub->hasSubscribers(); ++k) usleep(1000);
+    // All N must be connected before the first message (hasSubscribers says one is).
+    usleep(20000);
+    const std::vector<std::byte> src = PatternBuffer(std::max<uint64_t>(size, 8));
+    ArriveAll(sh, n + 1);
+    auto publish = [&](uint64_t seq) {
+      for (;;) {
+        auto chunk = pub->loan(static_cast<uint32_t>(size));
+        if (chunk.has_error()) continue;
+        std::memcpy(chunk.value(), src.data(), size);
+        if (size >= 8) std::memcpy(chunk.value(), &seq, 8);
+        pub->publish(chunk.value());
+        return;
+      }
+    };
+    if (rtt) {
+      std::vector<uint64_t> local;
+      local.reserve(1 << 20);
+      const int rc = TimeRoundTrips(cfg, &local, [&](uint64_t seq) {
+        publish(seq);
+        const void* r = Take(*back, nullptr);
+        if (r == nullptr) return 4;
+        uint64_t tag = 0;
+        std::memcpy(&tag, r, 8);
+        back->release(r);
+        return size >= 8 && tag != seq ? 5 : 0;
+      });
+      const size_t m = std::min(local.size(), PubsubShared::kMaxSamples);
+      std::copy(local.begin(), local.begin() + static_cast<long>(m), sh->sample);
+      sh->samples.store(static_cast<uint32_t>(m), std::memory_order_release);
+      sh->stop.store(1, std::memory_order_release);
+      _exit(rc);
+    }
+    for (uint64_t k = 0;; ++k) {
+      if ((k & 63) == 0 &&
+          sh->finished.load(std::memory_order_seq_cst) == static_cast<uint32_t>(n)) {
+        break;
+      }
+      publish(k);
+    }
+    sh->stop.store(1, std::memory_order_release);
+    pub.reset();
+    _exit(0);
+  }
+  std::string err;
+  for (pid_t pid : pids) {
+    int status = 0;
+    for (int t = 0; t < 6000 && waitpid(pid, &status, WNOHANG) != pid; ++t) usleep(10000);
+    if (kill(pid, 0) == 0 && waitpid(pid, &status, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      err = "an iceoryx process did not finish within 60 s";
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      err = "an iceoryx process failed (status " + std::to_string(status) + ")";
+    }
+  }
+  for (const auto& nm : names) {  // left behind only by a killed runtime
+    unlink(("/tmp/" + nm).c_str());
+    unlink(("/tmp/" + nm + ".lock").c_str());
+  }
+  if (err.empty()) {
+    if (rtt) {
+      samples->assign(sh->sample, sh->sample + sh->samples.load(std::memory_order_acquire));
+    } else {
+      for (int i = 0; i < n; ++i) {
+        const double rate = static_cast<double>(sh->sub[i].count.load()) * 1e9 /
+                            static_cast<double>(sh->sub[i].window_ns.load());
+        *slowest = i == 0 ? rate : std::min(*slowest, rate);
+      }
+    }
+  }
+  munmap(mem, sizeof(PubsubShared));
+  return err;
+}
+
 }  // namespace
+
+void RunIceoryxPubsubCases(const BenchConfig& cfg, const Emit& emit) {
+  Roudi roudi;
+  Progress("  starting iox-roudi (pub/sub, 4 subscribers) ...");
+  const std::string start_error = roudi.Start(cfg.sizes, 2 * 4 + 2);
+  for (const bool waitset : {false, true}) {
+    const std::string system = waitset ? "iceoryx:waitset" : "iceoryx";
+    const std::string how =
+        waitset ? "subscribers sleep in a WaitSet when empty" : "subscribers busy-poll take()";
+    for (int n : {1, 2, 4}) {
+      for (uint64_t size : cfg.sizes) {
+        BenchRecord rec = ThroughputRecord(system, size);
+        rec.producers.reset();
+        rec.consumers.reset();
+        rec.subscribers = n;
+        if (!start_error.empty()) {
+          rec.error = start_error;
+        } else {
+          RunThroughputReps(
+              cfg,
+              [&](ThroughputFigures* out) {
+                double slowest = 0;
+                std::string e = IceoryxPubsubRep(cfg, size, n, waitset, false, &slowest, nullptr);
+                if (e.empty() && slowest <= 0) e = "no messages in the measured window";
+                out->msgs_per_s = slowest;
+                out->bytes_per_s = slowest * static_cast<double>(size);
+                return e;
+              },
+              how + "; iceoryx 2.0.3 loan+memcpy+publish, lossless policies; slowest of " +
+                  std::to_string(n),
+              rec);
+        }
+        emit(rec);
+      }
+      for (uint64_t size : cfg.sizes) {
+        BenchRecord rec = RttRecord(system, size);
+        rec.subscribers = n;
+        if (!start_error.empty()) {
+          rec.error = start_error;
+        } else {
+          RunRttReps(
+              cfg,
+              [&](std::vector<uint64_t>* samples) {
+                double unused = 0;
+                std::string e = IceoryxPubsubRep(cfg, size, n, waitset, true, &unused, samples);
+                if (e.empty() && samples->empty()) e = "no round trips in the measured window";
+                return e;
+              },
+              how + "; subscriber 0 echoes on a second iceoryx topic", rec);
+        }
+        emit(rec);
+      }
+    }
+  }
+  Progress("  stopping iox-roudi ...");
+  roudi.Stop();
+}
 
 void RunIceoryxCases(const BenchConfig& cfg, const Emit& emit) {
   Roudi roudi;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <utility>
 
 #include <shmlink/event_count.h>
 #include <shmlink/futex.h>
@@ -37,9 +38,13 @@ inline bool WouldBlock(const std::error_code& ec) noexcept {
 //    nullptr. If it is set and that process is dead, returns kPeerDead once try_fn() still
 //    says kWouldBlock (so everything already committed is delivered first).
 // try_fn's reads of the shared state must be seq_cst (see event_count.h).
-template <typename TryFn>
-auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>* peer_owner,
-                  const WaitOptions& opts) -> decltype(try_fn()) {
+//
+// BlockingWaitWith: the same loop with the liveness question as a callable: peer_dead()
+// returns true only on evidence that the awaited process died (slow path: it is called at
+// most once per opts.liveness_check).
+template <typename TryFn, typename PeerDeadFn>
+auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
+                      const WaitOptions& opts) -> decltype(try_fn()) {
   using Clock = std::chrono::steady_clock;
   auto r = try_fn();
   if (r || !WouldBlock(r.error())) return r;
@@ -47,13 +52,6 @@ auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>
   const Clock::time_point start = Clock::now();
   const Clock::time_point deadline = infinite ? Clock::time_point::max() : start + opts.timeout;
   Clock::time_point next_liveness = start + opts.liveness_check;
-
-  auto peer_dead = [&]() -> bool {
-    if (peer_owner == nullptr) return false;
-    // Relaxed is enough: an owner change is itself only a hint, re-checked by IsAlive.
-    uint64_t owner = peer_owner->load(std::memory_order_relaxed);
-    return owner != 0 && !IsAlivePacked(owner);
-  };
 
   // Phase 1: poll.
   if (opts.strategy != WaitStrategy::kSleep) {
@@ -110,6 +108,18 @@ auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>
     FutexWait(&event.seq, seq, slice);
     event.waiters.fetch_sub(1, std::memory_order_seq_cst);
   }
+}
+
+template <typename TryFn>
+auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>* peer_owner,
+                  const WaitOptions& opts) -> decltype(try_fn()) {
+  auto peer_dead = [&]() -> bool {
+    if (peer_owner == nullptr) return false;
+    // Relaxed is enough: an owner change is itself only a hint, re-checked by IsAlive.
+    uint64_t owner = peer_owner->load(std::memory_order_relaxed);
+    return owner != 0 && !IsAlivePacked(owner);
+  };
+  return BlockingWaitWith(std::forward<TryFn>(try_fn), event, peer_dead, opts);
 }
 
 }  // namespace shmlink::internal

@@ -77,10 +77,15 @@ inline constexpr uint32_t StampIdx(uint64_t stamp) noexcept {
 }
 inline constexpr uint64_t StampState(uint64_t stamp) noexcept { return stamp & 3; }
 
+// Slot flags (MpmcSlotHeader::flags), written by the producer before it publishes.
+// Segments created before flags existed hold 0 there (zero-filled), which means none.
+inline constexpr uint32_t kMpmcSlotFlagRedelivered = 1;  // relayed message that may have
+                                                         // been delivered before (bridge)
+
 struct MpmcSlotHeader {
   std::atomic<uint64_t> stamp;  // see the file comment
   uint32_t length;              // payload bytes; written by the claimant before publishing
-  uint32_t reserved;
+  uint32_t flags;               // kMpmcSlotFlag*; written by the claimant before publishing
 };
 static_assert(sizeof(MpmcSlotHeader) == kMpmcSlotHeaderSize);
 

@@ -268,10 +268,17 @@ Expected<void> MpmcProducer::publish() noexcept {
   return publish(claim_size_);
 }
 
-Expected<void> MpmcProducer::publish(size_t n) noexcept {
+Expected<void> MpmcProducer::publish(size_t n) noexcept { return PublishWithFlags(n, 0); }
+
+Expected<void> MpmcProducer::publish_redelivered(size_t n) noexcept {
+  return PublishWithFlags(n, kMpmcSlotFlagRedelivered);
+}
+
+Expected<void> MpmcProducer::PublishWithFlags(size_t n, uint32_t flags) noexcept {
   if (!claimed_ || n > claim_size_) return RingErrc::kBadState;
   MpmcSlotHeader* s = view().slot(claim_pos_);
   s->length = static_cast<uint32_t>(n);
+  s->flags = flags;  // plain: published with the length by the CAS below
   uint64_t expected = MakeStamp(claim_pos_, handle_.index(), kSlotClaimed);
   claimed_ = false;
   // SYNC(publish): seq_cst CAS (release side). A CAS, not a store: if our claim was taken
@@ -345,7 +352,7 @@ Expected<MpmcConsumer::Message> MpmcConsumer::Hold(const MpmcSlotHeader& s, uint
   const uint32_t len = s.length;
   claim_pos_ = pos;
   claimed_ = true;
-  redelivered_ = redelivered;
+  redelivered_ = redelivered || (s.flags & kMpmcSlotFlagRedelivered) != 0;
   if (len > view().max_message_size) {
     claim_len_ = 0;
     (void)release();

@@ -125,6 +125,9 @@ class MpmcProducer {
   // taken away: this process was judged dead, e.g. /proc unreadable).
   [[nodiscard]] Expected<void> publish() noexcept;
   [[nodiscard]] Expected<void> publish(size_t n) noexcept;
+  // As publish(n), but consumers get the message flagged `redelivered`: for relays (such
+  // as the cross-host bridge) passing on a message that may have been delivered before.
+  [[nodiscard]] Expected<void> publish_redelivered(size_t n) noexcept;
   // Gives the claim up; consumers skip the slot (counted as abandoned). No-op without claim.
   void abort() noexcept;
   bool has_claim() const noexcept { return claimed_; }
@@ -140,6 +143,7 @@ class MpmcProducer {
   explicit MpmcProducer(internal::MpmcHandle handle) noexcept : handle_(std::move(handle)) {}
   const MpmcView& view() const noexcept { return handle_.view(); }
   Expected<std::span<std::byte>> TryClaimOnce(size_t n) noexcept;
+  Expected<void> PublishWithFlags(size_t n, uint32_t flags) noexcept;
 
   internal::MpmcHandle handle_;  // frees the entry after ~MpmcProducer aborted the claim
   uint64_t claim_pos_ = 0;

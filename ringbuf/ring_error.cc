@@ -45,6 +45,10 @@ class RingCategoryImpl final : public std::error_category {
         return "call not valid in the current state";
       case RingErrc::kPeerDead:
         return "peer process died";
+      case RingErrc::kOverrun:
+        return "overrun: the publisher overwrote messages before they were read";
+      case RingErrc::kTypeMismatch:
+        return "message type does not match the topic's type";
     }
     return "unknown shmlink.ring error " + std::to_string(ev);
   }

@@ -33,6 +33,11 @@ enum class RingErrc : int {
                      // Retry after it detaches.
   kBadState,         // Call not valid now (e.g. release() with nothing peeked). No retry.
   kPeerDead,         // The process on the other side died. No retry.
+  kOverrun,          // Topic subscriber lapped by the publisher (overwrite policy): messages
+                     // were lost (the subscriber tells how many) and it continues from the
+                     // oldest intact one. Retry helps (the next receive succeeds).
+  kTypeMismatch,     // Typed topic call with another type (size, alignment or name hash)
+                     // than the topic was created with. No retry.
 };
 
 const std::error_category& RingCategory() noexcept;

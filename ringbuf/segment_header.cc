@@ -17,6 +17,8 @@ const char* SegmentKindName(uint32_t kind) noexcept {
       return "mpmc-queue";
     case SegmentKind::kSharedObject:
       return "shared-object";
+    case SegmentKind::kTopic:
+      return "topic";
   }
   return "unknown";
 }

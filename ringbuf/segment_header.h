@@ -41,6 +41,7 @@ enum class SegmentKind : uint32_t {
   kConnection = 2,    // two SpscRings, one per direction (transport/)
   kMpmcQueue = 3,     // MpmcQueue
   kSharedObject = 4,  // SharedObject (Value/Array + robust lock)
+  kTopic = 5,         // Topic (one publisher, many subscribers; topic_layout.h)
 };
 
 const char* SegmentKindName(uint32_t kind) noexcept;

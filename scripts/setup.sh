@@ -12,6 +12,8 @@ PACKAGES=(
   # tests and benchmarks
   libgtest-dev googletest libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libssl-dev
+  # cross-host bridge (bridge/): ZeroMQ carries the bytes between hosts
+  libzmq3-dev cppzmq-dev python3-zmq iproute2
   # peers compared in the benchmarks
   iceoryx libiceoryx-posh-dev libboost-dev
   # python module and its tests

@@ -34,8 +34,11 @@ from .connection import Client, Connection, Listener, Pipe  # noqa: E402
 from .queues import JoinableQueue, Queue, SimpleQueue  # noqa: E402
 from .sharedctypes import Array, RawArray, RawValue, SharedLock, Value  # noqa: E402
 from ._context import ShmlinkContext, get_context  # noqa: E402
+from ._topic import (OverrunError, Topic, TopicMessage, TopicPublisher,  # noqa: E402
+                     TopicSubscriber, topic_type_hash)
 
 __all__ = sorted(set(_mp.__all__) | {
-    "Client", "Connection", "Listener", "Message", "Ring", "SharedLock", "ShmlinkContext",
-    "set_spin",
+    "Client", "Connection", "Listener", "Message", "OverrunError", "Ring", "SharedLock",
+    "ShmlinkContext", "Topic", "TopicMessage", "TopicPublisher", "TopicSubscriber",
+    "set_spin", "topic_type_hash",
 })

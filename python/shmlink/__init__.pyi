@@ -11,6 +11,12 @@ from ._ring import Ring as Ring
 from ._shmlink import Message as Message
 from . import reduction as reduction
 from . import shared_memory as shared_memory
+from ._topic import OverrunError as OverrunError
+from ._topic import Topic as Topic
+from ._topic import TopicMessage as TopicMessage
+from ._topic import TopicPublisher as TopicPublisher
+from ._topic import TopicSubscriber as TopicSubscriber
+from ._topic import topic_type_hash as topic_type_hash
 from .connection import Client as Client
 from .connection import Connection as Connection
 from .connection import Listener as Listener

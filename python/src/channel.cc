@@ -102,6 +102,9 @@ void RxState::MaybeRelease() noexcept {
         type = PyExc_TimeoutError;
         msg = "timed out";
         break;
+      case RingErrc::kTypeMismatch:
+        type = PyExc_TypeError;
+        break;
       case RingErrc::kTooLarge:
       case RingErrc::kInvalidArgument:
       case RingErrc::kInvalidName:

@@ -21,6 +21,7 @@
 #include "python/src/decode_view.h"
 #include "python/src/message.h"
 #include "python/src/queue.h"
+#include "python/src/topic_py.h"
 #include "python/src/transport_py.h"
 
 #include <shmlink/segment.h>
@@ -454,6 +455,7 @@ PYBIND11_MODULE(_shmlink, m) {
       PyErr_NewException("shmlink._shmlink._LargeMessage", PyExc_Exception, nullptr);
   if (shmlink::py::g_large_message == nullptr) throw a::error_already_set();
   m.attr("_LargeMessage") = a::handle(shmlink::py::g_large_message);
+  shmlink::py::RegisterTopicTypes(m);
   m.def(
       "set_spin",
       [](double seconds) {
