@@ -92,6 +92,7 @@ std::vector<std::unique_ptr<CrashScenario>> MakeScenarios(const std::string& fil
 std::unique_ptr<CrashScenario> MakeSpscScenario();
 std::unique_ptr<CrashScenario> MakeConnectionScenario();
 std::unique_ptr<CrashScenario> MakeMpmcScenario();
+std::unique_ptr<CrashScenario> MakeTopicScenario();
 
 struct StressOptions {
   uint64_t trials = 100;

@@ -157,6 +157,7 @@ std::vector<std::unique_ptr<CrashScenario>> MakeScenarios(const std::string& fil
   all.push_back(MakeSpscScenario());
   all.push_back(MakeMpmcScenario());
   all.push_back(MakeConnectionScenario());
+  all.push_back(MakeTopicScenario());
   if (filter == "all" || filter.empty()) return all;
   std::vector<std::unique_ptr<CrashScenario>> picked;
   const std::string list = "," + filter + ",";
