@@ -80,7 +80,7 @@ inline constexpr uint64_t kTopicMaxCapacity = uint64_t{1} << 36;  // 64 GiB (seg
 inline constexpr uint32_t kTopicMinSubscribers = 1;
 inline constexpr uint32_t kTopicMaxSubscribers = 4096;
 inline constexpr uint64_t kTopicSlotsOffset = 1024;
-inline constexpr uint64_t kTopicMaxHistory = 65536;  // and at most capacity / 16
+inline constexpr uint64_t kTopicMaxHistory = 65536;       // and at most capacity / 16
 inline constexpr uint64_t kTopicFreeSlot = ~uint64_t{0};  // TopicSlot::pos of a free slot
 
 inline constexpr uint64_t kTopicKindData = 1;

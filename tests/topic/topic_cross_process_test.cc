@@ -22,12 +22,12 @@ namespace shmlink {
 namespace {
 
 using testing::CheckMessage;
+using testing::DeleteShared;
 using testing::FillMessage;
 using testing::ForkChild;
 using testing::kSanitized;
 using testing::MessageSize;
 using testing::NewShared;
-using testing::DeleteShared;
 using testing::UniqueShmName;
 using testing::WaitChildFor;
 
