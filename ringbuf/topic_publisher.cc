@@ -115,6 +115,15 @@ void TopicPublisher::Resume() noexcept {
     word = TopicSeqWord(region_.data, tail_ & mask_).load(std::memory_order_acquire);
   }
   seq_ = expect;
+  if (region_.geometry.policy == TopicPolicy::kBlock) {
+    // head_pos is only the predecessor's announcement (where joiners start); subscribers
+    // that joined earlier may still need records below it. Reclaim only from the lowest
+    // position a live subscriber holds (positions outside the log are ignored: they cannot
+    // be records we would overwrite).
+    const uint64_t m = ScanSlots();
+    if (m < head_ && m + cap >= tail_ && m % kTopicRecordAlign == 0) head_ = m;
+    safe_ = head_;
+  }
   // SYNC(resume): release; a takeover repairs what joiners and statistics read.
   ctl->tail_pos.store(tail_, std::memory_order_release);
   ctl->tail_seq.store(seq_, std::memory_order_release);

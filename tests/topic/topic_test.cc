@@ -276,6 +276,32 @@ TEST(TopicBlock, PublisherWaitsForTheSlowestSubscriberOnly) {
   }
 }
 
+TEST(TopicBlock, SuccessorPublisherStillWaitsForSubscribersBehindTheAnnouncement) {
+  auto topic = Must(Topic::Create(UniqueShmName("topic-succ"), Options(TopicPolicy::kBlock, 4096)));
+  auto slow = Must(topic.Subscriber());
+  uint64_t seq = 0;
+  {
+    auto pub = Must(topic.Publisher());
+    // Fill the log: the publisher's slow path announces where joiners start (the published
+    // end), which lies beyond what `slow` still has to read.
+    for (;; ++seq) {
+      auto buf = pub.try_loan(MessageSize(kSeed, seq, 200));
+      if (!buf) {
+        ASSERT_EQ(buf.error(), RingErrc::kWouldBlock);
+        break;
+      }
+      FillMessage(kSeed, seq, *buf);
+      ASSERT_TRUE(pub.publish());
+    }
+  }
+  // A successor must not take the announcement for the reclaim horizon.
+  auto next = Must(topic.Publisher());
+  EXPECT_EQ(next.try_loan(MessageSize(kSeed, seq, 200)).error(), RingErrc::kWouldBlock);
+  for (uint64_t s = 0; s < seq; ++s) ExpectSeq(slow, s, 200);
+  ASSERT_TRUE(SendSeq(next, seq, 200));
+  ExpectSeq(slow, seq, 200);
+}
+
 struct Quote {
   double bid;
   double ask;
