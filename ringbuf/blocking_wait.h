@@ -15,6 +15,7 @@
 #include "ringbuf/event_count.h"
 #include "ringbuf/futex.h"
 #include "ringbuf/process_identity.h"
+#include "ringbuf/role_stats.h"
 #include "ringbuf/wait_options.h"
 
 namespace shmlink::internal {
@@ -36,13 +37,16 @@ inline bool WouldBlock(const std::error_code& ec) noexcept {
 //  - `peer_owner`: packed ProcessIdentity of the process whose progress we wait for, or
 //    nullptr. If it is set and that process is dead, returns kPeerDead once try_fn() still
 //    says kWouldBlock (so everything already committed is delivered first).
+//  - `stats`: the waiting role's counters (waits, sleeps, wakeups; role_stats.h), or nullptr.
+//    Only the role's holder may pass them (single writer).
 // try_fn's reads of the shared state must be seq_cst (see event_count.h).
 template <typename TryFn>
 auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>* peer_owner,
-                  const WaitOptions& opts) -> decltype(try_fn()) {
+                  const WaitOptions& opts, RoleStats* stats = nullptr) -> decltype(try_fn()) {
   using Clock = std::chrono::steady_clock;
   auto r = try_fn();
   if (r || !WouldBlock(r.error())) return r;
+  if (stats != nullptr) CountAdd(stats->waits, 1);
   const bool infinite = opts.timeout.count() < 0;
   const Clock::time_point start = Clock::now();
   const Clock::time_point deadline = infinite ? Clock::time_point::max() : start + opts.timeout;
@@ -107,7 +111,9 @@ auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>
     }
     std::chrono::nanoseconds slice = next_liveness - now;
     if (!infinite) slice = std::min<std::chrono::nanoseconds>(slice, deadline - now);
-    FutexWait(&event.seq, seq, slice);
+    if (stats != nullptr) CountAdd(stats->sleeps, 1);
+    const int wait_rc = FutexWait(&event.seq, seq, slice);
+    if (stats != nullptr && wait_rc == 0) CountAdd(stats->wakeups, 1);
     event.waiters.fetch_sub(1, std::memory_order_seq_cst);
   }
 }

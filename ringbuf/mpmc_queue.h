@@ -139,6 +139,10 @@ class MpmcProducer {
   friend class MpmcQueue;
   explicit MpmcProducer(internal::MpmcHandle handle) noexcept : handle_(std::move(handle)) {}
   const MpmcView& view() const noexcept { return handle_.view(); }
+  // This handle's counters (single writer: us; role_stats.h).
+  RoleStats& stats() const noexcept {
+    return view().stats[handle_.index()].by_role[RoleStatsIndex(kRoleProducer)];
+  }
   Expected<std::span<std::byte>> TryClaimOnce(size_t n) noexcept;
 
   internal::MpmcHandle handle_;  // frees the entry after ~MpmcProducer aborted the claim
@@ -191,6 +195,9 @@ class MpmcConsumer {
   friend class MpmcQueue;
   explicit MpmcConsumer(internal::MpmcHandle handle) noexcept : handle_(std::move(handle)) {}
   const MpmcView& view() const noexcept { return handle_.view(); }
+  RoleStats& stats() const noexcept {
+    return view().stats[handle_.index()].by_role[RoleStatsIndex(kRoleConsumer)];
+  }
   Expected<Message> TryClaimOnce() noexcept;
   Expected<Message> TryAdoptOrphan() noexcept;
   Expected<Message> TryClaimSlow() noexcept;

@@ -38,6 +38,20 @@ enum class UnlinkPolicy {
   kUnlinkOnDestroy,  // shm_unlink the name when this Segment is destroyed.
 };
 
+// Removes `file_name` from the directory `dir_fd` only if that name still refers to the
+// file open as `fd` (same st_dev/st_ino), so that a segment re-created under the same name
+// in the meantime is never removed. Race-free against every other shmlink unlinker: each
+// takes an exclusive OFD lock on one byte far past the end of the file it is about to
+// unlink (kUnlinkLockOffset; no other lock uses it) and holds it from the check to the
+// unlink, so nobody can unlink-and-recreate the name between the two. A process that
+// removes the file by other means (rm) is not covered. `fd` must be open for writing (the
+// lock is a write lock). Returns true if removed, false if the name was absent or names
+// another file. Errors: errno of fcntl/fstat/unlinkat.
+inline constexpr off_t kUnlinkLockOffset = off_t{1} << 62;
+[[nodiscard]] Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd);
+// The same for a POSIX shm name ("/name", in /dev/shm).
+[[nodiscard]] Expected<bool> UnlinkShmIfSame(std::string_view name, int fd);
+
 class Segment {
  public:
   // Largest segment Create() accepts (and Open() maps): 64 GiB.
@@ -71,7 +85,9 @@ class Segment {
   Segment& operator=(const Segment&) = delete;
   ~Segment();
 
-  // Removes the name now (idempotent). The mapping stays valid.
+  // Removes the name now (idempotent) if it still refers to this segment's file (see
+  // UnlinkShmIfSame: a segment re-created under the name since is left alone). The
+  // mapping stays valid.
   [[nodiscard]] Expected<void> Unlink();
 
   std::byte* data() const noexcept { return data_; }

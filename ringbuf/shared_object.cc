@@ -8,6 +8,7 @@
 #include <new>
 #include <string>
 
+#include "ringbuf/log.h"
 #include "ringbuf/process_identity.h"
 #include "ringbuf/segment_header.h"
 
@@ -35,11 +36,15 @@ Expected<Validated> ValidateObject(const Segment& seg) {
   return Validated{g[1], g[2], g[5], f->creator};
 }
 
-bool IsStaleObject(std::string_view name) {
+// Decided on one open file; unlinked only if the name still refers to it.
+bool RemoveIfStale(std::string_view name) {
   auto seg = Segment::Open(name);
   if (!seg) return false;
   auto v = ValidateObject(*seg);
-  return v && !IsAlivePacked(v->creator);
+  if (!v || IsAlivePacked(v->creator)) return false;
+  auto removed = UnlinkShmIfSame(name, seg->fd());
+  if (removed && *removed) LogEvent(LogLevel::kInfo, "stale-removed", name, "creator is dead");
+  return removed && *removed;
 }
 
 }  // namespace
@@ -53,9 +58,7 @@ Expected<SharedObject> SharedObject::Create(std::string_view name, size_t size,
   const uint64_t total = kDataOffset + size;
   auto seg = Segment::Create(name, total, options.unlink, options.mode);
   if (!seg && options.reclaim_stale && seg.error() == std::errc::file_exists &&
-      IsStaleObject(name)) {
-    std::string n(name);
-    ::shm_unlink(n.c_str());
+      RemoveIfStale(name)) {
     seg = Segment::Create(name, total, options.unlink, options.mode);
   }
   if (!seg) return MakeUnexpected(seg.error());
@@ -79,6 +82,7 @@ Expected<SharedObject> SharedObject::Create(std::string_view name, size_t size,
   // SYNC(ready): release inside PublishHeader; the mutex and zeroed data are visible to
   // every attacher that validated the header.
   PublishHeader(seg->data());
+  LogEvent(LogLevel::kInfo, "create", name, "shared-object, %zu bytes", size);
   auto shared = std::make_shared<Segment>(std::move(*seg));
   std::byte* base = shared->data();
   return SharedObject(std::move(shared), c, base + kDataOffset, size, options.elem_size,
@@ -89,7 +93,15 @@ Expected<SharedObject> SharedObject::Attach(std::string_view name) {
   auto seg = Segment::Open(name);
   if (!seg) return MakeUnexpected(seg.error());
   auto v = ValidateObject(*seg);
-  if (!v) return MakeUnexpected(v.error());
+  if (!v) {
+    if (v.error() != RingErrc::kNotReady) {
+      LogEvent(LogLevel::kInfo, "corruption", name, "attach refused: %s",
+               v.error().message().c_str());
+    }
+    return MakeUnexpected(v.error());
+  }
+  LogEvent(LogLevel::kInfo, "attach", name, "shared-object, %llu bytes",
+           static_cast<unsigned long long>(v->size));
   auto shared = std::make_shared<Segment>(std::move(*seg));
   std::byte* base = shared->data();
   auto* c = std::launder(reinterpret_cast<SharedObjectControl*>(base + kControlOffset));
@@ -101,6 +113,8 @@ Expected<SharedObject::Guard> SharedObject::Finish(int rc, LockRecovery mode) no
   if (rc == EOWNERDEAD) {
     // Relaxed: a statistic; the mutex orders the data.
     control_->owner_died_count.fetch_add(1, std::memory_order_relaxed);
+    LogEvent(LogLevel::kInfo, "peer-dead", segment_->name(),
+             "the lock's previous owner died holding it");
     Guard g(&control_->mutex, true);
     if (mode == LockRecovery::kAutoRecover) {
       auto ok = g.mark_consistent();
