@@ -31,7 +31,8 @@ void UnlinkAndClose(const std::string& name, int fd) {
 
 }  // namespace
 
-Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd) {
+Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd,
+                                const std::function<bool()>& confirm) {
   const std::string file(file_name);
   struct flock lk {};
   lk.l_type = F_WRLCK;
@@ -49,7 +50,8 @@ Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd) 
     result = ErrnoError(errno);
   } else if (::fstatat(dir_fd, file.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno != ENOENT) result = ErrnoError(errno);
-  } else if (named.st_dev == mine.st_dev && named.st_ino == mine.st_ino) {
+  } else if (named.st_dev == mine.st_dev && named.st_ino == mine.st_ino &&
+             (!confirm || confirm())) {
     if (::unlinkat(dir_fd, file.c_str(), 0) == 0) {
       result = true;
     } else if (errno != ENOENT) {

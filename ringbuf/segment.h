@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -46,9 +47,12 @@ enum class UnlinkPolicy {
 // unlink, so nobody can unlink-and-recreate the name between the two. A process that
 // removes the file by other means (rm) is not covered. `fd` must be open for writing (the
 // lock is a write lock). Returns true if removed, false if the name was absent or names
-// another file. Errors: errno of fcntl/fstat/unlinkat.
+// another file. `confirm`, if given, is called under the lock after the identity check and
+// may veto the unlink (returns false: nothing removed), e.g. to re-check that every holder
+// is still dead. Errors: errno of fcntl/fstat/unlinkat.
 inline constexpr off_t kUnlinkLockOffset = off_t{1} << 62;
-[[nodiscard]] Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd);
+[[nodiscard]] Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd,
+                                              const std::function<bool()>& confirm = {});
 // The same for a POSIX shm name ("/name", in /dev/shm).
 [[nodiscard]] Expected<bool> UnlinkShmIfSame(std::string_view name, int fd);
 
