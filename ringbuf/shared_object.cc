@@ -39,12 +39,17 @@ Expected<Validated> ValidateObject(const Segment& seg) {
 // Decided on one open file; unlinked only if the name still refers to it.
 bool RemoveIfStale(std::string_view name) {
   auto seg = Segment::Open(name);
-  if (!seg) return false;
+  // Gone since our create failed (another cleaner removed it): the name may be free now.
+  if (!seg) return seg.error() == std::errc::no_such_file_or_directory;
   auto v = ValidateObject(*seg);
   if (!v || IsAlivePacked(v->creator)) return false;
   auto removed = UnlinkShmIfSame(name, seg->fd());
-  if (removed && *removed) LogEvent(LogLevel::kInfo, "stale-removed", name, "creator is dead");
-  return removed && *removed;
+  if (removed && *removed) {
+    LogEvent(LogLevel::kInfo, "stale-removed", name, "creator is dead");
+  }
+  // Removed by us, or by another cleaner meanwhile: worth creating again either way (if
+  // the name now names a new segment, the create fails with EEXIST, as it should).
+  return true;
 }
 
 }  // namespace

@@ -508,12 +508,16 @@ bool IsStaleSpscSegment(const Segment& seg) {
 // name still refers to that file (UnlinkShmIfSame).
 bool RemoveIfStale(std::string_view name) {
   auto seg = Segment::Open(name);
-  if (!seg || !IsStaleSpscSegment(*seg)) return false;
+  // Gone since our create failed (another cleaner removed it): the name may be free now.
+  if (!seg) return seg.error() == std::errc::no_such_file_or_directory;
+  if (!IsStaleSpscSegment(*seg)) return false;
   auto removed = UnlinkShmIfSame(name, seg->fd());
   if (removed && *removed) {
     LogEvent(LogLevel::kInfo, "stale-removed", name, "creator and role holders are dead");
   }
-  return removed && *removed;
+  // Removed by us, or by another cleaner meanwhile: worth creating again either way (if
+  // the name now names a new segment, the create fails with EEXIST, as it should).
+  return true;
 }
 
 }  // namespace

@@ -13,6 +13,10 @@
 //   cli_fixture recreate NAME ITERS     create (holding the producer role) / destroy NAME in
 //                                       a loop; each time, checks that the name still refers
 //                                       to its own file before destroying it
+//   cli_fixture reclaim NAME            create NAME over a stale one (reclaim_stale), hold the
+//                                       producer role, print "ready"; at a line on stdin
+//                                       print "intact" if NAME still refers to its file, else
+//                                       "lost"; then waits
 //
 // Every waiting mode prints "ready" on stdout once its segment is set up. Exit status 0, or
 // 1 with a message on stderr.
@@ -171,7 +175,7 @@ int Recreate(const std::string& name, int iters) {
     }
     auto tx = ring->Producer();
     if (!tx) Die("producer", tx.error());
-    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
     struct stat mine {
     }, named{};
     ::fstat(ring->segment().fd(), &mine);
@@ -180,6 +184,24 @@ int Recreate(const std::string& name, int iters) {
   }
   std::printf("violations %d\n", violations);
   return violations == 0 ? 0 : 1;
+}
+
+int Reclaim(const std::string& name) {
+  auto ring = SpscRing::Create(name, 4096);  // reclaim_stale is the default
+  if (!ring) Die("create", ring.error());
+  auto tx = ring->Producer();
+  if (!tx) Die("producer", tx.error());
+  Ready();
+  char line[16];
+  if (std::fgets(line, sizeof(line), stdin) == nullptr) return 1;
+  struct stat mine {
+  }, named{};
+  ::fstat(ring->segment().fd(), &mine);
+  const std::string path = "/dev/shm" + name;
+  const bool intact = ::stat(path.c_str(), &named) == 0 && named.st_ino == mine.st_ino;
+  std::printf("%s\n", intact ? "intact" : "lost");
+  std::fflush(stdout);
+  WaitForever();  // keeps the segment (and its role) until killed
 }
 
 }  // namespace
@@ -195,6 +217,7 @@ int main(int argc, char** argv) {
   if (mode == "rate" && argc == 4) return Rate(name, std::atof(argv[3]));
   if (mode == "mpmc") return Mpmc(name);
   if (mode == "object") return Object(name);
+  if (mode == "reclaim") return Reclaim(name);
   if (mode == "recreate" && argc == 4) return Recreate(name, std::atoi(argv[3]));
   std::fprintf(stderr, "cli_fixture: bad arguments\n");
   return 2;
