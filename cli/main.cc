@@ -62,9 +62,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> names;
   auto* clean = app.add_subcommand(
       "clean",
-      "Remove stale segments: every holder dead and nobody maps it. Live, undecided and\n"
-      "foreign files are kept, each with the reason. A segment re-created under the same\n"
-      "name meanwhile is never removed.");
+      "Remove stale segments (every holder dead, nobody maps them); keep the rest, saying why");
   clean->add_flag("--dry-run", dry_run, "Only print what would be removed, and why");
   clean->add_option("NAME", names, "Only these segments (default: every segment in --dir)");
 
