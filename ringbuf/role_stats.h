@@ -5,8 +5,10 @@
 //
 // Single writer: a RoleStats block is written only by the process that holds the role it
 // belongs to (an SPSC ring's producer or consumer; one MPMC registry entry), one thread at
-// a time, so a counter is bumped with a relaxed load and a relaxed store (CountAdd), never
-// with an atomic read-modify-write. The block lives on a cache line that its writer
+// a time, so a counter is never bumped with an atomic read-modify-write. On the data path
+// (messages, bytes) the handle keeps running totals, loaded from the block when it takes
+// the role, and stores them (relaxed); slow-path counters use CountAdd (relaxed load and
+// store). The block lives on a cache line that its writer
 // already writes on the data path (SPSC) or that only its writer writes (MPMC), so the
 // data path pays two L1 hits per bump and no coherence traffic. A role taken over from a
 // dead holder continues the counts (the new holder loads them from the segment).

@@ -107,6 +107,10 @@ Expected<SpscProducer> SpscProducer::Claim(std::shared_ptr<const Segment> segmen
 
 SpscProducer::SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
     : segment_(std::move(seg)), region_(region), owner_word_(owner), mask_(region.capacity - 1) {
+  // Counters continue where the previous holder left them. Relaxed: statistics, and the
+  // owner CAS (acq_rel) already ordered us after the previous holder's last stores.
+  committed_msgs_ = region_.control->producer_stats.messages.load(std::memory_order_relaxed);
+  committed_bytes_ = region_.control->producer_stats.bytes.load(std::memory_order_relaxed);
   // A previous producer may have died after committing: resume after its last commit.
   // The owner CAS (acq_rel) ordered us after it. SYNC(resume): seq_cst load.
   committed_pos_ = region_.control->write_pos.load(std::memory_order_seq_cst);
@@ -172,6 +176,8 @@ SpscProducer::SpscProducer(SpscProducer&& o) noexcept
       cached_read_pos_(o.cached_read_pos_),
       first_word_(o.first_word_),
       pending_bytes_(std::exchange(o.pending_bytes_, 0)),
+      committed_msgs_(o.committed_msgs_),
+      committed_bytes_(o.committed_bytes_),
       pending_count_(std::exchange(o.pending_count_, 0)),
       closed_(o.closed_),
       corrupt_(o.corrupt_) {}
@@ -261,9 +267,12 @@ void SpscProducer::commit() noexcept {
   WordAt(region_.data, committed_pos_ & mask_).store(first_word_, std::memory_order_release);
   // SYNC(resume): release; only takeovers and size_bytes() read it.
   ctl->write_pos.store(write_pos_, std::memory_order_release);
-  // Counters: load + store on line 0, which the store above just wrote (role_stats.h).
-  CountAdd(ctl->producer_stats.messages, pending_count_);
-  CountAdd(ctl->producer_stats.bytes, pending_bytes_);
+  // Counters: relaxed stores of our running totals (we are their only writer) on line 0,
+  // which the store above just wrote (role_stats.h).
+  committed_msgs_ += pending_count_;
+  committed_bytes_ += pending_bytes_;
+  ctl->producer_stats.messages.store(committed_msgs_, std::memory_order_relaxed);
+  ctl->producer_stats.bytes.store(committed_bytes_, std::memory_order_relaxed);
   committed_pos_ = write_pos_;
   pending_count_ = 0;
   pending_bytes_ = 0;
@@ -336,6 +345,9 @@ Expected<SpscConsumer> SpscConsumer::Claim(std::shared_ptr<const Segment> segmen
 
 SpscConsumer::SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
     : segment_(std::move(seg)), region_(region), owner_word_(owner), mask_(region.capacity - 1) {
+  // Counters continue where the previous holder left them (relaxed: as the producer's).
+  consumed_msgs_ = region_.control->consumer_stats.messages.load(std::memory_order_relaxed);
+  consumed_bytes_ = region_.control->consumer_stats.bytes.load(std::memory_order_relaxed);
   // Resume after the last release of a previous (possibly dead) consumer.
   // SYNC(space)/SYNC(data): the previous consumer stored read_pos after acquiring the
   // headers below it; their terminator invariant carries over to us.
@@ -356,8 +368,8 @@ SpscConsumer::SpscConsumer(SpscConsumer&& o) noexcept
       peeked_end_(o.peeked_end_),
       peeked_offset_(o.peeked_offset_),
       peeked_length_(o.peeked_length_),
-      advanced_count_(std::exchange(o.advanced_count_, 0)),
-      advanced_bytes_(std::exchange(o.advanced_bytes_, 0)),
+      consumed_msgs_(o.consumed_msgs_),
+      consumed_bytes_(o.consumed_bytes_),
       peeked_(std::exchange(o.peeked_, false)),
       corrupt_(o.corrupt_) {}
 
@@ -428,8 +440,8 @@ Expected<void> SpscConsumer::advance() noexcept {
   if (!peeked_) return RingErrc::kBadState;
   cursor_ = peeked_end_;
   peeked_ = false;
-  ++advanced_count_;
-  advanced_bytes_ += peeked_length_;
+  ++consumed_msgs_;
+  consumed_bytes_ += peeked_length_;
   return {};
 }
 
@@ -437,19 +449,18 @@ void SpscConsumer::release() noexcept {
   if (peeked_) {
     cursor_ = peeked_end_;
     peeked_ = false;
-    ++advanced_count_;
-    advanced_bytes_ += peeked_length_;
+    ++consumed_msgs_;
+    consumed_bytes_ += peeked_length_;
   }
   if (cursor_ == read_pos_) return;
   read_pos_ = cursor_;
   SpscControl* ctl = region_.control;
   // SYNC(space): release side (seq_cst store); our reads of the records are done.
   ctl->read_pos.store(read_pos_, std::memory_order_seq_cst);
-  // Counters: load + store on line 1, which the store above just wrote (role_stats.h).
-  CountAdd(ctl->consumer_stats.messages, advanced_count_);
-  CountAdd(ctl->consumer_stats.bytes, advanced_bytes_);
-  advanced_count_ = 0;
-  advanced_bytes_ = 0;
+  // Counters: relaxed stores of our running totals (single writer) on line 1, which the
+  // store above just wrote (role_stats.h).
+  ctl->consumer_stats.messages.store(consumed_msgs_, std::memory_order_relaxed);
+  ctl->consumer_stats.bytes.store(consumed_bytes_, std::memory_order_relaxed);
   if (ctl->space_event.NotifyAll()) CountAdd(ctl->consumer_stats.wake_calls, 1);
 }
 
