@@ -224,6 +224,21 @@ std::vector<int> ProcessTable::UnreadableOf(uint32_t uid) const {
   return it == unreadable_.end() ? std::vector<int>{} : it->second;
 }
 
+std::optional<uint64_t> LockSlotFor(uint32_t version, HolderRole role, uint32_t index) {
+  if (kFirstHolderLockLayout == 0 || version < kFirstHolderLockLayout) return std::nullopt;
+  switch (role) {
+    case HolderRole::kCreator:
+      return 0;
+    case HolderRole::kRingProducer:
+      return 1 + 2 * uint64_t{index};
+    case HolderRole::kRingConsumer:
+      return 2 + 2 * uint64_t{index};
+    case HolderRole::kQueueEntry:
+      return 1 + uint64_t{index};
+  }
+  return std::nullopt;
+}
+
 void DecideHolderState(int segment_fd, const ProcessTable& procs, Holder& h) {
   const ProcessIdentity id = ProcessIdentity::Unpack(h.identity);
   h.pid = id.pid;

@@ -72,6 +72,19 @@ class ProcessTable {
   bool hidepid_ = false;
 };
 
+// The first layout version whose holders keep HolderLock slots. 0: none yet, every
+// verdict comes from /proc. MERGE NOTE: set it to the layout version that ships the
+// holder locks (crash-recovery work), and LockSlotFor() below applies to those segments.
+inline constexpr uint32_t kFirstHolderLockLayout = 0;
+
+// What a holder is, for LockSlotFor: the creator, a ring role, or an MPMC registry entry.
+enum class HolderRole { kCreator, kRingProducer, kRingConsumer, kQueueEntry };
+
+// The HolderLock slot of a holder in a segment of layout `version`, or nullopt when that
+// layout's holders keep no lock (then /proc decides). Slots, as the holder-lock layouts
+// assign them: creator 0; ring i's producer 1 + 2i, consumer 2 + 2i; registry entry i 1 + i.
+std::optional<uint64_t> LockSlotFor(uint32_t version, HolderRole role, uint32_t index);
+
 // THE holder-state decision (see the file comment). `segment_fd`: an open fd of the
 // segment's file (for the OFD lock probe when h.lock_slot is set). Sets h.state and h.why.
 void DecideHolderState(int segment_fd, const ProcessTable& procs, Holder& h);

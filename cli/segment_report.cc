@@ -150,6 +150,10 @@ bool ReadRings(SegmentReport& r, const Mapping& m, const HeaderFields& f, uint32
       Holder h;
       h.role = prefix + role;
       h.identity = owner;
+      h.lock_slot = LockSlotFor(
+          r.version,
+          std::string(role) == "producer" ? HolderRole::kRingProducer : HolderRole::kRingConsumer,
+          i);
       r.holders.push_back(h);
     }
     r.rings.push_back(ring);
@@ -205,6 +209,7 @@ bool ReadQueue(SegmentReport& r, const Mapping& m, const HeaderFields& f) {
               : role == kRoleConsumer ? "consumer"
                                       : "none");
     h.identity = owner;
+    h.lock_slot = LockSlotFor(r.version, HolderRole::kQueueEntry, i);
     r.holders.push_back(h);
   }
   r.capacity = q.slot_count;
@@ -377,6 +382,9 @@ SegmentReport ReadReport(const SegmentFile& f, const ProcessTable& procs) {
     Holder h;
     h.role = "creator";
     h.identity = raw.creator;
+    // Only for layouts this tool reads: another layout's slots are not known.
+    if (r.cls != FileClass::kOtherLayout)
+      h.lock_slot = LockSlotFor(raw.version, HolderRole::kCreator, 0);
     r.holders.insert(r.holders.begin(), h);
   }
   for (Holder& h : r.holders) DecideHolderState(f.fd(), procs, h);
