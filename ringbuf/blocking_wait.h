@@ -16,6 +16,7 @@
 #include <shmlink/futex.h>
 #include <shmlink/process_identity.h>
 #include <shmlink/ring_error.h>
+#include <shmlink/role_stats.h>
 #include <shmlink/wait_options.h>
 
 namespace shmlink::internal {
@@ -37,6 +38,8 @@ inline bool WouldBlock(const std::error_code& ec) noexcept {
 //  - `peer_owner`: packed ProcessIdentity of the process whose progress we wait for, or
 //    nullptr. If it is set and that process is dead, returns kPeerDead once try_fn() still
 //    says kWouldBlock (so everything already committed is delivered first).
+//  - `stats`: the waiting role's counters (waits, sleeps, wakeups; role_stats.h), or nullptr.
+//    Only the role's holder may pass them (single writer).
 // try_fn's reads of the shared state must be seq_cst (see event_count.h).
 //
 // BlockingWaitWith: the same loop with the liveness question as a callable: peer_dead()
@@ -44,10 +47,11 @@ inline bool WouldBlock(const std::error_code& ec) noexcept {
 // most once per opts.liveness_check).
 template <typename TryFn, typename PeerDeadFn>
 auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
-                      const WaitOptions& opts) -> decltype(try_fn()) {
+                      const WaitOptions& opts, RoleStats* stats = nullptr) -> decltype(try_fn()) {
   using Clock = std::chrono::steady_clock;
   auto r = try_fn();
   if (r || !WouldBlock(r.error())) return r;
+  if (stats != nullptr) CountAdd(stats->waits, 1);
   const bool infinite = opts.timeout.count() < 0;
   const Clock::time_point start = Clock::now();
   const Clock::time_point deadline = infinite ? Clock::time_point::max() : start + opts.timeout;
@@ -105,21 +109,23 @@ auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
     }
     std::chrono::nanoseconds slice = next_liveness - now;
     if (!infinite) slice = std::min<std::chrono::nanoseconds>(slice, deadline - now);
-    FutexWait(&event.seq, seq, slice);
+    if (stats != nullptr) CountAdd(stats->sleeps, 1);
+    const int wait_rc = FutexWait(&event.seq, seq, slice);
+    if (stats != nullptr && wait_rc == 0) CountAdd(stats->wakeups, 1);
     event.waiters.fetch_sub(1, std::memory_order_seq_cst);
   }
 }
 
 template <typename TryFn>
 auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>* peer_owner,
-                  const WaitOptions& opts) -> decltype(try_fn()) {
+                  const WaitOptions& opts, RoleStats* stats = nullptr) -> decltype(try_fn()) {
   auto peer_dead = [&]() -> bool {
     if (peer_owner == nullptr) return false;
     // Relaxed is enough: an owner change is itself only a hint, re-checked by IsAlive.
     uint64_t owner = peer_owner->load(std::memory_order_relaxed);
     return owner != 0 && !IsAlivePacked(owner);
   };
-  return BlockingWaitWith(std::forward<TryFn>(try_fn), event, peer_dead, opts);
+  return BlockingWaitWith(std::forward<TryFn>(try_fn), event, peer_dead, opts, stats);
 }
 
 }  // namespace shmlink::internal

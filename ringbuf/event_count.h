@@ -46,16 +46,18 @@ struct EventCount {
   uint32_t PrepareWait() noexcept { return seq.fetch_or(1, std::memory_order_seq_cst) | 1u; }
 
   // Notifier side; call after the state change was published with a seq_cst store/RMW.
-  void NotifyAll() noexcept {
+  // Returns true if it made a futex_wake system call (for the caller's wake_calls counter).
+  bool NotifyAll() noexcept {
     // SYNC(event-count): seq_cst loads and CAS, see the file comment.
-    if (waiters.load(std::memory_order_seq_cst) == 0) return;
+    if (waiters.load(std::memory_order_seq_cst) == 0) return false;
     uint32_t s = seq.load(std::memory_order_seq_cst);
     while ((s & 1u) != 0) {
       if (seq.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst)) {
         FutexWake(&seq, INT_MAX);
-        return;
+        return true;
       }
     }
+    return false;
   }
 };
 

@@ -23,6 +23,11 @@ MpmcHandle::~MpmcHandle() {
   ReleaseOwnerWord(e.owner, owner_word_);              // SYNC(owner): release
 }
 
+const std::string& MpmcHandle::segment_name() const noexcept {
+  static const std::string kNone;
+  return segment_ ? segment_->name() : kNone;
+}
+
 bool MpmcHandle::RecoveryDue() noexcept {
   const std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now();
   if (now < next_recovery_) return false;

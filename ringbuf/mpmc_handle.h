@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include <shmlink/mpmc_layout.h>
 #include <shmlink/segment.h>
@@ -39,6 +40,8 @@ class MpmcHandle {
   const MpmcView& view() const noexcept { return view_; }
   // The registry index; claims write it into the slot stamps.
   uint32_t index() const noexcept { return idx_; }
+  // The queue's shm name (empty for an anonymous one), for log lines.
+  const std::string& segment_name() const noexcept;
 
   // True if the recovery interval has passed since the last time it returned true (and
   // then restarts it): time for a slow path to check whether other participants died.

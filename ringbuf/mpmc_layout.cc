@@ -10,8 +10,10 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kControlOffset = sizeof(SegmentHeader);
 constexpr uint64_t kRegistryOffset = kControlOffset + sizeof(MpmcControl);
+constexpr uint64_t kStatsOffset =
+    AlignUp(kRegistryOffset + kMpmcRegistrySize * sizeof(MpmcRegistryEntry), 128);
 constexpr uint64_t kSlotsOffset =
-    AlignUp(kRegistryOffset + kMpmcRegistrySize * sizeof(MpmcRegistryEntry), kPage);
+    AlignUp(kStatsOffset + kMpmcRegistrySize * sizeof(MpmcHandleStats), kPage);
 
 bool ValidSlots(uint64_t n) {
   return std::has_single_bit(n) && n >= kMpmcMinSlots && n <= kMpmcMaxSlots;
@@ -32,18 +34,14 @@ Expected<uint64_t> MpmcSegmentSize(uint64_t slot_count, uint64_t max_message_siz
 }
 
 void InitMpmcSegment(const Segment& seg, uint64_t slot_count, uint64_t max_message_size) {
-  const uint64_t geometry[8] = {slot_count,
-                                max_message_size,
-                                MpmcSlotStride(max_message_size),
-                                kControlOffset,
-                                kRegistryOffset,
-                                kMpmcRegistrySize,
-                                kSlotsOffset,
-                                0};
+  const uint64_t geometry[8] = {slot_count,     max_message_size, MpmcSlotStride(max_message_size),
+                                kControlOffset, kRegistryOffset,  kMpmcRegistrySize,
+                                kSlotsOffset,   kStatsOffset};
   WriteHeader(seg.data(), SegmentKind::kMpmcQueue, seg.size(), geometry);
   new (seg.data() + kControlOffset) MpmcControl();
   for (uint32_t i = 0; i < kMpmcRegistrySize; ++i) {
     new (seg.data() + kRegistryOffset + i * sizeof(MpmcRegistryEntry)) MpmcRegistryEntry();
+    new (seg.data() + kStatsOffset + i * sizeof(MpmcHandleStats)) MpmcHandleStats();
   }
   const uint64_t stride = MpmcSlotStride(max_message_size);
   for (uint64_t i = 0; i < slot_count; ++i) {
@@ -60,7 +58,7 @@ Expected<MpmcGeometry> ValidateMpmcSegment(const Segment& seg) {
   const uint64_t* g = fields->geometry;
   if (!ValidSlots(g[0]) || !ValidMax(g[1]) || g[2] != MpmcSlotStride(g[1]) ||
       g[3] != kControlOffset || g[4] != kRegistryOffset || g[5] != kMpmcRegistrySize ||
-      g[6] != kSlotsOffset || g[7] != 0) {
+      g[6] != kSlotsOffset || g[7] != kStatsOffset) {
     return RingErrc::kBadGeometry;
   }
   uint64_t bytes = 0;
@@ -76,6 +74,7 @@ Expected<MpmcGeometry> ValidateMpmcSegment(const Segment& seg) {
   out.control_offset = g[3];
   out.registry_offset = g[4];
   out.slots_offset = g[6];
+  out.stats_offset = g[7];
   out.total_size = total;
   out.creator = fields->creator;
   return out;
@@ -85,6 +84,7 @@ MpmcView MpmcViewOf(const Segment& seg, const MpmcGeometry& g) {
   MpmcView v;
   v.control = std::launder(reinterpret_cast<MpmcControl*>(seg.data() + g.control_offset));
   v.registry = std::launder(reinterpret_cast<MpmcRegistryEntry*>(seg.data() + g.registry_offset));
+  v.stats = std::launder(reinterpret_cast<MpmcHandleStats*>(seg.data() + g.stats_offset));
   v.slots = seg.data() + g.slots_offset;
   v.slot_count = g.slot_count;
   v.mask = g.slot_count - 1;

@@ -5,10 +5,13 @@
 //   +----------------------+ 0
 //   | SegmentHeader        |  256 B; geometry[] = {slot_count, max_message_size, slot_stride,
 //   +----------------------+ 256    control_offset, registry_offset, registry_size,
-//   | MpmcControl          |  512 B  slots_offset, 0}
+//   | MpmcControl          |  512 B  slots_offset, stats_offset}
 //   +----------------------+ 768 (registry_offset)
 //   | MpmcRegistryEntry    |  64 B each, kMpmcRegistrySize of them: one per live handle
 //   |   x 256              |  (MpmcProducer / MpmcConsumer), owner = packed ProcessIdentity
+//   +----------------------+ stats_offset (layout version 3)
+//   | MpmcHandleStats      |  128 B each, one per registry entry: the counters of the
+//   |   x 256              |  handles that held that entry (role_stats.h)
 //   +----------------------+ slots_offset (4096-aligned)
 //   | slot 0               |  slot_stride bytes each (16-byte MpmcSlotHeader + payload,
 //   | slot 1 ...           |  rounded up to 64)
@@ -46,6 +49,7 @@
 
 #include <shmlink/event_count.h>
 #include <shmlink/expected.h>
+#include <shmlink/role_stats.h>
 #include <shmlink/segment.h>
 #include <shmlink/segment_header.h>
 
@@ -102,6 +106,7 @@ struct MpmcControl {
   alignas(128) std::atomic<uint64_t> abandoned{0};  // claims turned into skip records
   std::atomic<uint64_t> redelivered{0};             // orphaned messages re-delivered
   std::atomic<int64_t> orphans{0};                  // orphaned messages not yet adopted
+  std::atomic<uint64_t> recoveries{0};              // dead handles recovered (registry entries)
 };
 static_assert(sizeof(MpmcControl) == 512);
 static_assert(offsetof(MpmcControl, dequeue_pos) == 128);
@@ -118,6 +123,16 @@ struct MpmcRegistryEntry {
 };
 static_assert(sizeof(MpmcRegistryEntry) == 64);
 
+// Counters of registry entry i, written only by the handle that holds entry i (one writer
+// per 128-byte block): by_role[0] while it is a producer, by_role[1] while a consumer.
+struct MpmcHandleStats {
+  alignas(128) RoleStats by_role[2];
+};
+static_assert(sizeof(MpmcHandleStats) == 128);
+inline constexpr uint32_t RoleStatsIndex(uint32_t role) noexcept {
+  return role == kRoleConsumer ? 1 : 0;
+}
+
 struct MpmcGeometry {
   uint64_t slot_count = 0;
   uint64_t max_message_size = 0;
@@ -125,6 +140,7 @@ struct MpmcGeometry {
   uint64_t control_offset = 0;
   uint64_t registry_offset = 0;
   uint64_t slots_offset = 0;
+  uint64_t stats_offset = 0;
   uint64_t total_size = 0;
   uint64_t creator = 0;
 };
@@ -133,6 +149,7 @@ struct MpmcGeometry {
 struct MpmcView {
   MpmcControl* control = nullptr;
   MpmcRegistryEntry* registry = nullptr;
+  MpmcHandleStats* stats = nullptr;  // kMpmcRegistrySize entries, parallel to registry
   std::byte* slots = nullptr;
   uint64_t slot_count = 0;
   uint64_t mask = 0;

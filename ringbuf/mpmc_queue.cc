@@ -39,6 +39,7 @@
 
 #include <shmlink/blocking_wait.h>
 #include <shmlink/mpmc_queue.h>
+#include <shmlink/log.h>
 #include <shmlink/process_identity.h>
 
 namespace shmlink {
@@ -65,19 +66,23 @@ uint64_t HelpForward(std::atomic<uint64_t>& counter, uint64_t pos) {
 // SYNC(targeted-wake): wake consumers only if one may be waiting for position `pos`. The
 // waiters check comes first (SYNC(event-count) needs it after the publication, which it
 // is), so the fast path without sleepers reads no line that consumers write.
-void NotifyConsumersFor(MpmcControl* c, uint64_t pos) {
+// `stats`: the notifying handle's counters (wake_calls).
+void NotifyConsumersFor(MpmcControl* c, uint64_t pos, RoleStats& stats) {
   if (c->not_empty.waiters.load(std::memory_order_seq_cst) == 0) return;
-  if (pos <= c->dequeue_pos.load(std::memory_order_seq_cst)) c->not_empty.NotifyAll();
+  if (pos <= c->dequeue_pos.load(std::memory_order_seq_cst) && c->not_empty.NotifyAll()) {
+    CountAdd(stats.wake_calls, 1);
+  }
 }
 // Blocked producers wait for the slot this many positions past the enqueue position.
 uint64_t HysteresisSlots(uint64_t slot_count) { return slot_count / 2 - 1; }
 
 // SYNC(targeted-wake): wake producers only if one may be waiting for position `pos`
 // (a blocked producer waits for position e + HysteresisSlots(N) with e <= enqueue_pos).
-void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos) {
+void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos, RoleStats& stats) {
   if (c->not_full.waiters.load(std::memory_order_seq_cst) == 0) return;
-  if (pos <= c->enqueue_pos.load(std::memory_order_seq_cst) + HysteresisSlots(slot_count)) {
-    c->not_full.NotifyAll();
+  if (pos <= c->enqueue_pos.load(std::memory_order_seq_cst) + HysteresisSlots(slot_count) &&
+      c->not_full.NotifyAll()) {
+    CountAdd(stats.wake_calls, 1);
   }
 }
 
@@ -85,7 +90,13 @@ void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos) {
 // the last one (each check reads /proc once per registered handle). True if something was
 // recovered.
 bool RecoverIfDue(internal::MpmcHandle& h) {
-  return h.RecoveryDue() && internal::RecoverMpmcDead(h.view()) > 0;
+  if (!h.RecoveryDue()) return false;
+  const size_t n = internal::RecoverMpmcDead(h.view());
+  if (n > 0) {
+    LogEvent(LogLevel::kInfo, "peer-dead", h.segment_name(),
+             "recovered %zu dead handle(s) of the queue", n);
+  }
+  return n > 0;
 }
 
 }  // namespace
@@ -154,6 +165,8 @@ bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept {
     e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release below
     // SYNC(owner): release; pairs with the acq_rel CAS of the next holder.
     e.owner.store(0, std::memory_order_release);
+    // Relaxed: a statistic; several recoverers may count at once, hence the RMW (slow path).
+    c->recoveries.fetch_add(1, std::memory_order_relaxed);
   }
   c->not_empty.NotifyAll();
   c->not_full.NotifyAll();
@@ -178,6 +191,8 @@ size_t RecoverMpmcDead(const MpmcView& v) noexcept {
 
 MpmcProducer::MpmcProducer(MpmcProducer&& o) noexcept
     : handle_(std::move(o.handle_)),
+      total_msgs_(o.total_msgs_),
+      total_bytes_(o.total_bytes_),
       claim_pos_(o.claim_pos_),
       claim_size_(o.claim_size_),
       claimed_(std::exchange(o.claimed_, false)) {}
@@ -260,7 +275,7 @@ Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& 
         }
         return try_claim(n);
       },
-      c->not_full, nullptr, opts);
+      c->not_full, nullptr, opts, &stats());
 }
 
 Expected<void> MpmcProducer::publish() noexcept {
@@ -286,9 +301,15 @@ Expected<void> MpmcProducer::PublishWithFlags(size_t n, uint32_t flags) noexcept
   if (!s->stamp.compare_exchange_strong(expected,
                                         MakeStamp(claim_pos_, kPublishedData, kSlotPublished),
                                         std::memory_order_seq_cst)) {
+    LogEvent(LogLevel::kInfo, "corruption", handle_.segment_name(),
+             "publish: the claim was taken away (this process was judged dead)");
     return RingErrc::kCorrupt;
   }
-  NotifyConsumersFor(view().control, claim_pos_);
+  // Counters: relaxed stores of our running totals on our own stats block (role_stats.h).
+  RoleStats& st = stats();
+  st.messages.store(++total_msgs_, std::memory_order_relaxed);
+  st.bytes.store(total_bytes_ += n, std::memory_order_relaxed);
+  NotifyConsumersFor(view().control, claim_pos_, st);
   return {};
 }
 
@@ -303,7 +324,7 @@ void MpmcProducer::abort() noexcept {
                                        std::memory_order_seq_cst)) {
     // Relaxed: a statistic; nothing is ordered by it.
     view().control->abandoned.fetch_add(1, std::memory_order_relaxed);
-    NotifyConsumersFor(view().control, claim_pos_);
+    NotifyConsumersFor(view().control, claim_pos_, stats());
   }
 }
 
@@ -325,6 +346,8 @@ Expected<void> MpmcProducer::push(std::span<const std::byte> msg, const WaitOpti
 
 MpmcConsumer::MpmcConsumer(MpmcConsumer&& o) noexcept
     : handle_(std::move(o.handle_)),
+      total_msgs_(o.total_msgs_),
+      total_bytes_(o.total_bytes_),
       claim_pos_(o.claim_pos_),
       claim_len_(o.claim_len_),
       claimed_(std::exchange(o.claimed_, false)),
@@ -383,7 +406,7 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
       // SYNC(slot-free): seq_cst CAS; a skip record is consumed in one step.
       if (s->stamp.compare_exchange_strong(st, MakeStamp(pos + view().slot_count, 0, kSlotFree),
                                            std::memory_order_seq_cst)) {
-        NotifyProducersFor(c, view().slot_count, pos + view().slot_count);
+        NotifyProducersFor(c, view().slot_count, pos + view().slot_count, stats());
         pos = HelpForward(c->dequeue_pos, pos);
       }
       continue;
@@ -439,7 +462,7 @@ Expected<MpmcConsumer::Message> MpmcConsumer::try_claim() noexcept {
 
 Expected<MpmcConsumer::Message> MpmcConsumer::claim(const WaitOptions& opts) {
   return internal::BlockingWait([&] { return try_claim(); }, view().control->not_empty, nullptr,
-                                opts);
+                                opts, &stats());
 }
 
 Expected<void> MpmcConsumer::release() noexcept {
@@ -452,9 +475,14 @@ Expected<void> MpmcConsumer::release() noexcept {
   if (!s->stamp.compare_exchange_strong(expected,
                                         MakeStamp(claim_pos_ + view().slot_count, 0, kSlotFree),
                                         std::memory_order_seq_cst)) {
+    LogEvent(LogLevel::kInfo, "corruption", handle_.segment_name(),
+             "release: the claim was taken away (this process was judged dead)");
     return RingErrc::kCorrupt;
   }
-  NotifyProducersFor(view().control, view().slot_count, claim_pos_ + view().slot_count);
+  RoleStats& st = stats();  // counters: as in publish()
+  st.messages.store(++total_msgs_, std::memory_order_relaxed);
+  st.bytes.store(total_bytes_ += claim_len_, std::memory_order_relaxed);
+  NotifyProducersFor(view().control, view().slot_count, claim_pos_ + view().slot_count, st);
   return {};
 }
 
@@ -488,17 +516,30 @@ Expected<MpmcConsumer::Popped> MpmcConsumer::pop(std::span<std::byte> buf,
 
 namespace {
 
-bool IsStaleMpmcSegment(std::string_view name) {
-  auto seg = Segment::Open(name);
-  if (!seg) return false;
-  auto g = ValidateMpmcSegment(*seg);
+bool IsStaleMpmcSegment(const Segment& seg) {
+  auto g = ValidateMpmcSegment(seg);
   if (!g) return false;  // not ours to judge: leave foreign or corrupt files alone
   if (IsAlivePacked(g->creator)) return false;
-  MpmcView v = MpmcViewOf(*seg, *g);
+  MpmcView v = MpmcViewOf(seg, *g);
   for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
     const uint64_t owner = v.registry[i].owner.load(std::memory_order_acquire);
     if (owner != 0 && IsAlivePacked(owner)) return false;
   }
+  return true;
+}
+
+// Decided on one open file; unlinked only if the name still refers to it.
+bool RemoveIfStale(std::string_view name) {
+  auto seg = Segment::Open(name);
+  // Gone since our create failed (another cleaner removed it): the name may be free now.
+  if (!seg) return seg.error() == std::errc::no_such_file_or_directory;
+  if (!IsStaleMpmcSegment(*seg)) return false;
+  auto removed = UnlinkShmIfSame(name, seg->fd());
+  if (removed && *removed) {
+    LogEvent(LogLevel::kInfo, "stale-removed", name, "creator and handles are dead");
+  }
+  // Removed by us, or by another cleaner meanwhile: worth creating again either way (if
+  // the name now names a new segment, the create fails with EEXIST, as it should).
   return true;
 }
 
@@ -513,13 +554,14 @@ Expected<MpmcQueue> MpmcQueue::Create(std::string_view name, uint64_t slot_count
   if (!size) return MakeUnexpected(size.error());
   auto seg = Segment::Create(name, *size, options.unlink, options.mode);
   if (!seg && options.reclaim_stale && seg.error() == std::errc::file_exists &&
-      IsStaleMpmcSegment(name)) {
-    std::string n(name);
-    ::shm_unlink(n.c_str());
+      RemoveIfStale(name)) {
     seg = Segment::Create(name, *size, options.unlink, options.mode);
   }
   if (!seg) return MakeUnexpected(seg.error());
   InitMpmcSegment(*seg, slot_count, max_message_size);
+  LogEvent(LogLevel::kInfo, "create", name, "mpmc-queue, %llu slots of %llu B",
+           static_cast<unsigned long long>(slot_count),
+           static_cast<unsigned long long>(max_message_size));
   auto shared = std::make_shared<Segment>(std::move(*seg));
   auto g = ValidateMpmcSegment(*shared);
   if (!g) return MakeUnexpected(g.error());
@@ -530,7 +572,15 @@ Expected<MpmcQueue> MpmcQueue::Attach(std::string_view name) {
   auto seg = Segment::Open(name);
   if (!seg) return MakeUnexpected(seg.error());
   auto g = ValidateMpmcSegment(*seg);
-  if (!g) return MakeUnexpected(g.error());
+  if (!g) {
+    if (g.error() != RingErrc::kNotReady) {
+      LogEvent(LogLevel::kInfo, "corruption", name, "attach refused: %s",
+               g.error().message().c_str());
+    }
+    return MakeUnexpected(g.error());
+  }
+  LogEvent(LogLevel::kInfo, "attach", name, "mpmc-queue, %llu slots",
+           static_cast<unsigned long long>(g->slot_count));
   return MpmcQueue(std::make_shared<Segment>(std::move(*seg)), *g);
 }
 

@@ -140,12 +140,23 @@ class MpmcProducer {
 
  private:
   friend class MpmcQueue;
-  explicit MpmcProducer(internal::MpmcHandle handle) noexcept : handle_(std::move(handle)) {}
+  // Counters continue where earlier holders of the registry entry left them (relaxed:
+  // statistics; the entry's owner CAS ordered us after them).
+  explicit MpmcProducer(internal::MpmcHandle handle) noexcept
+      : handle_(std::move(handle)),
+        total_msgs_(stats().messages.load(std::memory_order_relaxed)),
+        total_bytes_(stats().bytes.load(std::memory_order_relaxed)) {}
   const MpmcView& view() const noexcept { return handle_.view(); }
+  // This handle's counters (single writer: us; role_stats.h).
+  RoleStats& stats() const noexcept {
+    return view().stats[handle_.index()].by_role[RoleStatsIndex(kRoleProducer)];
+  }
   Expected<std::span<std::byte>> TryClaimOnce(size_t n) noexcept;
   Expected<void> PublishWithFlags(size_t n, uint32_t flags) noexcept;
 
   internal::MpmcHandle handle_;  // frees the entry after ~MpmcProducer aborted the claim
+  uint64_t total_msgs_ = 0;      // running totals mirrored to stats() (single writer)
+  uint64_t total_bytes_ = 0;
   uint64_t claim_pos_ = 0;
   size_t claim_size_ = 0;
   bool claimed_ = false;
@@ -193,8 +204,14 @@ class MpmcConsumer {
 
  private:
   friend class MpmcQueue;
-  explicit MpmcConsumer(internal::MpmcHandle handle) noexcept : handle_(std::move(handle)) {}
+  explicit MpmcConsumer(internal::MpmcHandle handle) noexcept  // counters: as MpmcProducer
+      : handle_(std::move(handle)),
+        total_msgs_(stats().messages.load(std::memory_order_relaxed)),
+        total_bytes_(stats().bytes.load(std::memory_order_relaxed)) {}
   const MpmcView& view() const noexcept { return handle_.view(); }
+  RoleStats& stats() const noexcept {
+    return view().stats[handle_.index()].by_role[RoleStatsIndex(kRoleConsumer)];
+  }
   Expected<Message> TryClaimOnce() noexcept;
   Expected<Message> TryAdoptOrphan() noexcept;
   Expected<Message> TryClaimSlow() noexcept;
@@ -205,6 +222,8 @@ class MpmcConsumer {
   Expected<Message> Hold(const MpmcSlotHeader& s, uint64_t pos, bool redelivered) noexcept;
 
   internal::MpmcHandle handle_;  // frees the entry after ~MpmcConsumer released the claim
+  uint64_t total_msgs_ = 0;      // running totals mirrored to stats() (single writer)
+  uint64_t total_bytes_ = 0;
   uint64_t claim_pos_ = 0;
   uint32_t claim_len_ = 0;
   bool claimed_ = false;

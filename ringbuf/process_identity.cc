@@ -125,15 +125,19 @@ Liveness LivenessOf(ProcessIdentity id) noexcept {
   return Liveness::kAlive;
 }
 
-Expected<uint64_t> ClaimOwnerWord(std::atomic<uint64_t>& word) noexcept {
+Expected<uint64_t> ClaimOwnerWord(std::atomic<uint64_t>& word, bool* took_over) noexcept {
   const uint64_t me = SelfIdentity().Pack();
   uint64_t seen = 0;
+  if (took_over != nullptr) *took_over = false;
   // SYNC(owner): acq_rel CAS; a successful claim happens-after the previous holder's
   // release (ReleaseOwnerWord), so its last writes to the role's state are visible.
   if (word.compare_exchange_strong(seen, me, std::memory_order_acq_rel)) return me;
   if (seen == me || IsAlivePacked(seen)) return RingErrc::kRoleTaken;
   // Dead holder: take over only if nobody else did meanwhile.
-  if (word.compare_exchange_strong(seen, me, std::memory_order_acq_rel)) return me;
+  if (word.compare_exchange_strong(seen, me, std::memory_order_acq_rel)) {
+    if (took_over != nullptr) *took_over = true;
+    return me;
+  }
   return RingErrc::kRoleTaken;
 }
 

@@ -65,8 +65,10 @@ inline Liveness LivenessOfPacked(uint64_t word) noexcept {
 
 // Claims an owner word in shared memory for the calling process: succeeds if the word is
 // free (0) or names a dead process (taken over with one CAS). kRoleTaken if a live process
-// (including this one) holds it. Returns the packed identity written.
-[[nodiscard]] Expected<uint64_t> ClaimOwnerWord(std::atomic<uint64_t>& word) noexcept;
+// (including this one) holds it. Returns the packed identity written. If `took_over` is
+// given, it is set to whether the word named a dead process (a takeover).
+[[nodiscard]] Expected<uint64_t> ClaimOwnerWord(std::atomic<uint64_t>& word,
+                                                bool* took_over = nullptr) noexcept;
 // Frees the word if it still holds `me`.
 void ReleaseOwnerWord(std::atomic<uint64_t>& word, uint64_t me) noexcept;
 

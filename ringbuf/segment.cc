@@ -23,7 +23,54 @@ Expected<std::byte*> MapShared(int fd, size_t size) {
   return static_cast<std::byte*>(p);
 }
 
+// Closes `fd` after removing `name` if it is still the file of `fd`.
+void UnlinkAndClose(const std::string& name, int fd) {
+  (void)UnlinkShmIfSame(name, fd);
+  ::close(fd);
+}
+
 }  // namespace
+
+Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd,
+                                const std::function<bool()>& confirm) {
+  const std::string file(file_name);
+  struct flock lk {};
+  lk.l_type = F_WRLCK;
+  lk.l_whence = SEEK_SET;
+  lk.l_start = kUnlinkLockOffset;
+  lk.l_len = 1;
+  // Held only from the check to the unlink by any unlinker: a short wait at most.
+  while (::fcntl(fd, F_OFD_SETLKW, &lk) != 0) {
+    if (errno != EINTR) return ErrnoError(errno);
+  }
+  Expected<bool> result = false;
+  struct stat mine {};
+  struct stat named {};
+  if (::fstat(fd, &mine) != 0) {
+    result = ErrnoError(errno);
+  } else if (::fstatat(dir_fd, file.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno != ENOENT) result = ErrnoError(errno);
+  } else if (named.st_dev == mine.st_dev && named.st_ino == mine.st_ino &&
+             (!confirm || confirm())) {
+    if (::unlinkat(dir_fd, file.c_str(), 0) == 0) {
+      result = true;
+    } else if (errno != ENOENT) {
+      result = ErrnoError(errno);
+    }
+  }
+  lk.l_type = F_UNLCK;
+  ::fcntl(fd, F_OFD_SETLK, &lk);
+  return result;
+}
+
+Expected<bool> UnlinkShmIfSame(std::string_view name, int fd) {
+  if (auto ok = Segment::ValidateName(name); !ok) return MakeUnexpected(ok.error());
+  const int dir = ::open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return ErrnoError(errno);
+  auto r = UnlinkIfSameFile(dir, name.substr(1), fd);
+  ::close(dir);
+  return r;
+}
 
 Expected<void> Segment::ValidateName(std::string_view name) {
   if (name.size() < 2 || name.size() > 255 || name[0] != '/') return RingErrc::kInvalidName;
@@ -44,20 +91,17 @@ Expected<Segment> Segment::Create(std::string_view name, size_t size, UnlinkPoli
   // shm_open applies the umask; force the requested mode.
   if (::fchmod(fd, mode) != 0 || ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     int err = errno;
-    ::close(fd);
-    ::shm_unlink(n.c_str());
+    UnlinkAndClose(n, fd);
     return ErrnoError(err);
   }
   // Reserve the pages now: ENOSPC here beats SIGBUS on first touch.
   if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); err != 0) {
-    ::close(fd);
-    ::shm_unlink(n.c_str());
+    UnlinkAndClose(n, fd);
     return ErrnoError(err);
   }
   auto mapped = MapShared(fd, size);
   if (!mapped) {
-    ::close(fd);
-    ::shm_unlink(n.c_str());
+    UnlinkAndClose(n, fd);
     return MakeUnexpected(mapped.error());
   }
   return Segment(std::move(n), fd, *mapped, size, policy);
@@ -146,10 +190,10 @@ Segment::~Segment() { Reset(); }
 
 void Segment::Reset() noexcept {
   if (data_ != nullptr) ::munmap(data_, size_);
-  if (fd_ >= 0) ::close(fd_);
-  if (policy_ == UnlinkPolicy::kUnlinkOnDestroy && !unlinked_ && !name_.empty()) {
-    ::shm_unlink(name_.c_str());
+  if (policy_ == UnlinkPolicy::kUnlinkOnDestroy && !unlinked_ && !name_.empty() && fd_ >= 0) {
+    (void)UnlinkShmIfSame(name_, fd_);
   }
+  if (fd_ >= 0) ::close(fd_);
   data_ = nullptr;
   fd_ = -1;
   size_ = 0;
@@ -158,7 +202,8 @@ void Segment::Reset() noexcept {
 
 Expected<void> Segment::Unlink() {
   if (unlinked_ || name_.empty()) return {};
-  if (::shm_unlink(name_.c_str()) != 0 && errno != ENOENT) return ErrnoError(errno);
+  auto r = UnlinkShmIfSame(name_, fd_);
+  if (!r) return MakeUnexpected(r.error());
   unlinked_ = true;
   return {};
 }

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -37,6 +38,23 @@ enum class UnlinkPolicy {
   kKeep,             // Leave the name in /dev/shm when this Segment is destroyed.
   kUnlinkOnDestroy,  // shm_unlink the name when this Segment is destroyed.
 };
+
+// Removes `file_name` from the directory `dir_fd` only if that name still refers to the
+// file open as `fd` (same st_dev/st_ino), so that a segment re-created under the same name
+// in the meantime is never removed. Race-free against every other shmlink unlinker: each
+// takes an exclusive OFD lock on one byte far past the end of the file it is about to
+// unlink (kUnlinkLockOffset; no other lock uses it) and holds it from the check to the
+// unlink, so nobody can unlink-and-recreate the name between the two. A process that
+// removes the file by other means (rm) is not covered. `fd` must be open for writing (the
+// lock is a write lock). Returns true if removed, false if the name was absent or names
+// another file. `confirm`, if given, is called under the lock after the identity check and
+// may veto the unlink (returns false: nothing removed), e.g. to re-check that every holder
+// is still dead. Errors: errno of fcntl/fstat/unlinkat.
+inline constexpr off_t kUnlinkLockOffset = off_t{1} << 62;
+[[nodiscard]] Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd,
+                                              const std::function<bool()>& confirm = {});
+// The same for a POSIX shm name ("/name", in /dev/shm).
+[[nodiscard]] Expected<bool> UnlinkShmIfSame(std::string_view name, int fd);
 
 class Segment {
  public:
@@ -71,7 +89,9 @@ class Segment {
   Segment& operator=(const Segment&) = delete;
   ~Segment();
 
-  // Removes the name now (idempotent). The mapping stays valid.
+  // Removes the name now (idempotent) if it still refers to this segment's file (see
+  // UnlinkShmIfSame: a segment re-created under the name since is left alone). The
+  // mapping stays valid.
   [[nodiscard]] Expected<void> Unlink();
 
   std::byte* data() const noexcept { return data_; }

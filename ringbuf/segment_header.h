@@ -33,7 +33,9 @@
 namespace shmlink {
 
 inline constexpr uint64_t kSegmentMagic = 0x004b4e494c4d4853ull;  // "SHMLINK\0" little-endian
-inline constexpr uint32_t kLayoutVersion = 2;       // 2: SPSC header word is the commit word
+// 2: SPSC header word is the commit word. 3: per-role counters (RoleStats) in SPSC control
+// lines 0/1 and an MPMC per-handle counter array (geometry[7]).
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr uint32_t kReadyMark = 0x52454459;  // "YDER"
 
 enum class SegmentKind : uint32_t {

@@ -6,6 +6,7 @@
 #include <new>
 #include <string>
 
+#include <shmlink/log.h>
 #include <shmlink/process_identity.h>
 #include <shmlink/segment_header.h>
 #include <shmlink/shared_object.h>
@@ -34,11 +35,20 @@ Expected<Validated> ValidateObject(const Segment& seg) {
   return Validated{g[1], g[2], g[5], f->creator};
 }
 
-bool IsStaleObject(std::string_view name) {
+// Decided on one open file; unlinked only if the name still refers to it.
+bool RemoveIfStale(std::string_view name) {
   auto seg = Segment::Open(name);
-  if (!seg) return false;
+  // Gone since our create failed (another cleaner removed it): the name may be free now.
+  if (!seg) return seg.error() == std::errc::no_such_file_or_directory;
   auto v = ValidateObject(*seg);
-  return v && !IsAlivePacked(v->creator);
+  if (!v || IsAlivePacked(v->creator)) return false;
+  auto removed = UnlinkShmIfSame(name, seg->fd());
+  if (removed && *removed) {
+    LogEvent(LogLevel::kInfo, "stale-removed", name, "creator is dead");
+  }
+  // Removed by us, or by another cleaner meanwhile: worth creating again either way (if
+  // the name now names a new segment, the create fails with EEXIST, as it should).
+  return true;
 }
 
 }  // namespace
@@ -52,9 +62,7 @@ Expected<SharedObject> SharedObject::Create(std::string_view name, size_t size,
   const uint64_t total = kDataOffset + size;
   auto seg = Segment::Create(name, total, options.unlink, options.mode);
   if (!seg && options.reclaim_stale && seg.error() == std::errc::file_exists &&
-      IsStaleObject(name)) {
-    std::string n(name);
-    ::shm_unlink(n.c_str());
+      RemoveIfStale(name)) {
     seg = Segment::Create(name, total, options.unlink, options.mode);
   }
   if (!seg) return MakeUnexpected(seg.error());
@@ -78,6 +86,7 @@ Expected<SharedObject> SharedObject::Create(std::string_view name, size_t size,
   // SYNC(ready): release inside PublishHeader; the mutex and zeroed data are visible to
   // every attacher that validated the header.
   PublishHeader(seg->data());
+  LogEvent(LogLevel::kInfo, "create", name, "shared-object, %zu bytes", size);
   auto shared = std::make_shared<Segment>(std::move(*seg));
   std::byte* base = shared->data();
   return SharedObject(std::move(shared), c, base + kDataOffset, size, options.elem_size,
@@ -88,7 +97,15 @@ Expected<SharedObject> SharedObject::Attach(std::string_view name) {
   auto seg = Segment::Open(name);
   if (!seg) return MakeUnexpected(seg.error());
   auto v = ValidateObject(*seg);
-  if (!v) return MakeUnexpected(v.error());
+  if (!v) {
+    if (v.error() != RingErrc::kNotReady) {
+      LogEvent(LogLevel::kInfo, "corruption", name, "attach refused: %s",
+               v.error().message().c_str());
+    }
+    return MakeUnexpected(v.error());
+  }
+  LogEvent(LogLevel::kInfo, "attach", name, "shared-object, %llu bytes",
+           static_cast<unsigned long long>(v->size));
   auto shared = std::make_shared<Segment>(std::move(*seg));
   std::byte* base = shared->data();
   auto* c = std::launder(reinterpret_cast<SharedObjectControl*>(base + kControlOffset));
@@ -100,6 +117,8 @@ Expected<SharedObject::Guard> SharedObject::Finish(int rc, LockRecovery mode) no
   if (rc == EOWNERDEAD) {
     // Relaxed: a statistic; the mutex orders the data.
     control_->owner_died_count.fetch_add(1, std::memory_order_relaxed);
+    LogEvent(LogLevel::kInfo, "peer-dead", segment_->name(),
+             "the lock's previous owner died holding it");
     Guard g(&control_->mutex, true);
     if (mode == LockRecovery::kAutoRecover) {
       auto ok = g.mark_consistent();

@@ -5,7 +5,8 @@
 //   +-------------------+ 0
 //   | SegmentHeader     |   256 B, geometry[] = {ring_count, capacity, control_offset,
 //   +-------------------+ 256                   control_stride, data_offset, 0, 0, 0}
-//   | SpscControl x N   |   512 B each: four 128-byte lines (see below)
+//   | SpscControl x N   |   512 B each: four 128-byte lines (see below); lines 0 and 1
+//   |                   |   also hold each side's counters (RoleStats, layout version 3)
 //   +-------------------+ data_offset (4096-aligned)
 //   | data ring 0       |   capacity bytes (power of two)
 //   | data ring 1 ...   |
@@ -52,6 +53,7 @@
 
 #include <shmlink/event_count.h>
 #include <shmlink/expected.h>
+#include <shmlink/role_stats.h>
 #include <shmlink/segment.h>
 #include <shmlink/segment_header.h>
 
@@ -95,9 +97,11 @@ struct SpscControl {
   // Line 0, written by the producer; not read by the consumer's fast path.
   alignas(128) std::atomic<uint64_t> write_pos{0};  // end of the last commit
   std::atomic<uint32_t> writer_closed{0};           // end of stream marked by the producer
+  RoleStats producer_stats;                         // counters (role_stats.h), same line
   // Line 1, written by the consumer.
   alignas(128) std::atomic<uint64_t> read_pos{0};
   std::atomic<uint32_t> reader_closed{0};  // the consumer left for good
+  RoleStats consumer_stats;                // counters (role_stats.h), same line
   // Line 2, slow path only: sleepers announce themselves here.
   alignas(128) EventCount data_event;  // consumer waits for data, producer notifies
   EventCount space_event;              // producer waits for space, consumer notifies
@@ -106,7 +110,9 @@ struct SpscControl {
   std::atomic<uint64_t> consumer_owner{0};
 };
 static_assert(sizeof(SpscControl) == 512);
+static_assert(offsetof(SpscControl, producer_stats) == 16);
 static_assert(offsetof(SpscControl, read_pos) == 128);
+static_assert(offsetof(SpscControl, consumer_stats) == 144);
 static_assert(offsetof(SpscControl, data_event) == 256);
 static_assert(offsetof(SpscControl, producer_owner) == 384);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);

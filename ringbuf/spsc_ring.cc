@@ -48,6 +48,7 @@
 #include <utility>
 
 #include <shmlink/blocking_wait.h>
+#include <shmlink/log.h>
 #include <shmlink/process_identity.h>
 #include <shmlink/spsc_ring.h>
 
@@ -61,19 +62,54 @@ std::atomic_ref<uint64_t> WordAt(const std::byte* data, uint64_t idx) noexcept {
       *reinterpret_cast<uint64_t*>(const_cast<std::byte*>(data) + idx));
 }
 
+// Logs the terminal errors of a blocking call (never on the data path's success).
+template <typename T>
+const T& LogIfTerminal(const T& r, const Segment& seg, const char* side) {
+  if (!r) {
+    if (r.error() == RingErrc::kPeerDead) {
+      LogEvent(LogLevel::kInfo, "peer-dead", seg.name(), "the %s's peer died", side);
+    } else if (r.error() == RingErrc::kCorrupt) {
+      LogEvent(LogLevel::kInfo, "corruption", seg.name(), "%s found the ring inconsistent", side);
+    }
+  }
+  return r;
+}
+
+void LogClaim(const Segment& seg, const char* role, bool took_over) {
+  if (took_over) {
+    LogEvent(LogLevel::kInfo, "takeover", seg.name(), "%s role taken over from a dead holder",
+             role);
+  } else {
+    LogEvent(LogLevel::kDebug, "claim", seg.name(), "%s role claimed", role);
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- SpscProducer
 
 Expected<SpscProducer> SpscProducer::Claim(std::shared_ptr<const Segment> segment,
                                            SpscRegion region) {
-  auto owner = ClaimOwnerWord(region.control->producer_owner);
+  bool took_over = false;
+  auto owner = ClaimOwnerWord(region.control->producer_owner, &took_over);
   if (!owner) return MakeUnexpected(owner.error());
-  return SpscProducer(std::move(segment), region, *owner);
+  // We hold the role now: its counters are ours to write.
+  if (took_over) CountAdd(region.control->producer_stats.takeovers, 1);
+  LogClaim(*segment, "producer", took_over);
+  SpscProducer p(std::move(segment), region, *owner);
+  if (p.corrupt_) {
+    LogEvent(LogLevel::kInfo, "corruption", p.segment_->name(),
+             "producer found the ring inconsistent when taking the role");
+  }
+  return p;
 }
 
 SpscProducer::SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
     : segment_(std::move(seg)), region_(region), owner_word_(owner), mask_(region.capacity - 1) {
+  // Counters continue where the previous holder left them. Relaxed: statistics, and the
+  // owner CAS (acq_rel) already ordered us after the previous holder's last stores.
+  committed_msgs_ = region_.control->producer_stats.messages.load(std::memory_order_relaxed);
+  committed_bytes_ = region_.control->producer_stats.bytes.load(std::memory_order_relaxed);
   // A previous producer may have died after committing: resume after its last commit.
   // The owner CAS (acq_rel) ordered us after it. SYNC(resume): seq_cst load.
   committed_pos_ = region_.control->write_pos.load(std::memory_order_seq_cst);
@@ -138,6 +174,9 @@ SpscProducer::SpscProducer(SpscProducer&& o) noexcept
       committed_pos_(o.committed_pos_),
       cached_read_pos_(o.cached_read_pos_),
       first_word_(o.first_word_),
+      pending_bytes_(std::exchange(o.pending_bytes_, 0)),
+      committed_msgs_(o.committed_msgs_),
+      committed_bytes_(o.committed_bytes_),
       pending_count_(std::exchange(o.pending_count_, 0)),
       closed_(o.closed_),
       corrupt_(o.corrupt_) {}
@@ -200,6 +239,7 @@ Expected<std::span<std::byte>> SpscProducer::TryReserveImpl(size_t n) noexcept {
   PutWord(write_pos_, MakeRecordWord(kRecordData, static_cast<uint32_t>(n)));
   write_pos_ += rec;
   ++pending_count_;
+  pending_bytes_ += n;
   return std::span<std::byte>(data + idx + kRecordHeaderSize, n);
 }
 
@@ -212,8 +252,11 @@ Expected<std::span<std::byte>> SpscProducer::reserve(size_t n, const WaitOptions
   if (r || !internal::WouldBlock(r.error())) return r;
   // The reader can only free what was published: publish our batch before waiting.
   if (pending_count_ > 0) commit();
-  return internal::BlockingWait([&] { return TryReserveImpl(n); }, region_.control->space_event,
-                                &region_.control->consumer_owner, opts);
+  return LogIfTerminal(
+      internal::BlockingWait([&] { return TryReserveImpl(n); }, region_.control->space_event,
+                             &region_.control->consumer_owner, opts,
+                             &region_.control->producer_stats),
+      *segment_, "producer");
 }
 
 void SpscProducer::commit() noexcept {
@@ -223,17 +266,25 @@ void SpscProducer::commit() noexcept {
   WordAt(region_.data, committed_pos_ & mask_).store(first_word_, std::memory_order_release);
   // SYNC(resume): release; only takeovers and size_bytes() read it.
   ctl->write_pos.store(write_pos_, std::memory_order_release);
+  // Counters: relaxed stores of our running totals (we are their only writer) on line 0,
+  // which the store above just wrote (role_stats.h).
+  committed_msgs_ += pending_count_;
+  committed_bytes_ += pending_bytes_;
+  ctl->producer_stats.messages.store(committed_msgs_, std::memory_order_relaxed);
+  ctl->producer_stats.bytes.store(committed_bytes_, std::memory_order_relaxed);
   committed_pos_ = write_pos_;
   pending_count_ = 0;
+  pending_bytes_ = 0;
   // SYNC(event-count): orders the header store before NotifyAll's load of waiters (and
   // before callers' own seq_cst loads of waiters, e.g. transport's doorbell).
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  ctl->data_event.NotifyAll();
+  if (ctl->data_event.NotifyAll()) CountAdd(ctl->producer_stats.wake_calls, 1);
 }
 
 void SpscProducer::cancel() noexcept {
   write_pos_ = committed_pos_;
   pending_count_ = 0;
+  pending_bytes_ = 0;
 }
 
 Expected<void> SpscProducer::try_send(std::span<const std::byte> msg) noexcept {
@@ -265,7 +316,9 @@ void SpscProducer::close() noexcept {
   // For producers taking the role over (they must not write past the mark).
   region_.control->writer_closed.store(1, std::memory_order_seq_cst);
   std::atomic_thread_fence(std::memory_order_seq_cst);  // SYNC(event-count), as in commit()
-  region_.control->data_event.NotifyAll();
+  if (region_.control->data_event.NotifyAll()) {
+    CountAdd(region_.control->producer_stats.wake_calls, 1);
+  }
 }
 
 bool SpscProducer::reader_closed() const noexcept {
@@ -276,13 +329,24 @@ bool SpscProducer::reader_closed() const noexcept {
 
 Expected<SpscConsumer> SpscConsumer::Claim(std::shared_ptr<const Segment> segment,
                                            SpscRegion region) {
-  auto owner = ClaimOwnerWord(region.control->consumer_owner);
+  bool took_over = false;
+  auto owner = ClaimOwnerWord(region.control->consumer_owner, &took_over);
   if (!owner) return MakeUnexpected(owner.error());
-  return SpscConsumer(std::move(segment), region, *owner);
+  if (took_over) CountAdd(region.control->consumer_stats.takeovers, 1);
+  LogClaim(*segment, "consumer", took_over);
+  SpscConsumer c(std::move(segment), region, *owner);
+  if (c.corrupt_) {
+    LogEvent(LogLevel::kInfo, "corruption", c.segment_->name(),
+             "consumer found the ring inconsistent when taking the role");
+  }
+  return c;
 }
 
 SpscConsumer::SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
     : segment_(std::move(seg)), region_(region), owner_word_(owner), mask_(region.capacity - 1) {
+  // Counters continue where the previous holder left them (relaxed: as the producer's).
+  consumed_msgs_ = region_.control->consumer_stats.messages.load(std::memory_order_relaxed);
+  consumed_bytes_ = region_.control->consumer_stats.bytes.load(std::memory_order_relaxed);
   // Resume after the last release of a previous (possibly dead) consumer.
   // SYNC(space)/SYNC(data): the previous consumer stored read_pos after acquiring the
   // headers below it; their terminator invariant carries over to us.
@@ -303,6 +367,8 @@ SpscConsumer::SpscConsumer(SpscConsumer&& o) noexcept
       peeked_end_(o.peeked_end_),
       peeked_offset_(o.peeked_offset_),
       peeked_length_(o.peeked_length_),
+      consumed_msgs_(o.consumed_msgs_),
+      consumed_bytes_(o.consumed_bytes_),
       peeked_(std::exchange(o.peeked_, false)),
       corrupt_(o.corrupt_) {}
 
@@ -362,14 +428,19 @@ Expected<std::span<const std::byte>> SpscConsumer::try_peek() noexcept {
 }
 
 Expected<std::span<const std::byte>> SpscConsumer::peek(const WaitOptions& opts) {
-  return internal::BlockingWait([&] { return try_peek(); }, region_.control->data_event,
-                                &region_.control->producer_owner, opts);
+  return LogIfTerminal(
+      internal::BlockingWait([&] { return try_peek(); }, region_.control->data_event,
+                             &region_.control->producer_owner, opts,
+                             &region_.control->consumer_stats),
+      *segment_, "consumer");
 }
 
 Expected<void> SpscConsumer::advance() noexcept {
   if (!peeked_) return RingErrc::kBadState;
   cursor_ = peeked_end_;
   peeked_ = false;
+  ++consumed_msgs_;
+  consumed_bytes_ += peeked_length_;
   return {};
 }
 
@@ -377,12 +448,19 @@ void SpscConsumer::release() noexcept {
   if (peeked_) {
     cursor_ = peeked_end_;
     peeked_ = false;
+    ++consumed_msgs_;
+    consumed_bytes_ += peeked_length_;
   }
   if (cursor_ == read_pos_) return;
   read_pos_ = cursor_;
+  SpscControl* ctl = region_.control;
   // SYNC(space): release side (seq_cst store); our reads of the records are done.
-  region_.control->read_pos.store(read_pos_, std::memory_order_seq_cst);
-  region_.control->space_event.NotifyAll();
+  ctl->read_pos.store(read_pos_, std::memory_order_seq_cst);
+  // Counters: relaxed stores of our running totals (single writer) on line 1, which the
+  // store above just wrote (role_stats.h).
+  ctl->consumer_stats.messages.store(consumed_msgs_, std::memory_order_relaxed);
+  ctl->consumer_stats.bytes.store(consumed_bytes_, std::memory_order_relaxed);
+  if (ctl->space_event.NotifyAll()) CountAdd(ctl->consumer_stats.wake_calls, 1);
 }
 
 Expected<size_t> SpscConsumer::try_recv(std::span<std::byte> buf) noexcept {
@@ -408,7 +486,9 @@ Expected<size_t> SpscConsumer::recv(std::span<std::byte> buf, const WaitOptions&
 void SpscConsumer::close() noexcept {
   release();
   region_.control->reader_closed.store(1, std::memory_order_seq_cst);
-  region_.control->space_event.NotifyAll();
+  if (region_.control->space_event.NotifyAll()) {
+    CountAdd(region_.control->consumer_stats.wake_calls, 1);
+  }
 }
 
 uint64_t SpscConsumer::size_bytes() const noexcept {
@@ -422,17 +502,31 @@ uint64_t SpscConsumer::size_bytes() const noexcept {
 namespace {
 
 // A segment whose creator and role holders are all dead can be replaced.
-bool IsStaleSpscSegment(std::string_view name) {
-  auto seg = Segment::Open(name);
-  if (!seg) return false;
-  auto g = ValidateSpscSegment(*seg, SegmentKind::kSpscRing, 1);
+bool IsStaleSpscSegment(const Segment& seg) {
+  auto g = ValidateSpscSegment(seg, SegmentKind::kSpscRing, 1);
   if (!g) return false;  // not ours to judge: leave foreign or corrupt files alone
   if (IsAlivePacked(g->creator)) return false;
-  SpscRegion r = SpscRegionAt(*seg, *g, 0);
+  SpscRegion r = SpscRegionAt(seg, *g, 0);
   for (uint64_t owner : {r.control->producer_owner.load(std::memory_order_acquire),
                          r.control->consumer_owner.load(std::memory_order_acquire)}) {
     if (owner != 0 && IsAlivePacked(owner)) return false;
   }
+  return true;
+}
+
+// Removes `name` if it is a stale ring: decided on one open file, and unlinked only if the
+// name still refers to that file (UnlinkShmIfSame).
+bool RemoveIfStale(std::string_view name) {
+  auto seg = Segment::Open(name);
+  // Gone since our create failed (another cleaner removed it): the name may be free now.
+  if (!seg) return seg.error() == std::errc::no_such_file_or_directory;
+  if (!IsStaleSpscSegment(*seg)) return false;
+  auto removed = UnlinkShmIfSame(name, seg->fd());
+  if (removed && *removed) {
+    LogEvent(LogLevel::kInfo, "stale-removed", name, "creator and role holders are dead");
+  }
+  // Removed by us, or by another cleaner meanwhile: worth creating again either way (if
+  // the name now names a new segment, the create fails with EEXIST, as it should).
   return true;
 }
 
@@ -444,13 +538,13 @@ Expected<SpscRing> SpscRing::Create(std::string_view name, uint64_t capacity,
   if (!size) return MakeUnexpected(size.error());
   auto seg = Segment::Create(name, *size, options.unlink, options.mode);
   if (!seg && options.reclaim_stale && seg.error() == std::errc::file_exists &&
-      IsStaleSpscSegment(name)) {
-    std::string n(name);
-    ::shm_unlink(n.c_str());
+      RemoveIfStale(name)) {
     seg = Segment::Create(name, *size, options.unlink, options.mode);
   }
   if (!seg) return MakeUnexpected(seg.error());
   InitSpscSegment(*seg, SegmentKind::kSpscRing, 1, capacity);
+  LogEvent(LogLevel::kInfo, "create", name, "spsc-ring, capacity %llu",
+           static_cast<unsigned long long>(capacity));
   auto shared = std::make_shared<Segment>(std::move(*seg));
   auto g = ValidateSpscSegment(*shared, SegmentKind::kSpscRing, 1);
   if (!g) return MakeUnexpected(g.error());
@@ -461,7 +555,15 @@ Expected<SpscRing> SpscRing::Attach(std::string_view name) {
   auto seg = Segment::Open(name);
   if (!seg) return MakeUnexpected(seg.error());
   auto g = ValidateSpscSegment(*seg, SegmentKind::kSpscRing, 1);
-  if (!g) return MakeUnexpected(g.error());
+  if (!g) {
+    if (g.error() != RingErrc::kNotReady) {
+      LogEvent(LogLevel::kInfo, "corruption", name, "attach refused: %s",
+               g.error().message().c_str());
+    }
+    return MakeUnexpected(g.error());
+  }
+  LogEvent(LogLevel::kInfo, "attach", name, "spsc-ring, capacity %llu",
+           static_cast<unsigned long long>(g->capacity));
   return SpscRing(std::make_shared<Segment>(std::move(*seg)), *g);
 }
 

@@ -104,6 +104,9 @@ class SpscProducer {
   uint64_t committed_pos_ = 0;    // published end (last value stored to control->write_pos)
   uint64_t cached_read_pos_ = 0;  // local copy of control->read_pos (refreshed when full)
   uint64_t first_word_ = 0;       // header word of the batch's first record (at committed_pos_)
+  uint64_t pending_bytes_ = 0;    // payload bytes reserved since the last commit (counters)
+  uint64_t committed_msgs_ = 0;   // running totals, mirrored to control->producer_stats
+  uint64_t committed_bytes_ = 0;  // (we are their only writer: stores, no loads)
   uint32_t pending_count_ = 0;
   bool closed_ = false;
   bool corrupt_ = false;  // positions found inconsistent when the role was claimed
@@ -159,11 +162,13 @@ class SpscConsumer {
   SpscRegion region_;
   uint64_t owner_word_ = 0;
   uint64_t mask_ = 0;
-  uint64_t read_pos_ = 0;       // last value stored to control->read_pos
-  uint64_t cursor_ = 0;         // past every advanced message
-  uint64_t peeked_end_ = 0;     // end of the peeked record when peeked_
-  uint64_t peeked_offset_ = 0;  // payload offset in the data region when peeked_
-  uint32_t peeked_length_ = 0;  // payload length when peeked_
+  uint64_t read_pos_ = 0;        // last value stored to control->read_pos
+  uint64_t cursor_ = 0;          // past every advanced message
+  uint64_t peeked_end_ = 0;      // end of the peeked record when peeked_
+  uint64_t peeked_offset_ = 0;   // payload offset in the data region when peeked_
+  uint32_t peeked_length_ = 0;   // payload length when peeked_
+  uint64_t consumed_msgs_ = 0;   // running totals incl. advanced messages; stored to
+  uint64_t consumed_bytes_ = 0;  // control->consumer_stats at each release (single writer)
   bool peeked_ = false;
   bool corrupt_ = false;  // read_pos found misaligned when the role was claimed
 };

@@ -45,6 +45,7 @@
 #include <shmlink/blocking_wait.h>
 #include <shmlink/connection.h>
 #include <shmlink/frame.h>
+#include <shmlink/log.h>
 #include <shmlink/process_identity.h>
 #include <shmlink/segment.h>
 #include <shmlink/spsc_layout.h>
@@ -377,6 +378,8 @@ struct Connection::Impl {
     bool ok = seg.has_value();
     if (ok) {
       InitSpscSegment(*seg, SegmentKind::kConnection, 2, cap);
+      LogEvent(LogLevel::kDebug, "create", seg->name(), "connection rings, capacity %llu each",
+               static_cast<unsigned long long>(cap));
       ok = static_cast<bool>(AttachRings(std::make_shared<Segment>(std::move(*seg)), true));
       ok = ok && RAND_bytes(reinterpret_cast<unsigned char*>(token.data()), kTokenSize) == 1;
       ok = ok && static_cast<bool>(tx->try_send(token));
@@ -554,7 +557,8 @@ struct Connection::Impl {
       return m;
     };
     auto m = internal::BlockingWait(try_fn, rx_region.control->data_event,
-                                    &rx_region.control->producer_owner, WaitFor(timeout));
+                                    &rx_region.control->producer_owner, WaitFor(timeout),
+                                    &rx_region.control->consumer_stats);
     if (!m) return MakeUnexpected(MapRingError(m.error()));
     return m;
   }
@@ -576,7 +580,8 @@ struct Connection::Impl {
       return b;
     };
     auto b = internal::BlockingWait(try_fn, tx_region.control->space_event,
-                                    &tx_region.control->consumer_owner, WaitFor(kForever));
+                                    &tx_region.control->consumer_owner, WaitFor(kForever),
+                                    &tx_region.control->producer_stats);
     if (!b) return MakeUnexpected(MapRingError(b.error()));
     return b;
   }
@@ -1153,7 +1158,14 @@ void SweepStaleConnSegments() noexcept {
     } else if (seg.error() == RingErrc::kTruncated) {
       dead = pid > 0 && IdentityOf(pid).start_ticks == 0;
     }
-    if (dead) ::shm_unlink(name.c_str());
+    if (dead && seg) {
+      auto removed = UnlinkShmIfSame(name, seg->fd());
+      if (removed && *removed) {
+        LogEvent(LogLevel::kInfo, "stale-removed", name, "its listener died mid-handshake");
+      }
+    } else if (dead) {
+      ::shm_unlink(name.c_str());  // never published: not a segment to decide on
+    }
   }
   ::closedir(dir);
 }

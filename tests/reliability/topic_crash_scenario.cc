@@ -24,356 +24,305 @@
 #include <string>
 #include <thread>
 
-<<<<<<< HEAD
 #include "tests/reliability/crash_scenario.h"
 #include "tests/test_util.h"
 
 #include <shmlink/topic.h>
 
-    == == ==
-    =
-#include "tests/reliability/crash_scenario.h"
-#include "tests/test_util.h"
+namespace shmlink::reliability {
+namespace {
 
-#include <shmlink/topic.h>
+using Clock = std::chrono::steady_clock;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
 
-        >>>>>>> pubsub namespace shmlink::reliability {
-  namespace {
+constexpr int kMaxSubs = 3;
 
-  using Clock = std::chrono::steady_clock;
-  using std::chrono::microseconds;
-  using std::chrono::milliseconds;
+enum Phase : uint32_t {
+  kStart = 0,
+  kLoaned,     // publisher: holds a loan, message written, not yet published
+  kPublished,  // publisher: publish() returned, ledger not yet updated
+  kHolding,    // subscriber: received a message, not yet released
+  kReleased,   // subscriber: release() returned
+  kDone,
+  kPhaseCount
+};
+const char* const kPhaseNames[kPhaseCount] = {"start",   "loaned",        "after_publish",
+                                              "holding", "after_release", "done"};
 
-  constexpr int kMaxSubs = 3;
+struct Plan {
+  int subscribers = 2;
+  uint64_t total = 1000;
+  uint64_t capacity = 4096;
+  bool victim_is_publisher = true;
+  int victim_index = 0;
+  KillMethod kill = KillMethod::kNone;
+  Phase self_phase = kLoaned;
+  uint64_t self_at = 0;
+  double delay_fraction = 0;
+  microseconds cpu{0};
+};
 
-  enum Phase : uint32_t {
-    kStart = 0,
-    kLoaned,     // publisher: holds a loan, message written, not yet published
-    kPublished,  // publisher: publish() returned, ledger not yet updated
-    kHolding,    // subscriber: received a message, not yet released
-    kReleased,   // subscriber: release() returned
-    kDone,
-    kPhaseCount
-  };
-  const char* const kPhaseNames[kPhaseCount] = {"start",   "loaned",        "after_publish",
-                                                "holding", "after_release", "done"};
+struct Ledger {
+  std::atomic<uint32_t> joined[kMaxSubs];
+  std::atomic<uint32_t> phase[1 + kMaxSubs];  // [0] publisher, [1 + i] subscriber i
+  std::atomic<int64_t> loop_start[1 + kMaxSubs];
+  std::atomic<uint64_t> published;  // publish() returned for [0, n) (any publisher)
+  std::atomic<uint64_t> received[kMaxSubs];
+  std::atomic<uint32_t> misordered;
+  std::atomic<uint32_t> corrupt;
+  std::atomic<uint32_t> bad_resume;  // a successor's next sequence was not the next one
+};
 
-  struct Plan {
-    int subscribers = 2;
-    uint64_t total = 1000;
-    uint64_t capacity = 4096;
-    bool victim_is_publisher = true;
-    int victim_index = 0;
-    KillMethod kill = KillMethod::kNone;
-    Phase self_phase = kLoaned;
-    uint64_t self_at = 0;
-    double delay_fraction = 0;
-    microseconds cpu{0};
-  };
+enum Exit : int { kExitOk = 0, kExitHang = 10, kExitError = 11 };
 
-  struct Ledger {
-<<<<<<< HEAD
-    std::atomic<uint32_t> joined;
-=======
-    std::atomic<uint32_t> joined[kMaxSubs];
->>>>>>> pubsub
-    std::atomic<uint32_t> phase[1 + kMaxSubs];  // [0] publisher, [1 + i] subscriber i
-    std::atomic<int64_t> loop_start[1 + kMaxSubs];
-    std::atomic<uint64_t> published;  // publish() returned for [0, n) (any publisher)
-    std::atomic<uint64_t> received[kMaxSubs];
-    std::atomic<uint32_t> misordered;
-    std::atomic<uint32_t> corrupt;
-    std::atomic<uint32_t> bad_resume;  // a successor's next sequence was not the next one
-  };
-
-  enum Exit : int { kExitOk = 0, kExitHang = 10, kExitError = 11 };
-
-  struct Proc {
-    const Plan& p;
-    Ledger* l;
-    int slot;  // 0 publisher, 1 + i subscriber i
-    bool victim;
-    void Set(Phase ph) const { l->phase[slot].store(ph, std::memory_order_relaxed); }
-    void Die(Phase ph, uint64_t seq) const {
-      if (victim && p.kill == KillMethod::kSelf && ph == p.self_phase && seq >= p.self_at) {
-        ::raise(SIGKILL);
-      }
+struct Proc {
+  const Plan& p;
+  Ledger* l;
+  int slot;  // 0 publisher, 1 + i subscriber i
+  bool victim;
+  void Set(Phase ph) const { l->phase[slot].store(ph, std::memory_order_relaxed); }
+  void Die(Phase ph, uint64_t seq) const {
+    if (victim && p.kill == KillMethod::kSelf && ph == p.self_phase && seq >= p.self_at) {
+      ::raise(SIGKILL);
     }
-  };
+  }
+};
 
-  int PublisherMain(const std::string& name, const Plan& p, Ledger* l, bool successor,
-                    const TrialOptions& o) {
-    const Proc me{p, l, 0, !successor && p.victim_is_publisher};
-    if (me.victim && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
-    auto t = Topic::Attach(name);
-    if (!t) return kExitError;
-    auto pub = t->Publisher();
-<<<<<<< HEAD
-    if (!pub) return kExitError;
-=======
-    if (!pub) {
-      std::fprintf(stderr, "topic: publisher: %s\n", pub.error().message().c_str());
+int PublisherMain(const std::string& name, const Plan& p, Ledger* l, bool successor,
+                  const TrialOptions& o) {
+  const Proc me{p, l, 0, !successor && p.victim_is_publisher};
+  if (me.victim && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
+  auto t = Topic::Attach(name);
+  if (!t) return kExitError;
+  auto pub = t->Publisher();
+  if (!pub) {
+    std::fprintf(stderr, "topic: publisher: %s\n", pub.error().message().c_str());
+    return kExitError;
+  }
+  // A successor resumes exactly after the last published message (the ledger may be one
+  // behind if the predecessor died between publish() and the ledger update).
+  const uint64_t next = pub->next_sequence();
+  const uint64_t logged = l->published.load();
+  if (next < logged || next > logged + 1) l->bad_resume.fetch_add(1);
+  l->loop_start[0].store(NowNs());
+  WaitOptions w = WaitOptions::WithTimeout(o.wait_bound);
+  w.liveness_check = milliseconds(5);
+  for (uint64_t seq = next; seq < p.total; ++seq) {
+    auto buf = pub->loan(kSeqMessageMin + seq % 200, w);
+    if (!buf) {
+      std::fprintf(stderr, "topic: loan: %s\n", buf.error().message().c_str());
+      return buf.error() == RingErrc::kTimedOut ? kExitHang : kExitError;
+    }
+    WriteSeqMessage(*buf, seq);
+    me.Set(kLoaned);
+    me.Die(kLoaned, seq);
+    auto s = pub->publish();
+    if (!s || *s != seq) {
+      std::fprintf(stderr, "topic: publish of %llu failed\n", static_cast<unsigned long long>(seq));
       return kExitError;
     }
->>>>>>> pubsub
-    // A successor resumes exactly after the last published message (the ledger may be one
-    // behind if the predecessor died between publish() and the ledger update).
-    const uint64_t next = pub->next_sequence();
-    const uint64_t logged = l->published.load();
-    if (next < logged || next > logged + 1) l->bad_resume.fetch_add(1);
-    l->loop_start[0].store(NowNs());
-    WaitOptions w = WaitOptions::WithTimeout(o.wait_bound);
-    w.liveness_check = milliseconds(5);
-    for (uint64_t seq = next; seq < p.total; ++seq) {
-      auto buf = pub->loan(kSeqMessageMin + seq % 200, w);
-<<<<<<< HEAD
-      if (!buf) return buf.error() == RingErrc::kTimedOut ? kExitHang : kExitError;
-=======
-      if (!buf) {
-        std::fprintf(stderr, "topic: loan: %s\n", buf.error().message().c_str());
-        return buf.error() == RingErrc::kTimedOut ? kExitHang : kExitError;
-      }
->>>>>>> pubsub
-      WriteSeqMessage(*buf, seq);
-      me.Set(kLoaned);
-      me.Die(kLoaned, seq);
-      auto s = pub->publish();
-<<<<<<< HEAD
-      if (!s || *s != seq) return kExitError;
-=======
-      if (!s || *s != seq) {
-        std::fprintf(stderr, "topic: publish of %llu failed\n",
-                     static_cast<unsigned long long>(seq));
+    me.Set(kPublished);
+    me.Die(kPublished, seq);
+    l->published.store(seq + 1);
+  }
+  pub->close();
+  me.Set(kDone);
+  return kExitOk;
+}
+
+int SubscriberMain(const std::string& name, const Plan& p, Ledger* l, int index,
+                   const TrialOptions& o) {
+  const Proc me{p, l, 1 + index, !p.victim_is_publisher && p.victim_index == index};
+  if (me.victim && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
+  auto t = Topic::Attach(name);
+  if (!t) return kExitError;
+  auto sub = t->Subscriber();
+  if (!sub) {
+    std::fprintf(stderr, "topic: subscribe: %s\n", sub.error().message().c_str());
+    return kExitError;
+  }
+  l->joined[index].store(1);
+  l->loop_start[1 + index].store(NowNs());
+  WaitOptions w = WaitOptions::WithTimeout(milliseconds(50));
+  w.liveness_check = milliseconds(5);
+  auto last_progress = Clock::now();
+  uint64_t expect = 0;
+  for (;;) {
+    auto m = sub->receive(w);
+    if (!m) {
+      if (m.error() == RingErrc::kClosed) break;
+      // kPeerDead: the publisher died; its successor will come. kTimedOut: slow peers.
+      if (m.error() != RingErrc::kPeerDead && m.error() != RingErrc::kTimedOut) {
+        std::fprintf(stderr, "topic: subscriber %d: receive: %s\n", index,
+                     m.error().message().c_str());
         return kExitError;
       }
->>>>>>> pubsub
-      me.Set(kPublished);
-      me.Die(kPublished, seq);
-      l->published.store(seq + 1);
+      if (Clock::now() - last_progress > o.wait_bound) return kExitHang;
+      if (m.error() == RingErrc::kPeerDead) std::this_thread::sleep_for(milliseconds(1));
+      continue;
     }
-    pub->close();
-    me.Set(kDone);
-    return kExitOk;
-  }
-
-  int SubscriberMain(const std::string& name, const Plan& p, Ledger* l, int index,
-                     const TrialOptions& o) {
-    const Proc me{p, l, 1 + index, !p.victim_is_publisher && p.victim_index == index};
-    if (me.victim && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
-    auto t = Topic::Attach(name);
-    if (!t) return kExitError;
-    auto sub = t->Subscriber();
-<<<<<<< HEAD
-    if (!sub) return kExitError;
-    l->joined.fetch_add(1);
-=======
-    if (!sub) {
-      std::fprintf(stderr, "topic: subscribe: %s\n", sub.error().message().c_str());
+    last_progress = Clock::now();
+    me.Set(kHolding);
+    me.Die(kHolding, expect);
+    const int64_t seq = ReadSeqMessage(m->data, p.total);
+    if (seq < 0 || static_cast<uint64_t>(seq) != m->seq) l->corrupt.fetch_add(1);
+    if (m->seq != expect) l->misordered.fetch_add(1);
+    expect = m->seq + 1;
+    l->received[index].fetch_add(1);
+    if (auto r = sub->release(); !r) {
+      std::fprintf(stderr, "topic: subscriber %d: release: %s\n", index,
+                   r.error().message().c_str());
       return kExitError;
     }
-    l->joined[index].store(1);
->>>>>>> pubsub
-    l->loop_start[1 + index].store(NowNs());
-    WaitOptions w = WaitOptions::WithTimeout(milliseconds(50));
-    w.liveness_check = milliseconds(5);
-    auto last_progress = Clock::now();
-    uint64_t expect = 0;
-    for (;;) {
-      auto m = sub->receive(w);
-      if (!m) {
-        if (m.error() == RingErrc::kClosed) break;
-        // kPeerDead: the publisher died; its successor will come. kTimedOut: slow peers.
-        if (m.error() != RingErrc::kPeerDead && m.error() != RingErrc::kTimedOut) {
-<<<<<<< HEAD
-=======
-          std::fprintf(stderr, "topic: subscriber %d: receive: %s\n", index,
-                       m.error().message().c_str());
->>>>>>> pubsub
-          return kExitError;
-        }
-        if (Clock::now() - last_progress > o.wait_bound) return kExitHang;
-        if (m.error() == RingErrc::kPeerDead) std::this_thread::sleep_for(milliseconds(1));
-        continue;
+    me.Set(kReleased);
+    me.Die(kReleased, expect);
+  }
+  me.Set(kDone);
+  return kExitOk;
+}
+
+Plan MakePlan(std::mt19937_64& rng) {
+  Plan p;
+  p.subscribers = 2 + static_cast<int>(rng() % 2);
+  p.total = 100 + rng() % 3000;
+  p.capacity = uint64_t{4096} << (rng() % 3);
+  p.victim_is_publisher = rng() % 2 == 0;
+  p.victim_index = static_cast<int>(rng() % p.subscribers);
+  const uint64_t k = rng() % 20;
+  p.kill = k < 8    ? KillMethod::kSelf
+           : k < 16 ? KillMethod::kAsync
+           : k < 19 ? KillMethod::kCpuTimer
+                    : KillMethod::kNone;
+  p.self_phase = p.victim_is_publisher ? (rng() % 2 ? kLoaned : kPublished)
+                                       : (rng() % 2 ? kHolding : kReleased);
+  p.self_at = rng() % p.total;
+  p.delay_fraction = static_cast<double>(rng() % 1000) / 1000.0;
+  p.cpu = microseconds(200 + rng() % 3000);
+  return p;
+}
+
+class TopicScenario final : public CrashScenario {
+ public:
+  std::string name() const override { return "topic"; }
+
+  TrialCounts RunTrial(const TrialOptions& o) override {
+    std::mt19937_64 rng(o.seed);
+    const Plan p = MakePlan(rng);
+    TrialCounts c;
+    const std::string name = testing::UniqueShmName("crash-topic");
+    Ledger* l = testing::NewShared<Ledger>();
+    std::optional<Topic> topic;
+    {
+      TopicOptions opts;
+      opts.capacity = p.capacity;
+      opts.max_message_size = 256;
+      opts.policy = TopicPolicy::kBlock;
+      auto r = Topic::Create(name, opts);
+      if (!r) {
+        std::fprintf(stderr, "topic: create: %s\n", r.error().message().c_str());
+        c.errors++;
+        testing::DeleteShared(l);
+        return c;
       }
-      last_progress = Clock::now();
-      me.Set(kHolding);
-      me.Die(kHolding, expect);
-      const int64_t seq = ReadSeqMessage(m->data, p.total);
-      if (seq < 0 || static_cast<uint64_t>(seq) != m->seq) l->corrupt.fetch_add(1);
-      if (m->seq != expect) l->misordered.fetch_add(1);
-      expect = m->seq + 1;
-      l->received[index].fetch_add(1);
-<<<<<<< HEAD
-      if (!sub->release()) return kExitError;
-=======
-      if (auto r = sub->release(); !r) {
-        std::fprintf(stderr, "topic: subscriber %d: release: %s\n", index,
-                     r.error().message().c_str());
-        return kExitError;
-      }
->>>>>>> pubsub
-      me.Set(kReleased);
-      me.Die(kReleased, expect);
+      topic.emplace(std::move(*r));
     }
-    me.Set(kDone);
-    return kExitOk;
-  }
-
-  Plan MakePlan(std::mt19937_64& rng) {
-    Plan p;
-    p.subscribers = 2 + static_cast<int>(rng() % 2);
-    p.total = 100 + rng() % 3000;
-    p.capacity = uint64_t{4096} << (rng() % 3);
-    p.victim_is_publisher = rng() % 2 == 0;
-    p.victim_index = static_cast<int>(rng() % p.subscribers);
-    const uint64_t k = rng() % 20;
-    p.kill = k < 8    ? KillMethod::kSelf
-             : k < 16 ? KillMethod::kAsync
-             : k < 19 ? KillMethod::kCpuTimer
-                      : KillMethod::kNone;
-    p.self_phase = p.victim_is_publisher ? (rng() % 2 ? kLoaned : kPublished)
-                                         : (rng() % 2 ? kHolding : kReleased);
-    p.self_at = rng() % p.total;
-    p.delay_fraction = static_cast<double>(rng() % 1000) / 1000.0;
-    p.cpu = microseconds(200 + rng() % 3000);
-    return p;
-  }
-
-  class TopicScenario final : public CrashScenario {
-   public:
-    std::string name() const override { return "topic"; }
-
-    TrialCounts RunTrial(const TrialOptions& o) override {
-      std::mt19937_64 rng(o.seed);
-      const Plan p = MakePlan(rng);
-      TrialCounts c;
-      const std::string name = testing::UniqueShmName("crash-topic");
-      Ledger* l = testing::NewShared<Ledger>();
-      std::optional<Topic> topic;
-      {
-        TopicOptions opts;
-        opts.capacity = p.capacity;
-        opts.max_message_size = 256;
-        opts.policy = TopicPolicy::kBlock;
-        auto r = Topic::Create(name, opts);
-        if (!r) {
-          std::fprintf(stderr, "topic: create: %s\n", r.error().message().c_str());
-          c.errors++;
-          testing::DeleteShared(l);
-          return c;
-        }
-        topic.emplace(std::move(*r));
-      }
-      const auto trial_deadline = Clock::now() + o.deadline;
-      pid_t subs[kMaxSubs] = {};
+    const auto trial_deadline = Clock::now() + o.deadline;
+    pid_t subs[kMaxSubs] = {};
+    for (int i = 0; i < p.subscribers; ++i) {
+      subs[i] = testing::ForkChild([&] { return SubscriberMain(name, p, l, i, o); });
+    }
+    // Everyone subscribed before the first message: each must then receive all of them.
+    // A subscriber killed while joining never joins: wait for each to join or to exit
+    // (promptly: the others' no-progress bound runs meanwhile).
+    auto all_settled = [&] {
       for (int i = 0; i < p.subscribers; ++i) {
-        subs[i] = testing::ForkChild([&] { return SubscriberMain(name, p, l, i, o); });
+        if (l->joined[i].load() == 0 && !testing::HasExited(subs[i])) return false;
       }
-      // Everyone subscribed before the first message: each must then receive all of them.
-<<<<<<< HEAD
-      for (const auto until = Clock::now() + o.wait_bound;
-           l->joined.load() < static_cast<uint32_t>(p.subscribers) && Clock::now() < until;) {
-=======
-      // A subscriber killed while joining never joins: wait for each to join or to exit
-      // (promptly: the others' no-progress bound runs meanwhile).
-      auto all_settled = [&] {
-        for (int i = 0; i < p.subscribers; ++i) {
-          if (l->joined[i].load() == 0 && !testing::HasExited(subs[i])) return false;
-        }
-        return true;
-      };
-      for (const auto until = Clock::now() + o.wait_bound;
-           !all_settled() && Clock::now() < until;) {
->>>>>>> pubsub
-        std::this_thread::sleep_for(microseconds(100));
+      return true;
+    };
+    for (const auto until = Clock::now() + o.wait_bound; !all_settled() && Clock::now() < until;) {
+      std::this_thread::sleep_for(microseconds(100));
+    }
+    pid_t pub = testing::ForkChild([&] { return PublisherMain(name, p, l, false, o); });
+    const pid_t victim = p.victim_is_publisher ? pub : subs[p.victim_index];
+    const int vslot = p.victim_is_publisher ? 0 : 1 + p.victim_index;
+    if (p.kill == KillMethod::kAsync) {
+      AwaitOrExit(victim, std::chrono::seconds(5),
+                  [&] { return l->loop_start[vslot].load() != 0; });
+      std::this_thread::sleep_for(microseconds(static_cast<int64_t>(p.delay_fraction * loop_us_)));
+      ::kill(victim, SIGKILL);
+    }
+    bool killed = false;
+    uint32_t victim_phase = 0;
+    auto reap = [&](pid_t pid, bool is_victim) {
+      const int st = WaitOrCountHang(pid, trial_deadline, c);
+      if (st == -1) return;
+      if (is_victim) {
+        killed = KilledBySigkill(st);
+        victim_phase = l->phase[vslot].load();
+        if (killed) return;
       }
-      pid_t pub = testing::ForkChild([&] { return PublisherMain(name, p, l, false, o); });
-      const pid_t victim = p.victim_is_publisher ? pub : subs[p.victim_index];
-      const int vslot = p.victim_is_publisher ? 0 : 1 + p.victim_index;
-      if (p.kill == KillMethod::kAsync) {
-        AwaitOrExit(victim, std::chrono::seconds(5),
-                    [&] { return l->loop_start[vslot].load() != 0; });
-        std::this_thread::sleep_for(
-            microseconds(static_cast<int64_t>(p.delay_fraction * loop_us_)));
-        ::kill(victim, SIGKILL);
+      const int code = testing::ExitCodeOf(st);
+      if (code != kExitOk) {
+        std::fprintf(stderr, "topic: %s %s exit %d (victim %s %d, %s)\n",
+                     pid == victim ? "victim" : "survivor", pid == pub ? "publisher" : "process",
+                     code, p.victim_is_publisher ? "publisher" : "subscriber", p.victim_index,
+                     KillMethodName(p.kill));
+        (code == kExitHang ? c.hangs : c.errors)++;
       }
-      bool killed = false;
-      uint32_t victim_phase = 0;
-      auto reap = [&](pid_t pid, bool is_victim) {
-        const int st = WaitOrCountHang(pid, trial_deadline, c);
-        if (st == -1) return;
-        if (is_victim) {
-          killed = KilledBySigkill(st);
-          victim_phase = l->phase[vslot].load();
-          if (killed) return;
-        }
-        const int code = testing::ExitCodeOf(st);
-        if (code != kExitOk) {
-<<<<<<< HEAD
-          std::fprintf(stderr, "topic: %s exit %d (victim %s %d, %s)\n",
-                       pid == victim ? "victim" : "survivor", code,
-                       p.victim_is_publisher ? "publisher" : "subscriber", p.victim_index,
-=======
-          std::fprintf(stderr, "topic: %s %s exit %d (victim %s %d, %s)\n",
-                       pid == victim ? "victim" : "survivor", pid == pub ? "publisher" : "process",
-                       code, p.victim_is_publisher ? "publisher" : "subscriber", p.victim_index,
->>>>>>> pubsub
-                       KillMethodName(p.kill));
-          (code == kExitHang ? c.hangs : c.errors)++;
-        }
-      };
-      const auto t0 = Clock::now();
-      reap(pub, pub == victim);
-      loop_us_ = 0.8 * loop_us_ +
-                 0.2 * std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-      const bool publisher_killed = killed && p.victim_is_publisher;
-      if (publisher_killed) {
-        // A successor takes the dead publisher's role over and finishes the stream.
-        const pid_t next = testing::ForkChild([&] { return PublisherMain(name, p, l, true, o); });
-        reap(next, false);
-      }
-      for (int i = 0; i < p.subscribers; ++i) reap(subs[i], subs[i] == victim);
-      if (killed) {
-        c.kills++;
-        c.kill_phases[std::string(p.victim_is_publisher ? "topic-publisher:"
-                                                        : "topic-subscriber:") +
-                      PhaseName(kPhaseNames, victim_phase)]++;
-      }
-
-      // ---- accounting: every survivor got exactly [0, total), in order, intact.
-      for (int i = 0; i < p.subscribers; ++i) {
-        const uint64_t got = l->received[i].load();
-        c.messages += got;
-        if (killed && !p.victim_is_publisher && i == p.victim_index) continue;
-        if (got < p.total) c.lost += p.total - got;
-        if (got > p.total) c.duplicated += got - p.total;
-      }
-      c.misordered += l->misordered.load();
-      c.corrupt += l->corrupt.load();
-      c.errors += l->bad_resume.load();
-
-      topic.reset();  // creator: kUnlinkOnDestroy
-      if (testing::ShmExists(name)) {
-        c.leaked++;
-        ::shm_unlink(name.c_str());
-      }
-      if (o.verbose) {
-        std::fprintf(
-            stderr, "topic seed=%llu S=%d n=%llu cap=%llu victim=%s%d kill=%s killed=%d phase=%s\n",
-            (unsigned long long)o.seed, p.subscribers, (unsigned long long)p.total,
-            (unsigned long long)p.capacity, p.victim_is_publisher ? "P" : "S", p.victim_index,
-            KillMethodName(p.kill), killed, PhaseName(kPhaseNames, victim_phase));
-      }
-      testing::DeleteShared(l);
-      return c;
+    };
+    const auto t0 = Clock::now();
+    reap(pub, pub == victim);
+    loop_us_ =
+        0.8 * loop_us_ + 0.2 * std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+    const bool publisher_killed = killed && p.victim_is_publisher;
+    if (publisher_killed) {
+      // A successor takes the dead publisher's role over and finishes the stream.
+      const pid_t next = testing::ForkChild([&] { return PublisherMain(name, p, l, true, o); });
+      reap(next, false);
+    }
+    for (int i = 0; i < p.subscribers; ++i) reap(subs[i], subs[i] == victim);
+    if (killed) {
+      c.kills++;
+      c.kill_phases[std::string(p.victim_is_publisher ? "topic-publisher:" : "topic-subscriber:") +
+                    PhaseName(kPhaseNames, victim_phase)]++;
     }
 
-   private:
-    double loop_us_ = 5000;
-  };
+    // ---- accounting: every survivor got exactly [0, total), in order, intact.
+    for (int i = 0; i < p.subscribers; ++i) {
+      const uint64_t got = l->received[i].load();
+      c.messages += got;
+      if (killed && !p.victim_is_publisher && i == p.victim_index) continue;
+      if (got < p.total) c.lost += p.total - got;
+      if (got > p.total) c.duplicated += got - p.total;
+    }
+    c.misordered += l->misordered.load();
+    c.corrupt += l->corrupt.load();
+    c.errors += l->bad_resume.load();
 
-  }  // namespace
+    topic.reset();  // creator: kUnlinkOnDestroy
+    if (testing::ShmExists(name)) {
+      c.leaked++;
+      ::shm_unlink(name.c_str());
+    }
+    if (o.verbose) {
+      std::fprintf(
+          stderr, "topic seed=%llu S=%d n=%llu cap=%llu victim=%s%d kill=%s killed=%d phase=%s\n",
+          (unsigned long long)o.seed, p.subscribers, (unsigned long long)p.total,
+          (unsigned long long)p.capacity, p.victim_is_publisher ? "P" : "S", p.victim_index,
+          KillMethodName(p.kill), killed, PhaseName(kPhaseNames, victim_phase));
+    }
+    testing::DeleteShared(l);
+    return c;
+  }
 
-  std::unique_ptr<CrashScenario> MakeTopicScenario() { return std::make_unique<TopicScenario>(); }
+ private:
+  double loop_us_ = 5000;
+};
+
+}  // namespace
+
+std::unique_ptr<CrashScenario> MakeTopicScenario() { return std::make_unique<TopicScenario>(); }
 
 }  // namespace shmlink::reliability
