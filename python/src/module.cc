@@ -21,6 +21,7 @@
 #include "python/src/decode_view.h"
 #include "python/src/message.h"
 #include "python/src/queue.h"
+#include "python/src/shared_object_py.h"
 #include "python/src/topic_py.h"
 #include "python/src/transport_py.h"
 
@@ -450,6 +451,7 @@ PYBIND11_MODULE(_shmlink, m) {
   shmlink::py::InstallForkHandler();
   if (shmlink::py::RegisterMessageType(m.ptr()) != 0) throw a::error_already_set();
   shmlink::py::RegisterQueueTypes(m);
+  shmlink::py::RegisterSharedObjectType(m);
   shmlink::py::RegisterTransportTypes(m);
   shmlink::py::g_large_message =
       PyErr_NewException("shmlink._shmlink._LargeMessage", PyExc_Exception, nullptr);

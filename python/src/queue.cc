@@ -1,7 +1,7 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
-// _Queue and _SharedObject: the extension classes behind shmlink.Queue/JoinableQueue/
-// SimpleQueue (ringbuf/mpmc_queue.h) and shmlink.Value/Array (ringbuf/shared_object.h).
+// _Queue: the extension class behind shmlink.Queue/JoinableQueue/SimpleQueue
+// (<shmlink/mpmc_queue.h>).
 //
 // A queue is two named segments: the MPMC queue `name`, and `name.ctl`, a SharedObject
 // whose bytes hold the counters multiprocessing's API needs and MpmcQueue does not keep:
@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "python/src/channel.h"
+#include "python/src/deadline.h"
 #include "python/src/decode_view.h"
 
 #include <shmlink/futex.h>
@@ -40,8 +41,6 @@ namespace shmlink::py {
 namespace {
 
 constexpr uint32_t kCtlMagic = 0x51554555;  // "QUEU"
-constexpr std::chrono::milliseconds kSlice{50};
-using Clock = std::chrono::steady_clock;
 
 struct QueueCtl {
   std::atomic<uint32_t> count;
@@ -50,34 +49,7 @@ struct QueueCtl {
   std::atomic<uint32_t> magic;
 };
 
-[[noreturn]] void Throw() { throw pyb::error_already_set(); }
-
 bool Is(const std::error_code& ec, RingErrc e) { return ec == make_error_code(e); }
-
-struct Deadline {
-  bool infinite;
-  Clock::time_point at;
-  explicit Deadline(Timeout t)
-      : infinite(!t.has_value()),
-        at(infinite ? Clock::time_point::max()
-                    : Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(std::max(0.0, *t)))) {}
-  std::chrono::nanoseconds Left() const {
-    if (infinite) return std::chrono::nanoseconds::max();
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(at - Clock::now());
-  }
-  // Next wait slice, or nullopt if expired.
-  std::optional<std::chrono::nanoseconds> Slice() const {
-    if (infinite) return kSlice;
-    auto left = at - Clock::now();
-    if (left <= Clock::duration::zero()) return std::nullopt;
-    return std::min<std::chrono::nanoseconds>(kSlice, left);
-  }
-};
-
-void CheckSignals() {
-  if (PyErr_CheckSignals() != 0) Throw();
-}
 
 // Waits while *word == value, one slice, GIL released.
 void FutexSlice(std::atomic<uint32_t>* word, uint32_t value, std::chrono::nanoseconds d) {
@@ -179,7 +151,7 @@ class QueueImpl {
     } release{views, held};
     std::vector<std::span<const std::byte>> spans;
     for (const auto& p : parts) {
-      if (PyObject_GetBuffer(p.ptr(), &views[held], PyBUF_SIMPLE) != 0) Throw();
+      if (PyObject_GetBuffer(p.ptr(), &views[held], PyBUF_SIMPLE) != 0) ThrowPythonError();
       spans.emplace_back(static_cast<const std::byte*>(views[held].buf),
                          static_cast<size_t>(views[held].len));
       ++held;
@@ -197,11 +169,11 @@ class QueueImpl {
     const std::byte* tag = &kTagBytes;
     if (!PyBytes_CheckExact(obj.ptr())) {
       encoded = pyb::reinterpret_steal<pyb::object>(PyObject_CallOneArg(dumps.ptr(), obj.ptr()));
-      if (!encoded) Throw();
+      if (!encoded) ThrowPythonError();
       obj = encoded;
       tag = &kTagPickle;
     }
-    if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_SIMPLE) != 0) Throw();
+    if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_SIMPLE) != 0) ThrowPythonError();
     struct Release {
       Py_buffer* v;
       ~Release() { PyBuffer_Release(v); }
@@ -219,7 +191,7 @@ class QueueImpl {
     if (total > queue_->max_message_size()) {
       PyErr_Format(PyExc_ValueError, "message of %zu bytes exceeds the slot size %llu", total,
                    static_cast<unsigned long long>(queue_->max_message_size()));
-      Throw();
+      ThrowPythonError();
     }
     Deadline deadline(timeout);
     const bool nowait = timeout && *timeout <= 0;
@@ -272,7 +244,7 @@ class QueueImpl {
         r = RingErrc::kWouldBlock;
         if (PyErr_CheckSignals() != 0) {
           undo();
-          Throw();
+          ThrowPythonError();
         }
       }
     }
@@ -326,14 +298,14 @@ class QueueImpl {
       PyObject* b = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(data) + 1,
                                               static_cast<Py_ssize_t>(size - 1));
       (void)c.release();
-      if (b == nullptr) Throw();
+      if (b == nullptr) ThrowPythonError();
       return pyb::reinterpret_steal<pyb::object>(b);
     }
     const bool pickled = size >= 1 && data[0] == std::byte{1} && loads;
     const size_t skip = pickled ? 1 : 0;
     PyObject* result = DecodeView(pickled ? loads.ptr() : decode.ptr(), r->data.subspan(skip));
     (void)c.release();  // the view is gone (DecodeView reports a decode that kept it)
-    if (result == nullptr) Throw();
+    if (result == nullptr) ThrowPythonError();
     return pyb::reinterpret_steal<pyb::object>(result);
   }
 
@@ -415,7 +387,7 @@ class QueueImpl {
       if (n == 0) {
         if (!user_call) return;
         PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
-        Throw();
+        ThrowPythonError();
       }
       if (c->unfinished.compare_exchange_weak(n, n - 1, std::memory_order_seq_cst)) break;
     }
@@ -430,86 +402,6 @@ class QueueImpl {
   bool unlinked_ = false;
   HandleSlot<MpmcProducer> producer_;
   HandleSlot<MpmcConsumer> consumer_;
-};
-
-// Value/Array storage: a SharedObject whose robust lock backs get_lock().
-class ObjectImpl {
- public:
-  static std::shared_ptr<ObjectImpl> Create(const std::string& name, size_t size,
-                                            uint64_t elem_size, uint64_t tag) {
-    SharedObject::CreateOptions o;
-    o.unlink = UnlinkPolicy::kKeep;
-    o.elem_size = elem_size;
-    o.type_tag = tag;
-    auto obj = SharedObject::Create(name, size, o);
-    if (!obj) RaiseRingError(obj.error(), false);
-    return std::make_shared<ObjectImpl>(std::move(*obj));
-  }
-  static std::shared_ptr<ObjectImpl> Attach(const std::string& name) {
-    auto obj = SharedObject::Attach(name);
-    if (!obj) RaiseRingError(obj.error(), false);
-    return std::make_shared<ObjectImpl>(std::move(*obj));
-  }
-  explicit ObjectImpl(SharedObject&& o) : obj_(std::make_unique<SharedObject>(std::move(o))) {}
-  ~ObjectImpl() {
-    if (generation_ != ForkGeneration()) {
-      (void)guard_.release();  // never unlock the parent's lock from a child
-      (void)obj_.release();
-    }
-  }
-
-  // Acquires the robust lock (blocking per timeout; Ctrl-C interrupts). Returns False on
-  // timeout, True when held. A dead previous owner is recovered (kAutoRecover).
-  bool Lock(Timeout timeout) {
-    if (guard_ && guard_generation_ == ForkGeneration()) {
-      PyErr_SetString(PyExc_RuntimeError, "lock already held by this handle");
-      Throw();
-    }
-    if (guard_) (void)guard_.release();  // inherited across fork: not ours
-    auto g = obj_->try_lock(LockRecovery::kAutoRecover);
-    if (!g && Is(g.error(), RingErrc::kWouldBlock)) {
-      if (timeout && *timeout <= 0) return false;
-      Deadline deadline(timeout);
-      for (;;) {
-        auto slice = deadline.Slice();
-        if (!slice) return false;
-        Py_BEGIN_ALLOW_THREADS;
-        g = obj_->lock_for(*slice, LockRecovery::kAutoRecover);
-        Py_END_ALLOW_THREADS;
-        if (g || !Is(g.error(), RingErrc::kTimedOut)) break;
-        CheckSignals();
-      }
-    }
-    if (!g) RaiseRingError(g.error(), false);
-    owner_died_ = g->owner_died();
-    guard_ = std::make_unique<SharedObject::Guard>(std::move(*g));
-    guard_generation_ = ForkGeneration();
-    return true;
-  }
-
-  void Unlock() {
-    if (!guard_ || guard_generation_ != ForkGeneration()) {
-      PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
-      Throw();
-    }
-    guard_.reset();
-  }
-
-  bool owner_died() const { return owner_died_; }
-  uint64_t type_tag() const { return obj_->type_tag(); }
-  uint64_t elem_size() const { return obj_->elem_size(); }
-  size_t size() const { return obj_->size(); }
-  std::byte* data() const { return obj_->data(); }
-  void Unlink() { (void)obj_->Unlink(); }
-
- private:
-  std::unique_ptr<SharedObject> obj_;
-  uint64_t generation_ = ForkGeneration();
-  // Held guard: the lock belongs to the thread that took it; Python's RLock-like layer
-  // (shmlink._sync) makes sure the same thread unlocks.
-  std::unique_ptr<SharedObject::Guard> guard_;
-  uint64_t guard_generation_ = 0;
-  bool owner_died_ = false;
 };
 
 }  // namespace
@@ -538,23 +430,6 @@ void RegisterQueueTypes(pybind11::module_& m) {
       .def_property_readonly("unfinished", &QueueImpl::unfinished)
       .def_property_readonly("slot_size", &QueueImpl::slot_size)
       .def_property_readonly("slot_count", &QueueImpl::slot_count);
-
-  a::class_<ObjectImpl, std::shared_ptr<ObjectImpl>>(m, "_SharedObject", a::buffer_protocol())
-      .def_static("create", &ObjectImpl::Create, a::arg("name"), a::arg("size"),
-                  a::arg("elem_size"), a::arg("type_tag"))
-      .def_static("attach", &ObjectImpl::Attach, a::arg("name"))
-      .def("lock", &ObjectImpl::Lock, a::arg("timeout") = a::none())
-      .def("unlock", &ObjectImpl::Unlock)
-      .def("unlink", &ObjectImpl::Unlink)
-      .def_property_readonly("owner_died", &ObjectImpl::owner_died)
-      .def_property_readonly("type_tag", &ObjectImpl::type_tag)
-      .def_property_readonly("elem_size", &ObjectImpl::elem_size)
-      .def_property_readonly("size", &ObjectImpl::size)
-      .def_buffer([](ObjectImpl& o) {
-        return a::buffer_info(o.data(), 1, a::format_descriptor<uint8_t>::format(), 1,
-                              {static_cast<ssize_t>(o.size())}, {ssize_t{1}},
-                              /*readonly=*/false);
-      });
 }
 
 }  // namespace shmlink::py

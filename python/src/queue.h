@@ -1,7 +1,6 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
-// Registers _Queue (MpmcQueue + shared counters) and _SharedObject (robust-locked shared
-// bytes) in the extension module. See queue.cc.
+// Registers _Queue (MpmcQueue + shared counters) in the extension module. See queue.cc.
 #ifndef SHMLINK_PYTHON_SRC_QUEUE_H_
 #define SHMLINK_PYTHON_SRC_QUEUE_H_
 

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "python/src/channel.h"
+#include "python/src/deadline.h"
 
 #include <shmlink/topic.h>
 
@@ -32,31 +33,7 @@ namespace pyb = pybind11;
 namespace shmlink::py {
 namespace {
 
-constexpr std::chrono::milliseconds kSlice{50};
-using Clock = std::chrono::steady_clock;
-
-[[noreturn]] void Throw() { throw pyb::error_already_set(); }
 bool Is(const std::error_code& ec, RingErrc e) { return ec == make_error_code(e); }
-
-struct Deadline {
-  bool infinite;
-  Clock::time_point at;
-  explicit Deadline(Timeout t)
-      : infinite(!t.has_value()),
-        at(infinite ? Clock::time_point::max()
-                    : Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(std::max(0.0, *t)))) {}
-  std::chrono::nanoseconds Left() const {
-    if (infinite) return std::chrono::nanoseconds::max();
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(at - Clock::now());
-  }
-  std::optional<std::chrono::nanoseconds> Slice() const {
-    if (infinite) return kSlice;
-    auto left = at - Clock::now();
-    if (left <= Clock::duration::zero()) return std::nullopt;
-    return std::min<std::chrono::nanoseconds>(kSlice, left);
-  }
-};
 
 // Runs try_fn, then (unless nowait) spins and waits in slices with wait_fn(opts), the GIL
 // released, until it stops saying kWouldBlock or the deadline passes (kTimedOut).
@@ -78,7 +55,7 @@ auto SlicedCall(Timeout timeout, TryFn&& try_fn, WaitFn&& wait_fn) -> decltype(t
     Py_END_ALLOW_THREADS;
     if (!r && Is(r.error(), RingErrc::kTimedOut)) {
       r = RingErrc::kWouldBlock;
-      if (PyErr_CheckSignals() != 0) Throw();
+      if (PyErr_CheckSignals() != 0) ThrowPythonError();
     }
   }
   return r;
@@ -156,7 +133,7 @@ class PyTopicPublisher {
   TopicPublisher& Get() {
     if (!pub_ || generation_ != ForkGeneration()) {
       PyErr_SetString(PyExc_OSError, "publisher handle is released (or inherited across fork)");
-      Throw();
+      ThrowPythonError();
     }
     return *pub_;
   }
@@ -294,7 +271,7 @@ class PyTopicSubscriber : public std::enable_shared_from_this<PyTopicSubscriber>
   TopicSubscriber& Get() {
     if (!sub_ || generation_ != ForkGeneration()) {
       PyErr_SetString(PyExc_OSError, "subscriber handle is closed (or inherited across fork)");
-      Throw();
+      ThrowPythonError();
     }
     return *sub_;
   }
