@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cstring>
 #include <nlohmann/json.hpp>
 
 namespace shmlink::bench {
@@ -34,6 +35,50 @@ std::string ToJsonLine(const BenchRecord& r) {
   for (const auto& [k, v] : r.extra) j[k] = v;
   if (!r.note.empty()) j["note"] = r.note;
   return j.dump();
+}
+
+std::optional<BenchRecord> ParseJsonLine(const std::string& line) {
+  if (line.empty() || line[0] != '{') return std::nullopt;
+  const auto j = nlohmann::json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  BenchRecord r;
+  r.system = j.value("system", "");
+  r.pattern = j.value("pattern", "");
+  r.size = j.value("size", uint64_t{0});
+  auto num = [&](const char* k) -> std::optional<double> {
+    if (j.contains(k) && j[k].is_number()) return j[k].get<double>();
+    return std::nullopt;
+  };
+  r.msgs_per_s = num("msgs_per_s");
+  r.bytes_per_s = num("bytes_per_s");
+  r.p50_ns = num("p50_ns");
+  r.p99_ns = num("p99_ns");
+  r.p999_ns = num("p999_ns");
+  for (const char* k : {"producers", "consumers", "subscribers", "reps"}) {
+    if (j.contains(k) && j[k].is_number_integer()) {
+      std::optional<int> v = j[k].get<int>();
+      if (!std::strcmp(k, "producers")) r.producers = v;
+      if (!std::strcmp(k, "consumers")) r.consumers = v;
+      if (!std::strcmp(k, "subscribers")) r.subscribers = v;
+      if (!std::strcmp(k, "reps")) r.reps = v;
+    }
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    if (it->is_number() && (k.ends_with("_min") || k.ends_with("_max"))) {
+      r.extra[k] = it->get<double>();
+    }
+  }
+  r.note = j.value("note", "");
+  if (j.contains("error"))
+    r.error = j["error"].is_string() ? j["error"].get<std::string>() : "error";
+  return r;
+}
+
+std::string JoinSizes(const std::vector<uint64_t>& sizes) {
+  std::string s;
+  for (uint64_t z : sizes) s += (s.empty() ? "" : ",") + std::to_string(z);
+  return s;
 }
 
 void PinToCpu(int cpu) {

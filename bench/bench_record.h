@@ -33,6 +33,10 @@ struct BenchRecord {
 // One JSON object on one line (no trailing newline).
 std::string ToJsonLine(const BenchRecord& r);
 
+// The record a JSON Lines line holds (ToJsonLine's inverse), or nullopt when the line is
+// not a JSON object (progress text, blank lines, garbage).
+std::optional<BenchRecord> ParseJsonLine(const std::string& line);
+
 // Common knobs every benchmark case receives.
 struct BenchConfig {
   bool quick = false;            // CI smoke: short runs
@@ -41,6 +45,9 @@ struct BenchConfig {
   std::vector<uint64_t> sizes = {64, 4096, 1 << 20};
   int cpu_a = 0, cpu_b = 1;  // cores the two sides are pinned to
 };
+
+// "64,4096,1048576": sizes in the form every benchmark's --sizes flag takes.
+std::string JoinSizes(const std::vector<uint64_t>& sizes);
 
 // Pins the calling thread/process to `cpu` (ignored if it fails, e.g. fewer cores).
 void PinToCpu(int cpu);

@@ -20,6 +20,8 @@ void RunSpscCases(const BenchConfig& cfg, const Emit& emit);  // shmlink-spsc, s
 void RunSocketpairCases(const BenchConfig& cfg, const Emit& emit);  // unix-socketpair
 void RunFloorCases(const BenchConfig& cfg, const Emit& emit);       // floor-cacheline, floor-memcpy
 void RunMpmcCases(const BenchConfig& cfg, const Emit& emit);        // shmlink-mpmc, mutex-queue
+// RunMpmcCases at 2 producers -> 2 consumers only, unless SHMLINK_MPMC_PROCS says otherwise.
+void RunMpmcPairCases(const BenchConfig& cfg, const Emit& emit);
 void RunConnectionCases(const BenchConfig& cfg,
                         const Emit& emit);  // shmlink-connection, unix-socket-framed
 void RunPipeCases(const BenchConfig& cfg, const Emit& emit);     // pipe
@@ -28,7 +30,8 @@ void RunIceoryxCases(const BenchConfig& cfg, const Emit& emit);  // iceoryx
 void RunBoostCases(const BenchConfig& cfg, const Emit& emit);    // boost-message-queue
 void RunPubsubCases(const BenchConfig& cfg, const Emit& emit);   // shmlink-pubsub (N subscribers)
 void RunIceoryxPubsubCases(const BenchConfig& cfg,
-                           const Emit& emit);  // iceoryx pub/sub, N subscribers
+                           const Emit& emit);                   // iceoryx pub/sub, N subscribers
+void RunPythonCases(const BenchConfig& cfg, const Emit& emit);  // python-mp-*, python-shmlink-*
 
 }  // namespace shmlink::bench
 

@@ -13,12 +13,7 @@
 // system's figure and its ratio to shmlink, the target checks and the failures; it writes
 // the records as JSON Lines (--json) and a PNG plot per pattern (gnuplot) into bench/out/.
 // See docs/compare.md for what each peer does per message.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/stat.h>
 #include <sys/utsname.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -32,7 +27,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
@@ -41,6 +35,8 @@
 #include "bench/bench_record.h"
 #include "bench/cases.h"
 #include "bench/harness.h"
+#include "bench/run_command.h"
+#include "bench/source_tree.h"
 
 namespace shmlink::bench {
 namespace {
@@ -55,14 +51,6 @@ struct Options {
   std::vector<std::string> systems;
   bool plot = true;
 };
-
-void RunPythonCases(const BenchConfig& cfg, const Emit& emit);
-
-// RunMpmcCases measures 1->1, 2->2 and 4->4; compare shows 2->2 unless the caller chose.
-void RunMpmc2x2(const BenchConfig& cfg, const Emit& emit) {
-  setenv("SHMLINK_MPMC_PROCS", "2", /*overwrite=*/0);
-  RunMpmcCases(cfg, emit);
-}
 
 // ---- The systems ---------------------------------------------------------------------------
 // One entry per system family: the name --systems accepts, the schema names it emits, and
@@ -83,7 +71,7 @@ const std::vector<Family>& Families() {
       {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
       // MPMC, 2 producers -> 2 consumers (the layout; SHMLINK_MPMC_PROCS overrides),
       // and the Connection (shm rings after the Python-compatible handshake).
-      {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmc2x2},
+      {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmcPairCases},
       {"connection", {"shmlink-connection", "unix-socket-framed"}, &RunConnectionCases},
       // The peers, on bench/peer_harness.h, and the Python systems.
       {"pipe", {"pipe"}, &RunPipeCases},
@@ -164,214 +152,11 @@ double Extra(const BenchRecord& r, const std::string& k) {
   return it == r.extra.end() ? NAN : it->second;
 }
 
-// The source tree: where `bazel run` was started from, or the current directory if it is
-// the workspace root (running bazel-bin/bench/compare directly).
-std::string Root() {
-  const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
-  if (ws) return ws;
-  if (access("WORKSPACE", R_OK) == 0 && access("bench/compare.cc", R_OK) == 0) {
-    return fs::current_path().string();
-  }
-  return "";
-}
-
-std::string g_argv0;  // for locating runfiles when started outside bazel
 // Relative paths on the command line are relative to where the user ran `bazel run`.
 std::string UserPath(const std::string& p) {
   if (p.empty() || p[0] == '/') return p;
   const char* wd = std::getenv("BUILD_WORKING_DIRECTORY");
   return wd ? std::string(wd) + "/" + p : p;
-}
-
-BenchRecord FromJson(const nlohmann::json& j) {
-  BenchRecord r;
-  r.system = j.value("system", "");
-  r.pattern = j.value("pattern", "");
-  r.size = j.value("size", uint64_t{0});
-  auto num = [&](const char* k) -> std::optional<double> {
-    if (j.contains(k) && j[k].is_number()) return j[k].get<double>();
-    return std::nullopt;
-  };
-  r.msgs_per_s = num("msgs_per_s");
-  r.bytes_per_s = num("bytes_per_s");
-  r.p50_ns = num("p50_ns");
-  r.p99_ns = num("p99_ns");
-  r.p999_ns = num("p999_ns");
-  for (const char* k : {"producers", "consumers", "reps"}) {
-    if (j.contains(k) && j[k].is_number_integer()) {
-      std::optional<int> v = j[k].get<int>();
-      if (!std::strcmp(k, "producers")) r.producers = v;
-      if (!std::strcmp(k, "consumers")) r.consumers = v;
-      if (!std::strcmp(k, "reps")) r.reps = v;
-    }
-  }
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    const std::string& k = it.key();
-    if (it->is_number() && (k.ends_with("_min") || k.ends_with("_max"))) {
-      r.extra[k] = it->get<double>();
-    }
-  }
-  r.note = j.value("note", "");
-  if (j.contains("error"))
-    r.error = j["error"].is_string() ? j["error"].get<std::string>() : "error";
-  return r;
-}
-
-// Runs argv with `env` added, streaming each stdout line to on_line; stderr passes through.
-// Kills it after timeout_s. Returns "" or an explanation.
-std::string RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                       const std::string& cwd, double timeout_s,
-                       const std::function<void(const std::string&)>& on_line) {
-  int out[2];
-  if (pipe2(out, O_CLOEXEC) != 0) return std::string("pipe: ") + std::strerror(errno);
-  std::fflush(nullptr);
-  pid_t pid = fork();
-  if (pid < 0) return std::string("fork: ") + std::strerror(errno);
-  if (pid == 0) {
-    dup2(out[1], 1);
-    if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
-    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(out[1]);
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(static_cast<int>(timeout_s * 1e3));
-  std::string buf;
-  bool timed_out = false;
-  for (;;) {
-    pollfd p{out[0], POLLIN, 0};
-    int n = poll(&p, 1, 200);
-    if (n > 0) {
-      char b[8192];
-      ssize_t got = read(out[0], b, sizeof b);
-      if (got <= 0) break;
-      buf.append(b, static_cast<size_t>(got));
-      size_t nl;
-      while ((nl = buf.find('\n')) != std::string::npos) {
-        on_line(buf.substr(0, nl));
-        buf.erase(0, nl + 1);
-      }
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      timed_out = true;
-      kill(pid, SIGKILL);
-      break;
-    }
-  }
-  close(out[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  if (timed_out) return "timed out after " + std::to_string(static_cast<int>(timeout_s)) + " s";
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return "exited with status " + std::to_string(status);
-  }
-  return "";
-}
-
-std::string JoinSizes(const std::vector<uint64_t>& sizes) {
-  std::string s;
-  for (uint64_t z : sizes) s += (s.empty() ? "" : ",") + std::to_string(z);
-  return s;
-}
-
-// Python: the shmlink module's own benchmark, python/bench.py --json (throughput of
-// python-shmlink-* and, by the same method, python-mp-*), when it and the built extension
-// exist; then bench/python_mp_bench.py for every python-mp-* system and pattern it did not
-// measure (RTT always: python/bench.py measures throughput only).
-void RunPythonCases(const BenchConfig& cfg, const Emit& emit) {
-  const std::string root = Root();
-  const std::string py = "/usr/bin/python3";
-  std::set<std::pair<std::string, std::string>> seen;  // (system, pattern)
-  auto forward = [&](const std::string& line) {
-    if (line.empty() || line[0] != '{') return;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return;
-    BenchRecord r = FromJson(j);
-    if (!r.system.starts_with("python-")) return;
-    seen.insert({BaseSystem(r.system), r.pattern});
-    emit(r);
-  };
-  const double budget = 300 + 60.0 * cfg.reps * cfg.seconds_per_rep * 8;
-  // python/bench.py with its extension: from compare's runfiles (built with it, see
-  // bench/BUILD), else from the source tree and bazel-bin.
-  std::string bench_py, pythonpath, why_not = "python/bench.py not found";
-  const std::vector<std::pair<std::string, std::string>> candidates = {
-      {"python", "python"},
-      {g_argv0 + ".runfiles/shmlink/python", g_argv0 + ".runfiles/shmlink/python"},
-      {root + "/python", root + "/python:" + root + "/bazel-bin/python"}};
-  for (const auto& [dir, path] : candidates) {
-    if (access((dir + "/bench.py").c_str(), R_OK) != 0) continue;
-    const std::string so_a = dir + "/shmlink/_shmlink.so";
-    const std::string so_b = root + "/bazel-bin/python/shmlink/_shmlink.so";
-    if (access(so_a.c_str(), R_OK) != 0 && access(so_b.c_str(), R_OK) != 0) {
-      why_not = "the extension is not built (bazel build //python:all)";
-      continue;
-    }
-    bench_py = dir + "/bench.py";
-    pythonpath = path;
-    break;
-  }
-  if (!bench_py.empty()) {
-    std::fprintf(stderr, "  running python/bench.py --json ...\n");
-    std::vector<std::string> argv = {py,
-                                     bench_py,
-                                     "--json",
-                                     "--sizes",
-                                     JoinSizes(cfg.sizes),
-                                     "--reps",
-                                     std::to_string(cfg.reps),
-                                     "--seconds",
-                                     Fmt("%g", cfg.seconds_per_rep)};
-    if (cfg.quick) argv.push_back("--quick");
-    why_not = RunCommand(argv, {"PYTHONPATH=" + pythonpath}, "", budget, forward);
-    if (!why_not.empty()) why_not = "python/bench.py " + why_not;
-  }
-  for (const char* s : {"python-shmlink-queue", "python-shmlink-pipe", "python-shmlink-ring"}) {
-    if (seen.count({s, "throughput"}) || why_not.empty()) continue;
-    BenchRecord r;
-    r.system = s;
-    r.pattern = "throughput";
-    r.error = "not measured: " + why_not;
-    emit(r);
-  }
-  // Stock multiprocessing baselines, per pattern, for what python/bench.py did not cover.
-  std::map<std::string, std::string> todo;  // patterns -> systems
-  for (const char* s : {"python-mp-pipe", "python-mp-queue", "python-mp-listener"}) {
-    std::string pats;
-    for (const char* p : {"throughput", "rtt"}) {
-      if (!seen.count({s, p})) pats += (pats.empty() ? "" : ",") + std::string(p);
-    }
-    if (!pats.empty()) todo[pats] += (todo[pats].empty() ? "" : ",") + std::string(s);
-  }
-  // runfiles: the cwd of bazel run/test, else next to the binary, else the source tree
-  std::string script = "bench/python_mp_bench.py";
-  for (const std::string& alt : {g_argv0 + ".runfiles/shmlink/" + script, root + "/" + script}) {
-    if (access(script.c_str(), R_OK) != 0) script = alt;
-  }
-  for (const auto& [pats, systems] : todo) {
-    std::string err;
-    if (access(py.c_str(), X_OK) != 0) {
-      err = py + " not found";
-    } else {
-      err = RunCommand(
-          {py, script, "--systems", systems, "--patterns", pats, "--sizes", JoinSizes(cfg.sizes),
-           "--reps", std::to_string(cfg.reps), "--seconds", Fmt("%g", cfg.seconds_per_rep),
-           "--warmup", Fmt("%g", static_cast<double>(WarmupNs(cfg)) * 1e-9), "--cpu-a",
-           std::to_string(cfg.cpu_a), "--cpu-b", std::to_string(cfg.cpu_b)},
-          {}, "", budget, forward);
-    }
-    if (!err.empty()) {
-      BenchRecord r;
-      r.system = systems.substr(0, systems.find(','));
-      r.pattern = "throughput";
-      r.error = "python_mp_bench.py " + err;
-      emit(r);
-    }
-  }
 }
 
 // ---- Machine description -------------------------------------------------------------------
@@ -685,7 +470,6 @@ std::string Plot(const Results& res, const std::string& out, const std::string& 
 }
 
 int Main(int argc, char** argv) {
-  g_argv0 = argv[0];
   CLI::App app{"shmlink vs. the alternatives: one run, same sizes, same process layout"};
   BenchConfig cfg;
   cfg.sizes = {64, 4096, 65536, 1 << 20};
@@ -740,7 +524,7 @@ int Main(int argc, char** argv) {
   }
   // Output locations.
   if (opt.out_dir.empty()) {
-    opt.out_dir = Root().empty() ? "bench/out" : Root() + "/bench/out";
+    opt.out_dir = SourceRoot().empty() ? "bench/out" : SourceRoot() + "/bench/out";
   } else {
     opt.out_dir = UserPath(opt.out_dir);
   }
@@ -831,9 +615,7 @@ int Main(int argc, char** argv) {
       return 2;
     }
     for (std::string line; std::getline(in, line);) {
-      if (line.empty() || line[0] != '{') continue;
-      auto j = nlohmann::json::parse(line, nullptr, false);
-      if (!j.is_discarded() && j.is_object()) emit(FromJson(j));
+      if (auto r = ParseJsonLine(line)) emit(*r);
     }
     not_built.clear();
   } else {

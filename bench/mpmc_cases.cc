@@ -395,4 +395,9 @@ void RunMpmcCases(const BenchConfig& cfg, const Emit& emit) {
   }
 }
 
+void RunMpmcPairCases(const BenchConfig& cfg, const Emit& emit) {
+  setenv("SHMLINK_MPMC_PROCS", "2", /*overwrite=*/0);
+  RunMpmcCases(cfg, emit);
+}
+
 }  // namespace shmlink::bench
