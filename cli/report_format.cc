@@ -36,16 +36,6 @@ std::string HolderSummary(const SegmentReport& r) {
   return s.empty() ? "-" : s;
 }
 
-void AddRole(RoleCounts& a, const RoleCounts& b) {
-  a.messages += b.messages;
-  a.bytes += b.bytes;
-  a.waits += b.waits;
-  a.sleeps += b.sleeps;
-  a.wakeups += b.wakeups;
-  a.wake_calls += b.wake_calls;
-  a.takeovers += b.takeovers;
-}
-
 struct Totals {
   RoleCounts produced, consumed;
   uint32_t waiters = 0;
@@ -55,13 +45,13 @@ struct Totals {
 Totals TotalsOf(const SegmentReport& r) {
   Totals t;
   for (const RingReport& ring : r.rings) {
-    AddRole(t.produced, ring.producer);
-    AddRole(t.consumed, ring.consumer);
+    t.produced += ring.producer;
+    t.consumed += ring.consumer;
     t.waiters += ring.data_waiters + ring.space_waiters;
   }
   if (r.queue) {
-    AddRole(t.produced, r.queue->produced);
-    AddRole(t.consumed, r.queue->consumed);
+    t.produced += r.queue->produced;
+    t.consumed += r.queue->consumed;
     t.waiters += r.queue->not_empty_waiters + r.queue->not_full_waiters;
     t.abandoned = r.queue->abandoned;
     t.redelivered = r.queue->redelivered;

@@ -78,16 +78,6 @@ class Words {
   std::vector<uint64_t> w_;
 };
 
-void Add(RoleCounts& a, const RoleCounts& b) {
-  a.messages += b.messages;
-  a.bytes += b.bytes;
-  a.waits += b.waits;
-  a.sleeps += b.sleeps;
-  a.wakeups += b.wakeups;
-  a.wake_calls += b.wake_calls;
-  a.takeovers += b.takeovers;
-}
-
 // A read-only mapping of the whole file, unmapped on scope exit.
 struct Mapping {
   const std::byte* base = nullptr;
@@ -197,8 +187,8 @@ bool ReadQueue(SegmentReport& r, const Mapping& m, const HeaderFields& f) {
   q.not_full_waiters = ctl.U32(offsetof(MpmcControl, not_full) + offsetof(EventCount, waiters));
   for (uint32_t i = 0; i < kMpmcRegistrySize; ++i) {
     const size_t s = i * sizeof(MpmcHandleStats);
-    Add(q.produced, st.Role(s + RoleStatsIndex(kRoleProducer) * sizeof(RoleStats)));
-    Add(q.consumed, st.Role(s + RoleStatsIndex(kRoleConsumer) * sizeof(RoleStats)));
+    q.produced += st.Role(s + RoleStatsIndex(kRoleProducer) * sizeof(RoleStats));
+    q.consumed += st.Role(s + RoleStatsIndex(kRoleConsumer) * sizeof(RoleStats));
     const size_t e = i * sizeof(MpmcRegistryEntry);
     const uint64_t owner = reg.U64(e + offsetof(MpmcRegistryEntry, owner));
     if (owner == 0) continue;

@@ -59,6 +59,18 @@ inline void CountAdd(std::atomic<uint64_t>& counter, uint64_t n) noexcept {
 struct RoleCounts {
   uint64_t messages = 0, bytes = 0, waits = 0, sleeps = 0, wakeups = 0, wake_calls = 0,
            takeovers = 0;
+
+  // Sums the counts of several handles or segments (totals in reports).
+  RoleCounts& operator+=(const RoleCounts& o) noexcept {
+    messages += o.messages;
+    bytes += o.bytes;
+    waits += o.waits;
+    sleeps += o.sleeps;
+    wakeups += o.wakeups;
+    wake_calls += o.wake_calls;
+    takeovers += o.takeovers;
+    return *this;
+  }
 };
 inline RoleCounts ReadRoleStats(const RoleStats& s) noexcept {
   // Relaxed: statistics, see the file comment.
