@@ -190,9 +190,19 @@ std::string UtcNow() {
 
 struct Results {
   std::vector<BenchRecord> ok, failed;
+  // One-to-one records only: topic records (with subscribers) are found with FindTopic.
   const BenchRecord* Find(const std::string& sys, const std::string& pat, uint64_t size) const {
     for (const auto& r : ok) {
-      if (r.system == sys && r.pattern == pat && r.size == size) return &r;
+      if (r.system == sys && r.pattern == pat && r.size == size && !r.subscribers) return &r;
+    }
+    return nullptr;
+  }
+  const BenchRecord* FindTopic(const std::string& sys, const std::string& pat, uint64_t size,
+                               int subscribers) const {
+    for (const auto& r : ok) {
+      if (r.system == sys && r.pattern == pat && r.size == size && r.subscribers == subscribers) {
+        return &r;
+      }
     }
     return nullptr;
   }
@@ -202,16 +212,19 @@ struct Results {
     if (auto* r = Find(sys, pat, size)) return r;
     const BenchRecord* best = nullptr;
     for (const auto& r : ok) {
-      if (r.system == sys && r.pattern == pat && (!best || r.size > best->size)) best = &r;
+      if (r.system == sys && r.pattern == pat && !r.subscribers && (!best || r.size > best->size)) {
+        best = &r;
+      }
     }
     return best;
   }
 };
 
-std::vector<uint64_t> SizesOf(const Results& res, const std::string& pat) {
+// The sizes measured for `pat`, among one-to-one records or among topic records.
+std::vector<uint64_t> SizesOf(const Results& res, const std::string& pat, bool topics = false) {
   std::set<uint64_t> s;
   for (const auto& r : res.ok) {
-    if (r.pattern == pat) s.insert(r.size);
+    if (r.pattern == pat && r.subscribers.has_value() == topics) s.insert(r.size);
   }
   return {s.begin(), s.end()};
 }
@@ -226,7 +239,7 @@ std::string ThroughputTable(const Results& res) {
   for (uint64_t size : SizesOf(res, "throughput")) {
     std::vector<const BenchRecord*> rows;
     for (const auto& r : res.ok) {
-      if (r.pattern == "throughput" && r.size == size) rows.push_back(&r);
+      if (r.pattern == "throughput" && r.size == size && !r.subscribers) rows.push_back(&r);
     }
     std::sort(rows.begin(), rows.end(),
               [](auto* a, auto* b) { return *a->msgs_per_s > *b->msgs_per_s; });
@@ -251,7 +264,7 @@ std::string RttTable(const Results& res) {
   for (uint64_t size : SizesOf(res, "rtt")) {
     std::vector<const BenchRecord*> rows;
     for (const auto& r : res.ok) {
-      if (r.pattern == "rtt" && r.size == size) rows.push_back(&r);
+      if (r.pattern == "rtt" && r.size == size && !r.subscribers) rows.push_back(&r);
     }
     std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return *a->p50_ns < *b->p50_ns; });
     const BenchRecord* ref = res.Find(kReference, "rtt", size);
@@ -267,9 +280,53 @@ std::string RttTable(const Results& res) {
   return o.str();
 }
 
+// Publish/subscribe: shmlink's topic against iceoryx's publish/subscribe, per subscriber
+// count, both wait styles side by side (spinning / busy-polling, sleeping / WaitSet).
+std::string PubsubTable(const Results& res) {
+  if (SizesOf(res, "throughput", true).empty() && SizesOf(res, "rtt", true).empty()) return "";
+  std::ostringstream o;
+  auto cell = [](const BenchRecord* r, bool tp) {
+    if (!r) return std::string("–");
+    return tp ? Rate(*r->msgs_per_s) : Nanos(*r->p50_ns);
+  };
+  // shmlink ÷ iceoryx for rates, iceoryx ÷ shmlink for latencies: above 1, shmlink is faster.
+  auto ratio = [](const BenchRecord* s, const BenchRecord* i, bool tp) {
+    if (!s || !i) return std::string("–");
+    return Ratio(tp ? *s->msgs_per_s / *i->msgs_per_s : *i->p50_ns / *s->p50_ns);
+  };
+  o << "### Publish/subscribe (one publisher, N subscriber processes; median of reps)\n\n"
+    << "Throughput is the slowest subscriber's msgs/s; RTT goes through subscriber 0 while the "
+       "others consume too. \"spin\": shmlink subscribers spin, iceoryx subscribers busy-poll "
+       "take(); \"sleep\": shmlink subscribers sleep on the futex, iceoryx subscribers wait in "
+       "a WaitSet. \"×\" columns: above 1, shmlink is faster. \"publish\": the publisher's own "
+       "rate with N attached subscribers that do not read (the cost of one publish).\n\n"
+    << "| pattern | size | N | shmlink spin | iceoryx poll | × | shmlink sleep | iceoryx "
+       "WaitSet | × | publish |\n"
+    << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const char* pat : {"throughput", "rtt"}) {
+    const bool tp = std::string(pat) == "throughput";
+    for (uint64_t size : SizesOf(res, pat, true)) {
+      for (int n : {1, 2, 4, 64}) {
+        const BenchRecord* spin = res.FindTopic("shmlink-pubsub", pat, size, n);
+        const BenchRecord* poll = res.FindTopic("iceoryx", pat, size, n);
+        const BenchRecord* sleep = res.FindTopic("shmlink-pubsub:sleep", pat, size, n);
+        const BenchRecord* ws = res.FindTopic("iceoryx:waitset", pat, size, n);
+        const BenchRecord* publish =
+            tp ? res.FindTopic("shmlink-pubsub:publish", pat, size, n) : nullptr;
+        if (!spin && !poll && !sleep && !ws && !publish) continue;
+        o << "| " << pat << " | " << SizeName(size) << " | " << n << " | " << cell(spin, tp)
+          << " | " << cell(poll, tp) << " | " << ratio(spin, poll, tp) << " | " << cell(sleep, tp)
+          << " | " << cell(ws, tp) << " | " << ratio(sleep, ws, tp) << " | " << cell(publish, true)
+          << " |\n";
+      }
+    }
+  }
+  return o.str();
+}
+
 std::string Targets(const Results& res) {
   std::ostringstream o;
-  o << "### Targets (issue 7; same run)\n\n| target | measured | result |\n|---|---|---|\n";
+  o << "### Targets (same run)\n\n| target | measured | result |\n|---|---|---|\n";
   auto row = [&](const std::string& what, const std::string& measured, int verdict) {
     o << "| " << what << " | " << measured << " | "
       << (verdict < 0 ? "n/a (not measured)"
@@ -320,6 +377,39 @@ std::string Targets(const Results& res) {
         r >= 0.8);
   } else {
     row("1 MiB bandwidth ≥ 0.8× memcpy floor", "–", -1);
+  }
+  // Publish/subscribe.
+  for (const auto& [ours, theirs] :
+       {std::pair<const char*, const char*>{"shmlink-pubsub", "iceoryx"},
+        {"shmlink-pubsub:sleep", "iceoryx:waitset"}}) {
+    const std::string what =
+        std::string("pub/sub 64 B, 4 subscribers: slowest ≥ 10× ") + theirs + " (" + ours + ")";
+    const BenchRecord* a = res.FindTopic(ours, "throughput", 64, 4);
+    const BenchRecord* b = res.FindTopic(theirs, "throughput", 64, 4);
+    if (a && b) {
+      const double r = *a->msgs_per_s / *b->msgs_per_s;
+      row(what, Rate(*a->msgs_per_s) + " vs " + Rate(*b->msgs_per_s) + " = " + Ratio(r), r >= 10);
+    } else {
+      row(what, "–", -1);
+    }
+  }
+  const BenchRecord* p1 = res.FindTopic("shmlink-pubsub:publish", "throughput", 64, 1);
+  const BenchRecord* p4 = res.FindTopic("shmlink-pubsub:publish", "throughput", 64, 4);
+  if (p1 && p4) {
+    const double r = *p4->msgs_per_s / *p1->msgs_per_s;
+    row("pub/sub publish cost flat from 1 to 4 subscribers (within 20 %, 64 B)",
+        Rate(*p1->msgs_per_s) + " vs " + Rate(*p4->msgs_per_s) + " = " + Ratio(r),
+        r >= 0.8 && r <= 1.25);
+  } else {
+    row("pub/sub publish cost flat from 1 to 4 subscribers (within 20 %, 64 B)", "–", -1);
+  }
+  const BenchRecord* t_rtt = res.FindTopic("shmlink-pubsub", "rtt", 64, 1);
+  if (t_rtt && s_rtt) {
+    const double r = *t_rtt->p50_ns / *s_rtt->p50_ns;
+    row("pub/sub RTT p50 (64 B, 1 subscriber) ≤ 1.5× shmlink-spsc",
+        Nanos(*t_rtt->p50_ns) + " vs " + Nanos(*s_rtt->p50_ns) + " = " + Ratio(r), r <= 1.5);
+  } else {
+    row("pub/sub RTT p50 (64 B, 1 subscriber) ≤ 1.5× shmlink-spsc", "–", -1);
   }
   return o.str();
 }
@@ -640,6 +730,7 @@ int Main(int argc, char** argv) {
   md << "`\n\n"
      << ThroughputTable(res) << "\n"
      << RttTable(res) << "\n"
+     << PubsubTable(res) << "\n"
      << Targets(res) << "\n"
      << Failures(res, not_built);
   if (opt.plot) {

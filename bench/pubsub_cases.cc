@@ -16,16 +16,22 @@
 //   fast as the slowest subscriber allows. Each subscriber reads every message in place
 //   (sums it as 64-bit words) and releases it, and measures its own window (warm-up, then
 //   cfg.seconds_per_rep). Reported: msgs/s of the slowest subscriber (the note lists all).
+// publish cost (shmlink-pubsub:publish): the publisher's own rate, kOverwrite policy, with
+//   N = 1, 2, 4, 64 subscribers attached (handles held by one other process) that do not
+//   read: what one publish costs as subscribers are added. Not a delivery rate: the
+//   record's msgs_per_s is publishes/s, its note says so.
 // rtt: the publisher publishes one message and waits (spinning) for subscriber 0 to echo
 //   its first 8 bytes back on an SPSC ring; the other subscribers consume every message
 //   too. One sample per round trip.
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -182,6 +188,67 @@ std::string ThroughputRep(const BenchConfig& cfg, uint64_t size, int n, const Wa
   return "";
 }
 
+// Publisher-only rate with n idle subscribers attached (see the file comment).
+std::string PublishCostRep(const BenchConfig& cfg, uint64_t size, int n, ThroughputFigures* out) {
+  SharedMap map;
+  if (map.sh == nullptr) return "mmap failed";
+  Shared* sh = map.sh;
+  TopicOptions o;
+  o.capacity = TopicCapacityFor(size);
+  o.policy = TopicPolicy::kOverwrite;
+  auto topic = Topic::Create(UniqueName("publish-topic"), o);
+  if (!topic) return "create: " + topic.error().message();
+  (void)topic->Unlink();
+  // One process holds all n subscriber handles until the publisher is done.
+  auto pids = ForkSubscribers(cfg, 1, [&](int) -> int {
+    std::vector<TopicSubscriber> subs;
+    subs.reserve(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      auto sub = topic->Subscriber();
+      if (!sub) return 2;
+      subs.push_back(std::move(*sub));
+    }
+    Arrive(sh, 2);
+    while (sh->finished.load(std::memory_order_seq_cst) == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return 0;
+  });
+  PinToCpu(cfg.cpu_a);
+  auto pub = topic->Publisher();
+  if (!pub) {
+    for (pid_t pid : pids) ::kill(pid, SIGKILL);
+    (void)Reap(pids);
+    return "publisher: " + pub.error().message();
+  }
+  const std::vector<std::byte> src = PatternBuffer(size);
+  Arrive(sh, 2);
+  const uint32_t attached = topic->subscriber_count();
+  ThroughputWindow window(cfg, size >= 4096 ? 1 : 256);
+  uint64_t count = 0;
+  std::string err;
+  for (;;) {
+    auto buf = pub->loan(size, WaitOptions::Spin());
+    if (!buf) {
+      err = "loan: " + buf.error().message();
+      break;
+    }
+    std::memcpy(buf->data(), src.data(), size);
+    (void)pub->publish();
+    if (window.measuring()) ++count;
+    if (window.Tick()) break;
+  }
+  sh->finished.store(1, std::memory_order_seq_cst);
+  pub->close();
+  const std::string reaped = Reap(pids);
+  if (!err.empty()) return err;
+  if (!reaped.empty()) return reaped;
+  if (attached != static_cast<uint32_t>(n)) {
+    return std::to_string(attached) + " of " + std::to_string(n) + " subscribers attached";
+  }
+  return ThroughputFromCount(count, size, window.elapsed_ns(), out);
+}
+
 std::string RttRep(const BenchConfig& cfg, uint64_t size, int n, const WaitOptions& opts,
                    std::vector<uint64_t>* samples) {
   SharedMap map;
@@ -286,6 +353,20 @@ void RunPubsubCases(const BenchConfig& cfg, const Emit& emit) {
             std::string(v.how) + "; echo by subscriber 0 over an SPSC ring (spin)", rec);
         emit(rec);
       }
+    }
+  }
+  for (int n : {1, 2, 4, 64}) {
+    for (uint64_t size : cfg.sizes) {
+      BenchRecord rec = ThroughputRecord("shmlink-pubsub:publish", size);
+      rec.producers.reset();
+      rec.consumers.reset();
+      rec.subscribers = n;
+      RunThroughputReps(
+          cfg, [&](ThroughputFigures* out) { return PublishCostRep(cfg, size, n, out); },
+          "publish cost: the publisher's own loan+memcpy+publish rate (overwrite policy) with " +
+              std::to_string(n) + " attached subscribers that do not read; not a delivery rate",
+          rec);
+      emit(rec);
     }
   }
 }
