@@ -90,7 +90,8 @@ class Exporter {
   std::unique_ptr<LocalTopicSource> topic_;  // topic
   uint64_t topic_lost_here_ = 0, topic_dropped_ = 0;
   Clock::time_point last_topic_log_{};
-  bool topic_closed_logged_ = false;
+  bool topic_closed_ = false;  // the publisher closed the topic and this bridge read it all
+  uint64_t topic_next_ = 0;    // the topic sequence after the last one read
   std::map<std::string, Peer> peers_;
   std::deque<InFlight> orphans_;  // taken, owned by no session: resent first
   uint64_t instance_ = 0;
@@ -531,6 +532,19 @@ void Exporter::PumpTopic(Clock::time_point now) {
     if (p.ready) ready.push_back(&p);
   }
   if (ready.empty()) return;
+  if (topic_closed_) {
+    // Everything was read and sent before this: each importer gets the end (after its last
+    // batch on the same connection), repeated each heartbeat until it closes its topic and
+    // leaves. An importer that connects later gets it too. A message missing below the end
+    // is a counted loss on the importing host.
+    for (Peer* p : ready) {
+      if (now - p->last_end_tx > milliseconds(o_.heartbeat_ms)) {
+        SendControl(p->rid, MsgType::kEnd, topic_next_, p->session);
+        p->last_end_tx = now;
+      }
+    }
+    return;
+  }
   for (int round = 0; round < 16; ++round) {
     auto* buf = new std::vector<std::byte>(kWireHeaderSize);
     buf->reserve(kWireHeaderSize + o_.batch_bytes + 64);
@@ -550,9 +564,11 @@ void Exporter::PumpTopic(Clock::time_point now) {
             last_topic_log_ = now;
           }
           if (n == 0) continue;
-        } else if (e == make_error_code(RingErrc::kClosed) && !topic_closed_logged_) {
-          Log(LogLevel::kInfo, "the local publisher closed topic %s", o_.name.c_str());
-          topic_closed_logged_ = true;
+        } else if (e == make_error_code(RingErrc::kClosed) && !topic_closed_) {
+          Log(LogLevel::kInfo,
+              "the local publisher closed topic %s: telling importers the stream ended at %llu",
+              o_.name.c_str(), static_cast<unsigned long long>(topic_next_));
+          topic_closed_ = true;
         } else if (e != make_error_code(RingErrc::kWouldBlock) &&
                    e != make_error_code(RingErrc::kPeerDead) &&
                    e != make_error_code(RingErrc::kClosed)) {
@@ -562,6 +578,7 @@ void Exporter::PumpTopic(Clock::time_point now) {
       }
       if (n > 0 && s->seq != first + n) break;  // a gap: the next batch starts there
       if (n == 0) first = s->seq;
+      topic_next_ = s->seq + 1;
       const size_t off = buf->size();
       buf->resize(off + kRecordHeaderSize + s->data.size());
       EncodeRecord(s->data, 0, buf->data() + off);

@@ -67,10 +67,11 @@ class Importer {
   std::optional<transport::Handshake> hs_;
   uint64_t exporter_ = 0;
   uint64_t session_ = 0;
-  uint64_t delivered_ = 0;  // last sequence committed locally (this session)
-  uint64_t acked_ = 0;      // last sequence acknowledged
-  uint64_t recv_next_ = 1;  // sequence after the last record accepted into pending_
-  uint64_t end_seq_ = 0;    // ring: the exporter's end-of-stream marker (0: none yet)
+  uint64_t delivered_ = 0;             // last sequence committed locally (this session)
+  uint64_t acked_ = 0;                 // last sequence acknowledged
+  uint64_t recv_next_ = 1;             // sequence after the last record accepted into pending_
+  uint64_t end_seq_ = 0;               // ring: the exporter's end-of-stream marker (0: none yet)
+  std::optional<uint64_t> topic_end_;  // topic: the sequence after the last one published
   std::deque<std::unique_ptr<Batch>> pending_;
   Clock::time_point last_rx_{}, last_tx_{}, last_hello_{}, last_auth_{}, last_nack_{};
   uint64_t last_nack_seq_ = 0;
@@ -127,16 +128,21 @@ int Importer::Run() {
       Send(MsgType::kAck, 0, delivered_, session_);
       acked_ = delivered_;
     }
-    if (ready_ && end_seq_ != 0 && pending_.empty() && delivered_ + 1 == end_seq_) {
+    const bool ring_ended = end_seq_ != 0 && delivered_ + 1 == end_seq_;
+    if (ready_ && pending_.empty() && (ring_ended || topic_end_)) {
+      if (topic_end_ && recv_next_ != 0 && *topic_end_ > recv_next_) {
+        topic_lost_ += *topic_end_ - recv_next_;  // the tail dropped for this importer
+      }
       sink_->Flush();
       sink_->Close();
       Send(MsgType::kAck, 2, delivered_, session_);
-      Log(LogLevel::kInfo,
-          "ring %s: the exporter's writer closed it; closed it here (%llu messages)",
-          o_.name.c_str(), static_cast<unsigned long long>(total_delivered_));
+      Log(LogLevel::kInfo, "%s %s: the exporter's %s closed it; closed it here (%llu messages)",
+          std::string(KindName(o_.kind)).c_str(), o_.name.c_str(),
+          topic_end_ ? "publisher" : "writer", static_cast<unsigned long long>(total_delivered_));
       int linger = 1000;  // let the final acknowledgement leave
       zmq_setsockopt(net_.socket(), ZMQ_LINGER, &linger, sizeof linger);
-      return 0;
+      exit_code_ = 0;  // leaves the loop; the totals follow
+      break;
     }
     // Not welcomed: say hello again unless a challenge is in progress.
     if (!ready_ && now - std::max(last_hello_, last_auth_) > milliseconds(500)) SendHello(now);
@@ -266,6 +272,7 @@ void Importer::OnMessage(zmq_msg_t* m, Clock::time_point now) {
         topic_base_ = true;
       }  // else: same exporter, so what was published while we were away is a counted gap
       end_seq_ = 0;
+      topic_end_.reset();
       pending_.clear();
       resume_ = {};
       last_rx_ = now;
@@ -298,6 +305,8 @@ void Importer::OnMessage(zmq_msg_t* m, Clock::time_point now) {
   last_rx_ = now;
   if (h->type == MsgType::kEnd) {
     if (o_.kind == Kind::kRing && h->a == recv_next_) end_seq_ = h->a;
+    // Topic: every batch sent before the end arrived before it (one connection, in order).
+    if (topic) topic_end_ = h->a;
     return;
   }
   if (h->type != MsgType::kData) return;  // heartbeat, or a type only importers send

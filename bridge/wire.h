@@ -21,7 +21,8 @@
 //   kNack   first sequence missing    session id             -
 //   kHeartbeat -                      session id             -
 //   kReset  -                         -                      reason text (re-handshake)
-//   kEnd    sequence after the last   session id             - (ring: writer closed)
+//   kEnd    sequence after the last   session id             - (ring: writer closed;
+//                                                            topic: publisher closed)
 //
 // A kData record is an 8-byte header {u32 length, u32 flags} followed by `length` payload
 // bytes (no padding). Record flag kRecordRedelivered: the message may have been delivered

@@ -655,6 +655,79 @@ TEST_F(BridgeTest, TopicGapsAreCountedLosses) {
   DeleteShared(s);
 }
 
+TEST_F(BridgeTest, TopicEndOfStreamReachesImportingHosts) {
+  // The publisher on host A closes its topic: each importing bridge closes its local topic
+  // after the last message (its subscriber reads everything, then kClosed) and exits 0.
+  // A second importer that connects after the close gets the end too.
+  TopicOptions to;
+  auto topic = Topic::Create(src_, to);
+  ASSERT_TRUE(topic);
+  const std::string dst2 = UniqueShmName("bridgeC");
+  Export("topic");
+  pid_t imp = Import("topic");
+  WaitConnected("import");
+  struct Sub {
+    std::atomic<bool> joined{false};
+    std::atomic<int64_t> got{0}, last{-1};
+    std::atomic<bool> closed{false};
+  };
+  auto* s = NewShared<Sub>();
+  pid_t c = ForkChild([&] {
+    auto t = AttachWhenThere<Topic>(dst_);
+    if (!t) return 10;
+    auto sub = t->Subscriber();
+    if (!sub) return 11;
+    s->joined.store(true);
+    for (;;) {
+      auto m = sub->receive(WaitOptions::WithTimeout(std::chrono::seconds(30)));
+      if (!m) {
+        s->closed.store(m.error() == make_error_code(RingErrc::kClosed));
+        return s->closed.load() ? 0 : 12;
+      }
+      s->last.store(CheckMessage(m->data.data(), m->data.size()));
+      if (!sub->release()) return 13;
+      s->got.fetch_add(1);
+    }
+  });
+  Track(c);
+  ASSERT_TRUE(WaitUntil([&] { return s->joined.load(); }, milliseconds(10000)));
+  const uint64_t n = 5000;
+  {
+    auto pub = topic->Publisher();
+    ASSERT_TRUE(pub);
+    std::byte buf[256];
+    for (uint64_t i = 0; i < n; ++i) {
+      const size_t size = MessageSize(i, 16, 200);
+      FillMessage(i, buf, size);
+      ASSERT_TRUE(
+          pub->send(std::span(buf, size), WaitOptions::WithTimeout(std::chrono::seconds(20))));
+    }
+    pub->close();
+  }
+  EXPECT_EQ(WaitChildFor(c, milliseconds(60000)), 0);
+  EXPECT_TRUE(s->closed.load());
+  EXPECT_EQ(s->got.load(), static_cast<int64_t>(n));
+  EXPECT_EQ(s->last.load(), static_cast<int64_t>(n - 1));
+  EXPECT_EQ(WaitChildFor(imp, milliseconds(20000)), 0);
+  const std::string log = ReadFile(Log("import"));
+  EXPECT_NE(log.find("the exporter's publisher closed it"), std::string::npos) << log;
+  EXPECT_NE(log.find(" 0 topic messages lost"), std::string::npos) << log;
+  // A late importer: its topic is closed at once (nothing was published since it came).
+  pid_t late = StartBridge('B', "import2",
+                           {"import", "topic", dst2, "--connect", hosts_.connect_endpoint()});
+  EXPECT_EQ(WaitChildFor(late, milliseconds(20000)), 0);
+  auto t2 = Topic::Attach(dst2);
+  ASSERT_TRUE(t2);
+  auto sub2 = t2->Subscriber();
+  ASSERT_TRUE(sub2);
+  auto m2 = sub2->try_receive();
+  ASSERT_FALSE(m2);
+  EXPECT_EQ(m2.error(), make_error_code(RingErrc::kClosed));
+  if (HasFailure()) DumpLogs({"export", "import", "import2"});
+  ::shm_unlink(dst2.c_str());
+  DeleteShared(s);
+}
+
 // ---------------------------------------------------------------- security
 
 class BridgeAuthTest : public BridgeTest, public ::testing::WithParamInterface<const char*> {};
