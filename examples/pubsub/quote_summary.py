@@ -1,7 +1,10 @@
 # Copyright shmlink authors. SPDX-License-Identifier: MIT
 """Summarises the quote feed of quote_publisher with NumPy, reading every quote in place.
 
-    python3 examples/pubsub/quote_summary.py [--topic /quotes] [--json]
+    python3 examples/pubsub/quote_summary.py [--topic /quotes] [--json] [--create]
+
+--create makes the typed topic instead of waiting for the publisher to: for a host whose
+feed arrives through shmlink-bridge (see across_namespaces.sh).
 
 Attaches to the typed topic by name (checking it carries feed::Quote), reads each quote as
 a NumPy structured array that lies in the shared mapping (no copy), gathers the prices in
@@ -37,9 +40,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--topic", default="/quotes")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--create", action="store_true",
+                    help="create the typed topic (a feed that arrives through shmlink-bridge)")
     args = ap.parse_args()
 
-    topic = attach(args.topic)
+    if args.create:
+        topic = shmlink.Topic.create(args.topic, capacity=1 << 20, type_name="feed::Quote",
+                                     dtype=QUOTE)
+    else:
+        topic = attach(args.topic)
     sub = topic.subscriber()
     blocks, block = [], np.empty(4096, dtype=QUOTE)
     n = gaps = 0
