@@ -31,9 +31,10 @@ struct BridgeOptions {
   LocalOptions local;
   NetOptions net;
   // Importer: credit it grants (messages and bytes in flight, sent but not yet committed
-  // locally). The exporter also caps ring credit at half the source ring.
-  uint64_t window_messages = 1024;
-  uint64_t window_bytes = 4 << 20;
+  // locally). The exporter also caps ring credit at half the source ring. Sized so that
+  // neither limit stalls a 64 B or a 64 KiB stream on loopback (bridge_bench).
+  uint64_t window_messages = 32768;
+  uint64_t window_bytes = 16 << 20;
   // Exporter: a batch is sent as soon as the source has nothing more right now, or when it
   // reaches these limits (so batching costs at most the time to copy one batch).
   uint64_t batch_bytes = 64 << 10;
