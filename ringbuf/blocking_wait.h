@@ -116,16 +116,21 @@ auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
   }
 }
 
+// True if the role whose owner word is `peer_owner` (nullptr: none) is held by a process
+// that died (slow path: reads /proc).
+inline bool PackedOwnerDied(const std::atomic<uint64_t>* peer_owner) noexcept {
+  if (peer_owner == nullptr) return false;
+  // Relaxed is enough: an owner change is itself only a hint, re-checked by IsAlive.
+  const uint64_t owner = peer_owner->load(std::memory_order_relaxed);
+  return owner != 0 && !IsAlivePacked(owner);
+}
+
 template <typename TryFn>
 auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>* peer_owner,
                   const WaitOptions& opts, RoleStats* stats = nullptr) -> decltype(try_fn()) {
-  auto peer_dead = [&]() -> bool {
-    if (peer_owner == nullptr) return false;
-    // Relaxed is enough: an owner change is itself only a hint, re-checked by IsAlive.
-    uint64_t owner = peer_owner->load(std::memory_order_relaxed);
-    return owner != 0 && !IsAlivePacked(owner);
-  };
-  return BlockingWaitWith(std::forward<TryFn>(try_fn), event, peer_dead, opts, stats);
+  return BlockingWaitWith(
+      std::forward<TryFn>(try_fn), event, [peer_owner] { return PackedOwnerDied(peer_owner); },
+      opts, stats);
 }
 
 }  // namespace shmlink::internal

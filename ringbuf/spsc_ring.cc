@@ -50,6 +50,7 @@
 #include <shmlink/blocking_wait.h>
 #include <shmlink/log.h>
 #include <shmlink/process_identity.h>
+#include <shmlink/readiness_notifier.h>
 #include <shmlink/spsc_ring.h>
 
 namespace shmlink {
@@ -370,7 +371,8 @@ SpscConsumer::SpscConsumer(SpscConsumer&& o) noexcept
       consumed_msgs_(o.consumed_msgs_),
       consumed_bytes_(o.consumed_bytes_),
       peeked_(std::exchange(o.peeked_, false)),
-      corrupt_(o.corrupt_) {}
+      corrupt_(o.corrupt_),
+      notifier_(std::move(o.notifier_)) {}
 
 SpscConsumer& SpscConsumer::operator=(SpscConsumer&& o) noexcept {
   if (this != &o) {
@@ -381,6 +383,7 @@ SpscConsumer& SpscConsumer::operator=(SpscConsumer&& o) noexcept {
 }
 
 SpscConsumer::~SpscConsumer() {
+  notifier_.reset();  // stops its thread before the role (and the mapping) can go
   if (region_.control == nullptr) return;
   // Messages advanced past were consumed; a merely peeked one stays for the next reader.
   peeked_ = false;
@@ -400,7 +403,13 @@ Expected<std::span<const std::byte>> SpscConsumer::try_peek() noexcept {
     // SYNC(data): acquire side; seq_cst for SYNC(event-count) (a plain load on x86-64).
     // One read of the word: the peer cannot change the fields between our checks.
     const uint64_t word = WordAt(data, idx).load(std::memory_order_seq_cst);
-    if (word == 0) return RingErrc::kWouldBlock;  // the terminator: nothing published
+    if (word == 0) {  // the terminator: nothing published
+      if (notifier_ == nullptr || !notifier_->writer_dead()) return RingErrc::kWouldBlock;
+      // fd()'s thread found the writer dead. As BlockingWait, look again after that
+      // evidence (seq_cst, SYNC(data)): what it committed before dying is delivered first.
+      if (WordAt(data, idx).load(std::memory_order_seq_cst) == 0) return RingErrc::kPeerDead;
+      continue;
+    }
     const uint32_t type = RecordWordType(word);
     const uint64_t length = RecordWordLength(word);
     // Every check below is of values an intact producer never writes; `cursor_ - read_pos_`
@@ -489,6 +498,34 @@ void SpscConsumer::close() noexcept {
   if (region_.control->space_event.NotifyAll()) {
     CountAdd(region_.control->consumer_stats.wake_calls, 1);
   }
+}
+
+Expected<int> SpscConsumer::fd() {
+  if (region_.control == nullptr) return RingErrc::kBadState;  // moved from
+  if (!notifier_) {
+    SpscControl* ctl = region_.control;
+    ReadinessSource src;
+    src.event = &ctl->data_event;
+    src.snapshot = [ctl] {
+      ReadinessSnapshot s;
+      // SYNC(event-count): seq_cst, the notifier's re-check. commit() stores write_pos
+      // (release) before its seq_cst fence and NotifyAll, like the header word: a re-check
+      // that reads an older write_pos precedes that fence in the total order, so the
+      // producer's load of `waiters` sees the thread's announcement (the file comment's
+      // argument with write_pos for the header word). close() stores writer_closed
+      // (seq_cst), then the same fence and notify.
+      s.progress = ctl->write_pos.load(std::memory_order_seq_cst);
+      s.closed = ctl->writer_closed.load(std::memory_order_seq_cst);
+      // Relaxed: only compared with the owner found dead (a hint, as in BlockingWait).
+      s.owner = ctl->producer_owner.load(std::memory_order_relaxed);
+      return s;
+    };
+    src.writer_died = [ctl] { return internal::PackedOwnerDied(&ctl->producer_owner); };
+    auto n = ReadinessNotifier::Start(std::move(src));
+    if (!n) return MakeUnexpected(n.error());
+    notifier_ = std::move(*n);
+  }
+  return notifier_->fd();
 }
 
 uint64_t SpscConsumer::size_bytes() const noexcept {

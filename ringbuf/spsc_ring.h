@@ -22,13 +22,16 @@
 // Results: every call returns Expected; errors are RingErrc values:
 //   kWouldBlock (try_ forms: full / empty)     kTimedOut (blocking forms with a timeout)
 //   kClosed     (reader: writer closed and all was drained; writer: reader closed)
-//   kPeerDead   (blocking forms: the process holding the other role died, after draining)
+//   kPeerDead   (blocking forms, and try_peek once fd() saw it: the process holding the
+//               other role died; reported after draining)
 //   kCorrupt    (indices or records are inconsistent: never read or written out of bounds)
 //
 // Roles: Producer() and Consumer() each claim their role in the segment (pid + start
 // time); a second live claimant gets kRoleTaken, a dead holder's role is taken over.
 // Handles keep the mapping alive; they are move-only and bound to the claiming process
 // (do not use them across fork()).
+//
+// Event loops: SpscConsumer::fd() is an eventfd for poll/epoll/asyncio (see there).
 //
 // Thread safety: a SpscProducer is producer-only (one thread at a time), a SpscConsumer is
 // consumer-only. Producer and consumer may run concurrently in any two threads/processes.
@@ -48,6 +51,8 @@
 #include <shmlink/wait_options.h>
 
 namespace shmlink {
+
+class ReadinessNotifier;
 
 // Write side. producer-only.
 class SpscProducer {
@@ -155,6 +160,24 @@ class SpscConsumer {
   // Bytes committed and not yet released (snapshot; may be stale).
   uint64_t size_bytes() const noexcept;
 
+  // An eventfd for poll/epoll/asyncio: readable when a message may be pending, when the
+  // writer closed the ring, and when the writer died. Created on the first call (later
+  // calls return the same fd) with a helper thread that sleeps on the ring's futex like a
+  // blocked peek() (ringbuf/readiness_notifier.h): the producer's fast path is unchanged,
+  // and it makes its usual wake call only while that thread sleeps.
+  // Protocol: when the fd is readable, read it (8 bytes, non-blocking) FIRST, then receive
+  // with try_peek()/try_recv() until kWouldBlock. The end shows up there: kClosed after
+  // the writer's close(), kPeerDead after its death (once fd() exists, try_peek reports a
+  // dead writer as the blocking forms do, after everything it committed was read; a new
+  // producer taking the role over clears it). The fd may be readable with nothing to
+  // receive (e.g. the initial readiness, or a message already received): drain and poll
+  // again. The handle owns the fd: it stays valid across moves of the handle and is closed
+  // (its thread joined) when the handle is destroyed or assigned to. Do not close it.
+  // Errors: errno of eventfd(2)/thread creation, kBadState on a moved-from handle.
+  // Thread safety: a consumer call (same thread rules as try_peek); the returned fd may be
+  // polled and read from any thread.
+  [[nodiscard]] Expected<int> fd();
+
  private:
   SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner);
 
@@ -171,6 +194,7 @@ class SpscConsumer {
   uint64_t consumed_bytes_ = 0;  // control->consumer_stats at each release (single writer)
   bool peeked_ = false;
   bool corrupt_ = false;  // read_pos found misaligned when the role was claimed
+  std::unique_ptr<ReadinessNotifier> notifier_;  // fd(), created on its first call
 };
 
 // Owner of a named segment holding one ring.

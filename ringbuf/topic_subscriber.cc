@@ -7,8 +7,8 @@
 
 #include <shmlink/blocking_wait.h>
 #include <shmlink/process_identity.h>
+#include <shmlink/readiness_notifier.h>
 #include <shmlink/topic_liveness.h>
-#include <shmlink/topic_notifier.h>
 #include <shmlink/topic_subscriber.h>
 
 namespace shmlink {
@@ -316,7 +316,21 @@ Expected<void> TopicSubscriber::release() noexcept {
 
 Expected<int> TopicSubscriber::fd() {
   if (!notifier_) {
-    auto n = TopicNotifier::Start(segment_, region_);
+    ReadinessSource src;
+    TopicControl* ctl = region_.control;
+    src.event = &ctl->data_event;
+    src.snapshot = [ctl] {
+      ReadinessSnapshot s;
+      // SYNC(event-count): seq_cst, the notifier's re-check (the publisher stores tail_seq
+      // and closed, then a seq_cst fence, then notifies).
+      s.progress = ctl->tail_seq.load(std::memory_order_seq_cst);
+      s.closed = ctl->closed.load(std::memory_order_seq_cst);
+      // Relaxed: only compared with the owner found dead (a hint; liveness is the lock's).
+      s.owner = ctl->publisher_owner.load(std::memory_order_relaxed);
+      return s;
+    };
+    src.writer_died = [seg = segment_, ctl] { return TopicPublisherDied(*seg, *ctl); };
+    auto n = ReadinessNotifier::Start(std::move(src));
     if (!n) return MakeUnexpected(n.error());
     notifier_ = std::move(*n);
   }

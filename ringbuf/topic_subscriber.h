@@ -53,7 +53,7 @@
 
 namespace shmlink {
 
-class TopicNotifier;
+class ReadinessNotifier;
 
 // One received message, in place. Valid until release() (and, under kOverwrite, only if
 // release() then succeeds).
@@ -131,7 +131,7 @@ class TopicSubscriber {
   TopicSample held_{};
   bool holding_ = false;
   bool corrupt_ = false;
-  std::unique_ptr<TopicNotifier> notifier_;
+  std::unique_ptr<ReadinessNotifier> notifier_;
 };
 
 }  // namespace shmlink

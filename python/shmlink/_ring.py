@@ -49,6 +49,13 @@ def decode_array_header(buf):
     return dtype_str, shape, offset
 
 
+def _clear_eventfd(fd):
+    try:
+        os.read(fd, 8)
+    except BlockingIOError:
+        pass  # already cleared
+
+
 def _array_parts(arr):
     """[header, data] of an array message (send_array)."""
     import numpy as np
@@ -86,6 +93,8 @@ class Ring:
 
     Blocking calls take timeout=None (forever), a number of seconds, or 0 (do not wait);
     they release the GIL and are interruptible by Ctrl-C (KeyboardInterrupt) within 100 ms.
+    The receiving side has fileno() (an eventfd) for event loops; recv_async() and
+    recv_bytes_async() wait on it.
     Errors: TimeoutError, EOFError (the writer closed and all was read, or it died),
     BrokenPipeError (sending to a closed/dead reader), ValueError (bad argument, message
     too large, not a shmlink ring), FileExistsError/FileNotFoundError.
@@ -155,22 +164,45 @@ class Ring:
         """True if a receive would not block (a message, or end of stream)."""
         return self._ch.poll(timeout)
 
+    def fileno(self):
+        """The receiving side's eventfd, for select/poll/epoll and asyncio's add_reader.
+
+        Readable when a message may be pending, when the writer closed the ring and when
+        the writer died. Protocol: when it is readable, read it first (os.read(fd, 8); it
+        is non-blocking), then receive with timeout=0 (or check poll()) until nothing is
+        left; a readiness with nothing to receive is possible (drain and wait again). The
+        first call claims the consumer role, as the first receive does, and starts a
+        helper thread that sleeps on the ring's futex (the writer's fast path does not
+        change). The descriptor belongs to the Ring: do not close it; close() does."""
+        return self._ch.consumer_fd()
+
     async def _readable(self):
-        # A named ring has no descriptor (C++ producers ring no doorbell): poll without
-        # blocking the loop, sleeping 50 us .. 5 ms while it stays empty.
+        """Returns once a receive would not block, waiting on fileno() in the running
+        event loop (add_reader), never blocking the loop."""
         import asyncio
-        delay = 50e-6
+        loop = asyncio.get_running_loop()
         while not self.poll(0):
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5e-3)
+            fd = self.fileno()
+            fut = loop.create_future()
+
+            def ready():
+                if not fut.done():
+                    fut.set_result(None)
+
+            loop.add_reader(fd, ready)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
+            _clear_eventfd(fd)  # before the next poll(0): see fileno()
 
     async def recv_async(self):
-        """`await ring.recv_async()`: recv() for asyncio (polls; see _readable)."""
+        """`await ring.recv_async()`: recv() for asyncio (waits on fileno())."""
         await self._readable()
         return self.recv()
 
     async def recv_bytes_async(self, maxlength=None):
-        """recv_bytes() for asyncio (polls; latency after a quiet spell up to ~5 ms)."""
+        """recv_bytes() for asyncio (waits on fileno())."""
         await self._readable()
         return self.recv_bytes(maxlength)
 

@@ -302,6 +302,12 @@ void RxLock::EnableBell() {
   }
 }
 
+int RxLock::ConsumerFd() {
+  auto fd = s_.consumer->fd();
+  if (!fd) RaiseRingError(fd.error(), false);
+  return *fd;
+}
+
 void RxLock::AfterConsume() {
   Bell& b = s_.bell;
   if (b.word == nullptr) return;

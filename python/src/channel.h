@@ -140,6 +140,8 @@ class RxLock {
   // Turns the doorbell on (first fileno()) and makes the fd readable if a message (or end
   // of stream) is already waiting.
   void EnableBell();
+  // The consumer's eventfd (SpscConsumer::fd(), a named Ring's fileno()); raises on error.
+  int ConsumerFd();
 
  private:
   void AfterConsume();

@@ -334,6 +334,13 @@ class Channel {
     lock.EnableBell();
   }
 
+  // A named Ring's fileno(): the consumer's eventfd (claims the consumer role, like the
+  // first receive). Owned by the consumer handle: closed when the receiving side is.
+  int ConsumerFd() {
+    RxLock lock(Rx());
+    return lock.ConsumerFd();
+  }
+
   void CloseRx() {
     if (!rx_) return;
     LockWithSignals(rx_->mu);
@@ -485,6 +492,7 @@ PYBIND11_MODULE(_shmlink, m) {
       .def("recv_decode", &Channel::RecvDecode, a::arg("decode"), a::arg("timeout") = a::none())
       .def("poll", &Channel::Poll, a::arg("timeout") = 0.0)
       .def("enable_bell", &Channel::EnableBell)
+      .def("consumer_fd", &Channel::ConsumerFd)
       .def("send_large_marker", &Channel::SendLargeMarker, a::arg("id"), a::arg("size"))
       .def_static("map_message", &Channel::MapMessage, a::arg("fd"), a::arg("size"),
                   a::arg("populate") = true)

@@ -1,13 +1,18 @@
 # Copyright shmlink authors. SPDX-License-Identifier: MIT
-"""asyncio: recv_async on Pipe and Listener/Client connections (add_reader on fileno()),
-Queue.get_async, in an event loop that serves other sockets at the same time."""
+"""asyncio: recv_async on Pipe and Listener/Client connections and named Rings (add_reader
+on fileno()), Queue.get_async, in an event loop that serves other sockets at the same time."""
 import asyncio
 import multiprocessing as mp
+import os
 import socket
+import subprocess
 import threading
 import time
 
+import pytest
+
 import shmlink
+from conftest import reaped, runfile
 from shmlink.connection import Client, Listener
 
 
@@ -113,3 +118,103 @@ def test_ring_recv_async(shm_name):
     assert asyncio.run(main()) == (b"abc", {"k": 1}, 3)
     peer.close()
     ring.close()
+
+
+def _ring_sender(name, n, gap, then_close):
+    ring = shmlink.Ring.attach(name)
+    for i in range(n):
+        time.sleep(gap)
+        ring.send(("msg", i))
+    if then_close:
+        ring.close()
+    else:
+        time.sleep(60)  # holds the producer role until killed
+
+
+def test_ring_fileno_with_add_reader_next_to_a_socket(shm_name):
+    """A C++ producer process writes the ring; the loop waits on ring.fileno() with
+    add_reader while it also serves a socketpair, and drains at each readiness."""
+    n, size = 300, 256
+    with shmlink.Ring.create(shm_name, 1 << 12) as ring:
+        fd = ring.fileno()
+        assert ring.fileno() == fd  # one descriptor per receiving side
+        prod = runfile("examples/python/numpy_producer")
+        with reaped(subprocess.Popen([prod, shm_name, str(n), "1", str(size), "bytes"])) as p:
+
+            async def main():
+                loop = asyncio.get_running_loop()
+                done = loop.create_future()
+                got = []
+
+                def readable():
+                    os.read(fd, 8)  # clear first, then drain
+                    try:
+                        while True:
+                            got.append(ring.recv_bytes(timeout=0))
+                    except TimeoutError:
+                        pass
+                    except EOFError:
+                        if not done.done():
+                            done.set_result(None)
+
+                loop.add_reader(fd, readable)
+                try:
+                    other = asyncio.create_task(_echo_sockets(20))
+                    await asyncio.wait_for(done, 30)
+                    return got, await other
+                finally:
+                    loop.remove_reader(fd)
+
+            got, echoed = asyncio.run(main())
+            assert p.wait(timeout=20) == 0
+        assert echoed == 20
+        assert got == [bytes((i + k) % 251 for k in range(size)) for i in range(n)]
+
+
+def test_ring_recv_async_waits_on_fileno_without_polling(shm_name):
+    """recv_async sleeps in the event loop between messages: a handful of poll()s per
+    message (the old implementation polled every 50 us .. 5 ms of a quiet spell)."""
+    n, gap = 10, 0.05
+    with shmlink.Ring.create(shm_name, 1 << 16) as ring:
+        polls = [0]
+        real_poll = ring.poll
+
+        def counting_poll(timeout=0.0):
+            polls[0] += 1
+            return real_poll(timeout)
+
+        ring.poll = counting_poll
+        p = mp.get_context("fork").Process(target=_ring_sender, args=(shm_name, n, gap, True))
+        p.start()
+        try:
+            async def main():
+                other = asyncio.create_task(_echo_sockets(10))
+                got = [await asyncio.wait_for(ring.recv_async(), 20) for _ in range(n)]
+                with pytest.raises(EOFError):
+                    await asyncio.wait_for(ring.recv_async(), 20)
+                return got, await other
+
+            got, echoed = asyncio.run(main())
+        finally:
+            p.join(20)
+        assert p.exitcode == 0
+        assert got == [("msg", i) for i in range(n)] and echoed == 10
+        assert polls[0] <= 4 * (n + 1), polls[0]
+
+
+def test_ring_recv_async_eof_when_the_writer_is_killed(shm_name):
+    with shmlink.Ring.create(shm_name, 1 << 16) as ring:
+        p = mp.get_context("fork").Process(target=_ring_sender, args=(shm_name, 1, 0, False))
+        p.start()
+        try:
+            async def main():
+                first = await asyncio.wait_for(ring.recv_async(), 20)
+                p.kill()
+                with pytest.raises(EOFError):
+                    await asyncio.wait_for(ring.recv_bytes_async(), 20)
+                return first
+
+            assert asyncio.run(main()) == ("msg", 0)
+        finally:
+            p.kill()
+            p.join(20)
