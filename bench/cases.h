@@ -19,6 +19,7 @@ using Emit = std::function<void(const BenchRecord&)>;
 void RunSpscCases(const BenchConfig& cfg, const Emit& emit);  // shmlink-spsc, shmlink-spsc-sleep
 void RunSocketpairCases(const BenchConfig& cfg, const Emit& emit);  // unix-socketpair
 void RunFloorCases(const BenchConfig& cfg, const Emit& emit);       // floor-cacheline, floor-memcpy
+void RunFloorFlowCases(const BenchConfig& cfg, const Emit& emit);   // floor-transfer, floor-stream
 void RunMpmcCases(const BenchConfig& cfg, const Emit& emit);        // shmlink-mpmc, mutex-queue
 // RunMpmcCases at 2 producers -> 2 consumers only, unless SHMLINK_MPMC_PROCS says otherwise.
 void RunMpmcPairCases(const BenchConfig& cfg, const Emit& emit);

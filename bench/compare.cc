@@ -62,13 +62,22 @@ struct Family {
   void (*run)(const BenchConfig&, const Emit&);
 };
 
+// Every hardware floor: the cache-line and memcpy floors, then the transfer and stream
+// floors the throughput figures are judged against.
+void RunAllFloorCases(const BenchConfig& cfg, const Emit& emit) {
+  RunFloorCases(cfg, emit);
+  RunFloorFlowCases(cfg, emit);
+}
+
 const std::vector<Family>& Families() {
   static const std::vector<Family> families = {
       // shmlink itself (bench/spsc_cases.cc etc.): the reference, its blocking-wait
       // variants, the socketpair baseline and the hardware floors.
       {"spsc", {"shmlink-spsc", "shmlink-spsc-sleep"}, &RunSpscCases},
       {"socketpair", {"unix-socketpair"}, &RunSocketpairCases},
-      {"floor", {"floor-cacheline", "floor-memcpy"}, &RunFloorCases},
+      {"floor",
+       {"floor-cacheline", "floor-memcpy", "floor-transfer", "floor-stream"},
+       &RunAllFloorCases},
       // MPMC, 2 producers -> 2 consumers (the layout; SHMLINK_MPMC_PROCS overrides),
       // and the Connection (shm rings after the Python-compatible handshake).
       {"mpmc", {"shmlink-mpmc", "mutex-queue"}, &RunMpmcPairCases},
@@ -97,7 +106,8 @@ const std::vector<std::string>& ExpectedSystems() {
                                                "tcp-loopback",        "iceoryx",
                                                "boost-message-queue", "python-mp-pipe",
                                                "python-mp-queue",     "python-mp-listener",
-                                               "floor-cacheline",     "floor-memcpy"};
+                                               "floor-cacheline",     "floor-memcpy",
+                                               "floor-transfer",      "floor-stream"};
   return all;
 }
 
@@ -377,6 +387,30 @@ std::string Targets(const Results& res) {
         r >= 0.8);
   } else {
     row("1 MiB bandwidth ≥ 0.8× memcpy floor", "–", -1);
+  }
+  // Against the transfer and stream floors of the same run.
+  const BenchRecord* s_64 = res.Find(kReference, "throughput", 64);
+  const BenchRecord* fs = res.Find("floor-stream", "throughput", 64);
+  if (s_64 && fs) {
+    const double r = *s_64->msgs_per_s / *fs->msgs_per_s;
+    row("64 B throughput ≥ 0.8× floor-stream",
+        Rate(*s_64->msgs_per_s) + " vs " + Rate(*fs->msgs_per_s) + " = " + Ratio(r), r >= 0.8);
+  } else {
+    row("64 B throughput ≥ 0.8× floor-stream", "–", -1);
+  }
+  for (const uint64_t size : {uint64_t{64} << 10, uint64_t{1} << 20}) {
+    const std::string what =
+        std::string(size == (64 << 10) ? "64 KiB" : "1 MiB") + " bandwidth ≥ 0.8× floor-transfer";
+    const BenchRecord* s_b = res.Find(kReference, "throughput", size);
+    const BenchRecord* ft = res.Find("floor-transfer", "throughput", size);
+    if (s_b && ft) {
+      const double r = *s_b->bytes_per_s / *ft->bytes_per_s;
+      row(what,
+          Bandwidth(*s_b->bytes_per_s) + " vs " + Bandwidth(*ft->bytes_per_s) + " = " + Ratio(r),
+          r >= 0.8);
+    } else if (res.Find(kReference, "throughput", size)) {
+      row(what, "–", -1);
+    }
   }
   // Publish/subscribe.
   for (const auto& [ours, theirs] :

@@ -144,6 +144,11 @@ uint64_t WarmupNs(const BenchConfig& cfg) noexcept {
   return cfg.quick ? 20'000'000ull : 100'000'000ull;
 }
 
+uint32_t BatchFor(uint64_t size) noexcept {
+  const uint64_t b = (16u << 10) / (size ? size : 1);
+  return static_cast<uint32_t>(std::clamp<uint64_t>(b, 1, 32));
+}
+
 uint64_t RingCapacityFor(uint64_t size) noexcept {
   // Max message is capacity/2 - 8: four messages' worth, at least 256 KiB (fits L2).
   const uint64_t want = std::max<uint64_t>(uint64_t{256} << 10, 4 * (size + 8));

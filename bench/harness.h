@@ -85,6 +85,8 @@ inline bool RttDone(uint64_t now, uint64_t end, size_t samples) noexcept {
 
 // A ring capacity that holds messages of `size` with room to batch.
 uint64_t RingCapacityFor(uint64_t size) noexcept;
+// Messages per commit/release batch in the throughput cases: min(32, max(1, 16 KiB / size)).
+uint32_t BatchFor(uint64_t size) noexcept;
 
 // The measured window of a throughput receiver's loop. Construct it right after the start
 // barrier: the first WarmupNs(cfg) are warm-up; the window opens at the first clock check

@@ -34,11 +34,6 @@ std::string UniqueName(const char* tag) {
          std::to_string(counter++);
 }
 
-uint32_t BatchFor(uint64_t size) {
-  const uint64_t b = (16u << 10) / (size ? size : 1);
-  return static_cast<uint32_t>(std::clamp<uint64_t>(b, 1, 32));
-}
-
 // Next message for a consumer that may hold advanced, unreleased messages.
 Expected<std::span<const std::byte>> NextMessage(SpscConsumer& rx, const WaitOptions& opts) {
   auto m = rx.try_peek();
