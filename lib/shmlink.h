@@ -17,6 +17,7 @@
 #include <shmlink/segment.h>
 #include <shmlink/shared_object.h>
 #include <shmlink/spsc_ring.h>
+#include <shmlink/topic.h>
 #include <shmlink/transport_error.h>
 #include <shmlink/version.h>
 #include <shmlink/wait_options.h>

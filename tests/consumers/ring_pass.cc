@@ -1,7 +1,8 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // A program as a user of the installed library writes it: includes <shmlink/shmlink.h>,
-// creates a ring, forks a consumer process and passes 10 000 checksummed messages.
+// creates a ring, forks a consumer process and passes 10 000 checksummed messages, then
+// publishes 1 000 numbers on a topic to a forked subscriber.
 //   ring_pass                 fork a consumer, pass the messages, exit 0 if all arrived
 //   ring_pass --produce NAME  create ring NAME, wait for a consumer (another process, e.g.
 //                             Python's shmlink.Ring.attach) and send the messages
@@ -63,6 +64,54 @@ int Consume(const shmlink::SpscRing& ring) {
   return !end && end.error() == shmlink::RingErrc::kClosed ? 0 : 6;
 }
 
+// A typed topic: the child subscribes before the parent publishes (kBlock: the publisher
+// waits for it), receives 0..kQuotes-1 in order, then the end of stream.
+constexpr uint64_t kQuotes = 1000;
+
+int TopicPass() {
+  std::string name = "/shmlink-consumer-topic-" + std::to_string(getpid());
+  shmlink::TopicOptions opts;
+  opts.capacity = 1 << 14;
+  auto topic = shmlink::Topic::Create<uint64_t>(name, opts);
+  if (!topic) {
+    std::fprintf(stderr, "topic create: %s\n", topic.error().message().c_str());
+    return 1;
+  }
+  int ready[2];
+  if (pipe(ready) != 0) return 1;
+  pid_t child = fork();
+  if (child == 0) {
+    auto sub = topic->Subscriber();
+    char one = 1;
+    if (!sub || write(ready[1], &one, 1) != 1) _exit(2);
+    for (uint64_t i = 0; i < kQuotes; ++i) {
+      auto v = sub->receive<uint64_t>();
+      if (!v || **v != i) _exit(3);
+      if (!sub->release()) _exit(4);
+    }
+    auto end = sub->receive<uint64_t>();
+    _exit(!end && end.error() == shmlink::RingErrc::kClosed ? 0 : 5);
+  }
+  char one = 0;
+  auto pub = topic->Publisher();
+  int rc = pub && read(ready[0], &one, 1) == 1 ? 0 : 1;
+  for (uint64_t i = 0; rc == 0 && i < kQuotes; ++i) {
+    if (!pub->send(i)) rc = 1;
+  }
+  if (pub) pub->close();
+  int status = 0;
+  waitpid(child, &status, 0);
+  close(ready[0]);
+  close(ready[1]);
+  if (rc != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "topic: publisher %d, subscriber status %d\n", rc, status);
+    return 1;
+  }
+  std::printf("ring_pass: %llu topic messages received\n",
+              static_cast<unsigned long long>(kQuotes));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -95,5 +144,5 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("ring_pass: %llu messages passed\n", static_cast<unsigned long long>(kMessages));
-  return 0;
+  return TopicPass();
 }

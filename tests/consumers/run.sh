@@ -13,8 +13,8 @@
 #   python   the Python package of the install tree, reading the same C++ producer
 #   bad-input  install.sh into an unwritable prefix / with a missing dependency fails in
 #            one line and leaves nothing behind
-# Each program passes 10 000 checksummed messages between two processes. Prints one line
-# per case and ends with "consumers: N passed, N failed".
+# Each program passes 10 000 checksummed messages between two processes (and 1 000 on a
+# topic). Prints one line per case and ends with "consumers: N passed, N failed".
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
