@@ -6,6 +6,7 @@ import struct
 
 from multiprocessing import BufferTooShort
 
+from . import _aio
 from ._shmlink import _Channel, Message
 
 __all__ = ["Ring", "Message", "ARRAY_MAGIC", "encode_array_header", "decode_array_header"]
@@ -177,24 +178,9 @@ class Ring:
         return self._ch.consumer_fd()
 
     async def _readable(self):
-        """Returns once a receive would not block, waiting on fileno() in the running
-        event loop (add_reader), never blocking the loop."""
-        import asyncio
-        loop = asyncio.get_running_loop()
-        while not self.poll(0):
-            fd = self.fileno()
-            fut = loop.create_future()
-
-            def ready():
-                if not fut.done():
-                    fut.set_result(None)
-
-            loop.add_reader(fd, ready)
-            try:
-                await fut
-            finally:
-                loop.remove_reader(fd)
-            _clear_eventfd(fd)  # before the next poll(0): see fileno()
+        """Returns once a receive would not block (waits on fileno() in the event loop)."""
+        # The eventfd is read after each wake-up, before the next poll(0): see fileno().
+        await _aio.wait_readable(self, _clear_eventfd)
 
     async def recv_async(self):
         """`await ring.recv_async()`: recv() for asyncio (waits on fileno())."""

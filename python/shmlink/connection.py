@@ -29,6 +29,7 @@ import struct
 from multiprocessing import AuthenticationError, BufferTooShort  # noqa: F401 (re-export)
 from multiprocessing import reduction as _reduction
 
+from . import _aio
 from ._shmlink import _Channel, _LargeMessage, _Listener, _connect
 
 __all__ = ["Pipe", "Connection", "Listener", "Client", "wait", "AuthenticationError",
@@ -339,23 +340,8 @@ class Connection:
 
     # -- asyncio -------------------------------------------------------------------------
     async def _readable(self):
-        """Returns once a receive would not block, waiting on fileno() in the running
-        event loop (add_reader), never blocking the loop."""
-        import asyncio
-        loop = asyncio.get_running_loop()
-        while not self.poll(0):
-            fut = loop.create_future()
-            fd = self.fileno()
-
-            def ready():
-                if not fut.done():
-                    fut.set_result(None)
-
-            loop.add_reader(fd, ready)
-            try:
-                await fut
-            finally:
-                loop.remove_reader(fd)
+        """Returns once a receive would not block (waits on fileno() in the event loop)."""
+        await _aio.wait_readable(self)
 
     async def recv_async(self):
         """shmlink extension: `await conn.recv_async()`, recv() for asyncio."""
