@@ -6,8 +6,8 @@ usage: bench.py [--json] [--quick] [--sizes 64,4096,1048576] [--reps N] [--secon
 
 One producer process sends N messages of SIZE bytes (a bytes object each) as fast as the
 API allows; the consumer (this process) receives them. Rate = (N - 1) messages over the
-time from the first to the last receive, median of --reps runs. Systems (names from
-/work/shared/tools/bench_schema.py):
+time from the first to the last receive, median of --reps runs. Systems (the names of
+the project-wide benchmark schema):
 
   python-shmlink-queue   shmlink.Queue put/get (default slots; 1 MiB spills to a segment)
   python-shmlink-queue:bigslots  the same with slot_size > message (no spill)
