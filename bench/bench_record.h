@@ -1,7 +1,7 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
-// One benchmark result and its JSON Lines form (the schema checked by
-// shared/tools/bench_schema.py). Every shmlink benchmark emits these records.
+// One benchmark result and its JSON Lines form, the project-wide benchmark schema (system
+// names shared with the Python benchmarks). Every shmlink benchmark emits these records.
 #ifndef SHMLINK_BENCH_BENCH_RECORD_H_
 #define SHMLINK_BENCH_BENCH_RECORD_H_
 

@@ -3,7 +3,7 @@
 // The benchmark cases, one function per system family, each in its own bench/*_cases.cc.
 // Both //bench:ring_throughput and //bench:compare call them; every function runs its
 // throughput and RTT cases for cfg.sizes in separate, pinned processes and calls `emit`
-// once per record (records carry schema names, see shared/tools/bench_schema.py).
+// once per record (records carry schema names, see bench_record.h).
 // A system that cannot run emits a record with `error` set instead of failing.
 #ifndef SHMLINK_BENCH_CASES_H_
 #define SHMLINK_BENCH_CASES_H_

@@ -7,7 +7,7 @@ pinned to two cores (os.sched_setaffinity); throughput = B sends fixed-size mess
 A, after a warm-up, has counted for --seconds and sets a stop flag, then B sends an end tag;
 RTT = A sends, B echoes a message of the same size, A times each round trip. The first
 8 bytes of every message are a tag (sequence number) the receiver checks. Prints one JSON
-line per case (schema of shared/tools/bench_schema.py) on stdout, progress on stderr.
+line per case (the schema of bench/bench_record.h) on stdout, progress on stderr.
 
   pipe      multiprocessing.Pipe(): send_bytes()/recv_bytes() (one pipe(2) or socketpair)
   queue     multiprocessing.Queue(): put(bytes)/get() (pickled by a feeder thread, a pipe
