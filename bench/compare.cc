@@ -13,7 +13,6 @@
 // system's figure and its ratio to shmlink, the target checks and the failures; it writes
 // the records as JSON Lines (--json) and a PNG plot per pattern (gnuplot) into bench/out/.
 // See docs/compare.md for what each peer does per message.
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -35,6 +34,7 @@
 #include "bench/bench_record.h"
 #include "bench/cases.h"
 #include "bench/harness.h"
+#include "bench/machine_state.h"
 #include "bench/run_command.h"
 #include "bench/source_tree.h"
 
@@ -50,6 +50,7 @@ struct Options {
   std::string json_path, out_dir;
   std::vector<std::string> systems;
   bool plot = true;
+  bool rerun = true;  // rerun a size whose case was disturbed (off with --quick)
 };
 
 // ---- The systems ---------------------------------------------------------------------------
@@ -169,25 +170,7 @@ std::string UserPath(const std::string& p) {
   return wd ? std::string(wd) + "/" + p : p;
 }
 
-// ---- Machine description -------------------------------------------------------------------
-
-std::string Machine() {
-  std::string model = "unknown CPU";
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.starts_with("model name")) {
-      model = line.substr(line.find(':') + 2);
-      break;
-    }
-  }
-  utsname u{};
-  uname(&u);
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  double mem_gib = static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
-                   static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 30);
-  return model + ", " + std::to_string(cores) + " logical cores, " + Fmt("%.0f GiB", mem_gib) +
-         " RAM, " + u.sysname + " " + u.release + " (" + u.machine + ")";
-}
+// ---- Time -----------------------------------------------------------------------------------
 
 std::string UtcNow() {
   std::time_t t = std::time(nullptr);
@@ -198,8 +181,80 @@ std::string UtcNow() {
 
 // ---- Report ----------------------------------------------------------------------------------
 
+// ---- Disturbance -----------------------------------------------------------------------------
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+// Repetitions that differ by more than this (max / min) make a case shaky.
+constexpr double kShakySpread = 1.5;
+
+// max / min over the repetitions of the record's headline figure (1 when unknown).
+double Spread(const BenchRecord& r) {
+  const char* k = r.pattern == "rtt" ? "p50_ns" : "msgs_per_s";
+  const double lo = Extra(r, std::string(k) + "_min"), hi = Extra(r, std::string(k) + "_max");
+  return lo > 0 && hi >= lo ? hi / lo : 1;
+}
+
+// A record and what the machine did while it was measured.
+struct Measured {
+  BenchRecord rec;
+  Disturbance d;
+  bool rerun = false;       // its size was measured again
+  bool kept_rerun = false;  // ... and the rerun's figures were kept
+  std::string other;        // the state of the measurement that was not kept
+
+  bool Flagged() const { return d.Disturbed() || Spread(rec) > kShakySpread; }
+  std::string State() const { return d.Describe() + ", spread " + Ratio(Spread(rec)); }
+  std::string Verdict() const {
+    std::string v = d.Disturbed()                ? "disturbed: "
+                    : Spread(rec) > kShakySpread ? "shaky: "
+                                                 : "quiet: ";
+    v += State();
+    if (rerun) {
+      v += kept_rerun ? "; rerun kept (first run: " + other + ")"
+                      : "; first run kept (rerun: " + other + ")";
+    }
+    return v;
+  }
+};
+
+bool SameCase(const BenchRecord& a, const BenchRecord& b) {
+  return a.system == b.system && a.pattern == b.pattern && a.size == b.size &&
+         a.producers == b.producers && a.consumers == b.consumers && a.subscribers == b.subscribers;
+}
+
+// Puts a rerun's record next to the first one of the same case: the rerun is kept when the
+// machine was quiet for it and not for the first, or equally (un)disturbed and its
+// repetitions agree better. Unflagged cases keep their first figures.
+void AdoptRerun(std::vector<Measured>& first, Measured again) {
+  for (auto& m : first) {
+    if (!SameCase(m.rec, again.rec) || m.rerun || !m.Flagged()) continue;
+    m.rerun = true;
+    if (!again.rec.error.empty()) {
+      m.other = "failed: " + again.rec.error;
+      return;
+    }
+    const bool quieter = m.d.Disturbed() && !again.d.Disturbed();
+    const bool tighter =
+        m.d.Disturbed() == again.d.Disturbed() && Spread(again.rec) < Spread(m.rec);
+    if (quieter || tighter) {
+      m.other = m.State();
+      m.rec = std::move(again.rec);
+      m.d = again.d;
+      m.kept_rerun = true;
+    } else {
+      m.other = again.State();
+    }
+    return;
+  }
+}
+
 struct Results {
   std::vector<BenchRecord> ok, failed;
+  std::vector<Measured> disturbed;  // flagged or rerun cases, as kept
+  int cases = 0;                    // cases measured in this run
   // One-to-one records only: topic records (with subscribers) are found with FindTopic.
   const BenchRecord* Find(const std::string& sys, const std::string& pat, uint64_t size) const {
     for (const auto& r : ok) {
@@ -448,6 +503,99 @@ std::string Targets(const Results& res) {
   return o.str();
 }
 
+// ---- Summary ---------------------------------------------------------------------------------
+
+bool IsPeer(const std::string& sys) {
+  return !sys.starts_with("shmlink") && !sys.starts_with("floor") && !sys.starts_with("python-");
+}
+
+// The best one-to-one peer record for `pat`/`size`: most msgs/s, or lowest RTT p50.
+const BenchRecord* BestPeer(const Results& res, const std::string& pat, uint64_t size) {
+  const BenchRecord* best = nullptr;
+  for (const auto& r : res.ok) {
+    if (r.pattern != pat || r.size != size || r.subscribers || !IsPeer(r.system)) continue;
+    if (r.producers.value_or(1) != 1 || r.consumers.value_or(1) != 1) continue;
+    const bool better =
+        !best || (pat == "rtt" ? *r.p50_ns < *best->p50_ns : *r.msgs_per_s > *best->msgs_per_s);
+    if (better) best = &r;
+  }
+  return best;
+}
+
+// One screen: each shmlink primitive against its floor and against the best peer measured.
+std::string Summary(const Results& res) {
+  std::ostringstream o;
+  o << "### Summary\n\n"
+       "\"of floor\": the share of the hardware floor reached (throughput ÷ floor, or floor "
+       "RTT ÷ RTT; 1 is the floor). \"vs best peer\": shmlink's advantage over the fastest "
+       "other system measured at that size (above 1: shmlink is faster).\n\n"
+       "| primitive | case | shmlink | of floor | vs best peer |\n|---|---|---:|---:|---|\n";
+  int rows = 0;
+  auto row = [&](const std::string& prim, const std::string& what, const BenchRecord* ours,
+                 const BenchRecord* floor, const BenchRecord* peer, bool bandwidth) {
+    if (!ours) return;
+    const bool rtt = ours->pattern == "rtt";
+    auto fig = [&](const BenchRecord& r) {
+      return rtt ? Nanos(*r.p50_ns) : bandwidth ? Bandwidth(*r.bytes_per_s) : Rate(*r.msgs_per_s);
+    };
+    auto adv = [&](const BenchRecord& r) {  // ours relative to r, above 1: ours is better
+      return rtt ? *r.p50_ns / *ours->p50_ns : *ours->msgs_per_s / *r.msgs_per_s;
+    };
+    o << "| " << prim << " | " << what << " | " << fig(*ours) << " | "
+      << (floor ? Ratio(adv(*floor)) + " (" + BaseSystem(floor->system) + ")" : "–") << " | "
+      << (peer ? Ratio(adv(*peer)) + " (" + Shown(*peer) + ")" : "–") << " |\n";
+    ++rows;
+  };
+  for (const uint64_t size : {uint64_t{64}, uint64_t{65536}, uint64_t{1} << 20}) {
+    const bool big = size > 4096;
+    row("SPSC ring", SizeName(size) + " throughput", res.Find(kReference, "throughput", size),
+        res.Find(big ? "floor-transfer" : "floor-stream", "throughput", size),
+        BestPeer(res, "throughput", size), big);
+  }
+  row("SPSC ring", "64 B RTT p50", res.Find(kReference, "rtt", 64),
+      res.FindNear("floor-cacheline", "rtt", 64), BestPeer(res, "rtt", 64), false);
+  row("Connection", "64 B RTT p50", res.Find("shmlink-connection", "rtt", 64),
+      res.FindNear("floor-cacheline", "rtt", 64), BestPeer(res, "rtt", 64), false);
+  for (const auto& r : res.ok) {
+    if (r.system != "shmlink-mpmc" || r.pattern != "throughput" || r.size != 64) continue;
+    BenchRecord key = r;  // the mutex queue's record of the same layout and size
+    key.system = "mutex-queue";
+    const BenchRecord* mq = nullptr;
+    for (const auto& q : res.ok) {
+      if (SameCase(q, key)) mq = &q;
+    }
+    const std::string layout =
+        std::to_string(r.producers.value_or(1)) + "→" + std::to_string(r.consumers.value_or(1));
+    row("MPMC queue", "64 B " + layout + " throughput", &r, nullptr, mq, false);
+  }
+  row("Topic", "64 B, 4 subscribers: slowest", res.FindTopic("shmlink-pubsub", "throughput", 64, 4),
+      nullptr, res.FindTopic("iceoryx", "throughput", 64, 4), false);
+  if (rows == 0) return "";
+  return o.str();
+}
+
+// Which cases the machine disturbed, and what the rerun did about it.
+std::string DisturbanceSection(const Results& res, const Disturbance& whole) {
+  std::ostringstream o;
+  o << "### Was the run disturbed?\n\n"
+       "Each case is bracketed by samples of /proc/stat and /proc/loadavg. A case is "
+       "*disturbed* when steal exceeds 5 % of cpu time (the hypervisor ran another guest "
+       "on our vCPUs) or processes other than the benchmark's used more than 10 % of it, and "
+       "*shaky* when its repetitions differ by more than ×"
+    << Fmt("%.1f", kShakySpread)
+    << "; such a size is measured once more (within a third of the measuring time) and the "
+       "better measurement is kept.\n\n"
+    << "Whole run: " << whole.Describe() << " over " << Fmt("%.0f", whole.seconds) << " s; "
+    << res.disturbed.size() << " of " << res.cases << " cases flagged or rerun.\n";
+  if (res.disturbed.empty()) return o.str();
+  o << "\n| case | size | kept measurement |\n|---|---|---|\n";
+  for (const auto& m : res.disturbed) {
+    o << "| " << Shown(m.rec) << " " << m.rec.pattern << " | " << SizeName(m.rec.size) << " | "
+      << m.Verdict() << " |\n";
+  }
+  return o.str();
+}
+
 std::string Failures(const Results& res, const std::set<std::string>& not_built) {
   std::ostringstream o;
   if (res.failed.empty() && not_built.empty()) return "";
@@ -619,6 +767,8 @@ int Main(int argc, char** argv) {
                  "directory for compare.md, *.png, *.dat (default bench/out)");
   app.add_flag("!--no-plot", opt.plot, "skip the PNG plots");
   app.add_flag("--list", list, "list the families and systems and exit");
+  app.add_flag("!--no-rerun", opt.rerun,
+               "never measure a disturbed size again (--quick never does)");
   std::string report_from;
   app.add_option("--report-from", report_from,
                  "measure nothing: rebuild the report and plots from a saved --json file");
@@ -626,6 +776,7 @@ int Main(int argc, char** argv) {
 
   const bool reps_set = app.count("--reps") > 0, secs_set = app.count("--seconds") > 0;
   if (cfg.quick) {
+    opt.rerun = false;
     if (!reps_set) cfg.reps = 2;
     if (!secs_set) cfg.seconds_per_rep = 0.1;
   }
@@ -704,33 +855,52 @@ int Main(int argc, char** argv) {
     }
   }
 
-  const std::string machine = Machine();
+  const std::string machine = MachineDescription();
   std::fprintf(stderr, "compare: %s\ncompare: sizes %s, %d reps x %.2f s, cores %d and %d%s\n",
                machine.c_str(), JoinSizes(cfg.sizes).c_str(), cfg.reps, cfg.seconds_per_rep,
                cfg.cpu_a, cfg.cpu_b, cfg.quick ? " (--quick)" : "");
   Results res;
   const auto t_start = std::chrono::steady_clock::now();
+  const MachineSample run_before = SampleMachine();
   int n = 0;
-  Emit emit = [&](const BenchRecord& r) {
-    if (!keep.empty() && !keep.count(BaseSystem(r.system))) return;
-    if (json.is_open()) json << ToJsonLine(r) << "\n" << std::flush;
+  // Progress: one stderr line per record as it arrives (a rerun's records too).
+  auto progress = [&](const BenchRecord& r) {
     std::string line = "[" + std::to_string(++n) + "] " + Shown(r) + " " +
                        (r.size ? r.pattern + " " + SizeName(r.size) : "(all cases)") + ": ";
     if (!r.error.empty()) {
       line += "ERROR " + r.error;
-      res.failed.push_back(r);
     } else if (r.pattern == "throughput" && r.msgs_per_s && r.bytes_per_s) {
       line += Rate(*r.msgs_per_s) + ", " + Bandwidth(*r.bytes_per_s);
-      res.ok.push_back(r);
     } else if (r.pattern == "rtt" && r.p50_ns && r.p99_ns) {
       line += "p50 " + Nanos(*r.p50_ns) + ", p99 " + Nanos(*r.p99_ns) +
               (r.p999_ns ? ", p99.9 " + Nanos(*r.p999_ns) : "");
-      res.ok.push_back(r);
     } else {
       line += "incomplete record";
     }
     std::fprintf(stderr, "%s\n", line.c_str());
     std::fflush(stderr);
+  };
+  // Keeping: the record goes to the JSON Lines file and the report.
+  auto keep_record = [&](const BenchRecord& r) {
+    if (json.is_open()) json << ToJsonLine(r) << "\n" << std::flush;
+    if (!r.error.empty()) {
+      res.failed.push_back(r);
+    } else if ((r.pattern == "throughput" && r.msgs_per_s && r.bytes_per_s) ||
+               (r.pattern == "rtt" && r.p50_ns && r.p99_ns)) {
+      res.ok.push_back(r);
+    }
+  };
+  std::vector<Measured> batch;
+  MachineSample last = SampleMachine();
+  Emit collect = [&](const BenchRecord& r) {
+    if (!keep.empty() && !keep.count(BaseSystem(r.system))) return;
+    const MachineSample now = SampleMachine();
+    Measured m;
+    m.rec = r;
+    m.d = Between(last, now);
+    batch.push_back(std::move(m));
+    last = now;
+    progress(r);
   };
   if (!report_from.empty()) {
     std::ifstream in(UserPath(report_from));
@@ -739,18 +909,61 @@ int Main(int argc, char** argv) {
       return 2;
     }
     for (std::string line; std::getline(in, line);) {
-      if (auto r = ParseJsonLine(line)) emit(*r);
+      auto r = ParseJsonLine(line);
+      if (!r || (!keep.empty() && !keep.count(BaseSystem(r->system)))) continue;
+      progress(*r);
+      keep_record(*r);
     }
     not_built.clear();
   } else {
+    double measured_s = 0, rerun_s = 0;
     for (const Family* f : run) {
       std::fprintf(stderr, "compare: == %s ==\n", f->name);
-      f->run(cfg, emit);
+      batch.clear();
+      last = SampleMachine();
+      const auto f_start = std::chrono::steady_clock::now();
+      f->run(cfg, collect);
+      measured_s += Seconds(f_start);
+      std::vector<Measured> first = std::move(batch);
+      // Rerun each size with a disturbed case once, while reruns stay within a third of
+      // the time measured so far (a machine that is busy all along gains nothing from it).
+      std::set<uint64_t> redo;
+      for (const auto& m : first) {
+        if (opt.rerun && m.rec.error.empty() && (m.d.Disturbed() || Spread(m.rec) > kShakySpread)) {
+          redo.insert(m.rec.size);
+        }
+      }
+      for (uint64_t size : redo) {
+        if (rerun_s > measured_s / 3) {
+          std::fprintf(stderr, "compare: rerun budget spent; %s %s stays as measured\n", f->name,
+                       SizeName(size).c_str());
+          continue;
+        }
+        std::fprintf(stderr, "compare: rerunning %s at %s (disturbed)\n", f->name,
+                     SizeName(size).c_str());
+        BenchConfig one = cfg;
+        one.sizes = {size};
+        batch.clear();
+        last = SampleMachine();
+        const auto r_start = std::chrono::steady_clock::now();
+        f->run(one, collect);
+        rerun_s += Seconds(r_start);
+        for (auto& again : batch) AdoptRerun(first, std::move(again));
+      }
+      for (auto& m : first) {
+        if (m.rec.error.empty() && (m.d.Disturbed() || Spread(m.rec) > kShakySpread || m.rerun)) {
+          m.rec.note += std::string(m.rec.note.empty() ? "" : "; ") + m.Verdict();
+          res.disturbed.push_back(m);
+        }
+        ++res.cases;
+        keep_record(m.rec);
+      }
     }
   }
   const double took =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
 
+  const Disturbance whole = Between(run_before, SampleMachine());
   std::ostringstream md;
   md << "## shmlink vs. alternatives — " << UtcNow() << "\n\n"
      << "- Machine: " << machine << "\n"
@@ -762,11 +975,13 @@ int Main(int argc, char** argv) {
   md << "- Command: `bazel run -c opt //bench:compare";
   for (int i = 1; i < argc; ++i) md << (i == 1 ? " --" : "") << " " << argv[i];
   md << "`\n\n"
+     << Summary(res) << "\n"
      << ThroughputTable(res) << "\n"
      << RttTable(res) << "\n"
      << PubsubTable(res) << "\n"
-     << Targets(res) << "\n"
-     << Failures(res, not_built);
+     << Targets(res) << "\n";
+  if (report_from.empty()) md << DisturbanceSection(res, whole) << "\n";
+  md << Failures(res, not_built);
   if (opt.plot) {
     std::string perr = Plot(res, opt.out_dir, machine);
     if (perr.empty()) {

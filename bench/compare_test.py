@@ -3,7 +3,7 @@
 """Smoke test of //bench:compare: runs it on a cheap subset and checks its output.
 
 Runs `compare --quick --systems pipe,boost-message-queue --sizes 64,4096` with tiny
-repetitions and checks every JSON Lines record (schema of shared/tools/bench_schema.py plus
+repetitions and checks every JSON Lines record (the project's benchmark schema plus
 reps and min/max spread), the Markdown report and, if gnuplot is installed, the PNGs.
 No timing assertions: only that the figures exist, are positive and consistent.
 """
@@ -14,7 +14,7 @@ import sys
 import tempfile
 import unittest
 
-# shared/tools/bench_schema.py's SYSTEMS (names must come from this list).
+# The benchmark schema's system names (records must use these).
 SYSTEMS = {
     "shmlink-spsc", "shmlink-spsc-sleep", "shmlink-mpmc", "shmlink-connection",
     "python-shmlink-queue", "python-shmlink-pipe", "python-shmlink-ring",
@@ -91,6 +91,15 @@ class CompareSmokeTest(unittest.TestCase):
         self.assertIn("### Targets", md)
         for system in SELECTED:
             self.assertIn("| 64 B | %s |" % system, md)
+        # Every case was bracketed by machine samples; --quick never reruns.
+        self.assertIn("### Was the run disturbed?", md)
+        self.assertIn(" of %d cases flagged or rerun." % len(self.records), md)
+        self.assertNotIn("compare: rerunning", self.proc.stderr)
+        # Records the report flags carry the verdict in their note.
+        flagged = [r for r in self.records if "disturbed:" in r.get("note", "")
+                   or "shaky:" in r.get("note", "")]
+        for r in flagged:
+            self.assertIn("| %s %s | " % (r["system"], r["pattern"]), md)
         self.assertEqual(md, self.proc.stdout)
 
     def test_plots(self):
