@@ -23,6 +23,18 @@ Expected<std::byte*> MapShared(int fd, size_t size) {
   return static_cast<std::byte*>(p);
 }
 
+// The error for a failed shm_open of the existing-segment name `name`: kWrongKind if the
+// name is there but no regular file (glibc reports a directory as EINVAL, the kernel a
+// socket as ENXIO and a symlink as ELOOP), else errno `err`.
+Unexpected OpenError(const std::string& name, int err) {
+  struct stat st {};
+  if ((err == EINVAL || err == EISDIR || err == ENXIO || err == ELOOP) &&
+      ::lstat(("/dev/shm" + name).c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return MakeUnexpected(make_error_code(RingErrc::kWrongKind));
+  }
+  return ErrnoError(err);
+}
+
 // Closes `fd` after removing `name` if it is still the file of `fd`.
 void UnlinkAndClose(const std::string& name, int fd) {
   (void)UnlinkShmIfSame(name, fd);
@@ -110,10 +122,17 @@ Expected<Segment> Segment::Create(std::string_view name, size_t size, UnlinkPoli
 Expected<Segment> Segment::Open(std::string_view name, UnlinkPolicy policy) {
   if (auto ok = ValidateName(name); !ok) return MakeUnexpected(ok.error());
   std::string n(name);
-  int fd = ::shm_open(n.c_str(), O_RDWR | O_CLOEXEC, 0);
-  if (fd < 0) return ErrnoError(errno);
+  // O_NONBLOCK: a FIFO planted under the name must not block the open (FromFd then
+  // refuses it); it is cleared again below, since the descriptor may be passed on.
+  int fd = ::shm_open(n.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+  if (fd < 0) return OpenError(n, errno);
   auto seg = FromFd(fd);
   if (!seg) return seg;
+  // A regular file: back to blocking, since fd() may be passed on (SCM_RIGHTS).
+  if (const int fl = ::fcntl(seg->fd_, F_GETFL);
+      fl < 0 || ::fcntl(seg->fd_, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    return ErrnoError(errno);
+  }
   seg->name_ = std::move(n);
   seg->policy_ = policy;
   return seg;
@@ -147,6 +166,10 @@ Expected<Segment> Segment::FromFd(int fd) {
     int err = errno;
     ::close(fd);
     return ErrnoError(err);
+  }
+  if (!S_ISREG(st.st_mode)) {  // FIFO, directory, socket, device: not a segment
+    ::close(fd);
+    return RingErrc::kWrongKind;
   }
   if (st.st_size <= 0) {
     ::close(fd);
