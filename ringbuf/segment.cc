@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <utility>
 
 #include <shmlink/segment.h>
@@ -45,7 +46,12 @@ void UnlinkAndClose(const std::string& name, int fd) {
 
 Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd,
                                 const std::function<bool()>& confirm) {
-  const std::string file(file_name);
+  // NUL-terminated on the stack: unlinking allocates nothing (destructors, teardown).
+  char file[NAME_MAX + 1];
+  if (file_name.empty()) return false;  // no such name (as fstatat would say)
+  if (file_name.size() > NAME_MAX) return ErrnoError(ENAMETOOLONG);
+  file_name.copy(file, file_name.size());
+  file[file_name.size()] = '\0';
   struct flock lk {};
   lk.l_type = F_WRLCK;
   lk.l_whence = SEEK_SET;
@@ -60,11 +66,11 @@ Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd,
   struct stat named {};
   if (::fstat(fd, &mine) != 0) {
     result = ErrnoError(errno);
-  } else if (::fstatat(dir_fd, file.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0) {
+  } else if (::fstatat(dir_fd, file, &named, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno != ENOENT) result = ErrnoError(errno);
   } else if (named.st_dev == mine.st_dev && named.st_ino == mine.st_ino &&
              (!confirm || confirm())) {
-    if (::unlinkat(dir_fd, file.c_str(), 0) == 0) {
+    if (::unlinkat(dir_fd, file, 0) == 0) {
       result = true;
     } else if (errno != ENOENT) {
       result = ErrnoError(errno);
