@@ -15,6 +15,7 @@
 #include <shmlink/pickle.h>
 #include <shmlink/ring_error.h>
 #include <shmlink/segment.h>
+#include <shmlink/shared_memory.h>
 #include <shmlink/shared_object.h>
 #include <shmlink/spsc_ring.h>
 #include <shmlink/topic.h>

@@ -22,7 +22,7 @@ class RingCategoryImpl final : public std::error_category {
       case RingErrc::kBadVersion:
         return "unsupported shmlink layout version";
       case RingErrc::kWrongKind:
-        return "segment is of another kind";
+        return "segment is of another kind (or not a regular file)";
       case RingErrc::kBadChecksum:
         return "segment header checksum mismatch";
       case RingErrc::kBadGeometry:

@@ -19,7 +19,8 @@ enum class RingErrc : int {
   kTruncated,        // Segment smaller than its header says (or than a header). No retry.
   kBadMagic,         // Not a shmlink segment. No retry.
   kBadVersion,       // shmlink segment of another layout version. No retry.
-  kWrongKind,        // shmlink segment of another kind (e.g. SPSC opened as MPMC). No retry.
+  kWrongKind,        // shmlink segment of another kind (e.g. SPSC opened as MPMC), or the
+                     // name is no segment at all (a FIFO or directory). No retry.
   kBadChecksum,      // Header bytes corrupted. No retry.
   kBadGeometry,      // Header fields inconsistent (offsets, capacity, sizes). No retry.
   kNotReady,         // Creator has not finished initialising. Retry helps.

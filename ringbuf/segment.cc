@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <utility>
 
 #include <shmlink/segment.h>
@@ -23,6 +24,18 @@ Expected<std::byte*> MapShared(int fd, size_t size) {
   return static_cast<std::byte*>(p);
 }
 
+// The error for a failed shm_open of the existing-segment name `name`: kWrongKind if the
+// name is there but no regular file (glibc reports a directory as EINVAL, the kernel a
+// socket as ENXIO and a symlink as ELOOP), else errno `err`.
+Unexpected OpenError(const std::string& name, int err) {
+  struct stat st {};
+  if ((err == EINVAL || err == EISDIR || err == ENXIO || err == ELOOP) &&
+      ::lstat(("/dev/shm" + name).c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return MakeUnexpected(make_error_code(RingErrc::kWrongKind));
+  }
+  return ErrnoError(err);
+}
+
 // Closes `fd` after removing `name` if it is still the file of `fd`.
 void UnlinkAndClose(const std::string& name, int fd) {
   (void)UnlinkShmIfSame(name, fd);
@@ -33,7 +46,12 @@ void UnlinkAndClose(const std::string& name, int fd) {
 
 Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd,
                                 const std::function<bool()>& confirm) {
-  const std::string file(file_name);
+  // NUL-terminated on the stack: unlinking allocates nothing (destructors, teardown).
+  char file[NAME_MAX + 1];
+  if (file_name.empty()) return false;  // no such name (as fstatat would say)
+  if (file_name.size() > NAME_MAX) return ErrnoError(ENAMETOOLONG);
+  file_name.copy(file, file_name.size());
+  file[file_name.size()] = '\0';
   struct flock lk {};
   lk.l_type = F_WRLCK;
   lk.l_whence = SEEK_SET;
@@ -48,11 +66,11 @@ Expected<bool> UnlinkIfSameFile(int dir_fd, std::string_view file_name, int fd,
   struct stat named {};
   if (::fstat(fd, &mine) != 0) {
     result = ErrnoError(errno);
-  } else if (::fstatat(dir_fd, file.c_str(), &named, AT_SYMLINK_NOFOLLOW) != 0) {
+  } else if (::fstatat(dir_fd, file, &named, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno != ENOENT) result = ErrnoError(errno);
   } else if (named.st_dev == mine.st_dev && named.st_ino == mine.st_ino &&
              (!confirm || confirm())) {
-    if (::unlinkat(dir_fd, file.c_str(), 0) == 0) {
+    if (::unlinkat(dir_fd, file, 0) == 0) {
       result = true;
     } else if (errno != ENOENT) {
       result = ErrnoError(errno);
@@ -110,10 +128,17 @@ Expected<Segment> Segment::Create(std::string_view name, size_t size, UnlinkPoli
 Expected<Segment> Segment::Open(std::string_view name, UnlinkPolicy policy) {
   if (auto ok = ValidateName(name); !ok) return MakeUnexpected(ok.error());
   std::string n(name);
-  int fd = ::shm_open(n.c_str(), O_RDWR | O_CLOEXEC, 0);
-  if (fd < 0) return ErrnoError(errno);
+  // O_NONBLOCK: a FIFO planted under the name must not block the open (FromFd then
+  // refuses it); it is cleared again below, since the descriptor may be passed on.
+  int fd = ::shm_open(n.c_str(), O_RDWR | O_CLOEXEC | O_NONBLOCK, 0);
+  if (fd < 0) return OpenError(n, errno);
   auto seg = FromFd(fd);
   if (!seg) return seg;
+  // A regular file: back to blocking, since fd() may be passed on (SCM_RIGHTS).
+  if (const int fl = ::fcntl(seg->fd_, F_GETFL);
+      fl < 0 || ::fcntl(seg->fd_, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+    return ErrnoError(errno);
+  }
   seg->name_ = std::move(n);
   seg->policy_ = policy;
   return seg;
@@ -147,6 +172,10 @@ Expected<Segment> Segment::FromFd(int fd) {
     int err = errno;
     ::close(fd);
     return ErrnoError(err);
+  }
+  if (!S_ISREG(st.st_mode)) {  // FIFO, directory, socket, device: not a segment
+    ::close(fd);
+    return RingErrc::kWrongKind;
   }
   if (st.st_size <= 0) {
     ::close(fd);

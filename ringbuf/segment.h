@@ -71,7 +71,9 @@ class Segment {
                                                 UnlinkPolicy policy, mode_t mode = 0600);
 
   // Attaches to an existing segment read-write and maps all of it. Errors: kInvalidName,
-  // ENOENT if absent, EACCES, kTruncated if it is empty, kInvalidArgument if > kMaxSize.
+  // ENOENT if absent, EACCES, kWrongKind if the name is not a regular file (a FIFO, which
+  // is never waited on, a directory, a socket, a symlink), kTruncated if it is empty,
+  // kInvalidArgument if > kMaxSize.
   [[nodiscard]] static Expected<Segment> Open(std::string_view name,
                                               UnlinkPolicy policy = UnlinkPolicy::kKeep);
 
@@ -79,7 +81,8 @@ class Segment {
   // passed to a peer by file descriptor (SCM_RIGHTS). name() is empty.
   [[nodiscard]] static Expected<Segment> CreateAnonymous(size_t size);
 
-  // Maps the file behind `fd` (takes ownership of fd, closes it on error too).
+  // Maps the file behind `fd` (takes ownership of fd, closes it on error too). Errors as
+  // Open()'s: kWrongKind unless it is a regular file, kTruncated if empty, ...
   [[nodiscard]] static Expected<Segment> FromFd(int fd);
 
   Segment() = default;

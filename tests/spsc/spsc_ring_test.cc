@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <optional>
 #include <random>
@@ -658,6 +660,57 @@ TEST_F(HostileHeader, ForeignFileIsBadMagic) {
   auto a = SpscRing::Attach(other);
   ASSERT_FALSE(a);
   EXPECT_EQ(a.error(), RingErrc::kBadMagic);
+}
+
+// ------------------------------------------------------------------ not a segment at all
+
+// A FIFO, directory or symlink planted under a shm name (removed again by ~Planted).
+struct Planted {
+  explicit Planted(std::string tag) : name(UniqueShmName(tag)), path("/dev/shm" + name) {}
+  ~Planted() {
+    ::unlink(path.c_str());
+    ::rmdir(path.c_str());
+  }
+  std::string name;
+  std::string path;
+};
+
+TEST(SegmentOpen, NonRegularFilesAreWrongKindNotTruncatedOrAHang) {
+  Planted fifo("fifo");
+  ASSERT_EQ(::mkfifo(fifo.path.c_str(), 0600), 0) << std::strerror(errno);
+  // Opened without blocking (no writer ever comes), then refused by type, not by size.
+  auto f = Segment::Open(fifo.name);
+  ASSERT_FALSE(f);
+  EXPECT_EQ(f.error(), RingErrc::kWrongKind) << f.error().message();
+  EXPECT_EQ(SpscRing::Attach(fifo.name).error(), RingErrc::kWrongKind);
+
+  Planted dir("dir");
+  ASSERT_EQ(::mkdir(dir.path.c_str(), 0700), 0) << std::strerror(errno);
+  auto d = Segment::Open(dir.name);  // glibc's shm_open says EINVAL for a directory
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error(), RingErrc::kWrongKind) << d.error().message();
+
+  const std::string real = UniqueShmName("real");
+  auto seg = Segment::Create(real, 4096, UnlinkPolicy::kUnlinkOnDestroy);
+  ASSERT_TRUE(seg);
+  Planted link("link");
+  ASSERT_EQ(::symlink(("/dev/shm" + real).c_str(), link.path.c_str()), 0);
+  EXPECT_EQ(Segment::Open(link.name).error(), RingErrc::kWrongKind);
+
+  // Still only for names that exist: absent stays ENOENT, and a real segment opens.
+  EXPECT_EQ(Segment::Open(UniqueShmName("absent")).error(), std::errc::no_such_file_or_directory);
+  auto ok = Segment::Open(real);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(::fcntl(ok->fd(), F_GETFL) & O_NONBLOCK, 0);  // fd() is left blocking
+}
+
+TEST(SegmentOpen, FromFdRefusesAPipe) {
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  auto s = Segment::FromFd(p[0]);  // takes p[0] and closes it
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error(), RingErrc::kWrongKind);
+  ::close(p[1]);
 }
 
 // ------------------------------------------------------------------ corrupt ring state
