@@ -71,6 +71,9 @@ class Connection:
         self._epoll = None
         self._epoll_pid = None
         self._closed = False
+        # Open and of the right direction: the one test the common calls' fast path makes.
+        self._can_send = tx_index >= 0
+        self._can_recv = rx_index >= 0
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -104,6 +107,10 @@ class Connection:
     # -- sending -------------------------------------------------------------------------
     def send_bytes(self, buf, offset=0, size=None):
         """Send the bytes data from a bytes-like object."""
+        if (self._can_send and type(buf) is bytes and offset == 0 and size is None
+                and len(buf) <= self._inline_max):
+            # The common call, without the general path's memoryview and checks.
+            return self._ch.send_bytes(buf, 0, None, None)
         self._check_closed()
         self._check_writable()
         m = memoryview(buf)
@@ -126,8 +133,9 @@ class Connection:
 
     def send(self, obj):
         """Send a (picklable) object."""
-        self._check_closed()
-        self._check_writable()
+        if not self._can_send:
+            self._check_closed()
+            self._check_writable()
         data = _ForkingPickler.dumps(obj)
         if len(data) > self._inline_max:
             return self._send_large([memoryview(data)])
@@ -252,8 +260,9 @@ class Connection:
     # -- receiving -----------------------------------------------------------------------
     def recv_bytes(self, maxlength=None):
         """Receive bytes data as a bytes object."""
-        self._check_closed()
-        self._check_readable()
+        if not self._can_recv:
+            self._check_closed()
+            self._check_readable()
         if maxlength is not None and maxlength < 0:
             raise ValueError("negative maxlength")
         try:
@@ -290,8 +299,9 @@ class Connection:
 
     def recv(self):
         """Receive a (picklable) object."""
-        self._check_closed()
-        self._check_readable()
+        if not self._can_recv:
+            self._check_closed()
+            self._check_readable()
         try:
             return self._ch.recv_decode(_ForkingPickler.loads, None)
         except _LargeMessage as e:
@@ -373,6 +383,7 @@ class Connection:
         if self._closed:
             return
         self._closed = True
+        self._can_send = self._can_recv = False
         self._ch.close()
         if self._epoll is not None:
             self._epoll.close()
@@ -439,6 +450,7 @@ class SocketConnection(Connection):
         self._fds = {}
         self._epoll = None
         self._closed = False
+        self._can_send = self._can_recv = True
         self._armed = False
         self._ready_fd = -1
 
@@ -513,6 +525,7 @@ class SocketConnection(Connection):
         if self._closed:
             return
         self._closed = True
+        self._can_send = self._can_recv = False
         self._ch.close()
         if self._ready_fd >= 0:
             os.close(self._ready_fd)
