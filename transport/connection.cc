@@ -102,9 +102,13 @@ int PollMs(std::optional<Clock::time_point> deadline) {
   return left < 0 ? 0 : static_cast<int>(std::min<int64_t>(left, 1 << 30));
 }
 
+// A timeout too large for the clock (e.g. nanoseconds::max()) means forever, as in
+// WaitOptions, instead of overflowing into the past.
 std::optional<Clock::time_point> DeadlineFor(Timeout t) {
   if (t.count() < 0) return std::nullopt;
-  return Clock::now() + t;
+  const Clock::time_point d = internal::SaturatingAdd(Clock::now(), t);
+  if (d == Clock::time_point::max()) return std::nullopt;
+  return d;
 }
 
 // Writes all of `iov` (MSG_NOSIGNAL: EPIPE instead of SIGPIPE), optionally with one fd.
