@@ -212,8 +212,11 @@ MpmcProducer& MpmcProducer::operator=(MpmcProducer&& o) noexcept {
   return *this;
 }
 
-// A moved-from producer holds no claim; handle_ then frees the registry entry.
-MpmcProducer::~MpmcProducer() { abort(); }
+// A moved-from producer holds no claim; handle_ then frees the registry entry. An inherited
+// copy in a forked child leaves the claimer's claim (and entry) alone.
+MpmcProducer::~MpmcProducer() {
+  if (!handle_.foreign()) abort();
+}
 
 Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
   MpmcControl* c = view().control;
@@ -370,7 +373,8 @@ MpmcConsumer& MpmcConsumer::operator=(MpmcConsumer&& o) noexcept {
 
 // A moved-from consumer holds no claim; handle_ then frees the registry entry.
 MpmcConsumer::~MpmcConsumer() {
-  if (claimed_) (void)release();
+  // An inherited copy in a forked child: the held message is the claimer's.
+  if (claimed_ && !handle_.foreign()) (void)release();
 }
 
 MpmcConsumer::Message MpmcConsumer::Held() const noexcept {
