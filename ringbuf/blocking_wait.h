@@ -29,6 +29,20 @@ inline void CpuRelax() noexcept {
 #endif
 }
 
+// t + d, or time_point::max() if that would overflow (d < 0 counts as 0). A deadline of
+// max() is never reached: "forever".
+inline std::chrono::steady_clock::time_point SaturatingAdd(std::chrono::steady_clock::time_point t,
+                                                           std::chrono::nanoseconds d) noexcept {
+  using Clock = std::chrono::steady_clock;
+  if (d.count() <= 0) return t;
+  if (t >= Clock::time_point::max()) return t;
+  const Clock::duration room = Clock::time_point::max() - t;
+  if (d >= std::chrono::duration_cast<std::chrono::nanoseconds>(room)) {
+    return Clock::time_point::max();
+  }
+  return t + std::chrono::duration_cast<Clock::duration>(d);
+}
+
 inline bool WouldBlock(const std::error_code& ec) noexcept {
   return ec == make_error_code(RingErrc::kWouldBlock);
 }
@@ -52,16 +66,21 @@ auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
   auto r = try_fn();
   if (r || !WouldBlock(r.error())) return r;
   if (stats != nullptr) CountAdd(stats->waits, 1);
-  const bool infinite = opts.timeout.count() < 0;
+  // Every period below is sane whatever the caller passed (wait_options.h): a liveness
+  // period <= 0 made the sleep slice negative (an untimed futex wait: no timeout, no
+  // liveness) or the loop read /proc on every pass; a huge timeout overflowed the deadline.
+  const std::chrono::nanoseconds check = WaitOptions::EffectiveLivenessCheck(opts.liveness_check);
   const Clock::time_point start = Clock::now();
-  const Clock::time_point deadline = infinite ? Clock::time_point::max() : start + opts.timeout;
-  Clock::time_point next_liveness = start + opts.liveness_check;
+  const Clock::time_point deadline =
+      opts.timeout.count() < 0 ? Clock::time_point::max() : SaturatingAdd(start, opts.timeout);
+  const bool infinite = deadline == Clock::time_point::max();
+  Clock::time_point next_liveness = SaturatingAdd(start, check);
 
   // Phase 1: poll.
   if (opts.strategy != WaitStrategy::kSleep) {
     const bool spin_forever = opts.strategy == WaitStrategy::kSpin;
     const Clock::time_point spin_end =
-        spin_forever ? deadline : std::min(deadline, start + opts.spin);
+        spin_forever ? deadline : std::min(deadline, SaturatingAdd(start, opts.spin));
     for (uint32_t i = 1;; ++i) {
       CpuRelax();
       r = try_fn();
@@ -77,7 +96,7 @@ auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
             r = try_fn();
             return (r || !WouldBlock(r.error())) ? r : decltype(r)(RingErrc::kPeerDead);
           }
-          next_liveness = now + opts.liveness_check;
+          next_liveness = SaturatingAdd(now, check);
         }
       }
     }
@@ -105,7 +124,7 @@ auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
         r = try_fn();
         return (r || !WouldBlock(r.error())) ? r : decltype(r)(RingErrc::kPeerDead);
       }
-      next_liveness = now + opts.liveness_check;
+      next_liveness = SaturatingAdd(now, check);
     }
     std::chrono::nanoseconds slice = next_liveness - now;
     if (!infinite) slice = std::min<std::chrono::nanoseconds>(slice, deadline - now);

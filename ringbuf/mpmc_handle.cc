@@ -1,6 +1,8 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // SYNC labels refer to the memory-ordering argument at the top of mpmc_queue.cc.
+#include <unistd.h>
+
 #include <utility>
 
 #include <shmlink/mpmc_handle.h>
@@ -14,10 +16,13 @@ MpmcHandle::MpmcHandle(std::shared_ptr<const Segment> segment, MpmcView view, ui
       view_(view),
       idx_(idx),
       owner_word_(owner),
+      registrant_pid_(::getpid()),
       recovery_interval_(recovery_interval) {}
 
+bool MpmcHandle::foreign() const noexcept { return segment_ && ::getpid() != registrant_pid_; }
+
 MpmcHandle::~MpmcHandle() {
-  if (!segment_) return;
+  if (!segment_ || foreign()) return;
   MpmcRegistryEntry& e = view_.registry[idx_];
   e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release CAS
   ReleaseOwnerWord(e.owner, owner_word_);              // SYNC(owner): release

@@ -9,6 +9,8 @@
 #ifndef SHMLINK_RINGBUF_MPMC_HANDLE_H_
 #define SHMLINK_RINGBUF_MPMC_HANDLE_H_
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -33,9 +35,15 @@ class MpmcHandle {
   MpmcHandle& operator=(MpmcHandle&&) = delete;
   MpmcHandle(const MpmcHandle&) = delete;
   MpmcHandle& operator=(const MpmcHandle&) = delete;
-  // Frees the registry entry, unless moved from. Release whatever the entry's index
-  // claimed in the queue first: the index may be handed out again at once.
+  // Frees the registry entry, unless moved from or in another process than the one that
+  // registered it (an inherited copy after fork(): the entry stays the registrant's).
+  // Release whatever the entry's index claimed in the queue first: the index may be
+  // handed out again at once.
   ~MpmcHandle();
+
+  // True in a process other than the one that registered the handle (a forked child's
+  // inherited copy): it must not release the entry nor anything claimed under its index.
+  bool foreign() const noexcept;
 
   const MpmcView& view() const noexcept { return view_; }
   // The registry index; claims write it into the slot stamps.
@@ -53,6 +61,7 @@ class MpmcHandle {
   MpmcView view_;
   uint32_t idx_ = 0;
   uint64_t owner_word_ = 0;
+  pid_t registrant_pid_ = 0;  // getpid() of the registrant
   std::chrono::nanoseconds recovery_interval_{};
   std::chrono::steady_clock::time_point next_recovery_{};
 };

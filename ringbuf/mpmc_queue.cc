@@ -38,8 +38,8 @@
 #include <utility>
 
 #include <shmlink/blocking_wait.h>
-#include <shmlink/mpmc_queue.h>
 #include <shmlink/log.h>
+#include <shmlink/mpmc_queue.h>
 #include <shmlink/process_identity.h>
 
 namespace shmlink {
@@ -115,10 +115,15 @@ bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept {
   // is a zombie: until then it may wait long for a CPU, or tear down its address space, and
   // survivors that took it for alive would not redeliver the message it held (they could
   // even finish, leaving it orphaned with nobody to adopt it).
+  // Unknown is not dead: an owner whose /proc entry cannot be read (we are out of fds, it
+  // is hidden...) keeps its entry and its claims.
   const Liveness liveness = LivenessOfPacked(owner);
-  if (liveness == Liveness::kAlive) return false;
+  if (liveness != Liveness::kDying && liveness != Liveness::kDead) return false;
   const uint64_t dead_owner = owner;
-  const uint64_t me = SelfIdentity().Pack();
+  // The entry is taken over under our name: one others can check, or no takeover.
+  auto self = SelfIdentity();
+  if (!self) return false;
+  const uint64_t me = self->Pack();
   // Take the entry over so that neither a new handle nor another recoverer uses the index
   // while we scan. If we die meanwhile, the entry names us (dead) and is recovered again:
   // every step below is a CAS, so repeating it is harmless.
@@ -174,7 +179,9 @@ bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept {
 }
 
 size_t RecoverMpmcDead(const MpmcView& v) noexcept {
-  const uint64_t me = SelfIdentity().Pack();
+  auto self = SelfIdentity();
+  if (!self) return 0;  // RecoverMpmcEntry could not take an entry over either
+  const uint64_t me = self->Pack();
   size_t n = 0;
   for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
     // Relaxed: a hint; RecoverMpmcEntry re-reads with acquire and re-checks liveness.
@@ -205,8 +212,11 @@ MpmcProducer& MpmcProducer::operator=(MpmcProducer&& o) noexcept {
   return *this;
 }
 
-// A moved-from producer holds no claim; handle_ then frees the registry entry.
-MpmcProducer::~MpmcProducer() { abort(); }
+// A moved-from producer holds no claim; handle_ then frees the registry entry. An inherited
+// copy in a forked child leaves the claimer's claim (and entry) alone.
+MpmcProducer::~MpmcProducer() {
+  if (!handle_.foreign()) abort();
+}
 
 Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
   MpmcControl* c = view().control;
@@ -363,7 +373,8 @@ MpmcConsumer& MpmcConsumer::operator=(MpmcConsumer&& o) noexcept {
 
 // A moved-from consumer holds no claim; handle_ then frees the registry entry.
 MpmcConsumer::~MpmcConsumer() {
-  if (claimed_) (void)release();
+  // An inherited copy in a forked child: the held message is the claimer's.
+  if (claimed_ && !handle_.foreign()) (void)release();
 }
 
 MpmcConsumer::Message MpmcConsumer::Held() const noexcept {
@@ -600,7 +611,10 @@ Expected<MpmcQueue> MpmcQueue::Adopt(Segment segment) {
 }
 
 Expected<internal::MpmcHandle> MpmcQueue::Register(uint32_t role) const {
-  const uint64_t me = SelfIdentity().Pack();
+  // Never register under a name others cannot check (process_identity.h).
+  auto self = SelfIdentity();
+  if (!self) return MakeUnexpected(self.error());
+  const uint64_t me = self->Pack();
   for (int pass = 0; pass < 2; ++pass) {
     for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
       MpmcRegistryEntry& e = view_.registry[i];

@@ -59,7 +59,9 @@
 //
 // Thread safety: MpmcQueue is any-thread. A handle (MpmcProducer/MpmcConsumer) is used by
 // one thread at a time; create one handle per thread. Handles are bound to the process
-// that created them (do not use them across fork()).
+// that created them (do not use them across fork()): a forked child that destroys an
+// inherited handle releases nothing - the claimer keeps its registry entry, its claim and
+// the message it holds.
 #ifndef SHMLINK_RINGBUF_MPMC_QUEUE_H_
 #define SHMLINK_RINGBUF_MPMC_QUEUE_H_
 
@@ -106,7 +108,8 @@ class MpmcProducer {
   MpmcProducer& operator=(MpmcProducer&& other) noexcept;
   MpmcProducer(const MpmcProducer&) = delete;
   MpmcProducer& operator=(const MpmcProducer&) = delete;
-  // Aborts a pending claim (skip record) and frees the registry entry.
+  // Aborts a pending claim (skip record) and frees the registry entry (neither in another
+  // process than the claimer's: see the file comment on fork()).
   ~MpmcProducer();
 
   uint64_t max_message_size() const noexcept { return view().max_message_size; }
@@ -178,7 +181,8 @@ class MpmcConsumer {
   MpmcConsumer& operator=(MpmcConsumer&& other) noexcept;
   MpmcConsumer(const MpmcConsumer&) = delete;
   MpmcConsumer& operator=(const MpmcConsumer&) = delete;
-  // Releases a held message (it counts as consumed) and frees the registry entry.
+  // Releases a held message (it counts as consumed) and frees the registry entry (neither
+  // in another process than the claimer's: see the file comment on fork()).
   ~MpmcConsumer();
 
   uint64_t max_message_size() const noexcept { return view().max_message_size; }

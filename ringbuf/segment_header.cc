@@ -43,7 +43,9 @@ void WriteHeader(std::byte* base, SegmentKind kind, uint64_t total_size,
   h->header_size = sizeof(SegmentHeader);
   h->flags = 0;
   h->total_size = total_size;
-  h->creator = SelfIdentity().Pack();
+  // Only names the creator (stale-segment checks): if our start time cannot be read now,
+  // "this pid, start unknown", which is never taken for dead while the pid exists.
+  h->creator = SelfIdentityOrPidOnly();
   std::memcpy(h->geometry, geometry, sizeof(h->geometry));
   h->checksum = HeaderChecksum(h);
   h->ready.store(0, std::memory_order_relaxed);  // not visible to anyone until Publish

@@ -41,6 +41,7 @@
 //   slot, SYNC(data)), then sets writer_closed (seq_cst, read by producers taking over),
 //   fence and notify as above. The consumer drains to it and then returns kClosed.
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -106,7 +107,11 @@ Expected<SpscProducer> SpscProducer::Claim(std::shared_ptr<const Segment> segmen
 }
 
 SpscProducer::SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
-    : segment_(std::move(seg)), region_(region), owner_word_(owner), mask_(region.capacity - 1) {
+    : segment_(std::move(seg)),
+      region_(region),
+      owner_word_(owner),
+      claimer_pid_(::getpid()),
+      mask_(region.capacity - 1) {
   // Counters continue where the previous holder left them. Relaxed: statistics, and the
   // owner CAS (acq_rel) already ordered us after the previous holder's last stores.
   committed_msgs_ = region_.control->producer_stats.messages.load(std::memory_order_relaxed);
@@ -170,6 +175,7 @@ SpscProducer::SpscProducer(SpscProducer&& o) noexcept
     : segment_(std::move(o.segment_)),
       region_(std::exchange(o.region_, SpscRegion{})),
       owner_word_(std::exchange(o.owner_word_, 0)),
+      claimer_pid_(o.claimer_pid_),
       mask_(o.mask_),
       write_pos_(o.write_pos_),
       committed_pos_(o.committed_pos_),
@@ -192,6 +198,8 @@ SpscProducer& SpscProducer::operator=(SpscProducer&& o) noexcept {
 
 SpscProducer::~SpscProducer() {
   if (region_.control == nullptr) return;
+  // An inherited copy in a forked child: the role is the claimer's, not ours to release.
+  if (::getpid() != claimer_pid_) return;
   cancel();
   ReleaseOwnerWord(region_.control->producer_owner, owner_word_);
 }
@@ -344,7 +352,11 @@ Expected<SpscConsumer> SpscConsumer::Claim(std::shared_ptr<const Segment> segmen
 }
 
 SpscConsumer::SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
-    : segment_(std::move(seg)), region_(region), owner_word_(owner), mask_(region.capacity - 1) {
+    : segment_(std::move(seg)),
+      region_(region),
+      owner_word_(owner),
+      claimer_pid_(::getpid()),
+      mask_(region.capacity - 1) {
   // Counters continue where the previous holder left them (relaxed: as the producer's).
   consumed_msgs_ = region_.control->consumer_stats.messages.load(std::memory_order_relaxed);
   consumed_bytes_ = region_.control->consumer_stats.bytes.load(std::memory_order_relaxed);
@@ -362,6 +374,7 @@ SpscConsumer::SpscConsumer(SpscConsumer&& o) noexcept
     : segment_(std::move(o.segment_)),
       region_(std::exchange(o.region_, SpscRegion{})),
       owner_word_(std::exchange(o.owner_word_, 0)),
+      claimer_pid_(o.claimer_pid_),
       mask_(o.mask_),
       read_pos_(o.read_pos_),
       cursor_(o.cursor_),
@@ -383,6 +396,13 @@ SpscConsumer& SpscConsumer::operator=(SpscConsumer&& o) noexcept {
 }
 
 SpscConsumer::~SpscConsumer() {
+  if (region_.control != nullptr && ::getpid() != claimer_pid_) {
+    // An inherited copy in a forked child: the role and the read position are the
+    // claimer's. The notifier's thread exists only there (joining it here would wait for
+    // ever): leave the object, whose fd the child's exit closes.
+    (void)notifier_.release();
+    return;
+  }
   notifier_.reset();  // stops its thread before the role (and the mapping) can go
   if (region_.control == nullptr) return;
   // Messages advanced past were consumed; a merely peeked one stays for the next reader.

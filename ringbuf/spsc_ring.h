@@ -28,8 +28,10 @@
 //
 // Roles: Producer() and Consumer() each claim their role in the segment (pid + start
 // time); a second live claimant gets kRoleTaken, a dead holder's role is taken over.
-// Handles keep the mapping alive; they are move-only and bound to the claiming process
-// (do not use them across fork()).
+// Handles keep the mapping alive; they are move-only and bound to the process that claimed
+// them (do not use them across fork()). A forked child that destroys an inherited handle
+// only drops its copy of the mapping: the role (and, for a consumer, the read position)
+// stays the claiming process's.
 //
 // Event loops: SpscConsumer::fd() is an eventfd for poll/epoll/asyncio (see there).
 //
@@ -37,6 +39,8 @@
 // consumer-only. Producer and consumer may run concurrently in any two threads/processes.
 #ifndef SHMLINK_RINGBUF_SPSC_RING_H_
 #define SHMLINK_RINGBUF_SPSC_RING_H_
+
+#include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -65,6 +69,8 @@ class SpscProducer {
   SpscProducer(const SpscProducer&) = delete;
   SpscProducer& operator=(const SpscProducer&) = delete;
   // Releases the role. Uncommitted reservations are dropped; the stream is NOT closed.
+  // In another process than the one that claimed the role (an inherited copy after
+  // fork()), releases nothing: the role stays its claimer's.
   ~SpscProducer();
 
   uint64_t capacity() const noexcept { return region_.capacity; }
@@ -104,6 +110,7 @@ class SpscProducer {
   std::shared_ptr<const Segment> segment_;
   SpscRegion region_;
   uint64_t owner_word_ = 0;
+  pid_t claimer_pid_ = 0;  // getpid() of the claimer: only it releases the role
   uint64_t mask_ = 0;
   uint64_t write_pos_ = 0;        // local: end of the last reservation
   uint64_t committed_pos_ = 0;    // published end (last value stored to control->write_pos)
@@ -126,7 +133,9 @@ class SpscConsumer {
   SpscConsumer& operator=(SpscConsumer&& other) noexcept;
   SpscConsumer(const SpscConsumer&) = delete;
   SpscConsumer& operator=(const SpscConsumer&) = delete;
-  // Releases the role; advanced messages are released first.
+  // Releases the role; advanced messages are released first. In another process than the
+  // one that claimed the role (an inherited copy after fork()), releases nothing and
+  // leaves fd()'s notifier alone (its thread exists only in the claimer).
   ~SpscConsumer();
 
   uint64_t capacity() const noexcept { return region_.capacity; }
@@ -184,6 +193,7 @@ class SpscConsumer {
   std::shared_ptr<const Segment> segment_;
   SpscRegion region_;
   uint64_t owner_word_ = 0;
+  pid_t claimer_pid_ = 0;  // getpid() of the claimer: only it releases the role
   uint64_t mask_ = 0;
   uint64_t read_pos_ = 0;        // last value stored to control->read_pos
   uint64_t cursor_ = 0;          // past every advanced message

@@ -55,10 +55,14 @@ constexpr auto kLivenessPeriod = std::chrono::milliseconds(20);
 
 Expected<TopicPublisher> TopicPublisher::Claim(std::shared_ptr<const Segment> segment,
                                                const TopicRegion& region) {
+  // The owner word names us for tools and to tell "died" from "left": never with a start
+  // time we could not read (process_identity.h).
+  auto self = SelfIdentity();
+  if (!self) return MakeUnexpected(self.error());
+  const uint64_t me = self->Pack();
   // The lock is the arbiter: one live holder; a dead one's lock is already gone.
   auto lock = HolderLock::Acquire(*segment, kTopicPublisherHolderSlot);
   if (!lock) return MakeUnexpected(lock.error());
-  const uint64_t me = SelfIdentity().Pack();
   // SYNC(owner): seq_cst; names the holder (see topic_liveness.h). Stored after taking the
   // lock, so a subscriber never pairs our name with a free lock while we live.
   region.control->publisher_owner.store(me, std::memory_order_seq_cst);

@@ -23,7 +23,10 @@ Expected<TopicSubscriber> TopicSubscriber::Join(std::shared_ptr<const Segment> s
                                                 const TopicRegion& region) {
   TopicControl* ctl = region.control;
   const uint32_t n = region.geometry.max_subscribers;
-  const uint64_t me = SelfIdentity().Pack();
+  // Named with a start time we could read, or not at all (as TopicPublisher::Claim).
+  auto self = SelfIdentity();
+  if (!self) return MakeUnexpected(self.error());
+  const uint64_t me = self->Pack();
   int64_t slot = -1;
   HolderLock lock;
   // A free slot first, then one whose holder died (the kernel says so). The slot's lock is

@@ -210,6 +210,32 @@ void DeleteShared(T* p) {
   ::munmap(p, sizeof(T));
 }
 
+// While in scope, this process is out of file descriptors: RLIMIT_NOFILE's soft limit is
+// lowered to just above the fds in use and the rest are filled, so any open() fails with
+// EMFILE. Restores the limit and closes the fillers on scope exit. Sanitizer runtimes need
+// fds of their own: check results after the scope.
+struct FdExhaustion {
+  rlimit saved{};
+  std::vector<int> fillers;
+  FdExhaustion() {
+    ::getrlimit(RLIMIT_NOFILE, &saved);
+    rlimit low = saved;
+    low.rlim_cur = static_cast<rlim_t>(OpenFdCount() + 8);
+    ::setrlimit(RLIMIT_NOFILE, &low);
+    for (;;) {
+      int fd = ::dup(0);
+      if (fd < 0) break;
+      fillers.push_back(fd);
+    }
+  }
+  ~FdExhaustion() {
+    for (int fd : fillers) ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+  }
+  FdExhaustion(const FdExhaustion&) = delete;
+  FdExhaustion& operator=(const FdExhaustion&) = delete;
+};
+
 // The bytes of `s`, and back.
 inline std::span<const std::byte> Bytes(std::string_view s) {
   return std::as_bytes(std::span<const char>(s.data(), s.size()));

@@ -102,9 +102,13 @@ int PollMs(std::optional<Clock::time_point> deadline) {
   return left < 0 ? 0 : static_cast<int>(std::min<int64_t>(left, 1 << 30));
 }
 
+// A timeout too large for the clock (e.g. nanoseconds::max()) means forever, as in
+// WaitOptions, instead of overflowing into the past.
 std::optional<Clock::time_point> DeadlineFor(Timeout t) {
   if (t.count() < 0) return std::nullopt;
-  return Clock::now() + t;
+  const Clock::time_point d = internal::SaturatingAdd(Clock::now(), t);
+  if (d == Clock::time_point::max()) return std::nullopt;
+  return d;
 }
 
 // Writes all of `iov` (MSG_NOSIGNAL: EPIPE instead of SIGPIPE), optionally with one fd.
@@ -1132,6 +1136,12 @@ Expected<Listener> Listener::Create(std::string_view address, std::string_view a
 
 namespace {
 
+// True only if the kernel says there is no live process `pid` (unknown is not dead).
+bool ListenerGone(pid_t pid) noexcept {
+  auto id = TryIdentityOf(pid);
+  return id && id->start_ticks == 0;
+}
+
 // Removes /dev/shm/shmlink-conn-<pid>-* ring segments left by TCP listeners that died
 // between creating a connection's segment and unlinking it (the client's confirmation
 // never came: SIGKILL mid-handshake). A segment is stale when the creator identity in its
@@ -1154,9 +1164,9 @@ void SweepStaleConnSegments() noexcept {
     bool dead = false;
     if (seg) {
       auto f = ValidateHeader(seg->data(), seg->size(), SegmentKind::kConnection);
-      dead = f ? !IsAlivePacked(f->creator) : (pid > 0 && IdentityOf(pid).start_ticks == 0);
+      dead = f ? !IsAlivePacked(f->creator) : (pid > 0 && ListenerGone(pid));
     } else if (seg.error() == RingErrc::kTruncated) {
-      dead = pid > 0 && IdentityOf(pid).start_ticks == 0;
+      dead = pid > 0 && ListenerGone(pid);
     }
     if (dead && seg) {
       auto removed = UnlinkShmIfSame(name, seg->fd());

@@ -65,7 +65,7 @@ TEST(HolderStateTest, LockSlotAliveThenDeadAfterKill9) {
 TEST(HolderStateTest, ProcEvidence) {
   const ProcessTable procs;
   Holder me;
-  me.identity = SelfIdentity().Pack();
+  me.identity = SelfIdentity()->Pack();
   DecideHolderState(-1, procs, me);
   EXPECT_EQ(me.state, HolderState::kAlive) << me.why;
 
