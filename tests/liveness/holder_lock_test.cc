@@ -138,26 +138,7 @@ TEST(HolderLock, MemfdSegmentSharedByForkIsProbed) {
   EXPECT_EQ(ProbeHolder(*seg, kSlot), HolderState::kDead);
 }
 
-// Raises RLIMIT_NOFILE's soft limit back on scope exit and closes the filler fds.
-struct FdExhaustion {
-  rlimit saved{};
-  std::vector<int> fillers;
-  FdExhaustion() {
-    ::getrlimit(RLIMIT_NOFILE, &saved);
-    rlimit low = saved;
-    low.rlim_cur = static_cast<rlim_t>(testing::OpenFdCount() + 8);
-    ::setrlimit(RLIMIT_NOFILE, &low);
-    for (;;) {
-      int fd = ::dup(0);
-      if (fd < 0) break;
-      fillers.push_back(fd);
-    }
-  }
-  ~FdExhaustion() {
-    for (int fd : fillers) ::close(fd);
-    ::setrlimit(RLIMIT_NOFILE, &saved);
-  }
-};
+using testing::FdExhaustion;
 
 TEST(HolderLock, CheckerOutOfFdsStillSeesTheTruth) {
   Segment seg = MakeSegment("hl-emfile");
