@@ -61,6 +61,32 @@ class SharedMapping {
   void* mem_;
 };
 
+// The sender's room check: true once message m fits (fewer than `capacity` messages
+// unread), refreshing its cached copy of tail; false if the receiver asked to stop first.
+bool WaitForRoom(FlowControl* ctl, PairSync& sync, uint64_t m, uint64_t capacity,
+                 uint64_t& tail_seen) {
+  while (m - tail_seen >= capacity) {
+    // SYNC(floor flow): acquire pairs with the receiver's release of tail: its reads of
+    // the space we are about to overwrite are done.
+    tail_seen = ctl->tail.load(std::memory_order_acquire);
+    if (m - tail_seen < capacity) break;
+    if (sync.StopRequested()) return false;
+    Relax();
+  }
+  return true;
+}
+
+// The receiver's window has closed: it acknowledges everything until the sender has
+// stopped, so the sender never waits on it.
+void AcknowledgeUntilDone(FlowControl* ctl) {
+  while (ctl->done.load(std::memory_order_acquire) == 0) {
+    // SYNC(floor flow): acquire head / release tail, as in the measured loop; nothing is
+    // read from the slots any more.
+    ctl->tail.store(ctl->head.load(std::memory_order_acquire), std::memory_order_release);
+    Relax();
+  }
+}
+
 // floor-transfer: slot i = {sequence word, payload} at i * stride, payload 64-byte aligned.
 std::string TransferRep(const BenchConfig& cfg, uint64_t size, ThroughputFigures* out) {
   const uint64_t stride = (64 + size + 63) / 64 * 64;
@@ -98,11 +124,7 @@ std::string TransferRep(const BenchConfig& cfg, uint64_t size, ThroughputFigures
         }
         window_ns = window.elapsed_ns();
         sync.RequestStop();
-        // Keep acknowledging until the sender is done, so it never waits on us.
-        while (ctl->done.load(std::memory_order_acquire) == 0) {
-          ctl->tail.store(ctl->head.load(std::memory_order_acquire), std::memory_order_release);
-          Relax();
-        }
+        AcknowledgeUntilDone(ctl);
         asm volatile("" : : "r"(sink));
         return 0;
       },
@@ -111,13 +133,7 @@ std::string TransferRep(const BenchConfig& cfg, uint64_t size, ThroughputFigures
         sync.ArriveAndWait();
         uint64_t tail_seen = 0;
         for (uint64_t m = 0; !sync.StopRequested(); ++m) {
-          while (m - tail_seen >= slots) {  // slot m still unread: refresh the cache
-            // SYNC(floor-transfer): acquire pairs with the receiver's release of tail.
-            tail_seen = ctl->tail.load(std::memory_order_acquire);
-            if (sync.StopRequested()) break;
-            Relax();
-          }
-          if (m - tail_seen >= slots) break;
+          if (!WaitForRoom(ctl, sync, m, slots, tail_seen)) break;
           std::memcpy(base + (m % slots) * stride + 64, src.data(), size);
           // SYNC(floor-transfer): release publishes the payload with the sequence.
           seq_of(m)->store(m + 1, std::memory_order_release);
@@ -169,10 +185,7 @@ std::string StreamRep(const BenchConfig& cfg, uint64_t size, ThroughputFigures* 
         }
         window_ns = window.elapsed_ns();
         sync.RequestStop();
-        while (ctl->done.load(std::memory_order_acquire) == 0) {
-          ctl->tail.store(ctl->head.load(std::memory_order_acquire), std::memory_order_release);
-          Relax();
-        }
+        AcknowledgeUntilDone(ctl);
         asm volatile("" : : "r"(sink));
         return 0;
       },
@@ -181,13 +194,7 @@ std::string StreamRep(const BenchConfig& cfg, uint64_t size, ThroughputFigures* 
         sync.ArriveAndWait();
         uint64_t tail_seen = 0, m = 0;
         while (!sync.StopRequested()) {
-          while (m - tail_seen >= records) {
-            // SYNC(floor-stream): acquire pairs with the receiver's release of tail.
-            tail_seen = ctl->tail.load(std::memory_order_acquire);
-            if (sync.StopRequested()) break;
-            Relax();
-          }
-          if (m - tail_seen >= records) break;
+          if (!WaitForRoom(ctl, sync, m, records, tail_seen)) break;
           std::memcpy(base + (m % records) * stride, src.data(), size);
           ++m;
           // SYNC(floor-stream): release publishes the records written since the last one.
