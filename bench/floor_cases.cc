@@ -20,12 +20,6 @@
 namespace shmlink::bench {
 namespace {
 
-inline void Relax() {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#endif
-}
-
 constexpr uint64_t kQuit = ~uint64_t{0};
 
 std::string CachelineRep(const BenchConfig& cfg, std::vector<uint64_t>* samples) {
@@ -41,7 +35,7 @@ std::string CachelineRep(const BenchConfig& cfg, std::vector<uint64_t>* samples)
         TimeRoundTrips(cfg, samples, [&](uint64_t i) {
           const uint64_t v = 2 * i + 1;  // odd: ours; the peer answers v + 1
           word->store(v, std::memory_order_release);
-          while (word->load(std::memory_order_acquire) != v + 1) Relax();
+          while (word->load(std::memory_order_acquire) != v + 1) CpuRelax();
           return 0;
         });
         word->store(kQuit, std::memory_order_release);
@@ -52,7 +46,7 @@ std::string CachelineRep(const BenchConfig& cfg, std::vector<uint64_t>* samples)
         uint64_t last = 0;
         for (;;) {
           uint64_t v;
-          while ((v = word->load(std::memory_order_acquire)) == last) Relax();
+          while ((v = word->load(std::memory_order_acquire)) == last) CpuRelax();
           if (v == kQuit) return 0;
           last = v + 1;
           word->store(last, std::memory_order_release);
@@ -85,7 +79,7 @@ std::string FlagDataRep(const BenchConfig& cfg, std::vector<uint64_t>* samples) 
           const uint64_t v = i + 1;
           for (int k = 0; k < 8; ++k) rec_ab[k] = v;  // the record (one line)
           pos_ab->store(v, std::memory_order_release);
-          while (pos_ba->load(std::memory_order_acquire) != v) Relax();
+          while (pos_ba->load(std::memory_order_acquire) != v) CpuRelax();
           return rec_ba[0] != v ? 3 : 0;
         });
         if (rc != 0) return rc;
@@ -96,7 +90,7 @@ std::string FlagDataRep(const BenchConfig& cfg, std::vector<uint64_t>* samples) 
         sync.ArriveAndWait();
         for (uint64_t last = 0;;) {
           uint64_t v;
-          while ((v = pos_ab->load(std::memory_order_acquire)) == last) Relax();
+          while ((v = pos_ab->load(std::memory_order_acquire)) == last) CpuRelax();
           if (v == kQuit) return 0;
           last = v;
           const uint64_t got = rec_ab[0];

@@ -29,12 +29,6 @@
 namespace shmlink::bench {
 namespace {
 
-inline void Relax() {
-#if defined(__x86_64__)
-  __builtin_ia32_pause();
-#endif
-}
-
 // The two sides' indices and flags, each on its own 128-byte pair of lines (adjacent-line
 // prefetch), followed by the slots. Lives in an anonymous MAP_SHARED mapping.
 struct FlowControl {
@@ -71,7 +65,7 @@ bool WaitForRoom(FlowControl* ctl, PairSync& sync, uint64_t m, uint64_t capacity
     tail_seen = ctl->tail.load(std::memory_order_acquire);
     if (m - tail_seen < capacity) break;
     if (sync.StopRequested()) return false;
-    Relax();
+    CpuRelax();
   }
   return true;
 }
@@ -83,7 +77,7 @@ void AcknowledgeUntilDone(FlowControl* ctl) {
     // SYNC(floor flow): acquire head / release tail, as in the measured loop; nothing is
     // read from the slots any more.
     ctl->tail.store(ctl->head.load(std::memory_order_acquire), std::memory_order_release);
-    Relax();
+    CpuRelax();
   }
 }
 
@@ -113,7 +107,7 @@ std::string TransferRep(const BenchConfig& cfg, uint64_t size, ThroughputFigures
                 ctl->head.load(std::memory_order_acquire) <= m) {
               return 3;  // the sender stopped before the window closed
             }
-            Relax();
+            CpuRelax();
           }
           sink += TouchBytes(base + (m % slots) * stride + 64, size);
           // SYNC(floor-transfer): release: our reads of the slot happen-before the
@@ -174,7 +168,7 @@ std::string StreamRep(const BenchConfig& cfg, uint64_t size, ThroughputFigures* 
               head_seen = ctl->head.load(std::memory_order_acquire);
               if (m == head_seen) return 3;  // the sender stopped before the window closed
             }
-            if (m == head_seen) Relax();
+            if (m == head_seen) CpuRelax();
           }
           sink += TouchBytes(base + (m % records) * stride, size);
           // SYNC(floor-stream): release: our reads of the records happen-before the

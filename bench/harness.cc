@@ -26,11 +26,7 @@ uint64_t NowNs() noexcept {
 
 void PairSync::ArriveAndWait() noexcept {
   arrived.fetch_add(1, std::memory_order_seq_cst);
-  while (arrived.load(std::memory_order_acquire) < 2) {
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#endif
-  }
+  while (arrived.load(std::memory_order_acquire) < 2) CpuRelax();
 }
 
 std::string RunPinnedPair(const BenchConfig& cfg, const std::function<int(PairSync&)>& parent,

@@ -24,6 +24,15 @@
 
 namespace shmlink::bench {
 
+// A spin-wait hint to the CPU (pause / yield), for the cases' busy loops.
+inline void CpuRelax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // Monotonic nanoseconds (CLOCK_MONOTONIC via the vDSO: ~20 ns, no syscall with a TSC clock).
 uint64_t NowNs() noexcept;
 
