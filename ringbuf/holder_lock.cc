@@ -153,6 +153,16 @@ HolderLock& HolderLock::operator=(HolderLock&& other) noexcept {
 
 HolderLock::~HolderLock() { Release(); }
 
+bool HolderLock::held_here() const noexcept {
+  if (serial_ == 0) return false;
+  Registry& r = GetRegistry();
+  std::lock_guard<std::mutex> guard(r.mu);
+  for (const TokenEntry& e : r.entries) {
+    if (e.serial == serial_) return true;
+  }
+  return false;  // inherited across fork: the child's registry starts empty
+}
+
 void HolderLock::Release() noexcept {
   if (serial_ == 0) return;
   Registry& r = GetRegistry();

@@ -93,6 +93,10 @@ class HolderLock {
   // True while this object owns a token (false after Release, move, or when default-made).
   // A HolderLock inherited across fork still says true but holds nothing in the child.
   bool owns() const noexcept { return serial_ != 0; }
+  // True if this process holds the token: false in a forked child that inherited this
+  // object (the parent still holds it), after Release or move, or when default-made. Takes
+  // the registry's mutex: for destructors and checks, not for data paths.
+  bool held_here() const noexcept;
   uint64_t slot() const noexcept { return slot_; }
 
  private:

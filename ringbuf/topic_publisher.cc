@@ -165,6 +165,8 @@ TopicPublisher& TopicPublisher::operator=(TopicPublisher&& o) noexcept {
 
 TopicPublisher::~TopicPublisher() {
   if (region_.control == nullptr) return;
+  // A copy inherited across fork: the parent is still the publisher; its name stays.
+  if (!lock_.held_here()) return;
   // Leaving, not dying: clear our name first (SYNC(owner): release CAS; seq_cst would do
   // no better for the probe, which orders through the lock syscall), then drop the lock.
   uint64_t expected = owner_word_;

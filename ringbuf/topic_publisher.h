@@ -29,7 +29,8 @@
 // kWouldBlock (try_loan, kBlock only), kTimedOut (loan), kClosed (after close()), kCorrupt
 // (the segment's positions or records are inconsistent: nothing is written).
 //
-// Thread safety: producer-only (one thread at a time). Bound to the claiming process.
+// Thread safety: producer-only (one thread at a time). Bound to the claiming process: a
+// forked child's copy releases nothing when destroyed.
 #ifndef SHMLINK_RINGBUF_TOPIC_PUBLISHER_H_
 #define SHMLINK_RINGBUF_TOPIC_PUBLISHER_H_
 

@@ -194,6 +194,12 @@ TopicSubscriber& TopicSubscriber::operator=(TopicSubscriber&& o) noexcept {
 }
 
 TopicSubscriber::~TopicSubscriber() {
+  if (region_.control != nullptr && !lock_.held_here()) {
+    // A copy inherited across fork: the slot, its position and the notifier thread are
+    // the parent's (the thread does not exist here, so it is not joined: leaked).
+    (void)notifier_.release();
+    return;
+  }
   notifier_.reset();  // stops its thread before the mapping can go
   if (region_.control != nullptr) Leave();
 }

@@ -34,6 +34,8 @@
 // outside the log is ever read).
 //
 // Thread safety: consumer-only (one thread at a time); fd() may be used from any thread.
+// Bound to the joining process: a forked child's copy leaves nothing when destroyed (the
+// slot, its position and the fd() notifier stay the parent's).
 // Bound to the claiming process.
 #ifndef SHMLINK_RINGBUF_TOPIC_SUBSCRIBER_H_
 #define SHMLINK_RINGBUF_TOPIC_SUBSCRIBER_H_

@@ -17,6 +17,7 @@
 
 #include <shmlink/mpmc_queue.h>
 #include <shmlink/spsc_ring.h>
+#include <shmlink/topic.h>
 
 namespace shmlink {
 namespace {
@@ -143,6 +144,49 @@ TEST(ForkGuard, ChildDestroyingInheritedMpmcHandlesKeepsParentsClaims) {
   EXPECT_EQ(Str(m->data), "second");
   EXPECT_TRUE(rx->release());
   EXPECT_EQ(q->stats().pops, 2u);
+}
+
+// A topic's publisher and a subscriber (with fd()'s notifier running) inherited by a child
+// that destroys them: the parent stays publisher, its subscriber keeps its slot, so a
+// block-policy publisher still waits for it when the log is full instead of overwriting
+// what it has not read.
+TEST(ForkGuard, ChildDestroyingInheritedTopicHandlesKeepsParentsRoles) {
+  TopicOptions opts;
+  opts.capacity = 4096;
+  opts.policy = TopicPolicy::kBlock;
+  auto topic = Topic::Create<uint64_t>(UniqueShmName("fg-topic"), opts);
+  ASSERT_TRUE(topic) << topic.error().message();
+  std::optional<TopicPublisher> pub;
+  std::optional<TopicSubscriber> sub;
+  {
+    auto p = topic->Publisher();
+    auto s = topic->Subscriber();
+    ASSERT_TRUE(p && s);
+    pub.emplace(std::move(*p));
+    sub.emplace(std::move(*s));
+  }
+  ASSERT_TRUE(sub->fd());
+  const pid_t child = ForkChild([&]() -> int {
+    sub.reset();  // the inherited copies
+    pub.reset();
+    return 0;
+  });
+  ASSERT_EQ(WaitChildFor(child, 10s), 0) << "the child could not destroy its copies";
+  EXPECT_EQ(ChildClaimResult([&] { return topic->Publisher(); }), 0)
+      << "another process became publisher while the parent holds the role";
+  EXPECT_EQ(topic->subscriber_count(), 1u) << "the child freed the parent's subscriber slot";
+  // Fill the log: the unread subscriber must stop the publisher (a freed slot would not).
+  uint64_t sent = 0;
+  Expected<uint64_t> r = 0;
+  while (sent < 1000 && (r = pub->send(sent, WaitOptions::WithTimeout(100ms)))) ++sent;
+  ASSERT_FALSE(r) << "the publisher never waited for the parent's subscriber";
+  EXPECT_EQ(r.error(), RingErrc::kTimedOut);
+  for (uint64_t i = 0; i < sent; ++i) {
+    auto v = sub->receive<uint64_t>(WaitOptions::WithTimeout(5s));
+    ASSERT_TRUE(v) << i << ": " << v.error().message();
+    EXPECT_EQ(**v, i);
+    ASSERT_TRUE(sub->release());
+  }
 }
 
 }  // namespace
