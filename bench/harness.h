@@ -22,16 +22,13 @@
 
 #include "bench/bench_record.h"
 
+#include <shmlink/blocking_wait.h>
+
 namespace shmlink::bench {
 
-// A spin-wait hint to the CPU (pause / yield), for the cases' busy loops.
-inline void CpuRelax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
+// The ring's own spin-wait hint (pause / yield), for the cases' busy loops: the floors
+// spin exactly as the structures they are compared with.
+using internal::CpuRelax;
 
 // Monotonic nanoseconds (CLOCK_MONOTONIC via the vDSO: ~20 ns, no syscall with a TSC clock).
 uint64_t NowNs() noexcept;
