@@ -187,4 +187,16 @@ HolderState ProbeHolder(const Segment& segment, uint64_t slot) noexcept {
   return HolderState::kAlive;
 }
 
+HolderState ProbeAnyHolder(const Segment& segment, uint64_t first, uint64_t count) noexcept {
+  if (count == 0 || first >= kMaxHolderSlots || count > kMaxHolderSlots - first ||
+      segment.fd() < 0) {
+    return HolderState::kUnknown;
+  }
+  struct flock fl = SlotLock(F_WRLCK, first);
+  fl.l_len = static_cast<off_t>(count);
+  if (::fcntl(segment.fd(), F_OFD_GETLK, &fl) != 0) return HolderState::kUnknown;
+  if (fl.l_type == F_UNLCK) return HolderState::kDead;
+  return HolderState::kAlive;
+}
+
 }  // namespace shmlink

@@ -60,6 +60,10 @@ namespace shmlink {
 inline constexpr uint64_t kHolderLockBase = uint64_t{1} << 48;
 // Slots are numbered [0, kMaxHolderSlots).
 inline constexpr uint64_t kMaxHolderSlots = uint64_t{1} << 48;
+// The slot every segment kind reserves for its creator: held for as long as the object that
+// created the segment lives, so stale-segment removal can ask the kernel whether the
+// creator still runs (its pid + start time in the header stay, for tools).
+inline constexpr uint64_t kCreatorHolderSlot = kMaxHolderSlots - 1;
 
 // What the kernel says about a slot.
 //  kAlive:   some open file description other than the segment's own holds the slot's lock,
@@ -108,6 +112,11 @@ class HolderLock {
 // Asks the kernel whether a live holder holds `slot` of `segment`, through the segment's
 // own fd (opens nothing). any-thread; one fcntl.
 HolderState ProbeHolder(const Segment& segment, uint64_t slot) noexcept;
+
+// Like ProbeHolder for the `count` slots [first, first + count) at once (one fcntl): kAlive
+// if any of them is held, kDead if none is, kUnknown if the probe failed or the range is
+// invalid. For "does anybody still use this segment?" checks.
+HolderState ProbeAnyHolder(const Segment& segment, uint64_t first, uint64_t count) noexcept;
 
 }  // namespace shmlink
 

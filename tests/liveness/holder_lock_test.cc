@@ -80,6 +80,30 @@ TEST(HolderLock, FreeSlotIsDeadAndCanBeTaken) {
   EXPECT_TRUE(HolderLock::Acquire(seg, kSlot));
 }
 
+TEST(HolderLock, ProbeAnyHolderSeesAnySlotOfTheRange) {
+  Segment seg = MakeSegment("hl-any");
+  EXPECT_EQ(ProbeAnyHolder(seg, 0, 256), HolderState::kDead);
+  testing::Signal ready;
+  pid_t pid = ForkHolder(seg, kSlot, ready);
+  ASSERT_TRUE(ready.Wait());
+  EXPECT_EQ(ProbeAnyHolder(seg, 0, 256), HolderState::kAlive);
+  EXPECT_EQ(ProbeAnyHolder(seg, kSlot, 1), HolderState::kAlive);
+  EXPECT_EQ(ProbeAnyHolder(seg, 0, kSlot), HolderState::kDead);        // ends just before it
+  EXPECT_EQ(ProbeAnyHolder(seg, kSlot + 1, 100), HolderState::kDead);  // starts just after
+  {
+    auto creator = HolderLock::Acquire(seg, kCreatorHolderSlot);  // the last slot
+    ASSERT_TRUE(creator) << creator.error().message();
+    EXPECT_EQ(ProbeAnyHolder(seg, kCreatorHolderSlot, 1), HolderState::kAlive);
+  }
+  EXPECT_EQ(ProbeAnyHolder(seg, kCreatorHolderSlot, 1), HolderState::kDead);
+  // Bad ranges decide nothing.
+  EXPECT_EQ(ProbeAnyHolder(seg, 0, 0), HolderState::kUnknown);
+  EXPECT_EQ(ProbeAnyHolder(seg, kCreatorHolderSlot, 2), HolderState::kUnknown);
+  ::kill(pid, SIGKILL);
+  EXPECT_EQ(testing::WaitChild(pid), 128 + SIGKILL);
+  EXPECT_EQ(ProbeAnyHolder(seg, 0, 256), HolderState::kDead);
+}
+
 TEST(HolderLock, MoveTransfersAndDestructionReleases) {
   Segment seg = MakeSegment("hl-move");
   {
