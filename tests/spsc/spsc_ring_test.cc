@@ -747,12 +747,50 @@ TEST_F(CorruptRing, WritePosBeyondCapacity) {
   EXPECT_EQ(tx->reserve(8).error(), RingErrc::kCorrupt);  // blocking form returns at once
 }
 
-TEST_F(CorruptRing, WritePosBehindReadPos) {
+// read_pos up to one batch (capacity - 8 bytes) past write_pos is what a producer killed
+// between publishing a batch's header and storing write_pos leaves once the consumer has
+// drained the batch (a published header is a commit, spsc_layout.h): a new producer
+// resumes at the end of the stream, past read_pos.
+TEST_F(CorruptRing, WritePosBehindReadPosByOneBatchIsResumed) {
   region_.control->read_pos.store(64);
   region_.control->write_pos.store(32);
   auto rx = ring_->Consumer();
   ASSERT_TRUE(rx);
   EXPECT_EQ(rx->try_peek().error(), RingErrc::kWouldBlock);  // the zero word at 64
+  auto tx = ring_->Producer();
+  ASSERT_TRUE(tx);
+  EXPECT_EQ(region_.control->write_pos.load(), 64u);
+  ASSERT_TRUE(tx->try_send(Bytes("resumed")));
+  auto m = rx->try_peek();
+  ASSERT_TRUE(m) << m.error().message();
+  EXPECT_EQ(Str(*m), "resumed");
+}
+
+// No intact producer can leave read_pos more than capacity - 8 bytes past write_pos (one
+// batch at most is published without its write_pos store), nor a misaligned read_pos.
+TEST_F(CorruptRing, WritePosBehindReadPosByMoreThanABatch) {
+  region_.control->read_pos.store(32 + region_.capacity);
+  region_.control->write_pos.store(32);
+  {
+    auto tx = ring_->Producer();
+    ASSERT_TRUE(tx);
+    EXPECT_EQ(tx->try_reserve(8).error(), RingErrc::kCorrupt);
+    EXPECT_EQ(region_.control->write_pos.load(), 32u);  // nothing written on a corrupt ring
+  }
+  region_.control->read_pos.store(36);
+  {
+    auto tx = ring_->Producer();
+    ASSERT_TRUE(tx);
+    EXPECT_EQ(tx->try_reserve(8).error(), RingErrc::kCorrupt);
+  }
+  // Ahead by one batch, but the chain of headers from read_pos runs past a ring's worth.
+  region_.control->read_pos.store(64);
+  RecordAt(64)->length = static_cast<uint32_t>(region_.capacity - 64 - 8);
+  RecordAt(64)->type = kRecordPadding;
+  RecordAt(0)->length = static_cast<uint32_t>(region_.capacity / 2 - 8);
+  RecordAt(0)->type = kRecordData;
+  RecordAt(region_.capacity / 2)->length = static_cast<uint32_t>(region_.capacity / 2 - 16);
+  RecordAt(region_.capacity / 2)->type = kRecordData;
   auto tx = ring_->Producer();
   ASSERT_TRUE(tx);
   EXPECT_EQ(tx->try_reserve(8).error(), RingErrc::kCorrupt);
