@@ -115,17 +115,13 @@ struct RoleClaim {
 };
 
 // Takes `role` of ring `region`: its holder lock first (the arbiter: kRoleTaken while a
-// live holder has it, whatever /proc says; no /proc read but the cached one of our own
-// identity), then the owner word (SYNC(owner)). A name still set there belongs to a holder
+// live holder has it, whatever /proc says; nothing read from /proc decides), then the
+// owner word (SYNC(owner)). A name still set there belongs to a holder
 // that died without leaving: a takeover. A holder that died asleep left its announcement
 // in the role's event (see "Sleepers" above): reset it.
 Expected<RoleClaim> ClaimRole(const std::shared_ptr<const Segment>& segment,
                               const SpscRegion& region, SpscRole role) {
   if (segment == nullptr || region.control == nullptr) return RingErrc::kInvalidArgument;
-  // Our name, for tools and to tell "died" from "left": never one with a start time we
-  // could not read (process_identity.h). Fails with the read's errno (e.g. EMFILE).
-  auto self = SelfIdentity();
-  if (!self) return MakeUnexpected(self.error());
   const bool producer = role == SpscRole::kProducer;
   auto lock = HolderLock::Acquire(*segment, producer ? SpscProducerHolderSlot(region.index)
                                                      : SpscConsumerHolderSlot(region.index));
@@ -133,7 +129,10 @@ Expected<RoleClaim> ClaimRole(const std::shared_ptr<const Segment>& segment,
   SpscControl* ctl = region.control;
   RoleClaim c;
   c.lock = std::move(*lock);
-  c.owner = self->Pack();
+  // Our name, for tools and to tell "died" from "left". Nobody decides liveness from it
+  // (the lock does), so a claim does not depend on /proc: if our start time cannot be
+  // read (no /proc, EMFILE) the name is our pid alone (process_identity.h).
+  c.owner = SelfIdentityOrPidOnly();
   // SYNC(owner): seq_cst; the epoch before the name (SpscRoleDied reads them around its
   // probe).
   (producer ? ctl->producer_epoch : ctl->consumer_epoch).fetch_add(1, std::memory_order_seq_cst);

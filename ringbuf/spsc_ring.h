@@ -76,8 +76,8 @@ class ReadinessNotifier;
 class SpscProducer {
  public:
   // Binds to ring `region` inside `segment` and claims the producer role (takes its holder
-  // lock). Errors: kRoleTaken (a live holder has it), kInvalidArgument (no segment or
-  // region), the errno of the lock's open or of reading the caller's own identity (e.g.
+  // lock; no /proc read decides it). Errors: kRoleTaken (a live holder has it),
+  // kInvalidArgument (no segment or region), the errno of opening the lock's token (e.g.
   // EMFILE): a claim that fails takes nothing.
   [[nodiscard]] static Expected<SpscProducer> Claim(std::shared_ptr<const Segment> segment,
                                                     SpscRegion region);

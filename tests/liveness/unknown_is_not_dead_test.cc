@@ -9,8 +9,8 @@
 //    with EMFILE and takes nothing;
 //  * a consumer at EMFILE waits for a live, silent producer: kTimedOut, not kPeerDead; and
 //    once the producer is killed, still at EMFILE: kPeerDead (the truth);
-//  * a process whose first read of its own identity fails (EMFILE) cannot claim a role
-//    under a name others cannot check ({pid, 0}), and the failure is not cached;
+//  * a process out of fds at its first claim fails with EMFILE (its lock needs an fd) and
+//    the failure is not remembered: with fds again it claims, and others see it alive;
 //  * MPMC recovery at EMFILE leaves a live consumer's claim and entry alone.
 // Each call is made once with fds first (a warm-up): UBSan's vptr check caches the types it
 // verified, and verifying one needs a pipe, which at EMFILE fails (a false report).
@@ -116,10 +116,9 @@ struct FirstReadReport {
   std::atomic<int> retry_ok{-1};
 };
 
-// A process's first read of its own identity fails (the child is out of fds before its
-// first claim). It must neither claim under {pid, 0} - a name anyone would take for dead -
-// nor remember the failure: once it has fds again, its claim names it properly, and a third
-// party's claim sees a live holder.
+// A process is out of fds at its first claim (and its first read of its own identity).
+// The claim fails with EMFILE and takes nothing, and nothing of the failure is remembered:
+// once it has fds again, it claims, and a third party's claim sees a live holder.
 TEST(UnknownIsNotDead, FailedFirstSelfIdentityReadIsNotCachedNorClaimed) {
   auto ring = SpscRing::Create(UniqueShmName("unk-self"), 4096);
   ASSERT_TRUE(ring) << ring.error().message();
@@ -147,7 +146,7 @@ TEST(UnknownIsNotDead, FailedFirstSelfIdentityReadIsNotCachedNorClaimed) {
     for (;;) ::pause();
   });
   ASSERT_TRUE(ready.Wait());
-  EXPECT_EQ(report->first_claim_ok.load(), 0) << "claimed a role without knowing its own identity";
+  EXPECT_EQ(report->first_claim_ok.load(), 0) << "claimed a role without an fd for its lock";
   EXPECT_EQ(report->first_claim_errno.load(), EMFILE);
   if (report->first_claim_ok.load() == 0) {
     EXPECT_EQ(report->retry_ok.load(), 1);
