@@ -538,6 +538,66 @@ TEST(SpscRing, KilledConsumersRoleIsTakenOverAndUnreleasedMessagesRedelivered) {
   EXPECT_EQ(Str(*m), "second");  // at-least-once: only released messages are gone
 }
 
+// A moved-from ring or handle holds nothing: every call is a typed error or a no-op, never
+// a dereference of the moved-away mapping, and the moved-to object works on.
+TEST(SpscRing, MovedFromRingAndHandlesAreBadStateNotACrash) {
+  TestRing f(4096, "moved");
+  SpscRing ring = std::move(*f.ring);
+  EXPECT_EQ(f.ring->Producer().error(), RingErrc::kBadState);
+  EXPECT_EQ(f.ring->Consumer().error(), RingErrc::kBadState);
+  EXPECT_EQ(f.ring->Unlink().error(), RingErrc::kBadState);
+  EXPECT_EQ(f.ring->segment().data(), nullptr);
+  EXPECT_EQ(f.ring->capacity(), 0u);
+  EXPECT_EQ(ring.capacity(), 4096u);
+
+  ASSERT_TRUE(f.tx->try_reserve(16));  // pending: must not be published by the source
+  SpscProducer tx = std::move(*f.tx);
+  SpscProducer& old_tx = *f.tx;
+  EXPECT_EQ(old_tx.try_reserve(8).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_tx.reserve(8, WaitOptions::WithTimeout(milliseconds(10))).error(),
+            RingErrc::kBadState);
+  EXPECT_EQ(old_tx.try_send(Bytes("x")).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_tx.send(Bytes("x")).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_tx.pending(), 0u);
+  old_tx.commit();
+  old_tx.cancel();
+  old_tx.close();
+  EXPECT_FALSE(old_tx.reader_closed());
+
+  ASSERT_TRUE(tx.try_send(Bytes("one")));  // commits the pending reservation too
+  ASSERT_TRUE(tx.try_send(Bytes("two")));
+  ASSERT_TRUE(f.rx->try_peek());
+  ASSERT_TRUE(f.rx->advance());  // advanced, not released: the source must not release it
+  SpscConsumer rx = std::move(*f.rx);
+  SpscConsumer& old_rx = *f.rx;
+  EXPECT_EQ(old_rx.try_peek().error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.peek(WaitOptions::WithTimeout(milliseconds(10))).error(), RingErrc::kBadState);
+  std::byte buf[64];
+  EXPECT_EQ(old_rx.try_recv(buf).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.recv(buf).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.advance().error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.fd().error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.size_bytes(), 0u);
+  old_rx.release();
+  old_rx.close();
+
+  // The moved-to handles own the stream: the 16-byte reservation (advanced past), "one",
+  // "two".
+  for (const char* want : {"one", "two"}) {
+    auto m = rx.try_peek();
+    ASSERT_TRUE(m) << m.error().message();
+    EXPECT_EQ(Str(*m), want);
+    rx.release();
+  }
+  EXPECT_EQ(rx.try_peek().error(), RingErrc::kWouldBlock);
+  // Claims through a fresh ring still see the roles held by the moved-to handles.
+  EXPECT_EQ(ring.Producer().error(), RingErrc::kRoleTaken);
+  EXPECT_EQ(ring.Consumer().error(), RingErrc::kRoleTaken);
+  // Claims without a segment or region are typed errors too.
+  EXPECT_EQ(SpscProducer::Claim(nullptr, SpscRegion{}).error(), RingErrc::kInvalidArgument);
+  EXPECT_EQ(SpscConsumer::Claim(nullptr, SpscRegion{}).error(), RingErrc::kInvalidArgument);
+}
+
 // ------------------------------------------------------------------ hostile headers
 
 class HostileHeader : public ::testing::Test {
