@@ -25,7 +25,9 @@
 // only changes when somebody goes to sleep.
 //
 // A waiter killed while asleep leaves `waiters` too high and possibly the bit set: at most
-// one needless wake call follows (slower, never wrong).
+// one needless wake call follows, then one extra load per notification (slower, never
+// wrong). Where only one role's holder ever sleeps on an event (SPSC rings: spsc_ring.cc,
+// "Sleepers"), the successor that takes over a dead holder's role resets `waiters`.
 #ifndef SHMLINK_RINGBUF_EVENT_COUNT_H_
 #define SHMLINK_RINGBUF_EVENT_COUNT_H_
 
