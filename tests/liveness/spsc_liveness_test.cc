@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -33,6 +34,8 @@
 #include "tests/test_util.h"
 
 #include <shmlink/connection.h>
+#include <shmlink/holder_lock.h>
+#include <shmlink/segment.h>
 #include <shmlink/spsc_layout.h>
 #include <shmlink/spsc_ring.h>
 
@@ -463,6 +466,62 @@ TEST(SpscLiveness, SuccessorOfAProducerKilledAsleepResetsItsWait) {
   EXPECT_EQ(ctl->consumer_stats.wake_calls.load(), wakes);
 }
 
+// Stale named rings are decided by the kernel too: a ring whose creator's main thread
+// exited while another thread runs (a zombie in /proc) is in use, never replaced.
+TEST(SpscLiveness, RingOfAZombieLeaderCreatorIsNotStale) {
+  const std::string name = UniqueShmName("live-stale-zombie");
+  Signal ready;
+  const pid_t pid = ForkZombieLeader([&] {
+    SpscRing::CreateOptions keep;
+    keep.unlink = UnlinkPolicy::kKeep;
+    auto ring = SpscRing::Create(name, 4096, keep);
+    if (!ring) ::_exit(3);
+    auto* held = new SpscRing(std::move(*ring));  // outlives the main thread
+    auto tx = held->Producer();
+    if (!tx) ::_exit(4);
+    new SpscProducer(std::move(*tx));
+    ready.Notify();
+  });
+  ASSERT_TRUE(ready.Wait());
+  ASSERT_TRUE(Eventually([&] { return ProcState(pid) == 'Z'; }));
+  auto again = SpscRing::Create(name, 8192);  // reclaim_stale
+  EXPECT_FALSE(again) << "replaced the ring of a live creator";
+  if (!again) EXPECT_EQ(again.error(), std::errc::file_exists);
+  auto attached = SpscRing::Attach(name);
+  ASSERT_TRUE(attached) << attached.error().message();
+  EXPECT_EQ(attached->capacity(), 4096u);
+  EXPECT_EQ(attached->Producer().error(), RingErrc::kRoleTaken);
+  KillAndReap(pid);
+  auto replaced = SpscRing::Create(name, 8192);  // now every holder is gone
+  ASSERT_TRUE(replaced) << replaced.error().message();
+  EXPECT_EQ(replaced->capacity(), 8192u);
+}
+
+// ... and a creator that exec'd holds nothing: its ring (no role held) is stale.
+TEST(SpscLiveness, RingOfAnExecedCreatorIsStale) {
+  const std::string name = UniqueShmName("live-stale-exec");
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  const pid_t child = ForkChild([&]() -> int {
+    SpscRing::CreateOptions keep;
+    keep.unlink = UnlinkPolicy::kKeep;
+    auto ring = SpscRing::Create(name, 4096, keep);
+    if (!ring) return 3;
+    ::dup2(pipefd[1], 3);
+    ::execl("/bin/sh", "sh", "-c", "printf x >&3; exec sleep 60", static_cast<char*>(nullptr));
+    return 4;
+  });
+  ::close(pipefd[1]);
+  char c = 0;
+  ASSERT_EQ(::read(pipefd[0], &c, 1), 1);
+  ::close(pipefd[0]);
+  auto replaced = SpscRing::Create(name, 8192);
+  ASSERT_TRUE(replaced) << replaced.error().message();
+  EXPECT_EQ(replaced->capacity(), 8192u);
+  EXPECT_FALSE(testing::HasExited(child));
+  KillAndReap(child);
+}
+
 // ================================================================== Connection
 
 using transport::Client;
@@ -639,6 +698,39 @@ TEST(ConnectionLiveness, DeadArmedReaderCostsNoDoorbellPerCommit) {
   EXPECT_EQ(server->stats().doorbells_sent, 0u);
   ::kill(keeper->load(), SIGKILL);
   testing::DeleteShared(keeper);
+}
+
+// A TCP listener sweeps /dev/shm/shmlink-conn-* segments of listeners that died
+// mid-handshake. One whose creator lives (here its main thread exited, another runs: a
+// zombie to /proc) is left alone; once it is killed, the segment is swept.
+TEST(ConnectionLiveness, SweepKeepsALiveCreatorsSegment) {
+  const std::string name = "/shmlink-conn-" + testing::UniqueSuffix() + "-sweeptest";
+  Signal ready;
+  const pid_t pid = ForkZombieLeader([&] {
+    auto size = SpscSegmentSize(2, 4096);
+    auto seg = Segment::Create(name, *size, UnlinkPolicy::kKeep, 0600);
+    if (!seg) ::_exit(3);
+    auto lock = HolderLock::Acquire(*seg, kCreatorHolderSlot);
+    if (!lock) ::_exit(4);
+    new HolderLock(std::move(*lock));
+    InitSpscSegment(*seg, SegmentKind::kConnection, 2, 4096);
+    new Segment(std::move(*seg));
+    ready.Notify();
+  });
+  ASSERT_TRUE(ready.Wait());
+  ASSERT_TRUE(Eventually([&] { return ProcState(pid) == 'Z'; }));
+  {
+    auto l = Listener::Create("127.0.0.1:0", kKey);  // sweeps
+    ASSERT_TRUE(l) << l.error().message();
+  }
+  EXPECT_TRUE(testing::ShmExists(name)) << "swept the segment of a live creator";
+  KillAndReap(pid);
+  {
+    auto l = Listener::Create("127.0.0.1:0", kKey);
+    ASSERT_TRUE(l) << l.error().message();
+  }
+  EXPECT_FALSE(testing::ShmExists(name)) << "a dead creator's segment was left";
+  ::shm_unlink(name.c_str());
 }
 
 }  // namespace
