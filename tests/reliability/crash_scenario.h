@@ -28,6 +28,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -53,6 +54,7 @@ struct TrialCounts {
   uint64_t kills = 0;        // trials in which the victim really died of SIGKILL
   uint64_t redelivered = 0;  // duplicates the semantics allow (e.g. peeked, not released)
   uint64_t messages = 0;     // messages delivered in total
+  uint64_t takeovers = 0;    // successor processes that took a killed process's role over
   std::map<std::string, uint64_t> kill_phases;  // "role:phase" -> kills that landed there
   std::map<std::string, uint64_t> scenarios;    // scenario name -> trials
 
@@ -134,6 +136,24 @@ void KillAndReap(pid_t pid);
 int WaitOrCountHang(pid_t pid, std::chrono::steady_clock::time_point deadline, TrialCounts& c);
 // True if the raw wait status `status` (not -1) says: killed by SIGKILL.
 bool KilledBySigkill(int status);
+
+// One process of a trial, watched by Supervise.
+struct Child {
+  pid_t pid = -1;
+  int tag = 0;      // the scenario's name for it (role, index, incarnation)
+  int status = -1;  // raw wait status once reaped; -1: overran the deadline
+  bool reaped = false;
+};
+// Polls every child in `kids` until all have exited, and at most until `deadline` (then
+// each one still running counts as a hang in `c` and is killed and reaped, status -1).
+// `on_exit(i)` runs once for each child i as soon as it is reaped, in the order seen; it
+// may append children (a successor for a killed one), which are then supervised too.
+// `tick()` runs every round (e.g. to tell consumers that every producer is finished).
+// Polling, not a blocking wait: a killed victim's successor must start while the others
+// are still running, whichever child ends first.
+void Supervise(std::vector<Child>& kids, std::chrono::steady_clock::time_point deadline,
+               TrialCounts& c, const std::function<void(size_t)>& on_exit,
+               const std::function<void()>& tick = {});
 
 // names[phase], or "?" for a phase number out of range (a ledger word is only trusted so far).
 template <size_t N>

@@ -25,6 +25,7 @@ void TrialCounts::Add(const TrialCounts& o) {
   kills += o.kills;
   redelivered += o.redelivered;
   messages += o.messages;
+  takeovers += o.takeovers;
   for (const auto& [k, v] : o.kill_phases) kill_phases[k] += v;
   for (const auto& [k, v] : o.scenarios) scenarios[k] += v;
 }
@@ -50,7 +51,7 @@ std::string TrialCounts::Json(double seconds) const {
       << ", \"misordered\": " << misordered << ", \"corrupt\": " << corrupt
       << ", \"errors\": " << errors << ", \"kills\": " << kills
       << ", \"redelivered\": " << redelivered << ", \"messages\": " << messages
-      << ", \"seconds\": " << static_cast<uint64_t>(seconds)
+      << ", \"takeovers\": " << takeovers << ", \"seconds\": " << static_cast<uint64_t>(seconds)
       << ", \"scenarios\": " << JsonMap(scenarios) << ", \"kill_phases\": " << JsonMap(kill_phases)
       << "}";
   return out.str();
@@ -120,6 +121,44 @@ int WaitOrCountHang(pid_t pid, std::chrono::steady_clock::time_point deadline, T
 
 bool KilledBySigkill(int status) {
   return status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+void Supervise(std::vector<Child>& kids, std::chrono::steady_clock::time_point deadline,
+               TrialCounts& c, const std::function<void(size_t)>& on_exit,
+               const std::function<void()>& tick) {
+  for (uint32_t round = 0;; ++round) {
+    bool running = false;
+    // By index: on_exit may append (and so reallocate).
+    for (size_t i = 0; i < kids.size(); ++i) {
+      if (kids[i].reaped) continue;
+      int status = 0;
+      const pid_t r = ::waitpid(kids[i].pid, &status, WNOHANG);
+      if (r == 0 || (r < 0 && errno == EINTR)) {
+        running = true;
+        continue;
+      }
+      kids[i].reaped = true;
+      kids[i].status = r == kids[i].pid ? status : 0;  // not our child: nothing to wait for
+      on_exit(i);
+    }
+    if (tick) tick();
+    bool all = true;
+    for (const Child& k : kids) all = all && k.reaped;
+    if (all) return;
+    if (running && std::chrono::steady_clock::now() >= deadline) {
+      for (size_t i = 0; i < kids.size(); ++i) {
+        if (kids[i].reaped) continue;
+        c.hangs++;
+        KillAndReap(kids[i].pid);
+        kids[i].reaped = true;
+        kids[i].status = -1;
+        on_exit(i);
+      }
+      // Successors appended by on_exit after the deadline are killed at once as well.
+      continue;
+    }
+    ::usleep(round < 100 ? 200 : 1000);
+  }
 }
 
 namespace {
