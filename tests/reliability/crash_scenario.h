@@ -16,7 +16,14 @@
 //              inside commit()/release()/close()/handshakes
 //   kCpuTimer  a POSIX CPU-time timer in the victim delivers SIGKILL after a random amount
 //              of its own CPU time (independent of scheduling on a loaded machine)
+//   kWatch     the victim runs traced (tests/kill_on_write.h) and arms a hardware
+//              watchpoint on a shared word the library writes at a named point: the tracer
+//              SIGKILLs it right after that write, inside the library call (e.g. SPSC
+//              commit() after the record header and before write_pos). Deterministic: the
+//              kill lands exactly there. Counted in kill_phases as "<role>:at_<point>".
 //   kNone      control trial, nobody is killed
+// After a kill, a successor process takes the dead one's role over where the primitive
+// allows it (TrialCounts::takeovers), and the stream continues.
 // Each process records the phase it is in (a word in a shared ledger) so the summary can
 // show where the kills actually landed.
 #ifndef SHMLINK_TESTS_RELIABILITY_CRASH_SCENARIO_H_
@@ -66,7 +73,7 @@ struct TrialCounts {
   std::string Json(double seconds) const;
 };
 
-enum class KillMethod { kNone, kSelf, kAsync, kCpuTimer };
+enum class KillMethod { kNone, kSelf, kAsync, kCpuTimer, kWatch };
 const char* KillMethodName(KillMethod m);
 
 struct TrialOptions {
@@ -143,10 +150,21 @@ struct Child {
   int tag = 0;      // the scenario's name for it (role, index, incarnation)
   int status = -1;  // raw wait status once reaped; -1: overran the deadline
   bool reaped = false;
+  bool reported = false;  // on_exit ran for it
 };
+// Runs `body` as a child traced by this process (kill_on_write.h: it may arm a watchpoint)
+// until it exits or is killed at its point, at most `limit`; blocks meanwhile (children
+// forked before keep running). Returns it as an already reaped Child (pid kWatchedPid,
+// `tag`) with a wait status as waitpid would give (SIGKILL when killed at its point), which
+// Supervise reports like any other. An overrun counts as a hang, a tracer failure as an
+// error. `*at_point` (optional): whether the tracer killed it at its armed write.
+inline constexpr pid_t kWatchedPid = -2;
+Child RunWatchedChild(const std::function<int()>& body, int tag, std::chrono::milliseconds limit,
+                      TrialCounts& c, bool* at_point = nullptr);
 // Polls every child in `kids` until all have exited, and at most until `deadline` (then
 // each one still running counts as a hang in `c` and is killed and reaped, status -1).
-// `on_exit(i)` runs once for each child i as soon as it is reaped, in the order seen; it
+// `on_exit(i)` runs once for each child i as soon as it is reaped (at once for one that
+// RunWatchedChild already reaped), in the order seen; it
 // may append children (a successor for a killed one), which are then supervised too.
 // `tick()` runs every round (e.g. to tell consumers that every producer is finished).
 // Polling, not a blocking wait: a killed victim's successor must start while the others

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "tests/kill_on_write.h"
 #include "tests/reliability/crash_scenario.h"
 
 namespace shmlink::reliability {
@@ -67,6 +68,8 @@ const char* KillMethodName(KillMethod m) {
       return "async";
     case KillMethod::kCpuTimer:
       return "cpu-timer";
+    case KillMethod::kWatch:
+      return "watch";
   }
   return "?";
 }
@@ -130,14 +133,20 @@ void Supervise(std::vector<Child>& kids, std::chrono::steady_clock::time_point d
     bool running = false;
     // By index: on_exit may append (and so reallocate).
     for (size_t i = 0; i < kids.size(); ++i) {
-      if (kids[i].reaped) continue;
+      if (kids[i].reaped) {
+        if (!kids[i].reported) {
+          kids[i].reported = true;
+          on_exit(i);
+        }
+        continue;
+      }
       int status = 0;
       const pid_t r = ::waitpid(kids[i].pid, &status, WNOHANG);
       if (r == 0 || (r < 0 && errno == EINTR)) {
         running = true;
         continue;
       }
-      kids[i].reaped = true;
+      kids[i].reaped = kids[i].reported = true;
       kids[i].status = r == kids[i].pid ? status : 0;  // not our child: nothing to wait for
       on_exit(i);
     }
@@ -150,7 +159,7 @@ void Supervise(std::vector<Child>& kids, std::chrono::steady_clock::time_point d
         if (kids[i].reaped) continue;
         c.hangs++;
         KillAndReap(kids[i].pid);
-        kids[i].reaped = true;
+        kids[i].reaped = kids[i].reported = true;
         kids[i].status = -1;
         on_exit(i);
       }
@@ -159,6 +168,33 @@ void Supervise(std::vector<Child>& kids, std::chrono::steady_clock::time_point d
     }
     ::usleep(round < 100 ? 200 : 1000);
   }
+}
+
+Child RunWatchedChild(const std::function<int()>& body, int tag, std::chrono::milliseconds limit,
+                      TrialCounts& c, bool* at_point) {
+  const testing::TracedOutcome out = testing::RunTraced(body, limit);
+  Child k{kWatchedPid, tag, -1, true, false};
+  if (at_point != nullptr) *at_point = out.kind == testing::TracedOutcome::kKilledAtPoint;
+  switch (out.kind) {
+    case testing::TracedOutcome::kKilledAtPoint:
+      k.status = SIGKILL;  // the raw status of a process killed by SIGKILL
+      break;
+    case testing::TracedOutcome::kExited:
+      k.status = (out.code & 0xff) << 8;
+      break;
+    case testing::TracedOutcome::kSignaled:
+      k.status = out.code & 0x7f;
+      break;
+    case testing::TracedOutcome::kTimedOut:
+      c.hangs++;
+      break;
+    case testing::TracedOutcome::kTraceFailed:
+      std::fprintf(stderr, "crash_stress: tracing the victim failed: %s\n",
+                   std::strerror(out.code));
+      c.errors++;
+      break;
+  }
+  return k;
 }
 
 namespace {

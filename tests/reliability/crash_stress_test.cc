@@ -84,5 +84,31 @@ TEST(CrashStressReplay, SuccessorProducerAfterCloseFindsTheStreamClosed) {
   Replay("spsc", 635340061525167408ull, "producer:after_close");
 }
 
+// kWatch: the producer is killed by the tracer right after commit() stored the batch's
+// header word and before it stored write_pos; the consumer reads and releases the batch
+// before the successor claims the role (read_pos is then past write_pos). The documented
+// semantics: the successor resumes after the published batch, which is delivered exactly
+// once, and the stream goes on. (Fails on main up to c848274: the successor's reserve()
+// returns kCorrupt.)
+TEST(CrashStressReplay, SuccessorProducerResumesAfterACommitKilledBeforeWritePos) {
+  const TrialCounts c = Replay("spsc", 4242, "producer:at_header");
+  EXPECT_EQ(c.takeovers, 1u);
+  EXPECT_EQ(c.errors, 0u);
+}
+
+// kWatch: the producer is killed right after commit() stored write_pos.
+TEST(CrashStressReplay, SuccessorProducerResumesAfterACommitKilledAfterWritePos) {
+  const TrialCounts c = Replay("spsc", 6896045811037519104ull, "producer:at_write_pos");
+  EXPECT_EQ(c.takeovers, 1u);
+}
+
+// kWatch: the consumer is killed right after release() stored read_pos: its successor
+// starts right after the last message it announced (nothing redelivered).
+TEST(CrashStressReplay, SuccessorConsumerAfterReleaseRedeliversNothing) {
+  const TrialCounts c = Replay("spsc", 9344711191398862327ull, "consumer:at_read_pos");
+  EXPECT_EQ(c.redelivered, 0u);
+  EXPECT_EQ(c.takeovers, 1u);
+}
+
 }  // namespace
 }  // namespace shmlink::reliability

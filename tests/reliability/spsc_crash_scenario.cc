@@ -36,10 +36,12 @@
 #include <string>
 #include <thread>
 
+#include "tests/kill_on_write.h"
 #include "tests/reliability/crash_scenario.h"
 #include "tests/test_util.h"
 
 #include <shmlink/process_identity.h>
+#include <shmlink/spsc_layout.h>
 #include <shmlink/spsc_ring.h>
 
 namespace shmlink::reliability {
@@ -78,6 +80,16 @@ const char* const kPhaseNames[kPhaseCount] = {
 
 enum class Role { kProducer, kConsumer };
 
+// kWatch: the shared word whose write kills the victim (inside the library call).
+enum class Watch : uint32_t {
+  kHeader,    // producer: the header word that publishes a batch (commit(), before write_pos)
+  kWritePos,  // producer: write_pos, right after commit() stored it
+  kReadPos,   // consumer: read_pos, right after release() stored it
+};
+const char* WatchName(Watch w) {
+  return w == Watch::kHeader ? "at_header" : w == Watch::kWritePos ? "at_write_pos" : "at_read_pos";
+}
+
 struct Plan {
   uint64_t capacity = 4096;
   uint32_t messages = 1000;
@@ -88,10 +100,12 @@ struct Plan {
   bool sleep_strategy = false;    // WaitOptions::Sleep instead of spin-then-sleep
   Role victim = Role::kProducer;
   KillMethod kill = KillMethod::kNone;
-  Phase self_phase = kStart;  // kSelf: where
-  uint32_t self_at = 0;       //        at which message
-  microseconds delay{0};      // kCpuTimer: CPU time before SIGKILL
-  double delay_fraction = 0;  // kAsync/kCpuTimer: of the typical loop time; < 0: setup
+  Phase self_phase = kStart;     // kSelf: where
+  uint32_t self_at = 0;          //        at which message
+  microseconds delay{0};         // kCpuTimer: CPU time before SIGKILL
+  double delay_fraction = 0;     // kAsync/kCpuTimer: of the typical loop time; < 0: setup
+  Watch watch = Watch::kHeader;  // kWatch: which word
+  uint32_t watch_at = 0;         //         armed from this seq on
 };
 
 // Shared with the children (anonymous shared mapping).
@@ -112,6 +126,9 @@ struct Ledger {
   // until then a consumer that sees kPeerDead waits for the successor.
   std::atomic<uint32_t> no_more_producers;
   std::atomic<uint32_t> takeovers;  // successors that claimed a role
+  // Set by the producer just before commit(): the batch it publishes ends at this seq.
+  std::atomic<uint32_t> committing;
+  std::atomic<uint32_t> watch_unavailable;  // KillOnWrite could not arm (not x86-64)
   // Per role: steady-clock ns when its message loop started / ended (0: not yet). The
   // parent times asynchronous kills from the start and learns typical loop durations.
   std::atomic<int64_t> loop_start[2];
@@ -232,10 +249,29 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
   }
   l->claimed.store(1, std::memory_order_relaxed);
   if (armed) l->loop_start[0].store(NowNs(), std::memory_order_relaxed);
+  // kWatch: where the words the library writes live in our mapping, and a mirror of the
+  // producer's position (the first producer starts at 0), to know the batch's header word.
+  const bool watching = armed && p.victim == Role::kProducer && p.kill == KillMethod::kWatch;
+  SpscRegion region;
+  if (watching) {
+    auto g = ValidateSpscSegment(ring->segment(), SegmentKind::kSpscRing, 1);
+    if (!g) return kExitError;
+    region = SpscRegionAt(ring->segment(), *g, 0);
+  }
+  const uint64_t mask = p.capacity - 1;
+  uint64_t pos = 0, batch_start = 0, batch_word = 0;
+  bool watch_armed = false;
   while (seq < p.messages) {
     const uint32_t batch = 1 + static_cast<uint32_t>(rng() % p.max_batch);
     for (uint32_t b = 0; b < batch && seq < p.messages; ++b) {
       const size_t n = PickSize(rng, p.max_size);
+      const uint64_t pos_before = pos;
+      uint64_t first_word = MakeRecordWord(kRecordData, static_cast<uint32_t>(n));
+      if (const uint64_t to_end = p.capacity - (pos & mask); RecordSize(n) > to_end) {
+        first_word = MakeRecordWord(kRecordPadding, static_cast<uint32_t>(to_end - 8));
+        pos += to_end;
+      }
+      pos += RecordSize(n);
       SetPhase(l, Role::kProducer, kReserve);
       Expected<std::span<std::byte>> buf = RingErrc::kWouldBlock;
       for (;;) {
@@ -256,6 +292,10 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
         return kExitHang;
       }
       deadline = Clock::now() + o.wait_bound;
+      if (tx->pending() == 1) {  // the first record of a batch (maybe after a padding one)
+        batch_start = pos_before;
+        batch_word = first_word;
+      }
       // A blocking reserve() that had to wait committed the pending batch first (the
       // reader can only free what was published): account for that implicit commit.
       if (const uint32_t done = seq + 1 - tx->pending(); done > l->committed.load()) {
@@ -271,6 +311,17 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
       ++seq;
       l->reserved.store(seq, std::memory_order_relaxed);
       die.At(kReserve, seq);  // pending, uncommitted reservations
+    }
+    // SYNC(ledger): release, before commit() publishes anything: read after waitpid.
+    l->committing.store(seq, std::memory_order_release);
+    if (watching && !watch_armed && seq >= p.watch_at) {
+      // The next write of the word is inside this commit(): the kill lands right after it.
+      watch_armed = true;
+      const void* word = p.watch == Watch::kHeader
+                             ? static_cast<const void*>(region.data + (batch_start & mask))
+                             : static_cast<const void*>(&region.control->write_pos);
+      const uint64_t value = p.watch == Watch::kHeader ? batch_word : pos;
+      if (!testing::KillOnWrite(word, ~uint64_t{0}, value)) l->watch_unavailable.store(1);
     }
     SetPhase(l, Role::kProducer, kCommit);
     tx->commit();
@@ -342,8 +393,18 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
   uint32_t unreleased = 0;
   if (armed) l->loop_start[1].store(NowNs(), std::memory_order_relaxed);
   int64_t last = -1;
+  const bool watching = armed && p.victim == Role::kConsumer && p.kill == KillMethod::kWatch;
+  bool watch_armed = false;
   // Frees every message up to `seq` (peeked or advanced past) and logs it as released.
   auto release_upto = [&](int64_t seq) {
+    if (watching && !watch_armed && seq >= p.watch_at) {
+      // Killed right after release() stored read_pos (its first write from now on).
+      watch_armed = true;
+      auto g = ValidateSpscSegment(ring->segment(), SegmentKind::kSpscRing, 1);
+      if (!g || !testing::KillOnWrite(&SpscRegionAt(ring->segment(), *g, 0).control->read_pos)) {
+        l->watch_unavailable.store(1);
+      }
+    }
     SetPhase(l, Role::kConsumer, kRelease);
     rx->release();
     SetPhase(l, Role::kConsumer, kReleased);
@@ -367,9 +428,15 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int incarnat
     if (!msg) {
       const auto e = msg.error();
       if (e == RingErrc::kTimedOut || (e == RingErrc::kPeerDead && !gone)) {
-        // No producer yet, or a dead one whose successor is coming: wait for it.
-        if (gone && l->claimed.load(std::memory_order_relaxed) == 0) {
-          return kExitNoProducer;  // nobody ever claimed the role, and nobody will
+        // No producer yet, or a dead one whose successor is coming: wait for it. Once no
+        // producer will come (and we drained what they published: `gone` was read before
+        // this look), end: nobody ever claimed the role, or the last one died or failed.
+        if (gone) {
+          const bool never = l->claimed.load(std::memory_order_relaxed) == 0;
+          SetPhase(l, Role::kConsumer, kReaderClose);
+          rx->close();
+          SetPhase(l, Role::kConsumer, kDone);
+          return never ? kExitNoProducer : kExitPeerDead;
         }
         if (Clock::now() >= deadline) return kExitHang;
         if (e == RingErrc::kPeerDead) ::usleep(500);  // kPeerDead returns at once
@@ -461,6 +528,12 @@ Plan MakePlan(std::mt19937_64& rng) {
   if (rng() % 16 == 0) p.delay_fraction = -1;    // during setup
   if (rng() % 16 == 0) p.delay_fraction = 1.05;  // after the loop (close, linger, exit)
   if (p.kill != KillMethod::kSelf) p.self_at = kMaxMessages;  // disarm the kFill scribble
+  // Drawn last, so that the plans above stay what they were for a given seed.
+  if (p.kill == KillMethod::kAsync && rng() % 2 == 0) p.kill = KillMethod::kWatch;
+  p.watch = p.victim == Role::kConsumer ? Watch::kReadPos
+            : rng() % 2 == 0            ? Watch::kHeader
+                                        : Watch::kWritePos;
+  p.watch_at = static_cast<uint32_t>(rng() % p.messages);
   return p;
 }
 
@@ -509,11 +582,23 @@ class SpscScenario final : public CrashScenario {
     const auto trial_deadline = Clock::now() + o.deadline;
     // Tags: role * 2 + incarnation.
     enum { kProd0 = 0, kProd1 = 1, kCons0 = 2, kCons1 = 3 };
-    std::vector<Child> kids;
-    kids.push_back(
-        {testing::ForkChild([&] { return ProducerMain(name, p, l, 0, o.seed, o); }), kProd0});
-    kids.push_back(
-        {testing::ForkChild([&] { return ConsumerMain(name, p, l, 0, o.seed, o); }), kCons0});
+    std::vector<Child> kids(2);
+    auto producer0 = [&] { return ProducerMain(name, p, l, 0, o.seed, o); };
+    auto consumer0 = [&] { return ConsumerMain(name, p, l, 0, o.seed, o); };
+    bool at_point = false;
+    if (p.kill == KillMethod::kWatch) {
+      // The other one first: the traced victim blocks this process until it is dead.
+      if (victim_role == 0) {
+        kids[1] = {testing::ForkChild(consumer0), kCons0};
+        kids[0] = RunWatchedChild(producer0, kProd0, o.wait_bound, c, &at_point);
+      } else {
+        kids[0] = {testing::ForkChild(producer0), kProd0};
+        kids[1] = RunWatchedChild(consumer0, kCons0, o.wait_bound, c, &at_point);
+      }
+    } else {
+      kids[0] = {testing::ForkChild(producer0), kProd0};
+      kids[1] = {testing::ForkChild(consumer0), kCons0};
+    }
     const pid_t victim = kids[victim_role].pid;
     if (p.kill == KillMethod::kAsync) {
       if (p.delay_fraction >= 0) {
@@ -528,7 +613,7 @@ class SpscScenario final : public CrashScenario {
     bool killed = false;
     uint32_t victim_phase = kStart;
     // The dead producer's ledger at its death (its successor writes the same words).
-    uint32_t committed = 0, reserved = 0;
+    uint32_t committed = 0, reserved = 0, committing = 0;
     int status[4] = {0, 0, 0, 0};
     bool ran[4] = {true, false, true, false};
     Supervise(kids, trial_deadline, c, [&](size_t i) {
@@ -537,6 +622,7 @@ class SpscScenario final : public CrashScenario {
       if (k.tag == kProd0) {
         committed = l->committed.load();
         reserved = l->reserved.load();
+        committing = l->committing.load();
       }
       if (k.pid != victim) {
         if (k.tag == kProd0 || k.tag == kProd1) {
@@ -553,6 +639,14 @@ class SpscScenario final : public CrashScenario {
         if (k.tag == kProd0) l->no_more_producers.store(1, std::memory_order_release);
         return;
       }
+      // Killed right after publishing a batch's header, before write_pos: let the consumer
+      // read (and release) the batch first, so that the successor finds read_pos past
+      // write_pos - the harder of the two orders, made deterministic.
+      if (k.tag == kProd0 && at_point && p.watch == Watch::kHeader && committing > 0) {
+        const int64_t want = static_cast<int64_t>(committing) - 1;
+        AwaitOrExit(kids[1].pid, std::chrono::seconds(2),
+                    [&] { return l->inc[0].released_upto.load() > want; });
+      }
       // A successor takes the killed process's role over and finishes the stream.
       const int tag = k.tag + 1;
       ran[tag] = true;
@@ -567,8 +661,9 @@ class SpscScenario final : public CrashScenario {
     if (killed) {
       c.kills++;
       c.kill_phases[std::string(victim_role == 0 ? "producer:" : "consumer:") +
-                    PhaseName(kPhaseNames, victim_phase)]++;
+                    (at_point ? WatchName(p.watch) : PhaseName(kPhaseNames, victim_phase))]++;
     }
+    if (l->watch_unavailable.load()) c.kill_phases["spsc:watch_unavailable"]++;
     c.takeovers += l->takeovers.load();
 
     // ---- exit statuses against the semantics (-1: overran the deadline, already counted)
@@ -597,8 +692,11 @@ class SpscScenario final : public CrashScenario {
     const int cons_final = consumer_killed ? kCons1 : kCons0;
     if (const int ce = code(cons_final); ce != -1) {
       bool ok = ce == kExitOk;
-      // Nobody to take over from: the dead creator left no ring, or never claimed.
-      if (no_ring) ok = ce == kExitNoRing || ce == kExitNoProducer || ce == kExitPeerDead;
+      // Nobody to take over from: the dead creator left no ring, or never claimed; or the
+      // last producer failed (counted above): the stream ended without a close.
+      if (no_ring || (pe != kExitOk && pe != kExitClosed)) {
+        ok = ce == kExitNoRing || ce == kExitNoProducer || ce == kExitPeerDead;
+      }
       // A consumer killed after its own close(): the stream was complete; the replacement
       // finds the ring gone (its creator exited) or closed.
       if (consumer_killed && (victim_phase == kReaderClose || victim_phase == kDone) &&
@@ -616,6 +714,9 @@ class SpscScenario final : public CrashScenario {
     const uint32_t successor_start = l->successor_start.load();
     const bool stream_resumed = producer_killed && successor_start != kNoSeq && pe == kExitOk;
     if (!producer_killed) committed = reserved = l->committed.load();
+    // Killed inside commit() right after the batch's header word (or write_pos): the whole
+    // batch was published, so all of it must be delivered, exactly once.
+    if (producer_killed && at_point) committed = std::max(committed, committing);
     auto must_deliver = [&](uint32_t s) {
       if (!producer_killed) return s < p.messages;
       return s < committed || (stream_resumed && s >= successor_start && s < p.messages);
@@ -639,6 +740,16 @@ class SpscScenario final : public CrashScenario {
                      (long long)dup_lo, i0.released_upto.load());
         c.duplicated += i0.released_upto.load() - dup_lo;
         dup_lo = i0.released_upto.load();
+      }
+      // Killed right after release() stored read_pos: everything it had announced was
+      // released, so its successor starts right after it (no redelivery).
+      if (consumer_killed && at_point && dup_lo != dup_hi + 1) {
+        std::fprintf(stderr,
+                     "spsc: after a kill at read_pos the successor started at %lld, "
+                     "the dead consumer's last was %lld\n",
+                     (long long)dup_lo, (long long)dup_hi);
+        c.duplicated += dup_lo <= dup_hi ? dup_hi - dup_lo + 1 : 0;
+        dup_lo = 1, dup_hi = 0;
       }
       // The unreleased tail is at most one release batch (plus the peeked message).
       if (dup_hi - dup_lo + 1 > static_cast<int64_t>(p.release_every) + 1) {
@@ -706,13 +817,15 @@ class SpscScenario final : public CrashScenario {
       ::shm_unlink(name.c_str());
     }
     if (o.verbose) {
-      std::fprintf(stderr,
-                   "spsc seed=%llu victim=%s kill=%s phase=%d at=%u killed=%d cap=%llu n=%u "
-                   "committed=%u delivered=%llu\n",
-                   (unsigned long long)o.seed,
-                   p.victim == Role::kProducer ? "producer" : "consumer", KillMethodName(p.kill),
-                   p.self_phase, p.self_at, killed, (unsigned long long)p.capacity, p.messages,
-                   committed, (unsigned long long)c.messages);
+      std::fprintf(
+          stderr,
+          "spsc seed=%llu victim=%s kill=%s phase=%s at=%u killed=%d cap=%llu n=%u "
+          "committed=%u delivered=%llu\n",
+          (unsigned long long)o.seed, p.victim == Role::kProducer ? "producer" : "consumer",
+          KillMethodName(p.kill),
+          p.kill == KillMethod::kWatch ? WatchName(p.watch) : PhaseName(kPhaseNames, p.self_phase),
+          p.kill == KillMethod::kWatch ? p.watch_at : p.self_at, killed,
+          (unsigned long long)p.capacity, p.messages, committed, (unsigned long long)c.messages);
     }
     testing::DeleteShared(l);
     return c;
