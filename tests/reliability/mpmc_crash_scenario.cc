@@ -31,9 +31,11 @@
 #include <string>
 #include <thread>
 
+#include "tests/kill_on_write.h"
 #include "tests/reliability/crash_scenario.h"
 #include "tests/test_util.h"
 
+#include <shmlink/mpmc_layout.h>
 #include <shmlink/mpmc_queue.h>
 #include <shmlink/process_identity.h>
 
@@ -80,6 +82,7 @@ struct Plan {
   uint32_t self_at = 0;
   double delay_fraction = 0;
   microseconds cpu{0};
+  uint32_t watch_at = 0;  // kWatch: armed from this seq (producer) / delivery (consumer) on
 };
 
 struct Ledger {
@@ -90,7 +93,11 @@ struct Ledger {
   std::atomic<uint32_t> claiming[kMaxProducers];
   std::atomic<uint32_t> successor_start[kMaxProducers];  // 0: no successor ran
   std::atomic<uint32_t> producers_finished;              // set by the parent
-  std::atomic<uint32_t> takeovers;                       // successors that joined
+  // Producers that finished their stream (a killed one's successor finishes it): lets the
+  // consumers end while the parent is blocked tracing a watched victim.
+  std::atomic<uint32_t> producers_done;
+  std::atomic<uint32_t> watch_unavailable;  // KillOnWrite could not arm (not x86-64)
+  std::atomic<uint32_t> takeovers;          // successors that joined
   std::atomic<int64_t> loop_start[kSlots];
   std::atomic<uint32_t> misordered;
   std::atomic<uint32_t> corrupt;
@@ -169,6 +176,23 @@ Expected<MpmcQueue> AttachQueue(const std::string& name) {
   return q;
 }
 
+// kWatch: arms the tracer on the stamp of the slot at the queue's claim hint (enqueue_pos
+// for a producer, dequeue_pos for a consumer), to fire when this handle (registry `index`)
+// writes `state` there. Matching index and state, so a failed CAS (which writes back
+// another handle's stamp) does not fire it. False if the watch could not be armed.
+bool ArmStampWatch(const MpmcQueue&, const Segment& seg, bool consumer, uint32_t index,
+                   uint64_t state) {
+  auto g = ValidateMpmcSegment(seg);
+  if (!g) return false;
+  const MpmcView v = MpmcViewOf(seg, *g);
+  // Relaxed: only a guess of the next position; a wrong guess just does not fire.
+  const uint64_t pos =
+      (consumer ? v.control->dequeue_pos : v.control->enqueue_pos).load(std::memory_order_relaxed);
+  constexpr uint64_t kIdxAndState = (uint64_t{0xff} << kStampIdxShift) | 3;
+  return testing::KillOnWrite(&v.slot(pos)->stamp, kIdxAndState,
+                              (uint64_t{index} << kStampIdxShift) | state);
+}
+
 int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int index, bool successor,
                  const TrialOptions& o) {
   Proc me = Proc::Start(p, l, true, index, successor, o);
@@ -195,6 +219,14 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int index, b
     me.Set(kClaim);
     Expected<std::span<std::byte>> buf = RingErrc::kWouldBlock;
     for (;;) {
+      if (me.victim() && p.kill == KillMethod::kWatch && seq >= p.watch_at) {
+        // Killed right after our claim CAS turns the stamp Claimed (before publish). The
+        // claim goes to the slot at the hint, unless another producer wins it: then the
+        // watch is re-armed for the next try.
+        if (!ArmStampWatch(*q, q->segment(), false, tx->registry_index(), kSlotClaimed)) {
+          l->watch_unavailable.store(1);
+        }
+      }
       buf = tx->claim(n, Slice());
       if (buf) break;
       if (buf.error() == RingErrc::kTimedOut && Clock::now() < me.deadline) continue;
@@ -211,6 +243,7 @@ int ProducerMain(const std::string& name, const Plan& p, Ledger* l, int index, b
     me.Die(kPublished, seq);
     l->published[index].store(seq + 1, std::memory_order_relaxed);
   }
+  l->producers_done.fetch_add(1);
   me.Set(kDone);
   return kExitOk;
 }
@@ -230,14 +263,23 @@ int ConsumerMain(const std::string& name, const Plan& p, Ledger* l, int index,
   int idle = 0;
   for (;;) {
     me.Set(kClaim);
+    const bool finished = l->producers_finished.load() != 0 ||
+                          l->producers_done.load() >= static_cast<uint32_t>(p.producers);
+    if (me.victim() && p.kill == KillMethod::kWatch && got >= p.watch_at) {
+      // Killed right after our claim CAS turns a stamp Reading: holding a message not yet
+      // returned to us. It must be redelivered (flagged) to another consumer.
+      if (!ArmStampWatch(*q, q->segment(), true, rx->registry_index(), kSlotReading)) {
+        l->watch_unavailable.store(1);
+      }
+    }
     // Once every producer is finished, a short slice: the idle rounds that end the loop
     // (below) should not cost 50 ms each.
-    auto m = rx->claim(Slice(l->producers_finished.load() ? milliseconds(2) : milliseconds(50)));
+    auto m = rx->claim(Slice(finished ? milliseconds(2) : milliseconds(50)));
     if (!m) {
       if (m.error() != RingErrc::kTimedOut) return kExitError;
       // Done when every producer is finished (parent's flag) and nothing is queued or
       // orphaned - after recovering any dead participant ourselves.
-      if (l->producers_finished.load()) {
+      if (finished) {
         q->RecoverDead();
         const MpmcStats s = q->stats();
         if (s.size == 0 && s.orphans == 0 && ++idle >= 3) break;
@@ -296,6 +338,11 @@ Plan MakePlan(std::mt19937_64& rng) {
   p.self_at = static_cast<uint32_t>(rng() % p.per_producer);
   p.delay_fraction = static_cast<double>(rng() % 1000) / 1000.0;
   p.cpu = microseconds(200 + rng() % 3000);
+  // Drawn last, so that the plans above stay what they were for a given seed. A consumer
+  // is watched from an early delivery on: it must be killed before the stream ends (the
+  // parent cannot tell consumers the end while it traces the victim; producers_done does).
+  if (p.kill == KillMethod::kAsync && rng() % 2 == 0) p.kill = KillMethod::kWatch;
+  p.watch_at = static_cast<uint32_t>(rng() % (p.victim_is_producer ? p.per_producer : 16));
   return p;
 }
 
@@ -323,18 +370,30 @@ class MpmcScenario final : public CrashScenario {
     const auto trial_deadline = Clock::now() + o.deadline;
     // Tags: producer i -> i, consumer i -> kMaxProducers + i (kReplacement: the successor
     // of a killed consumer); a killed producer's successor has its tag + kSlots.
-    std::vector<Child> kids;
+    std::vector<Child> kids(p.producers + p.consumers);
+    const size_t vkid = p.victim_is_producer ? p.victim_index : p.producers + p.victim_index;
+    const bool watch = p.kill == KillMethod::kWatch;
     for (int i = 0; i < p.producers; ++i) {
-      kids.push_back(
-          {testing::ForkChild([&] { return ProducerMain(name, p, l, i, false, o); }), i});
+      if (watch && vkid == static_cast<size_t>(i)) continue;
+      kids[i] = {testing::ForkChild([&] { return ProducerMain(name, p, l, i, false, o); }), i};
     }
     for (int i = 0; i < p.consumers; ++i) {
-      kids.push_back(
-          {testing::ForkChild([&] { return ConsumerMain(name, p, l, i, o); }), kMaxProducers + i});
+      if (watch && vkid == static_cast<size_t>(p.producers + i)) continue;
+      kids[p.producers + i] = {testing::ForkChild([&] { return ConsumerMain(name, p, l, i, o); }),
+                               kMaxProducers + i};
+    }
+    bool at_point = false;
+    if (watch) {
+      // Last: the traced victim blocks this process until it is dead or done.
+      const int i = p.victim_index;
+      kids[vkid] = p.victim_is_producer
+                       ? RunWatchedChild([&] { return ProducerMain(name, p, l, i, false, o); }, i,
+                                         o.wait_bound, c, &at_point)
+                       : RunWatchedChild([&] { return ConsumerMain(name, p, l, i, o); },
+                                         kMaxProducers + i, o.wait_bound, c, &at_point);
     }
     const int vslot = p.victim_is_producer ? p.victim_index : kMaxProducers + p.victim_index;
-    const pid_t victim =
-        kids[p.victim_is_producer ? p.victim_index : p.producers + p.victim_index].pid;
+    const pid_t victim = kids[vkid].pid;
     const auto t0 = Clock::now();
     if (p.kill == KillMethod::kAsync) {
       AwaitOrExit(victim, std::chrono::seconds(5),
@@ -392,8 +451,10 @@ class MpmcScenario final : public CrashScenario {
     if (killed) {
       c.kills++;
       c.kill_phases[std::string(p.victim_is_producer ? "mpmc-producer:" : "mpmc-consumer:") +
-                    PhaseName(kPhaseNames, victim_phase)]++;
+                    (at_point ? (p.victim_is_producer ? "at_claimed" : "at_reading")
+                              : PhaseName(kPhaseNames, victim_phase))]++;
     }
+    if (l->watch_unavailable.load()) c.kill_phases["mpmc:watch_unavailable"]++;
     c.takeovers += l->takeovers.load();
 
     // ---- accounting
@@ -435,10 +496,20 @@ class MpmcScenario final : public CrashScenario {
         if (d > 0 && dead && in_window && p.kill == KillMethod::kSelf && p.self_phase == kFill) {
           c.corrupt++;
         }
+        // Killed by the tracer right after its claim CAS: that claim (the window's one seq)
+        // becomes a skip record, never delivered.
+        if (d > 0 && dead && in_window && at_point) c.corrupt++;
       }
       if (missing_in_window > 1) c.lost += missing_in_window - 1;
     }
     if (!consumer_killed && l->flagged.load() != 0) c.duplicated += l->flagged.load();
+    // Killed by the tracer right after its claim CAS made a stamp Reading: it held exactly
+    // one message, which another consumer must have received, flagged redelivered.
+    if (consumer_killed && at_point && l->flagged.load() != 1) {
+      std::fprintf(stderr, "mpmc: consumer killed holding a message; %u flagged redeliveries\n",
+                   l->flagged.load());
+      if (l->flagged.load() == 0) c.lost++;
+    }
     c.misordered += l->misordered.load();
     c.corrupt += l->corrupt.load();
 
