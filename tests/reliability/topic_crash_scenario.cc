@@ -26,10 +26,12 @@
 #include <string>
 #include <thread>
 
+#include "tests/kill_on_write.h"
 #include "tests/reliability/crash_scenario.h"
 #include "tests/test_util.h"
 
 #include <shmlink/topic.h>
+#include <shmlink/topic_layout.h>
 
 namespace shmlink::reliability {
 namespace {
@@ -64,6 +66,7 @@ struct Plan {
   uint64_t self_at = 0;
   double delay_fraction = 0;
   microseconds cpu{0};
+  uint64_t watch_at = 0;  // kWatch: the publisher is killed publishing this seq
 };
 
 struct Ledger {
@@ -80,7 +83,9 @@ struct Ledger {
   std::atomic<uint32_t> takeovers;  // successors that took a role over
   std::atomic<uint32_t> misordered;
   std::atomic<uint32_t> corrupt;
-  std::atomic<uint32_t> bad_resume;  // a successor's next sequence was not the next one
+  std::atomic<uint32_t> bad_resume;         // a successor's next sequence was not the next one
+  std::atomic<uint64_t> successor_next;     // the successor publisher's next_sequence()
+  std::atomic<uint32_t> watch_unavailable;  // KillOnWrite could not arm (not x86-64)
 };
 
 enum Exit : int { kExitOk = 0, kExitHang = 10, kExitError = 11 };
@@ -115,6 +120,13 @@ int PublisherMain(const std::string& name, const Plan& p, Ledger* l, bool succes
   const uint64_t next = pub->next_sequence();
   const uint64_t logged = l->published.load();
   if (next < logged || next > logged + 1) l->bad_resume.fetch_add(1);
+  if (successor) l->successor_next.store(next);
+  std::optional<TopicRegion> region;  // kWatch: where the log lives in our mapping
+  if (me.victim && p.kill == KillMethod::kWatch) {
+    auto g = ValidateTopicSegment(t->segment());
+    if (!g) return kExitError;
+    region = TopicRegionOf(t->segment(), *g);
+  }
   l->loop_start[0].store(NowNs());
   WaitOptions w = WaitOptions::WithTimeout(o.wait_bound);
   w.liveness_check = milliseconds(5);
@@ -125,6 +137,21 @@ int PublisherMain(const std::string& name, const Plan& p, Ledger* l, bool succes
       return buf.error() == RingErrc::kTimedOut ? kExitHang : kExitError;
     }
     WriteSeqMessage(*buf, seq);
+    if (region && seq == p.watch_at) {
+      // Killed right after publish() stores the word that commits this record: its seq
+      // word, or the padding word before it when the record wrapped to the log's start
+      // (then the data word is stored first, relaxed, and the padding word publishes both).
+      const uint64_t mask = region->geometry.capacity - 1;
+      // Relaxed: our own last store (the publisher is the only writer of tail_pos).
+      const uint64_t tail = region->control->tail_pos.load(std::memory_order_relaxed);
+      std::byte* rec = buf->data() - kTopicRecordHeaderSize;
+      std::byte* at_tail = region->data + (tail & mask);
+      const bool padded = rec != at_tail;
+      const uint64_t word = TopicWord(padded ? kTopicKindPadding : kTopicKindData, seq);
+      if (!testing::KillOnWrite(padded ? at_tail : rec, ~uint64_t{0}, word)) {
+        l->watch_unavailable.store(1);
+      }
+    }
     me.Set(kLoaned);
     me.Die(kLoaned, seq);
     auto s = pub->publish();
@@ -223,6 +250,12 @@ Plan MakePlan(std::mt19937_64& rng) {
   p.self_at = rng() % p.total;
   p.delay_fraction = static_cast<double>(rng() % 1000) / 1000.0;
   p.cpu = microseconds(200 + rng() % 3000);
+  // Drawn last, so that the plans above stay what they were for a given seed. Only the
+  // publisher is watched (its commit word); a subscriber victim stays asynchronous.
+  if (p.kill == KillMethod::kAsync && p.victim_is_publisher && rng() % 2 == 0) {
+    p.kill = KillMethod::kWatch;
+  }
+  p.watch_at = rng() % p.total;
   return p;
 }
 
@@ -274,7 +307,14 @@ class TopicScenario final : public CrashScenario {
     constexpr int kSuccessorPublisher = 100;
     std::vector<Child> kids;
     for (int i = 0; i < p.subscribers; ++i) kids.push_back({subs[i], 1 + i});
-    kids.push_back({testing::ForkChild([&] { return PublisherMain(name, p, l, false, o); }), 0});
+    bool at_point = false;
+    if (p.kill == KillMethod::kWatch) {
+      // Traced: blocks this process until the publisher is dead or done.
+      kids.push_back(RunWatchedChild([&] { return PublisherMain(name, p, l, false, o); }, 0,
+                                     o.wait_bound, c, &at_point));
+    } else {
+      kids.push_back({testing::ForkChild([&] { return PublisherMain(name, p, l, false, o); }), 0});
+    }
     const pid_t pub = kids.back().pid;
     const pid_t victim = p.victim_is_publisher ? pub : subs[p.victim_index];
     const int vslot = p.victim_is_publisher ? 0 : 1 + p.victim_index;
@@ -323,7 +363,15 @@ class TopicScenario final : public CrashScenario {
     if (killed) {
       c.kills++;
       c.kill_phases[std::string(p.victim_is_publisher ? "topic-publisher:" : "topic-subscriber:") +
-                    PhaseName(kPhaseNames, victim_phase)]++;
+                    (at_point ? "at_seq_word" : PhaseName(kPhaseNames, victim_phase))]++;
+    }
+    if (l->watch_unavailable.load()) c.kill_phases["topic:watch_unavailable"]++;
+    // Killed right after the word that commits message watch_at: it was published, so the
+    // successor resumes exactly after it (and every subscriber receives it: checked below).
+    if (killed && at_point && l->successor_next.load() != p.watch_at + 1) {
+      std::fprintf(stderr, "topic: publisher killed committing %llu, successor resumed at %llu\n",
+                   (unsigned long long)p.watch_at, (unsigned long long)l->successor_next.load());
+      c.errors++;
     }
     c.takeovers += l->takeovers.load();
 
