@@ -86,6 +86,7 @@ struct Ledger {
   std::atomic<uint32_t> bad_resume;         // a successor's next sequence was not the next one
   std::atomic<uint64_t> successor_next;     // the successor publisher's next_sequence()
   std::atomic<uint32_t> watch_unavailable;  // KillOnWrite could not arm (not x86-64)
+  std::atomic<uint32_t> watch_padded;       // the watched commit word was a padding word
 };
 
 enum Exit : int { kExitOk = 0, kExitHang = 10, kExitError = 11 };
@@ -147,6 +148,7 @@ int PublisherMain(const std::string& name, const Plan& p, Ledger* l, bool succes
       std::byte* rec = buf->data() - kTopicRecordHeaderSize;
       std::byte* at_tail = region->data + (tail & mask);
       const bool padded = rec != at_tail;
+      l->watch_padded.store(padded ? 1 : 0);
       const uint64_t word = TopicWord(padded ? kTopicKindPadding : kTopicKindData, seq);
       if (!testing::KillOnWrite(padded ? at_tail : rec, ~uint64_t{0}, word)) {
         l->watch_unavailable.store(1);
@@ -363,7 +365,8 @@ class TopicScenario final : public CrashScenario {
     if (killed) {
       c.kills++;
       c.kill_phases[std::string(p.victim_is_publisher ? "topic-publisher:" : "topic-subscriber:") +
-                    (at_point ? "at_seq_word" : PhaseName(kPhaseNames, victim_phase))]++;
+                    (at_point ? (l->watch_padded.load() ? "at_padding_word" : "at_seq_word")
+                              : PhaseName(kPhaseNames, victim_phase))]++;
     }
     if (l->watch_unavailable.load()) c.kill_phases["topic:watch_unavailable"]++;
     // Killed right after the word that commits message watch_at: it was published, so the
