@@ -1,8 +1,10 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // CI run of the crash-injection stress (crash_scenario.h): kTrials trials round-robin over
-// every scenario (plain, TSan and ASan builds: about 10-40 s each on 2 shared cores), and
-// replays of single trials whose kill point is deterministic (a self-kill at a fixed seq).
+// every scenario (plain, TSan and ASan builds), and replays of single trials whose kill
+// point is deterministic (a self-kill at a fixed seq, or a tracer kill right after a chosen
+// word is written: kWatch). A replay prints its JSON line; rerun one by hand with
+//   bazel run //tests:crash_stress -- --scenarios spsc --seed S --trials 1 --verbose
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -37,6 +39,14 @@ TEST(CrashStress, NoLossNoDuplicateNoHangNoLeak) {
   for (const char* s : {"spsc", "mpmc", "connection", "topic"}) {
     EXPECT_EQ(total.scenarios.at(s), kTrials / 4) << s;
   }
+  // Some kills landed at exact words inside the library (kWatch), where the tracer works.
+  uint64_t at_points = 0;
+  bool unavailable = false;
+  for (const auto& [point, n] : total.kill_phases) {
+    if (point.find(":at_") != std::string::npos) at_points += n;
+    if (point.find("watch_unavailable") != std::string::npos) unavailable = true;
+  }
+  if (!unavailable) EXPECT_GT(at_points, kTrials / 20);
 }
 
 // One trial of `scenario` with trial seed `seed`, whose kill must land at `phase`.
@@ -107,6 +117,20 @@ TEST(CrashStressReplay, SuccessorProducerResumesAfterACommitKilledAfterWritePos)
 TEST(CrashStressReplay, SuccessorConsumerAfterReleaseRedeliversNothing) {
   const TrialCounts c = Replay("spsc", 9344711191398862327ull, "consumer:at_read_pos");
   EXPECT_EQ(c.redelivered, 0u);
+  EXPECT_EQ(c.takeovers, 1u);
+}
+
+// kWatch: an MPMC producer killed right after its claim CAS (stamp Claimed, not published):
+// exactly that seq is lost (a skip record), its successor continues after it.
+TEST(CrashStressReplay, MpmcProducerKilledHoldingAClaimLosesOnlyThatMessage) {
+  const TrialCounts c = Replay("mpmc", 17418742259747385659ull, "mpmc-producer:at_claimed");
+  EXPECT_EQ(c.takeovers, 1u);
+}
+
+// kWatch: the topic publisher killed right after the seq word that commits a record: every
+// subscriber receives it, the successor resumes at exactly the next sequence.
+TEST(CrashStressReplay, TopicPublisherKilledAtTheCommitWordIsResumedExactlyAfterIt) {
+  const TrialCounts c = Replay("topic", 15755400384260048082ull, "topic-publisher:at_seq_word");
   EXPECT_EQ(c.takeovers, 1u);
 }
 
