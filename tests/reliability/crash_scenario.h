@@ -26,6 +26,15 @@
 // allows it (TrialCounts::takeovers), and the stream continues.
 // Each process records the phase it is in (a word in a shared ledger) so the summary can
 // show where the kills actually landed.
+//
+// SYNC(ledger): the ledgers are anonymous shared memory written by the children and read by
+// the parent only after waitpid() reaped the writer (or, for a few progress words used to
+// time kills, as hints). So no reader races a writer; what matters is the order in which a
+// process's stores are performed when a SIGKILL stops it after an arbitrary instruction:
+// where one ledger word excuses another (an announcement before a count, a claim before a
+// publish), the later store is a release, which keeps the earlier one before it (compiler
+// and CPU); a store executed before the kill reaches the shared page. Other ledger words
+// are relaxed or default (seq_cst) atomics without such a pairing.
 #ifndef SHMLINK_TESTS_RELIABILITY_CRASH_SCENARIO_H_
 #define SHMLINK_TESTS_RELIABILITY_CRASH_SCENARIO_H_
 
@@ -156,8 +165,10 @@ struct Child {
 // until it exits or is killed at its point, at most `limit`; blocks meanwhile (children
 // forked before keep running). Returns it as an already reaped Child (pid kWatchedPid,
 // `tag`) with a wait status as waitpid would give (SIGKILL when killed at its point), which
-// Supervise reports like any other. An overrun counts as a hang, a tracer failure as an
-// error. `*at_point` (optional): whether the tracer killed it at its armed write.
+// Supervise reports like any other. An overrun counts as a hang. Where tracing is not
+// possible (no ptrace), `body` runs as an ordinary child instead (not reaped yet; its
+// KillOnWrite returns false) and kill_phases counts "watch:trace_failed".
+// `*at_point` (optional): whether the tracer killed it at its armed write.
 inline constexpr pid_t kWatchedPid = -2;
 Child RunWatchedChild(const std::function<int()>& body, int tag, std::chrono::milliseconds limit,
                       TrialCounts& c, bool* at_point = nullptr);

@@ -189,9 +189,12 @@ Child RunWatchedChild(const std::function<int()>& body, int tag, std::chrono::mi
       c.hangs++;
       break;
     case testing::TracedOutcome::kTraceFailed:
-      std::fprintf(stderr, "crash_stress: tracing the victim failed: %s\n",
-                   std::strerror(out.code));
-      c.errors++;
+      // No ptrace here (e.g. a container without it): the body never ran. Run it untraced
+      // instead (its KillOnWrite returns false, so it is not killed): the trial goes on as
+      // a control trial, and kill_phases says why.
+      c.kill_phases["watch:trace_failed"]++;
+      k = {testing::ForkChild(body), tag};
+      if (at_point != nullptr) *at_point = false;
       break;
   }
   return k;
