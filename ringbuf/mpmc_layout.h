@@ -8,7 +8,7 @@
 //   | MpmcControl          |  512 B  slots_offset, stats_offset}
 //   +----------------------+ 768 (registry_offset)
 //   | MpmcRegistryEntry    |  64 B each, kMpmcRegistrySize of them: one per live handle
-//   |   x 256              |  (MpmcProducer / MpmcConsumer), owner = packed ProcessIdentity
+//   |   x 256              |  (MpmcProducer / MpmcConsumer), held by HolderLock slot i
 //   +----------------------+ stats_offset (layout version 3)
 //   | MpmcHandleStats      |  128 B each, one per registry entry: the counters of the
 //   |   x 256              |  handles that held that entry (role_stats.h)
@@ -35,8 +35,54 @@
 //   Life of one slot: Free(p) -> Claimed(p,i) -> Published(p) -> Reading(p,j) -> Free(p+N).
 //
 // Because the claiming CAS writes the claimant's registry index into the stamp, there is
-// no window in which a slot is claimed but its owner unknown: a dead owner is found by
-// reading registry[idx].owner (pid + start time) and its slots by scanning stamps.
+// no window in which a slot is claimed but its owner unknown: a dead owner's slots are
+// found by scanning stamps for its index.
+//
+// LIVENESS (who holds registry entry i): the kernel says so, not /proc. The holder of entry
+// i keeps an OFD lock on HolderLock slot i (holder_lock.h; i < kMpmcMaxHandles); the
+// creator's MpmcQueue keeps kCreatorHolderSlot. The entry's owner word is written after the
+// lock is taken and cleared before it is dropped, so "lock free, owner still set" means the
+// holder died (or exec'd) without leaving, while "owner 0" means it left. Recovery of entry
+// i runs only under its lock (so no registrant and no second recoverer works on the entry
+// meanwhile) and only after ProbeHolder(i) said kDead with the owner word set; kUnknown
+// recovers nothing. Why no "dying" nuance is needed: the kernel drops an OFD lock when the
+// last reference to its open file description goes, i.e. when the last task sharing the
+// holder's fd table runs exit_files() in do_exit(), after that task set PF_EXITING and
+// released its mm (exit_mm() comes first); no task of the holder can return to user mode
+// after that point, and the fork handler (holder_lock.cc) leaves no copy of the token in a
+// child. So once the lock is seen free, the dead holder will never write a stamp again.
+//
+// A LIVE HANDLE JUDGED DEAD: the lock is also dropped if the token fd is closed behind the
+// handle's back (a program that closes all its fds). Recovery then takes the entry's
+// claims away while the handle still runs. Two rules keep that handle from ever completing
+// an operation under somebody else's name (it gets RingErrc::kRevoked instead):
+//  1. Generation. Each entry has a `generation`, bumped (seq_cst RMW) when the entry is
+//     handed out and when it is recovered, before the recovery scans the stamps. A handle
+//     remembers the generation it registered with and, right after each successful claim
+//     CAS, re-loads it (seq_cst). In the single total order either that load follows the
+//     recovery's bump (the handle sees it and gives the claim up itself: a producer's slot
+//     becomes a skip record, a consumer's message an orphan), or the claim CAS precedes the
+//     bump and therefore the scan's load of that stamp (the scan takes the claim away). So
+//     no claim survives a recovery of its entry.
+//  2. Quarantine (why a stale release can never succeed). A release/publish/abort is a CAS
+//     that expects the exact stamp (p, i, state). Each position p is claimed fresh by one
+//     producer and one consumer only once (positions are unique mod 2^54), so the only way
+//     (p, i, Reading) can reappear after recovery orphaned it is the orphan at p being
+//     adopted by a *later* holder of entry i; (p, i, Claimed) can never reappear (a skip
+//     record is consumed, not re-claimed). Therefore a recovery that orphans messages at
+//     positions p sets the entry's `quarantine_until` to max(p) + N + 1 (N = slot_count),
+//     and the entry is not handed to a new handle while dequeue_pos < quarantine_until.
+//     dequeue_pos >= p + N + 1 means a consumer claimed position p + N, which a producer
+//     must have claimed before, which needs the slot's stamp Free(p + N), which only the
+//     release of p writes: the orphan at p is gone, and stamps of that slot carry positions
+//     > p from then on. So a stale handle's release of p fails, forever. Claims a stale
+//     handle makes after the recovery are caught by rule 1, and by recovery of stray
+//     stamps (a Claimed/Reading stamp naming an entry whose owner is 0 is taken away under
+//     that entry's lock, as for a dead holder; this also unwedges a slot whose claimant
+//     died while its entry was free).
+//  A stale *producer* may still write into the payload span it was given (zero-copy spans
+//  cannot be revoked); publish checks the stamp before it writes length/flags, so only a
+//  write racing the recovery itself can land after the slot was reused (docs/mpmc.md).
 //
 // Positions have 54 bits: ~5.7 years at 100 M messages/s before they wrap (unsupported).
 #ifndef SHMLINK_RINGBUF_MPMC_LAYOUT_H_
@@ -118,8 +164,15 @@ static_assert(std::is_standard_layout_v<MpmcControl>);
 enum : uint32_t { kRoleNone = 0, kRoleProducer = 1, kRoleConsumer = 2 };
 
 struct MpmcRegistryEntry {
-  alignas(64) std::atomic<uint64_t> owner{0};  // packed ProcessIdentity, 0 = free
+  // Packed ProcessIdentity of the holder (a name for tools), 0 = free. Written after the
+  // holder took HolderLock slot i, cleared before it drops it (see LIVENESS above).
+  alignas(64) std::atomic<uint64_t> owner{0};
   std::atomic<uint32_t> role{kRoleNone};
+  uint32_t reserved = 0;
+  // Bumped when the entry is handed out and when it is recovered (rule 1 above).
+  std::atomic<uint64_t> generation{0};
+  // Not handed out while dequeue_pos < this (rule 2 above). 0: no quarantine.
+  std::atomic<uint64_t> quarantine_until{0};
 };
 static_assert(sizeof(MpmcRegistryEntry) == 64);
 

@@ -76,6 +76,7 @@
 #include <utility>
 
 #include <shmlink/expected.h>
+#include <shmlink/holder_lock.h>
 #include <shmlink/mpmc_handle.h>
 #include <shmlink/mpmc_layout.h>
 #include <shmlink/ring_error.h>
@@ -155,6 +156,7 @@ class MpmcProducer {
     return view().stats[handle_.index()].by_role[RoleStatsIndex(kRoleProducer)];
   }
   Expected<std::span<std::byte>> TryClaimOnce(size_t n) noexcept;
+  void GiveUpRevokedClaim(uint64_t pos) noexcept;
   Expected<void> PublishWithFlags(size_t n, uint32_t flags) noexcept;
 
   internal::MpmcHandle handle_;  // frees the entry after ~MpmcProducer aborted the claim
@@ -217,6 +219,7 @@ class MpmcConsumer {
     return view().stats[handle_.index()].by_role[RoleStatsIndex(kRoleConsumer)];
   }
   Expected<Message> TryClaimOnce() noexcept;
+  void GiveUpRevokedClaim(uint64_t pos) noexcept;
   Expected<Message> TryAdoptOrphan() noexcept;
   Expected<Message> TryClaimSlow() noexcept;
   Expected<Popped> CopyOut(std::span<std::byte> buf) noexcept;
@@ -282,26 +285,43 @@ class MpmcQueue {
   uint64_t size() const noexcept { return stats().size; }  // approximate fill
   uint64_t capacity() const noexcept { return view_.slot_count; }
   uint64_t max_message_size() const noexcept { return view_.max_message_size; }
-  const Segment& segment() const noexcept { return *segment_; }
-  // Removes the name now; mapped handles keep working.
+  // The mapped segment (an empty Segment once moved from).
+  const Segment& segment() const noexcept;
+  // Removes the name now; mapped handles keep working. kBadState once moved from.
   [[nodiscard]] Expected<void> Unlink() const;
 
+  // Copies share the mapping (and the creator slot, held until the last copy goes). A
+  // moved-from queue maps nothing: Producer()/Consumer()/Unlink() fail with kBadState,
+  // stats() is all zero, RecoverDead() does nothing.
+  MpmcQueue(const MpmcQueue&) = default;
+  MpmcQueue& operator=(const MpmcQueue&) = default;
+  MpmcQueue(MpmcQueue&& other) noexcept;
+  MpmcQueue& operator=(MpmcQueue&& other) noexcept;
+
  private:
-  MpmcQueue(std::shared_ptr<Segment> seg, MpmcGeometry g);
+  MpmcQueue(std::shared_ptr<Segment> seg, MpmcGeometry g, std::shared_ptr<HolderLock> creator);
   // Claims a free registry entry for this process (recovering dead ones if none is free).
   Expected<internal::MpmcHandle> Register(uint32_t role) const;
 
   std::shared_ptr<Segment> segment_;
+  // HolderLock kCreatorHolderSlot, in the creating process only (Create/CreateAnonymous):
+  // the kernel's answer to "does the creator still run?" for stale-segment removal.
+  std::shared_ptr<HolderLock> creator_lock_;
   MpmcGeometry geometry_{};
   MpmcView view_{};
   std::chrono::nanoseconds recovery_interval_ = std::chrono::milliseconds(10);
 };
 
 namespace internal {
-// Recovers registry entry `idx` if its owner is dead. Returns true if it did.
-bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept;
-// Recovers every dead entry; returns how many.
-size_t RecoverMpmcDead(const MpmcView& v) noexcept;
+// Recovers registry entry `idx` of the queue mapped by `seg` if the kernel says its holder
+// died without leaving (its HolderLock slot is free, its owner word still set). Needs one
+// fd for the entry's lock while it works (out of fds: recovers nothing now). True if it did.
+bool RecoverMpmcEntry(const Segment& seg, const MpmcView& v, uint32_t idx) noexcept;
+// Takes away stray claims at the queue's two heads: Claimed/Reading stamps naming an entry
+// whose owner word is 0 (mpmc_layout.h). True if it did.
+bool RecoverMpmcStrays(const Segment& seg, const MpmcView& v) noexcept;
+// Recovers every dead entry and the strays; returns how many.
+size_t RecoverMpmcDead(const Segment& seg, const MpmcView& v) noexcept;
 }  // namespace internal
 
 }  // namespace shmlink
