@@ -79,7 +79,12 @@
 //     handle makes after the recovery are caught by rule 1, and by recovery of stray
 //     stamps (a Claimed/Reading stamp naming an entry whose owner is 0 is taken away under
 //     that entry's lock, as for a dead holder; this also unwedges a slot whose claimant
-//     died while its entry was free).
+//     died while its entry was free). A revoked handle killed between its claim CAS and
+//     its generation check leaves such a stray even when its index was handed out again
+//     meanwhile: a registration of an entry that was ever recovered takes the strays
+//     naming it away before the new holder can claim anything (under the entry's lock).
+//     Left open: that kill racing the re-registration's own scan (the stray then waits
+//     until the new holder leaves or dies).
 //  A stale *producer* may still write into the payload span it was given (zero-copy spans
 //  cannot be revoked); publish checks the stamp before it writes length/flags, so only a
 //  write racing the recovery itself can land after the slot was reused (docs/mpmc.md).
@@ -168,7 +173,10 @@ struct MpmcRegistryEntry {
   // holder took HolderLock slot i, cleared before it drops it (see LIVENESS above).
   alignas(64) std::atomic<uint64_t> owner{0};
   std::atomic<uint32_t> role{kRoleNone};
-  uint32_t reserved = 0;
+  // Set (never cleared) by the first recovery of the entry: a revoked handle of it may still
+  // run and leave stray stamps naming it, so every later registration of the entry scans
+  // for them before it hands the index out (a cost only for entries that were recovered).
+  std::atomic<uint32_t> ever_recovered{0};
   // Bumped when the entry is handed out and when it is recovered (rule 1 above).
   std::atomic<uint64_t> generation{0};
   // Not handed out while dequeue_pos < this (rule 2 above). 0: no quarantine.

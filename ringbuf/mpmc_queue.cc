@@ -109,6 +109,8 @@ bool RecoverIfDue(internal::MpmcHandle& h) {
 // recoverer that dies half-way leaves work that the next one repeats harmlessly.
 void TakeAwayClaims(const MpmcView& v, uint32_t idx) noexcept {
   MpmcRegistryEntry& e = v.registry[idx];
+  // Relaxed: read by registrants under the entry's lock (the kernel lock orders it).
+  e.ever_recovered.store(1, std::memory_order_relaxed);
   // SYNC(revoke): seq_cst RMW before the scan's stamp loads (rule 1).
   e.generation.fetch_add(1, std::memory_order_seq_cst);
   MpmcControl* c = v.control;
@@ -218,29 +220,46 @@ bool RecoverMpmcEntry(const Segment& seg, const MpmcView& v, uint32_t idx) noexc
 }
 
 // Stray claims: a Claimed/Reading stamp naming an entry whose owner word is 0 (its claimant
-// was revoked, or died while the entry was free). Only the two slots that can wedge the
-// queue are looked at: the consumers' head (a claim there blocks every consumer) and the
-// producers' next slot (a held message there blocks every producer); strays elsewhere are
-// taken away when they reach one of them. True if something was recovered.
+// was revoked, or died while the entry was free). Looked for in the two slots that can wedge
+// the queue - the consumers' head (a Claimed stamp there blocks every consumer) and the
+// producers' next slot (a Reading stamp there blocks every producer) - and in a window of
+// kStrayWindow slots that moves on with every pass (a stray Reading stamp elsewhere holds a
+// message that must be redelivered). A full pass costs at most kStrayWindow + 2 stamp loads.
+constexpr uint64_t kStrayWindow = 1024;
+
 bool RecoverMpmcStrays(const Segment& seg, const MpmcView& v) noexcept {
-  bool any = false;
-  // seq_cst loads: slow path; the stamp read decides, the positions only say where to look.
-  const uint64_t heads[2] = {v.control->dequeue_pos.load(std::memory_order_seq_cst),
-                             v.control->enqueue_pos.load(std::memory_order_seq_cst)};
-  for (const uint64_t pos : heads) {
-    const uint64_t st = v.slot(pos)->stamp.load(std::memory_order_seq_cst);
+  // Where the moving window starts (a hint shared by the process's queues; relaxed: any
+  // value is a valid start).
+  static std::atomic<uint64_t> cursor{0};
+  bool candidate[kMpmcMaxHandles] = {};
+  bool any_candidate = false;
+  auto look = [&](uint64_t i) {
+    // seq_cst: slow path; the decision is re-made under the entry's lock.
+    const uint64_t st = SlotByIndex(v, i & v.mask)->stamp.load(std::memory_order_seq_cst);
     uint32_t idx = 0;
-    if (!IsClaimOfEntry(st, &idx)) continue;
-    MpmcRegistryEntry& e = v.registry[idx];
+    if (!IsClaimOfEntry(st, &idx) || candidate[idx]) return;
     // A live or dead holder's claims are RecoverMpmcEntry's business.
-    if (e.owner.load(std::memory_order_seq_cst) != 0) continue;
-    // Under the entry's lock no registrant can make the entry live meanwhile (it writes the
-    // owner word only while holding the lock); a free entry's lock is free unless somebody
-    // is registering or recovering right now (then: later).
+    if (v.registry[idx].owner.load(std::memory_order_seq_cst) != 0) return;
+    candidate[idx] = true;
+    any_candidate = true;
+  };
+  // seq_cst loads: slow path; the positions only say where to look.
+  look(v.control->dequeue_pos.load(std::memory_order_seq_cst));
+  look(v.control->enqueue_pos.load(std::memory_order_seq_cst));
+  const uint64_t n = std::min(v.slot_count, kStrayWindow);
+  const uint64_t first = cursor.fetch_add(n, std::memory_order_relaxed);
+  for (uint64_t k = 0; k < n; ++k) look(first + k);
+  if (!any_candidate) return false;
+  bool any = false;
+  for (uint32_t idx = 0; idx < kMpmcMaxHandles; ++idx) {
+    if (!candidate[idx]) continue;
+    // Under the entry's lock with its owner word 0, no holder of the entry exists: a
+    // registrant names itself only while holding the lock, and a leaver gave its claims up
+    // before clearing its name. Every stamp naming idx is then a stray. Lock busy (somebody
+    // registers or recovers right now) or no fd: later.
     auto lock = HolderLock::Acquire(seg, idx);
     if (!lock) continue;
-    if (e.owner.load(std::memory_order_seq_cst) == 0 &&
-        v.slot(pos)->stamp.load(std::memory_order_seq_cst) == st) {
+    if (v.registry[idx].owner.load(std::memory_order_seq_cst) == 0) {
       TakeAwayClaims(v, idx);
       any = true;
     }
@@ -812,6 +831,8 @@ Expected<internal::MpmcHandle> MpmcQueue::Register(uint32_t role) const {
         view_.control->not_empty.NotifyAll();
         view_.control->not_full.NotifyAll();
       }
+      // Strays of a revoked earlier holder (mpmc_layout.h rule 2): none may name us.
+      if (e.ever_recovered.load(std::memory_order_relaxed) != 0) TakeAwayClaims(view_, i);
       if (Quarantined(view_, i)) continue;  // (the recovery may have quarantined it)
       // SYNC(revoke): seq_cst RMW; our tenure's generation (mpmc_layout.h rule 1).
       const uint64_t gen = e.generation.fetch_add(1, std::memory_order_seq_cst) + 1;

@@ -317,8 +317,9 @@ namespace internal {
 // died without leaving (its HolderLock slot is free, its owner word still set). Needs one
 // fd for the entry's lock while it works (out of fds: recovers nothing now). True if it did.
 bool RecoverMpmcEntry(const Segment& seg, const MpmcView& v, uint32_t idx) noexcept;
-// Takes away stray claims at the queue's two heads: Claimed/Reading stamps naming an entry
-// whose owner word is 0 (mpmc_layout.h). True if it did.
+// Takes away stray claims - Claimed/Reading stamps naming an entry whose owner word is 0
+// (mpmc_layout.h) - found at the queue's two heads or in a window of up to 1024 slots that
+// moves on with every call. True if it did.
 bool RecoverMpmcStrays(const Segment& seg, const MpmcView& v) noexcept;
 // Recovers every dead entry and the strays; returns how many.
 size_t RecoverMpmcDead(const Segment& seg, const MpmcView& v) noexcept;
