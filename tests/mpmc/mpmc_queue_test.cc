@@ -268,6 +268,41 @@ TEST(MpmcQueueTest, RegistryFullThenDeadEntriesAreReused) {
   EXPECT_EQ(q->stats().producers, 1u);
 }
 
+// A moved-from queue or handle maps nothing of its own: every call fails with kBadState (it
+// used to keep a copy of the view and claim under an index it no longer owned, or crash).
+TEST(MpmcQueueTest, MovedFromQueueAndHandlesFailTyped) {
+  const std::string name = UniqueShmName("mpmc-moved");
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  auto rx = q->Consumer();
+  ASSERT_TRUE(tx && rx);
+  MpmcProducer tx2 = std::move(*tx);
+  MpmcConsumer rx2 = std::move(*rx);
+  EXPECT_EQ(tx->try_claim(4).error(), RingErrc::kBadState);
+  EXPECT_EQ(tx->claim(4, WaitOptions::WithTimeout(1ms)).error(), RingErrc::kBadState);
+  EXPECT_EQ(tx->try_push(Bytes("x")).error(), RingErrc::kBadState);
+  EXPECT_EQ(tx->publish().error(), RingErrc::kBadState);
+  EXPECT_EQ(rx->try_claim().error(), RingErrc::kBadState);
+  EXPECT_EQ(rx->claim(WaitOptions::WithTimeout(1ms)).error(), RingErrc::kBadState);
+  EXPECT_EQ(rx->release().error(), RingErrc::kBadState);
+  std::vector<std::byte> buf(16);
+  EXPECT_EQ(rx->try_pop(buf).error(), RingErrc::kBadState);
+  ASSERT_TRUE(tx2.try_push(Bytes("moved")));
+  auto p = rx2.try_pop(buf);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(Str({buf.data(), p->size}), "moved");
+
+  MpmcQueue q2 = std::move(*q);
+  EXPECT_EQ(q->Producer().error(), RingErrc::kBadState);
+  EXPECT_EQ(q->Consumer().error(), RingErrc::kBadState);
+  EXPECT_EQ(q->Unlink().error(), RingErrc::kBadState);
+  EXPECT_EQ(q->RecoverDead(), 0u);
+  EXPECT_EQ(q->stats().capacity, 0u);
+  EXPECT_EQ(q->segment().fd(), -1);
+  EXPECT_TRUE(q2.Consumer());
+}
+
 TEST(MpmcQueueTest, StaleNameIsReclaimedOnCreate) {
   const std::string name = UniqueShmName("mpmc-stale");
   pid_t child = ForkChild([&] {
