@@ -183,8 +183,17 @@ bool ReadQueue(SegmentReport& r, const Mapping& m, const HeaderFields& f) {
   const auto orphans = static_cast<int64_t>(ctl.U64(offsetof(MpmcControl, orphans)));
   q.orphans = orphans > 0 ? static_cast<uint64_t>(orphans) : 0;
   q.recoveries = ctl.U64(offsetof(MpmcControl, recoveries));
-  q.not_empty_waiters = ctl.U32(offsetof(MpmcControl, not_empty) + offsetof(EventCount, waiters));
-  q.not_full_waiters = ctl.U32(offsetof(MpmcControl, not_full) + offsetof(EventCount, waiters));
+  // Sleeper sets (MpmcEvent): one bit per sleeping registry entry.
+  auto sleepers = [&](size_t event) {
+    uint32_t n = 0;
+    for (size_t w = 0; w < 4; ++w) {
+      n += static_cast<uint32_t>(__builtin_popcountll(
+          ctl.U64(event + offsetof(MpmcEvent, sleepers) + w * sizeof(uint64_t))));
+    }
+    return n;
+  };
+  q.not_empty_waiters = sleepers(offsetof(MpmcControl, not_empty));
+  q.not_full_waiters = sleepers(offsetof(MpmcControl, not_full));
   for (uint32_t i = 0; i < kMpmcRegistrySize; ++i) {
     const size_t s = i * sizeof(MpmcHandleStats);
     q.produced += st.Role(s + RoleStatsIndex(kRoleProducer) * sizeof(RoleStats));

@@ -24,8 +24,13 @@
 // the same way. No wake-up is lost. A notifier with no sleeper pays one load of a line that
 // only changes when somebody goes to sleep.
 //
-// A waiter killed while asleep leaves `waiters` too high and possibly the bit set: at most
-// one needless wake call follows (slower, never wrong).
+// A waiter killed while asleep leaves `waiters` too high and possibly the bit set: every
+// later notifier pays the `seq` load, and the first one a needless wake call (slower, never
+// wrong). The MPMC queue avoids that with a sleeper *set* (MpmcEvent, mpmc_layout.h) that
+// recovery of a dead registry entry clears.
+//
+// Waiter interface used by BlockingWaitWith (blocking_wait.h): Announce(), PrepareWait(),
+// Retire(), Word() (the futex word). EventCount provides it; so does MpmcSleeper.
 #ifndef SHMLINK_RINGBUF_EVENT_COUNT_H_
 #define SHMLINK_RINGBUF_EVENT_COUNT_H_
 
@@ -37,6 +42,19 @@
 
 namespace shmlink {
 
+// The notifier's half after it saw a sleeper: disarms `seq` (if armed) and wakes it.
+// Returns true if it made the futex_wake call. SYNC(event-count): seq_cst load and CAS.
+inline bool DisarmAndWake(std::atomic<uint32_t>& seq) noexcept {
+  uint32_t s = seq.load(std::memory_order_seq_cst);
+  while ((s & 1u) != 0) {
+    if (seq.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst)) {
+      FutexWake(&seq, INT_MAX);
+      return true;
+    }
+  }
+  return false;
+}
+
 struct EventCount {
   std::atomic<uint32_t> seq{0};      // futex word; low bit: armed by a waiter
   std::atomic<uint32_t> waiters{0};  // number of processes between announce and retire
@@ -44,20 +62,18 @@ struct EventCount {
   // Waiter side, after incrementing `waiters`: arms the word and returns the value to pass
   // to futex_wait. SYNC(event-count): seq_cst RMW.
   uint32_t PrepareWait() noexcept { return seq.fetch_or(1, std::memory_order_seq_cst) | 1u; }
+  // Waiter side: announce before PrepareWait, retire after the wait (SYNC(event-count):
+  // seq_cst RMWs).
+  void Announce() noexcept { waiters.fetch_add(1, std::memory_order_seq_cst); }
+  void Retire() noexcept { waiters.fetch_sub(1, std::memory_order_seq_cst); }
+  std::atomic<uint32_t>* Word() noexcept { return &seq; }
 
   // Notifier side; call after the state change was published with a seq_cst store/RMW.
   // Returns true if it made a futex_wake system call (for the caller's wake_calls counter).
   bool NotifyAll() noexcept {
     // SYNC(event-count): seq_cst loads and CAS, see the file comment.
     if (waiters.load(std::memory_order_seq_cst) == 0) return false;
-    uint32_t s = seq.load(std::memory_order_seq_cst);
-    while ((s & 1u) != 0) {
-      if (seq.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst)) {
-        FutexWake(&seq, INT_MAX);
-        return true;
-      }
-    }
-    return false;
+    return DisarmAndWake(seq);
   }
 };
 

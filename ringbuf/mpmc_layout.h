@@ -144,15 +144,64 @@ struct MpmcSlotHeader {
 };
 static_assert(sizeof(MpmcSlotHeader) == kMpmcSlotHeaderSize);
 
+// The queue's sleep/wake pair: an EventCount (event_count.h) whose sleepers are a SET of
+// registry entries, one bit each, instead of a count. A sleeper killed inside its futex wait
+// leaves its bit set until its entry is recovered, which clears it; a count stayed raised
+// forever and made every later notifier load `seq` (and the first one call futex_wake).
+// The set is exact because at most one thread sleeps per entry and event at a time (a
+// handle is used by one thread at a time). SYNC(event-count) is unchanged: the announce is
+// a seq_cst RMW on one of the words the notifier loads (seq_cst) after publishing.
+struct alignas(64) MpmcEvent {
+  std::atomic<uint32_t> seq{0};  // futex word; low bit: armed by a sleeper
+  uint32_t reserved = 0;
+  std::atomic<uint64_t> sleepers[4] = {};  // bit i of word i/64: entry i sleeps (or is about to)
+
+  static constexpr uint64_t Bit(uint32_t idx) noexcept { return uint64_t{1} << (idx % 64); }
+  // SYNC(event-count): seq_cst loads (one line; the notifier's fast path with no sleeper).
+  bool HasSleepers() const noexcept {
+    return (sleepers[0].load(std::memory_order_seq_cst) |
+            sleepers[1].load(std::memory_order_seq_cst) |
+            sleepers[2].load(std::memory_order_seq_cst) |
+            sleepers[3].load(std::memory_order_seq_cst)) != 0;
+  }
+  // Notifier side, as EventCount::NotifyAll. True if it made a futex_wake call.
+  bool NotifyAll() noexcept { return HasSleepers() && DisarmAndWake(seq); }
+  // Waiter side (SYNC(event-count): seq_cst RMWs).
+  void Announce(uint32_t idx) noexcept {
+    sleepers[idx / 64].fetch_or(Bit(idx), std::memory_order_seq_cst);
+  }
+  void Retire(uint32_t idx) noexcept {
+    sleepers[idx / 64].fetch_and(~Bit(idx), std::memory_order_seq_cst);
+  }
+  uint32_t PrepareWait() noexcept { return seq.fetch_or(1, std::memory_order_seq_cst) | 1u; }
+  // Number of announced sleepers (for tools).
+  uint32_t SleeperCount() const noexcept {
+    uint32_t n = 0;
+    for (const auto& w : sleepers) n += static_cast<uint32_t>(__builtin_popcountll(w.load()));
+    return n;
+  }
+};
+static_assert(sizeof(MpmcEvent) == 64 && std::is_standard_layout_v<MpmcEvent>);
+
+// BlockingWaitWith's waiter interface (event_count.h) for registry entry `idx`.
+struct MpmcSleeper {
+  MpmcEvent& event;
+  uint32_t idx;
+  void Announce() noexcept { event.Announce(idx); }
+  void Retire() noexcept { event.Retire(idx); }
+  uint32_t PrepareWait() noexcept { return event.PrepareWait(); }
+  std::atomic<uint32_t>* Word() noexcept { return &event.seq; }
+};
+
 // One writer class per 128-byte line.
 struct MpmcControl {
   // Line 0: producers' claim counter (a hint: may lag the stamps by one, helped forward).
   alignas(128) std::atomic<uint64_t> enqueue_pos{0};
   // Line 1: consumers' claim counter (same rule).
   alignas(128) std::atomic<uint64_t> dequeue_pos{0};
-  // Line 2: sleepers announce themselves here.
-  alignas(128) EventCount not_empty;  // consumers wait, producers notify
-  EventCount not_full;                // producers wait, consumers notify
+  // Line 2: sleepers announce themselves here (one 64-byte line each).
+  alignas(128) MpmcEvent not_empty;  // consumers wait, producers notify
+  MpmcEvent not_full;                // producers wait, consumers notify
   // Line 3: slow-path counters, written only on aborts, crashes and recovery.
   alignas(128) std::atomic<uint64_t> abandoned{0};  // claims turned into skip records
   std::atomic<uint64_t> redelivered{0};             // orphaned messages re-delivered
@@ -162,6 +211,7 @@ struct MpmcControl {
 static_assert(sizeof(MpmcControl) == 512);
 static_assert(offsetof(MpmcControl, dequeue_pos) == 128);
 static_assert(offsetof(MpmcControl, not_empty) == 256);
+static_assert(offsetof(MpmcControl, not_full) == 320);
 static_assert(offsetof(MpmcControl, abandoned) == 384);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::is_standard_layout_v<MpmcControl>);

@@ -70,7 +70,7 @@ uint64_t HelpForward(std::atomic<uint64_t>& counter, uint64_t pos) {
 // is), so the fast path without sleepers reads no line that consumers write.
 // `stats`: the notifying handle's counters (wake_calls).
 void NotifyConsumersFor(MpmcControl* c, uint64_t pos, RoleStats& stats) {
-  if (c->not_empty.waiters.load(std::memory_order_seq_cst) == 0) return;
+  if (!c->not_empty.HasSleepers()) return;
   if (pos <= c->dequeue_pos.load(std::memory_order_seq_cst) && c->not_empty.NotifyAll()) {
     CountAdd(stats.wake_calls, 1);
   }
@@ -81,7 +81,7 @@ uint64_t HysteresisSlots(uint64_t slot_count) { return slot_count / 2 - 1; }
 // SYNC(targeted-wake): wake producers only if one may be waiting for position `pos`
 // (a blocked producer waits for position e + HysteresisSlots(N) with e <= enqueue_pos).
 void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos, RoleStats& stats) {
-  if (c->not_full.waiters.load(std::memory_order_seq_cst) == 0) return;
+  if (!c->not_full.HasSleepers()) return;
   if (pos <= c->enqueue_pos.load(std::memory_order_seq_cst) + HysteresisSlots(slot_count) &&
       c->not_full.NotifyAll()) {
     CountAdd(stats.wake_calls, 1);
@@ -114,6 +114,11 @@ void TakeAwayClaims(const MpmcView& v, uint32_t idx) noexcept {
   // SYNC(revoke): seq_cst RMW before the scan's stamp loads (rule 1).
   e.generation.fetch_add(1, std::memory_order_seq_cst);
   MpmcControl* c = v.control;
+  // A holder killed inside its futex wait leaves its sleeper bits set (MpmcEvent): clear
+  // them, so notifiers stop paying for it. (A revoked live sleeper wakes at its next
+  // liveness check instead of at once; it can do nothing more anyway.)
+  c->not_empty.Retire(idx);
+  c->not_full.Retire(idx);
   uint64_t last_orphan = 0;
   bool orphaned = false;
   for (uint64_t i = 0; i < v.slot_count; ++i) {
@@ -386,6 +391,7 @@ Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& 
   // are done with while they drain the rest.
   const uint64_t batch = HysteresisSlots(view().slot_count);
   MpmcControl* c = view().control;
+  MpmcSleeper sleeper{c->not_full, handle_.index()};
   return internal::BlockingWait(
       [&]() -> Expected<std::span<std::byte>> {
         // SYNC(targeted-wake): seq_cst loads; this producer waits for the slot of position
@@ -402,7 +408,7 @@ Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& 
         }
         return try_claim(n);
       },
-      c->not_full, nullptr, opts, &stats());
+      sleeper, nullptr, opts, &stats());
 }
 
 Expected<void> MpmcProducer::publish() noexcept {
@@ -632,8 +638,8 @@ Expected<MpmcConsumer::Message> MpmcConsumer::try_claim() noexcept {
 Expected<MpmcConsumer::Message> MpmcConsumer::claim(const WaitOptions& opts) {
   if (!handle_.usable()) [[unlikely]]
     return handle_.Unusable();  // before touching view()
-  return internal::BlockingWait([&] { return try_claim(); }, view().control->not_empty, nullptr,
-                                opts, &stats());
+  MpmcSleeper sleeper{view().control->not_empty, handle_.index()};
+  return internal::BlockingWait([&] { return try_claim(); }, sleeper, nullptr, opts, &stats());
 }
 
 Expected<void> MpmcConsumer::release() noexcept {

@@ -496,5 +496,36 @@ TEST(MpmcLiveness, OutOfFdsRegistrationFailsAndCheckerStaysRight) {
   ASSERT_TRUE(rx->release());
 }
 
+// A consumer killed inside its futex wait leaves its sleeper bit set (a count stayed raised
+// forever, and every later publish paid for the phantom sleeper: a load, and the first one a
+// futex_wake). Recovery of its entry clears the bit: the next publish makes no wake call.
+TEST(MpmcLiveness, SleeperKilledInItsFutexWaitIsForgottenByRecovery) {
+  const std::string name = UniqueShmName("mpmc-sleeper");
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  const MpmcView v = MpmcViewOf(q->segment(), *ValidateMpmcSegment(q->segment()));
+  const pid_t sleeper = ForkChild([&]() -> int {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    auto rx = a->Consumer();
+    if (!rx) return 3;
+    (void)rx->claim(WaitOptions::Sleep(std::chrono::hours(1)));  // sleeps until killed
+    return 4;
+  });
+  ASSERT_TRUE(Eventually([&] { return v.control->not_empty.SleeperCount() == 1; }));
+  ::kill(sleeper, SIGKILL);
+  EXPECT_EQ(WaitChild(sleeper), 128 + SIGKILL);
+  EXPECT_EQ(v.control->not_empty.SleeperCount(), 1u);  // died asleep: nobody retired it
+  EXPECT_EQ(q->RecoverDead(), 1u);
+  EXPECT_EQ(v.control->not_empty.SleeperCount(), 0u);
+  EXPECT_FALSE(v.control->not_empty.HasSleepers());
+  auto tx = q->Producer();
+  ASSERT_TRUE(tx);
+  ASSERT_TRUE(tx->try_push(Bytes("job")));
+  const uint32_t idx = tx->registry_index();
+  EXPECT_EQ(v.stats[idx].by_role[RoleStatsIndex(kRoleProducer)].wake_calls.load(), 0u)
+      << "a publish woke a sleeper that had died";
+}
+
 }  // namespace
 }  // namespace shmlink
