@@ -186,9 +186,10 @@ bool ReadQueue(SegmentReport& r, const Mapping& m, const HeaderFields& f) {
   // Sleeper sets (MpmcEvent): one bit per sleeping registry entry.
   auto sleepers = [&](size_t event) {
     uint32_t n = 0;
-    for (size_t w = 0; w < 4; ++w) {
-      n += static_cast<uint32_t>(__builtin_popcountll(
-          ctl.U64(event + offsetof(MpmcEvent, sleepers) + w * sizeof(uint64_t))));
+    for (size_t w = 0; w < 5; ++w) {
+      uint64_t bits = ctl.U64(event + offsetof(MpmcEvent, sleepers) + w * sizeof(uint64_t));
+      if (w == 0) bits &= MpmcEvent::kLowMask;  // the rest are summary bits
+      n += static_cast<uint32_t>(__builtin_popcountll(bits));
     }
     return n;
   };

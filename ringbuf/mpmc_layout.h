@@ -149,39 +149,77 @@ static_assert(sizeof(MpmcSlotHeader) == kMpmcSlotHeaderSize);
 // leaves its bit set until its entry is recovered, which clears it; a count stayed raised
 // forever and made every later notifier load `seq` (and the first one call futex_wake).
 // The set is exact because at most one thread sleeps per entry and event at a time (a
-// handle is used by one thread at a time). SYNC(event-count) is unchanged: the announce is
-// a seq_cst RMW on one of the words the notifier loads (seq_cst) after publishing.
+// handle is used by one thread at a time).
+//
+// Words: sleepers[0] bits 0..59 are entries 0..59 (registration hands out the lowest free
+// entry, so a queue with up to 60 handles uses this word only); entries 60..254 are bits of
+// sleepers[1..4], and bit 60 + k of sleepers[0] is a STICKY summary "sleepers[1 + k] may be
+// non-zero", set by the first sleeper of that word and never cleared. So the notifier's
+// fast path with no sleeper is one load of sleepers[0], as with the old count (measured: four
+// loads per check cost +4.7 % on a push+pop loop).
+//
+// SYNC(event-count) as in event_count.h: the announce is a seq_cst RMW on the word the
+// notifier loads (seq_cst) after publishing. For entries >= 60: if the notifier's load of
+// sleepers[0] misses the summary bit, that load precedes the sleeper's summary RMW (or the
+// bit was set before and is sticky), hence precedes its re-check, which then sees the
+// publication; if it sees the bit, it loads the entry's word, and the usual argument applies.
 struct alignas(64) MpmcEvent {
+  static constexpr uint32_t kLowEntries = 60;
+  static constexpr uint64_t kLowMask = (uint64_t{1} << kLowEntries) - 1;
   std::atomic<uint32_t> seq{0};  // futex word; low bit: armed by a sleeper
   uint32_t reserved = 0;
-  std::atomic<uint64_t> sleepers[4] = {};  // bit i of word i/64: entry i sleeps (or is about to)
+  std::atomic<uint64_t> sleepers[5] = {};  // see above
 
-  static constexpr uint64_t Bit(uint32_t idx) noexcept { return uint64_t{1} << (idx % 64); }
-  // SYNC(event-count): seq_cst loads (one line; the notifier's fast path with no sleeper).
+  // Word and bit of entry `idx`.
+  static constexpr uint32_t Word(uint32_t idx) noexcept {
+    return idx < kLowEntries ? 0 : 1 + (idx - kLowEntries) / 64;
+  }
+  static constexpr uint64_t Bit(uint32_t idx) noexcept {
+    return uint64_t{1} << (idx < kLowEntries ? idx : (idx - kLowEntries) % 64);
+  }
+  // SYNC(event-count): seq_cst loads; one load when no entry >= 60 ever slept.
   bool HasSleepers() const noexcept {
-    return (sleepers[0].load(std::memory_order_seq_cst) |
-            sleepers[1].load(std::memory_order_seq_cst) |
-            sleepers[2].load(std::memory_order_seq_cst) |
-            sleepers[3].load(std::memory_order_seq_cst)) != 0;
+    const uint64_t w0 = sleepers[0].load(std::memory_order_seq_cst);
+    if ((w0 & kLowMask) != 0) return true;
+    if ((w0 >> kLowEntries) == 0) return false;
+    for (uint32_t k = 0; k < 4; ++k) {
+      if ((w0 >> (kLowEntries + k) & 1) != 0 &&
+          sleepers[1 + k].load(std::memory_order_seq_cst) != 0) {
+        return true;
+      }
+    }
+    return false;
   }
   // Notifier side, as EventCount::NotifyAll. True if it made a futex_wake call.
   bool NotifyAll() noexcept { return HasSleepers() && DisarmAndWake(seq); }
-  // Waiter side (SYNC(event-count): seq_cst RMWs).
+  // Waiter side (SYNC(event-count): seq_cst RMWs; the summary after the entry's bit).
   void Announce(uint32_t idx) noexcept {
-    sleepers[idx / 64].fetch_or(Bit(idx), std::memory_order_seq_cst);
+    const uint32_t w = Word(idx);
+    sleepers[w].fetch_or(Bit(idx), std::memory_order_seq_cst);
+    if (w == 0) return;
+    const uint64_t summary = uint64_t{1} << (kLowEntries + w - 1);
+    // seq_cst load: the bit is sticky, so seeing it set is as good as setting it.
+    if ((sleepers[0].load(std::memory_order_seq_cst) & summary) == 0) {
+      sleepers[0].fetch_or(summary, std::memory_order_seq_cst);
+    }
   }
+  // Waiter side after its wait, and recovery of a dead entry (SYNC(event-count): seq_cst).
   void Retire(uint32_t idx) noexcept {
-    sleepers[idx / 64].fetch_and(~Bit(idx), std::memory_order_seq_cst);
+    sleepers[Word(idx)].fetch_and(~Bit(idx), std::memory_order_seq_cst);
   }
   uint32_t PrepareWait() noexcept { return seq.fetch_or(1, std::memory_order_seq_cst) | 1u; }
-  // Number of announced sleepers (for tools).
+  // Number of announced sleepers (for tools and tests; relaxed: a snapshot).
   uint32_t SleeperCount() const noexcept {
-    uint32_t n = 0;
-    for (const auto& w : sleepers) n += static_cast<uint32_t>(__builtin_popcountll(w.load()));
+    uint32_t n = static_cast<uint32_t>(
+        __builtin_popcountll(sleepers[0].load(std::memory_order_relaxed) & kLowMask));
+    for (uint32_t k = 1; k < 5; ++k) {
+      n += static_cast<uint32_t>(__builtin_popcountll(sleepers[k].load(std::memory_order_relaxed)));
+    }
     return n;
   }
 };
 static_assert(sizeof(MpmcEvent) == 64 && std::is_standard_layout_v<MpmcEvent>);
+static_assert(MpmcEvent::Word(kMpmcMaxHandles - 1) == 4);
 
 // BlockingWaitWith's waiter interface (event_count.h) for registry entry `idx`.
 struct MpmcSleeper {

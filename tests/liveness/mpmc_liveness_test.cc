@@ -527,5 +527,66 @@ TEST(MpmcLiveness, SleeperKilledInItsFutexWaitIsForgottenByRecovery) {
       << "a publish woke a sleeper that had died";
 }
 
+// Entries >= 60 sleep in the high words of the sleeper set (behind a sticky summary bit):
+// a consumer with such an index, blocked with no periodic wake-up (liveness_check 1 h), is
+// woken by a publish from another process - a lost wake-up would hang here - and when it is
+// killed asleep, recovery clears its bit.
+TEST(MpmcLiveness, HighIndexSleeperIsWokenAndForgotten) {
+  const std::string name = UniqueShmName("mpmc-highsleeper");
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  const MpmcView v = MpmcViewOf(q->segment(), *ValidateMpmcSegment(q->segment()));
+  std::vector<MpmcConsumer> fillers;
+  for (int i = 0; i < 70; ++i) {
+    auto c = q->Consumer();
+    ASSERT_TRUE(c);
+    fillers.push_back(std::move(*c));
+  }
+  auto rx = q->Consumer();
+  ASSERT_TRUE(rx);
+  ASSERT_GE(rx->registry_index(), MpmcEvent::kLowEntries);
+  WaitOptions forever = WaitOptions::Sleep();
+  forever.liveness_check = std::chrono::hours(1);
+  std::thread waiter([&] {
+    auto m = rx->claim(forever);
+    EXPECT_TRUE(m) << m.error().message();
+    if (m) {
+      EXPECT_EQ(Str(m->data), "wake");
+      EXPECT_TRUE(rx->release());
+    }
+  });
+  ASSERT_TRUE(Eventually([&] { return v.control->not_empty.SleeperCount() == 1; }));
+  const pid_t pusher = ForkChild([&]() -> int {
+    auto a = MpmcQueue::Attach(name);
+    auto tx = a ? a->Producer() : Expected<MpmcProducer>(RingErrc::kBadState);
+    return tx && tx->try_push(Bytes("wake")) ? 0 : 2;
+  });
+  EXPECT_EQ(WaitChild(pusher), 0);
+  waiter.join();
+  EXPECT_EQ(v.control->not_empty.SleeperCount(), 0u);
+  fillers.clear();
+
+  // Killed asleep with a high index: recovery clears the bit.
+  const pid_t sleeper = ForkChild([&]() -> int {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    std::vector<MpmcConsumer> mine;
+    for (int i = 0; i < 70; ++i) {
+      auto c = a->Consumer();
+      if (!c) return 3;
+      mine.push_back(std::move(*c));
+    }
+    (void)mine.back().claim(forever);  // sleeps until killed
+    return 4;
+  });
+  ASSERT_TRUE(Eventually([&] { return v.control->not_empty.SleeperCount() == 1; }));
+  ::kill(sleeper, SIGKILL);
+  EXPECT_EQ(WaitChild(sleeper), 128 + SIGKILL);
+  EXPECT_EQ(v.control->not_empty.SleeperCount(), 1u);
+  EXPECT_EQ(q->RecoverDead(), 70u);
+  EXPECT_EQ(v.control->not_empty.SleeperCount(), 0u);
+  EXPECT_FALSE(v.control->not_empty.HasSleepers());
+}
+
 }  // namespace
 }  // namespace shmlink
