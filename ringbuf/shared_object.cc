@@ -9,6 +9,9 @@
 
 #include <shmlink/holder_lock.h>
 #include <shmlink/log.h>
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
 #include <shmlink/segment_header.h>
 #include <shmlink/shared_object.h>
 
@@ -168,7 +171,20 @@ Expected<SharedObject::Guard> SharedObject::lock_for(std::chrono::nanoseconds ti
       ts.tv_nsec -= kNs;
     }
   }
+#if defined(__SANITIZE_THREAD__)
+  // TSan (GCC 12) does not intercept pthread_mutex_clocklock: tell it about the lock, or it
+  // reports the later unlock as an unlock of an unlocked mutex.
+  __tsan_mutex_pre_lock(&control_->mutex, __tsan_mutex_try_lock);
+  const int rc = pthread_mutex_clocklock(&control_->mutex, CLOCK_MONOTONIC, &ts);
+  __tsan_mutex_post_lock(&control_->mutex,
+                         rc == 0 || rc == EOWNERDEAD
+                             ? __tsan_mutex_try_lock
+                             : __tsan_mutex_try_lock | __tsan_mutex_try_lock_failed,
+                         0);
+  return Finish(rc, mode);
+#else
   return Finish(pthread_mutex_clocklock(&control_->mutex, CLOCK_MONOTONIC, &ts), mode);
+#endif
 }
 
 uint64_t SharedObject::owner_died_count() const noexcept {
