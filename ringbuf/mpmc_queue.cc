@@ -28,10 +28,15 @@
 // Stamps are seq_cst (not merely acq/rel) because the sleeping protocol (event_count.h)
 //   needs one total order between "publish stamp, load waiters" and "announce waiter,
 //   re-load stamp". On x86-64 a seq_cst CAS costs the same as an acq_rel one.
-// SYNC(owner): registry owner words are claimed with acq_rel CAS and freed with a release
-//   store (a handle's: ~MpmcHandle, mpmc_handle.cc), so a new owner of an entry sees
-//   everything the previous owner (or the process that recovered it) did to stamps
-//   carrying that index.
+// SYNC(owner): a registry owner word is written (seq_cst) only by the holder of the entry's
+//   HolderLock: the registrant after taking the lock, the leaver before dropping it (a CAS
+//   from its own name), a recoverer while it holds the lock. The kernel's lock hand-over
+//   (fcntl system calls) orders one holder's accesses before the next one's; seq_cst keeps
+//   "owner set" and the lock probe in one order for RecoverMpmcEntry.
+// SYNC(revoke): generations (mpmc_layout.h rule 1): a recovery bumps the entry's generation
+//   (seq_cst RMW) before it loads the stamps; a handle loads it (seq_cst) after each claim
+//   CAS. One of the two sees the other: the claim is taken away by the scan or given up by
+//   the handle.
 #include <sys/mman.h>
 
 #include <algorithm>
