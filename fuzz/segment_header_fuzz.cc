@@ -2,6 +2,7 @@
 // fuzz-srcs: ringbuf/segment_header.cc ringbuf/spsc_layout.cc ringbuf/spsc_ring.cc
 // fuzz-srcs: ringbuf/mpmc_layout.cc ringbuf/mpmc_queue.cc ringbuf/shared_object.cc
 // fuzz-srcs: ringbuf/mpmc_handle.cc ringbuf/log.cc ringbuf/readiness_notifier.cc
+// fuzz-srcs: ringbuf/holder_lock.cc
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // Fuzz target: attaching to a segment full of hostile bytes, in a REAL mapping.
