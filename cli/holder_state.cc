@@ -15,6 +15,8 @@
 #include <sstream>
 
 #include <shmlink/process_identity.h>
+#include <shmlink/segment_header.h>
+#include <shmlink/spsc_layout.h>
 
 namespace shmlink::cli {
 namespace {
@@ -224,17 +226,20 @@ std::vector<int> ProcessTable::UnreadableOf(uint32_t uid) const {
   return it == unreadable_.end() ? std::vector<int>{} : it->second;
 }
 
-std::optional<uint64_t> LockSlotFor(uint32_t version, HolderRole role, uint32_t index) {
-  if (kFirstHolderLockLayout == 0 || version < kFirstHolderLockLayout) return std::nullopt;
+std::optional<uint64_t> LockSlotFor(uint32_t version, uint32_t kind, HolderRole role,
+                                    uint32_t index) {
+  if (version < kFirstHolderLockLayout) return std::nullopt;
+  const auto k = static_cast<SegmentKind>(kind);
+  if (k != SegmentKind::kSpscRing && k != SegmentKind::kConnection) return std::nullopt;
   switch (role) {
     case HolderRole::kCreator:
-      return 0;
+      return kCreatorHolderSlot;
     case HolderRole::kRingProducer:
-      return 1 + 2 * uint64_t{index};
+      return SpscProducerHolderSlot(index);
     case HolderRole::kRingConsumer:
-      return 2 + 2 * uint64_t{index};
+      return SpscConsumerHolderSlot(index);
     case HolderRole::kQueueEntry:
-      return 1 + uint64_t{index};
+      return std::nullopt;
   }
   return std::nullopt;
 }

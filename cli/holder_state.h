@@ -72,18 +72,22 @@ class ProcessTable {
   bool hidepid_ = false;
 };
 
-// The first layout version whose holders keep HolderLock slots. 0: none yet, every
-// verdict comes from /proc. MERGE NOTE: set it to the layout version that ships the
-// holder locks (crash-recovery work), and LockSlotFor() below applies to those segments.
-inline constexpr uint32_t kFirstHolderLockLayout = 0;
+// The first layout version whose holders keep HolderLock slots: 4, where SPSC rings and
+// connections hold their roles and their creator as locks. Other kinds' holders keep no
+// lock at layout 4 yet (LockSlotFor says nullopt for them: /proc decides). MERGE NOTE: a
+// kind that starts holding locks adds its case to LockSlotFor (and, if that needs a newer
+// layout, compares the version there).
+inline constexpr uint32_t kFirstHolderLockLayout = 4;
 
 // What a holder is, for LockSlotFor: the creator, a ring role, or an MPMC registry entry.
 enum class HolderRole { kCreator, kRingProducer, kRingConsumer, kQueueEntry };
 
-// The HolderLock slot of a holder in a segment of layout `version`, or nullopt when that
-// layout's holders keep no lock (then /proc decides). Slots, as the holder-lock layouts
-// assign them: creator 0; ring i's producer 1 + 2i, consumer 2 + 2i; registry entry i 1 + i.
-std::optional<uint64_t> LockSlotFor(uint32_t version, HolderRole role, uint32_t index);
+// The HolderLock slot of a holder in a segment of kind `kind` (SegmentKind value) and
+// layout `version`, or nullopt when that segment's holders keep no lock (then /proc
+// decides). SPSC slots (spsc_layout.h): ring i's producer 2i, consumer 2i + 1; the creator
+// kCreatorHolderSlot (holder_lock.h).
+std::optional<uint64_t> LockSlotFor(uint32_t version, uint32_t kind, HolderRole role,
+                                    uint32_t index);
 
 // THE holder-state decision (see the file comment). `segment_fd`: an open fd of the
 // segment's file (for the OFD lock probe when h.lock_slot is set). Sets h.state and h.why.

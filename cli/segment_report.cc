@@ -143,7 +143,7 @@ bool ReadRings(SegmentReport& r, const Mapping& m, const HeaderFields& f, uint32
       h.role = prefix + role;
       h.identity = owner;
       h.lock_slot = LockSlotFor(
-          r.version,
+          r.version, r.kind,
           std::string(role) == "producer" ? HolderRole::kRingProducer : HolderRole::kRingConsumer,
           i);
       r.holders.push_back(h);
@@ -237,7 +237,7 @@ bool ReadQueue(SegmentReport& r, const Mapping& m, const HeaderFields& f) {
               : role == kRoleConsumer ? "consumer"
                                       : "none");
     h.identity = owner;
-    h.lock_slot = LockSlotFor(r.version, HolderRole::kQueueEntry, i);
+    h.lock_slot = LockSlotFor(r.version, r.kind, HolderRole::kQueueEntry, i);
     r.holders.push_back(h);
   }
   // Claims that hold a side back: the consumers' head slot still Claimed (an unpublished
@@ -433,7 +433,7 @@ SegmentReport ReadReport(const SegmentFile& f, const ProcessTable& procs) {
     h.identity = raw.creator;
     // Only for layouts this tool reads: another layout's slots are not known.
     if (r.cls != FileClass::kOtherLayout)
-      h.lock_slot = LockSlotFor(raw.version, HolderRole::kCreator, 0);
+      h.lock_slot = LockSlotFor(raw.version, raw.kind, HolderRole::kCreator, 0);
     r.holders.insert(r.holders.begin(), h);
   }
   for (Holder& h : r.holders) DecideHolderState(f.fd(), procs, h);

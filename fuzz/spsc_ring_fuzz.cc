@@ -1,6 +1,6 @@
 // fuzz-srcs: ringbuf/ring_error.cc ringbuf/futex.cc ringbuf/process_identity.cc ringbuf/segment.cc
 // fuzz-srcs: ringbuf/segment_header.cc ringbuf/spsc_layout.cc ringbuf/spsc_ring.cc ringbuf/log.cc
-// fuzz-srcs: ringbuf/readiness_notifier.cc
+// fuzz-srcs: ringbuf/readiness_notifier.cc ringbuf/holder_lock.cc
 // fuzz-libs: -lpthread
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //

@@ -137,7 +137,8 @@ auto BlockingWaitWith(TryFn&& try_fn, Event& event, PeerDeadFn&& peer_dead, cons
 }
 
 // True if the role whose owner word is `peer_owner` (nullptr: none) is held by a process
-// that died (slow path: reads /proc).
+// that died (slow path: reads /proc). For roles that keep no holder lock; SPSC rings and
+// connections ask the kernel instead (SpscRoleDied, spsc_layout.h) via BlockingWaitWith.
 inline bool PackedOwnerDied(const std::atomic<uint64_t>* peer_owner) noexcept {
   if (peer_owner == nullptr) return false;
   // Relaxed is enough: an owner change is itself only a hint, re-checked by IsAlive.

@@ -24,10 +24,12 @@
 // the same way. No wake-up is lost. A notifier with no sleeper pays one load of a line that
 // only changes when somebody goes to sleep.
 //
-// A waiter killed while asleep leaves `waiters` too high and possibly the bit set: every
-// later notifier pays the `seq` load, and the first one a needless wake call (slower, never
-// wrong). The MPMC queue avoids that with a sleeper *set* (MpmcEvent, mpmc_layout.h) that
-// recovery of a dead registry entry clears.
+// A waiter killed while asleep leaves `waiters` too high and possibly the bit set: at most
+// one needless wake call follows, then one extra load per notification (slower, never
+// wrong). Where only one role's holder ever sleeps on an event (SPSC rings: spsc_ring.cc,
+// "Sleepers"), the successor that takes over a dead holder's role resets `waiters`. The
+// MPMC queue, with many sleepers per event, uses a sleeper *set* instead (MpmcEvent,
+// mpmc_layout.h) that recovery of a dead registry entry clears.
 //
 // Waiter interface used by BlockingWaitWith (blocking_wait.h): Announce(), PrepareWait(),
 // Retire(), Word() (the futex word). EventCount provides it; so does MpmcSleeper.

@@ -34,8 +34,11 @@ namespace shmlink {
 
 inline constexpr uint64_t kSegmentMagic = 0x004b4e494c4d4853ull;  // "SHMLINK\0" little-endian
 // 2: SPSC header word is the commit word. 3: per-role counters (RoleStats) in SPSC control
-// lines 0/1 and an MPMC per-handle counter array (geometry[7]).
-inline constexpr uint32_t kLayoutVersion = 3;
+// lines 0/1 and an MPMC per-handle counter array (geometry[7]). 4: SPSC roles (and the
+// creator of a named ring or connection segment) are held as HolderLock slots
+// (holder_lock.h, spsc_layout.h); an older library would take a live holder's role over
+// on pid + start time alone, so it must not attach.
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr uint32_t kReadyMark = 0x52454459;  // "YDER"
 
 enum class SegmentKind : uint32_t {

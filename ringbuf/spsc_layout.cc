@@ -1,7 +1,9 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
+#include <atomic>
 #include <bit>
 #include <new>
 
+#include <shmlink/holder_lock.h>
 #include <shmlink/spsc_layout.h>
 
 namespace shmlink {
@@ -63,7 +65,36 @@ SpscRegion SpscRegionAt(const Segment& seg, const SpscGeometry& g, uint32_t inde
       reinterpret_cast<SpscControl*>(seg.data() + g.control_offset + index * sizeof(SpscControl)));
   r.data = seg.data() + g.data_offset + index * g.capacity;
   r.capacity = g.capacity;
+  r.index = index;
   return r;
+}
+
+bool SpscRoleDied(const Segment& segment, const SpscRegion& region, SpscRole role) noexcept {
+  if (region.control == nullptr) return false;
+  const bool producer = role == SpscRole::kProducer;
+  std::atomic<uint64_t>& owner =
+      producer ? region.control->producer_owner : region.control->consumer_owner;
+  std::atomic<uint32_t>& epoch =
+      producer ? region.control->producer_epoch : region.control->consumer_epoch;
+  // SYNC(owner): seq_cst loads around the probe. A claimant takes the lock, then bumps the
+  // epoch and stores its name; a holder that leaves clears its name, then drops the lock
+  // (spsc_ring.cc). So a lock seen free between two reads of the same name and epoch means
+  // that holder's lock went without its name being cleared: it died. (The probe is a
+  // system call, which orders these loads on every architecture Linux supports; the
+  // holder's stores are ordered with its own lock calls the same way.) A new claim in
+  // between changes the epoch; a leave clears the name.
+  const uint32_t e = epoch.load(std::memory_order_seq_cst);
+  const uint64_t o = owner.load(std::memory_order_seq_cst);
+  if (o == 0) return false;  // nobody holds the role: waiting for one is not a death
+  const uint64_t slot =
+      producer ? SpscProducerHolderSlot(region.index) : SpscConsumerHolderSlot(region.index);
+  if (ProbeHolder(segment, slot) != HolderState::kDead) return false;  // alive or unknown
+  return owner.load(std::memory_order_seq_cst) == o && epoch.load(std::memory_order_seq_cst) == e;
+}
+
+bool SpscSegmentUnheld(const Segment& segment, uint32_t ring_count) noexcept {
+  return ProbeAnyHolder(segment, 0, SpscRoleHolderSlots(ring_count)) == HolderState::kDead &&
+         ProbeHolder(segment, kCreatorHolderSlot) == HolderState::kDead;
 }
 
 }  // namespace shmlink

@@ -7,6 +7,7 @@
 //   +-------------------+ 256                   control_stride, data_offset, 0, 0, 0}
 //   | SpscControl x N   |   512 B each: four 128-byte lines (see below); lines 0 and 1
 //   |                   |   also hold each side's counters (RoleStats, layout version 3)
+//   |                   |   line 3 the role holders' names and claim counts (version 4)
 //   +-------------------+ data_offset (4096-aligned)
 //   | data ring 0       |   capacity bytes (power of two)
 //   | data ring 1 ...   |
@@ -39,6 +40,11 @@
 // kRecordClose at the published end is the producer's end-of-stream mark (length 0).
 // write_pos is still stored after every commit: for a producer that takes the role over
 // (it resumes there), for size_bytes(), and for corruption checks on the producer side.
+// A record whose header word was published is committed, whatever happened to write_pos:
+// the consumer may already have read it (and released it, so read_pos may pass write_pos
+// when a producer died between the two stores). A producer taking the role over keeps
+// such records and resumes at the true end of the stream: it follows the published
+// headers from max(write_pos, read_pos) to the terminator (SpscProducer, spsc_ring.cc).
 // A record never straddles the end of the data region: when the tail is too short, a
 // padding record fills it and the message starts at index 0. Hence the largest message is
 // capacity/2 - 8 bytes (it must fit even when the free space is split by the wrap point).
@@ -105,9 +111,16 @@ struct SpscControl {
   // Line 2, slow path only: sleepers announce themselves here.
   alignas(128) EventCount data_event;  // consumer waits for data, producer notifies
   EventCount space_event;              // producer waits for space, consumer notifies
-  // Line 3, role ownership: packed ProcessIdentity of the holders (0: free).
+  // Line 3, role ownership. The holder of a role holds its HolderLock slot (see
+  // SpscProducerHolderSlot below): the lock decides who holds the role and whether the
+  // holder lives. The owner words name the holder (packed ProcessIdentity, 0: nobody), for
+  // tools and to tell "died" (lock free, name still set) from "left" (a holder clears its
+  // name before it drops its lock). The epochs count claims, so that a holder leaving and
+  // claiming again while a peer checks its liveness is not taken for a death.
   alignas(128) std::atomic<uint64_t> producer_owner{0};
   std::atomic<uint64_t> consumer_owner{0};
+  std::atomic<uint32_t> producer_epoch{0};
+  std::atomic<uint32_t> consumer_epoch{0};
 };
 static_assert(sizeof(SpscControl) == 512);
 static_assert(offsetof(SpscControl, producer_stats) == 16);
@@ -115,6 +128,7 @@ static_assert(offsetof(SpscControl, read_pos) == 128);
 static_assert(offsetof(SpscControl, consumer_stats) == 144);
 static_assert(offsetof(SpscControl, data_event) == 256);
 static_assert(offsetof(SpscControl, producer_owner) == 384);
+static_assert(offsetof(SpscControl, producer_epoch) == 400);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::is_standard_layout_v<SpscControl>);
 
@@ -132,7 +146,34 @@ struct SpscRegion {
   SpscControl* control = nullptr;
   std::byte* data = nullptr;
   uint64_t capacity = 0;
+  uint32_t index = 0;  // i: which ring of the segment (selects its holder-lock slots)
 };
+
+// HolderLock slots (holder_lock.h) of the roles of ring `ring` in an SPSC segment
+// (kSpscRing: ring 0; kConnection: rings 0 and 1). The segment's creator (SpscRing::Create,
+// a Connection's server side) holds kCreatorHolderSlot while it lives.
+inline constexpr uint64_t SpscProducerHolderSlot(uint32_t ring) noexcept {
+  return 2 * uint64_t{ring};
+}
+inline constexpr uint64_t SpscConsumerHolderSlot(uint32_t ring) noexcept {
+  return 2 * uint64_t{ring} + 1;
+}
+// Number of role slots of a segment of `ring_count` rings (slots [0, count)).
+inline constexpr uint64_t SpscRoleHolderSlots(uint32_t ring_count) noexcept {
+  return 2 * uint64_t{ring_count};
+}
+
+enum class SpscRole { kProducer, kConsumer };
+
+// True only on the kernel's evidence that the holder of `role` of ring `region` died (or
+// exec'd) without leaving the role: its lock slot is free while its owner word still names
+// the same holder of the same claim. Alive, never claimed, left, or a probe that fails
+// (unknown): false. Slow path (one fcntl); any-thread.
+bool SpscRoleDied(const Segment& segment, const SpscRegion& region, SpscRole role) noexcept;
+
+// True if nobody holds any role slot of the segment's `ring_count` rings nor its creator
+// slot (kernel evidence: every holder died or left). Unknown counts as held. Slow path.
+bool SpscSegmentUnheld(const Segment& segment, uint32_t ring_count) noexcept;
 
 // Size of a segment holding `ring_count` rings of `capacity` bytes; kInvalidArgument if
 // capacity is not a power of two in [kSpscMinCapacity, kSpscMaxCapacity].

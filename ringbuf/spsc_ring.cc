@@ -36,13 +36,34 @@
 //   write_pos it replaces. read_pos keeps its seq_cst store (the producer waits on it).
 // SYNC(resume): write_pos is stored (release) after the batch's header, before the fence;
 //   a producer taking the role over loads it (seq_cst) and then follows any headers
-//   published beyond it (acquire) - a predecessor that died between the two stores.
+//   published beyond it (acquire) - a predecessor that died between the two stores. The
+//   consumer may have read (and released) such a batch already: read_pos then lies beyond
+//   write_pos, and the walk starts at read_pos (the records below it were delivered).
+// SYNC(owner): a role changes hands through its holder lock (holder_lock.h). A claimant
+//   takes the lock (F_OFD_SETLK), then bumps the role's epoch and stores its name in the
+//   owner word (seq_cst exchange); a holder that leaves clears its name (seq_cst CAS) and
+//   then drops the lock. The previous holder's last stores happen before the successor's
+//   first loads: a holder that left released them with its CAS, which our exchange
+//   acquires; a holder that died is past its last instruction before the kernel closes its
+//   files and drops the lock, and our lock request takes the same kernel spinlock that
+//   the release took (a full barrier on every architecture Linux supports), as for topics.
+// Sleepers (SYNC(event-count)): only the holder of the consumer role ever sleeps on
+//   data_event (peek(), fd()'s notifier thread, a Connection's wait and fileno() arming),
+//   and only the producer role's holder sleeps on space_event (reserve(), a Connection's
+//   wait for space). A forked child's inherited handle holds no role and must not be used
+//   (spsc_ring.h). So when a successor takes a role over from a holder that died, the
+//   holder's process has no thread left (the kernel drops the lock only once every thread
+//   exited, or at exec, which kills the other threads first): no sleeper of that event is
+//   alive, and the successor resets its `waiters` count to 0 before it ever waits itself.
+//   Otherwise a consumer killed in its futex wait left `waiters` raised for ever: one
+//   needless futex_wake, then an extra shared-line load on every commit.
 // Close: close() publishes a kRecordClose header word at the published end (the terminator
 //   slot, SYNC(data)), then sets writer_closed (seq_cst, read by producers taking over),
 //   fence and notify as above. The consumer drains to it and then returns kClosed.
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -86,19 +107,68 @@ void LogClaim(const Segment& seg, const char* role, bool took_over) {
   }
 }
 
+// A claimed role: its lock, the name we wrote, and whether a dead holder had it.
+struct RoleClaim {
+  HolderLock lock;
+  uint64_t owner = 0;
+  bool took_over = false;
+};
+
+// Takes `role` of ring `region`: its holder lock first (the arbiter: kRoleTaken while a
+// live holder has it, whatever /proc says; nothing read from /proc decides), then the
+// owner word (SYNC(owner)). A name still set there belongs to a holder
+// that died without leaving: a takeover. A holder that died asleep left its announcement
+// in the role's event (see "Sleepers" above): reset it.
+Expected<RoleClaim> ClaimRole(const std::shared_ptr<const Segment>& segment,
+                              const SpscRegion& region, SpscRole role) {
+  if (segment == nullptr || region.control == nullptr) return RingErrc::kInvalidArgument;
+  const bool producer = role == SpscRole::kProducer;
+  auto lock = HolderLock::Acquire(*segment, producer ? SpscProducerHolderSlot(region.index)
+                                                     : SpscConsumerHolderSlot(region.index));
+  if (!lock) return MakeUnexpected(lock.error());
+  SpscControl* ctl = region.control;
+  RoleClaim c;
+  c.lock = std::move(*lock);
+  // Our name, for tools and to tell "died" from "left". Nobody decides liveness from it
+  // (the lock does), so a claim does not depend on /proc: if our start time cannot be
+  // read (no /proc, EMFILE) the name is our pid alone (process_identity.h).
+  c.owner = SelfIdentityOrPidOnly();
+  // SYNC(owner): seq_cst; the epoch before the name (SpscRoleDied reads them around its
+  // probe).
+  (producer ? ctl->producer_epoch : ctl->consumer_epoch).fetch_add(1, std::memory_order_seq_cst);
+  const uint64_t previous = (producer ? ctl->producer_owner : ctl->consumer_owner)
+                                .exchange(c.owner, std::memory_order_seq_cst);
+  c.took_over = previous != 0;
+  if (c.took_over) {
+    // SYNC(event-count): seq_cst, like every access to `waiters`. No live process sleeps
+    // on this event (see "Sleepers" above); a notifier reading the old count makes at most
+    // the one needless wake it would have made anyway.
+    (producer ? ctl->space_event : ctl->data_event).waiters.store(0, std::memory_order_seq_cst);
+  }
+  return c;
+}
+
+// Leaving a role: clear our name, then drop the lock (SYNC(owner)), so nobody takes the
+// departure for a death.
+void LeaveRole(std::atomic<uint64_t>& owner, uint64_t me, HolderLock& lock) noexcept {
+  uint64_t expected = me;
+  // SYNC(owner): seq_cst (includes release: our stores to the role's state before it).
+  owner.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+  lock.Release();
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- SpscProducer
 
 Expected<SpscProducer> SpscProducer::Claim(std::shared_ptr<const Segment> segment,
                                            SpscRegion region) {
-  bool took_over = false;
-  auto owner = ClaimOwnerWord(region.control->producer_owner, &took_over);
-  if (!owner) return MakeUnexpected(owner.error());
+  auto claim = ClaimRole(segment, region, SpscRole::kProducer);
+  if (!claim) return MakeUnexpected(claim.error());
   // We hold the role now: its counters are ours to write.
-  if (took_over) CountAdd(region.control->producer_stats.takeovers, 1);
-  LogClaim(*segment, "producer", took_over);
-  SpscProducer p(std::move(segment), region, *owner);
+  if (claim->took_over) CountAdd(region.control->producer_stats.takeovers, 1);
+  LogClaim(*segment, "producer", claim->took_over);
+  SpscProducer p(std::move(segment), region, std::move(claim->lock), claim->owner);
   if (p.corrupt_) {
     LogEvent(LogLevel::kInfo, "corruption", p.segment_->name(),
              "producer found the ring inconsistent when taking the role");
@@ -106,36 +176,56 @@ Expected<SpscProducer> SpscProducer::Claim(std::shared_ptr<const Segment> segmen
   return p;
 }
 
-SpscProducer::SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
+SpscProducer::SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, HolderLock lock,
+                           uint64_t owner)
     : segment_(std::move(seg)),
       region_(region),
+      lock_(std::move(lock)),
       owner_word_(owner),
-      claimer_pid_(::getpid()),
       mask_(region.capacity - 1) {
   // Counters continue where the previous holder left them. Relaxed: statistics, and the
-  // owner CAS (acq_rel) already ordered us after the previous holder's last stores.
+  // claim (SYNC(owner)) already ordered us after the previous holder's last stores.
   committed_msgs_ = region_.control->producer_stats.messages.load(std::memory_order_relaxed);
   committed_bytes_ = region_.control->producer_stats.bytes.load(std::memory_order_relaxed);
   // A previous producer may have died after committing: resume after its last commit.
-  // The owner CAS (acq_rel) ordered us after it. SYNC(resume): seq_cst load.
+  // The claim ordered us after it. SYNC(resume): seq_cst loads.
   committed_pos_ = region_.control->write_pos.load(std::memory_order_seq_cst);
   cached_read_pos_ = region_.control->read_pos.load(std::memory_order_seq_cst);
-  // Positions we index with must be record-aligned and consistent, or a hostile/broken
-  // segment could make us write a record header past the end of the data region. The
-  // terminator slot at the published end must lie outside the unreleased bytes.
-  corrupt_ = (committed_pos_ % kRecordAlign) != 0 || cached_read_pos_ > committed_pos_ ||
-             committed_pos_ - cached_read_pos_ + kRecordHeaderSize > region_.capacity;
-  if (corrupt_) cached_read_pos_ = committed_pos_;
   closed_ = region_.control->writer_closed.load(std::memory_order_seq_cst) != 0;
-  if (!corrupt_) ResumeInterruptedCommit();
+  ResumeInterruptedCommit();
+  if (corrupt_) cached_read_pos_ = committed_pos_;
   write_pos_ = committed_pos_;
 }
 
-// A predecessor may have died between publishing a batch's header and storing write_pos:
-// follow the published headers from write_pos to the terminator (at most one lap).
+// Finds the true end of the stream when the role is claimed (see spsc_layout.h: a record
+// whose header word was published is committed). A predecessor may have died between
+// publishing a batch's first header and storing write_pos; the consumer may even have read
+// and released that batch, so read_pos passes write_pos. Follow the published headers from
+// max(write_pos, read_pos) to the terminator - at most one batch, so never more than
+// capacity - 8 bytes past read_pos - and store the end as write_pos. The terminator
+// invariant then holds at the end again: the walk stops only at a zero word (or at the
+// predecessor's close mark). Positions we index with must be record-aligned and
+// consistent, or a hostile/broken segment could make us write a record header past the
+// end of the data region: any other state is kCorrupt.
 void SpscProducer::ResumeInterruptedCommit() noexcept {
   const uint64_t cap = region_.capacity;
-  uint64_t pos = committed_pos_;
+  const uint64_t recorded = committed_pos_;
+  if (recorded % kRecordAlign != 0 || cached_read_pos_ % kRecordAlign != 0) {
+    corrupt_ = true;
+    return;
+  }
+  if (cached_read_pos_ > recorded) {
+    // Only a batch published after write_pos (at most capacity - 8 bytes) can have been
+    // read beyond it.
+    if (cached_read_pos_ - recorded + kRecordHeaderSize > cap) {
+      corrupt_ = true;
+      return;
+    }
+  } else if (recorded - cached_read_pos_ + kRecordHeaderSize > cap) {
+    corrupt_ = true;  // the terminator slot would lie inside the unreleased bytes
+    return;
+  }
+  uint64_t pos = std::max(recorded, cached_read_pos_);
   for (;;) {
     const uint64_t idx = pos & mask_;
     const uint64_t to_end = cap - idx;
@@ -164,20 +254,20 @@ void SpscProducer::ResumeInterruptedCommit() noexcept {
     }
     pos = next;
   }
-  if (pos != committed_pos_) {
+  committed_pos_ = pos;
+  if (pos != recorded) {
     // SYNC(resume): release, as in commit().
     region_.control->write_pos.store(pos, std::memory_order_release);
-    committed_pos_ = pos;
   }
 }
 
 SpscProducer::SpscProducer(SpscProducer&& o) noexcept
     : segment_(std::move(o.segment_)),
       region_(std::exchange(o.region_, SpscRegion{})),
+      lock_(std::move(o.lock_)),
       owner_word_(std::exchange(o.owner_word_, 0)),
-      claimer_pid_(o.claimer_pid_),
       mask_(o.mask_),
-      write_pos_(o.write_pos_),
+      write_pos_(std::exchange(o.write_pos_, o.committed_pos_)),
       committed_pos_(o.committed_pos_),
       cached_read_pos_(o.cached_read_pos_),
       first_word_(o.first_word_),
@@ -185,8 +275,8 @@ SpscProducer::SpscProducer(SpscProducer&& o) noexcept
       committed_msgs_(o.committed_msgs_),
       committed_bytes_(o.committed_bytes_),
       pending_count_(std::exchange(o.pending_count_, 0)),
-      closed_(o.closed_),
-      corrupt_(o.corrupt_) {}
+      closed_(std::exchange(o.closed_, false)),
+      corrupt_(std::exchange(o.corrupt_, true)) {}  // the source: StateError() says kBadState
 
 SpscProducer& SpscProducer::operator=(SpscProducer&& o) noexcept {
   if (this != &o) {
@@ -199,9 +289,16 @@ SpscProducer& SpscProducer::operator=(SpscProducer&& o) noexcept {
 SpscProducer::~SpscProducer() {
   if (region_.control == nullptr) return;
   // An inherited copy in a forked child: the role is the claimer's, not ours to release.
-  if (::getpid() != claimer_pid_) return;
+  if (!lock_.held_here()) return;
   cancel();
-  ReleaseOwnerWord(region_.control->producer_owner, owner_word_);
+  LeaveRole(region_.control->producer_owner, owner_word_, lock_);
+}
+
+// The error of a producer that cannot write (closed_ / corrupt_ checked by the caller).
+std::error_code SpscProducer::StateError() const noexcept {
+  if (closed_) return make_error_code(RingErrc::kClosed);
+  if (region_.control == nullptr) return make_error_code(RingErrc::kBadState);  // moved from
+  return make_error_code(RingErrc::kCorrupt);
 }
 
 // Writes the header word of the record at `pos`: deferred to commit() for the batch's first
@@ -216,8 +313,7 @@ void SpscProducer::PutWord(uint64_t pos, uint64_t word) noexcept {
 }
 
 Expected<std::span<std::byte>> SpscProducer::TryReserveImpl(size_t n) noexcept {
-  if (closed_) return RingErrc::kClosed;
-  if (corrupt_) return RingErrc::kCorrupt;
+  if (closed_ || corrupt_) return MakeUnexpected(StateError());
   if (n > max_message_size()) return RingErrc::kTooLarge;
   SpscControl* ctl = region_.control;
   const uint64_t cap = region_.capacity;
@@ -261,11 +357,11 @@ Expected<std::span<std::byte>> SpscProducer::reserve(size_t n, const WaitOptions
   if (r || !internal::WouldBlock(r.error())) return r;
   // The reader can only free what was published: publish our batch before waiting.
   if (pending_count_ > 0) commit();
-  return LogIfTerminal(
-      internal::BlockingWait([&] { return TryReserveImpl(n); }, region_.control->space_event,
-                             &region_.control->consumer_owner, opts,
-                             &region_.control->producer_stats),
-      *segment_, "producer");
+  return LogIfTerminal(internal::BlockingWaitWith(
+                           [&] { return TryReserveImpl(n); }, region_.control->space_event,
+                           [this] { return SpscRoleDied(*segment_, region_, SpscRole::kConsumer); },
+                           opts, &region_.control->producer_stats),
+                       *segment_, "producer");
 }
 
 void SpscProducer::commit() noexcept {
@@ -313,7 +409,7 @@ Expected<void> SpscProducer::send(std::span<const std::byte> msg, const WaitOpti
 }
 
 void SpscProducer::close() noexcept {
-  if (closed_) return;
+  if (closed_ || region_.control == nullptr) return;
   commit();
   closed_ = true;
   // SYNC(data): the end-of-stream mark in the terminator slot (free: see the constructor's
@@ -331,6 +427,7 @@ void SpscProducer::close() noexcept {
 }
 
 bool SpscProducer::reader_closed() const noexcept {
+  if (region_.control == nullptr) return false;  // moved from
   return region_.control->reader_closed.load(std::memory_order_seq_cst) != 0;
 }
 
@@ -338,12 +435,11 @@ bool SpscProducer::reader_closed() const noexcept {
 
 Expected<SpscConsumer> SpscConsumer::Claim(std::shared_ptr<const Segment> segment,
                                            SpscRegion region) {
-  bool took_over = false;
-  auto owner = ClaimOwnerWord(region.control->consumer_owner, &took_over);
-  if (!owner) return MakeUnexpected(owner.error());
-  if (took_over) CountAdd(region.control->consumer_stats.takeovers, 1);
-  LogClaim(*segment, "consumer", took_over);
-  SpscConsumer c(std::move(segment), region, *owner);
+  auto claim = ClaimRole(segment, region, SpscRole::kConsumer);
+  if (!claim) return MakeUnexpected(claim.error());
+  if (claim->took_over) CountAdd(region.control->consumer_stats.takeovers, 1);
+  LogClaim(*segment, "consumer", claim->took_over);
+  SpscConsumer c(std::move(segment), region, std::move(claim->lock), claim->owner);
   if (c.corrupt_) {
     LogEvent(LogLevel::kInfo, "corruption", c.segment_->name(),
              "consumer found the ring inconsistent when taking the role");
@@ -351,11 +447,12 @@ Expected<SpscConsumer> SpscConsumer::Claim(std::shared_ptr<const Segment> segmen
   return c;
 }
 
-SpscConsumer::SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner)
+SpscConsumer::SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, HolderLock lock,
+                           uint64_t owner)
     : segment_(std::move(seg)),
       region_(region),
+      lock_(std::move(lock)),
       owner_word_(owner),
-      claimer_pid_(::getpid()),
       mask_(region.capacity - 1) {
   // Counters continue where the previous holder left them (relaxed: as the producer's).
   consumed_msgs_ = region_.control->consumer_stats.messages.load(std::memory_order_relaxed);
@@ -373,18 +470,18 @@ SpscConsumer::SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region
 SpscConsumer::SpscConsumer(SpscConsumer&& o) noexcept
     : segment_(std::move(o.segment_)),
       region_(std::exchange(o.region_, SpscRegion{})),
+      lock_(std::move(o.lock_)),
       owner_word_(std::exchange(o.owner_word_, 0)),
-      claimer_pid_(o.claimer_pid_),
       mask_(o.mask_),
       read_pos_(o.read_pos_),
-      cursor_(o.cursor_),
+      cursor_(std::exchange(o.cursor_, o.read_pos_)),  // the source has nothing to release
       peeked_end_(o.peeked_end_),
       peeked_offset_(o.peeked_offset_),
       peeked_length_(o.peeked_length_),
       consumed_msgs_(o.consumed_msgs_),
       consumed_bytes_(o.consumed_bytes_),
       peeked_(std::exchange(o.peeked_, false)),
-      corrupt_(o.corrupt_),
+      corrupt_(std::exchange(o.corrupt_, true)),  // the source: try_peek says kBadState
       notifier_(std::move(o.notifier_)) {}
 
 SpscConsumer& SpscConsumer::operator=(SpscConsumer&& o) noexcept {
@@ -396,7 +493,7 @@ SpscConsumer& SpscConsumer::operator=(SpscConsumer&& o) noexcept {
 }
 
 SpscConsumer::~SpscConsumer() {
-  if (region_.control != nullptr && ::getpid() != claimer_pid_) {
+  if (region_.control != nullptr && !lock_.held_here()) {
     // An inherited copy in a forked child: the role and the read position are the
     // claimer's. The notifier's thread exists only there (joining it here would wait for
     // ever): leave the object, whose fd the child's exit closes.
@@ -408,7 +505,7 @@ SpscConsumer::~SpscConsumer() {
   // Messages advanced past were consumed; a merely peeked one stays for the next reader.
   peeked_ = false;
   release();
-  ReleaseOwnerWord(region_.control->consumer_owner, owner_word_);
+  LeaveRole(region_.control->consumer_owner, owner_word_, lock_);
 }
 
 Expected<std::span<const std::byte>> SpscConsumer::try_peek() noexcept {
@@ -416,7 +513,7 @@ Expected<std::span<const std::byte>> SpscConsumer::try_peek() noexcept {
   const uint64_t cap = region_.capacity;
   // Idempotent: return the record validated before (its header is not re-read).
   if (peeked_) return std::span<const std::byte>(data + peeked_offset_, peeked_length_);
-  if (corrupt_) return RingErrc::kCorrupt;
+  if (corrupt_) return region_.control == nullptr ? RingErrc::kBadState : RingErrc::kCorrupt;
   for (;;) {
     const uint64_t idx = cursor_ & mask_;
     const uint64_t to_end = cap - idx;
@@ -457,11 +554,13 @@ Expected<std::span<const std::byte>> SpscConsumer::try_peek() noexcept {
 }
 
 Expected<std::span<const std::byte>> SpscConsumer::peek(const WaitOptions& opts) {
-  return LogIfTerminal(
-      internal::BlockingWait([&] { return try_peek(); }, region_.control->data_event,
-                             &region_.control->producer_owner, opts,
-                             &region_.control->consumer_stats),
-      *segment_, "consumer");
+  auto r = try_peek();
+  if (r || !internal::WouldBlock(r.error())) return r;  // incl. a moved-from consumer
+  return LogIfTerminal(internal::BlockingWaitWith(
+                           [&] { return try_peek(); }, region_.control->data_event,
+                           [this] { return SpscRoleDied(*segment_, region_, SpscRole::kProducer); },
+                           opts, &region_.control->consumer_stats),
+                       *segment_, "consumer");
 }
 
 Expected<void> SpscConsumer::advance() noexcept {
@@ -513,6 +612,7 @@ Expected<size_t> SpscConsumer::recv(std::span<std::byte> buf, const WaitOptions&
 }
 
 void SpscConsumer::close() noexcept {
+  if (region_.control == nullptr) return;  // moved from
   release();
   region_.control->reader_closed.store(1, std::memory_order_seq_cst);
   if (region_.control->space_event.NotifyAll()) {
@@ -540,7 +640,9 @@ Expected<int> SpscConsumer::fd() {
       s.owner = ctl->producer_owner.load(std::memory_order_relaxed);
       return s;
     };
-    src.writer_died = [ctl] { return internal::PackedOwnerDied(&ctl->producer_owner); };
+    src.writer_died = [seg = segment_.get(), region = region_] {
+      return SpscRoleDied(*seg, region, SpscRole::kProducer);
+    };
     auto n = ReadinessNotifier::Start(std::move(src));
     if (!n) return MakeUnexpected(n.error());
     notifier_ = std::move(*n);
@@ -549,6 +651,7 @@ Expected<int> SpscConsumer::fd() {
 }
 
 uint64_t SpscConsumer::size_bytes() const noexcept {
+  if (region_.control == nullptr) return 0;  // moved from
   // Snapshot: relaxed is enough for an estimate.
   const uint64_t w = region_.control->write_pos.load(std::memory_order_relaxed);
   return w >= read_pos_ ? w - read_pos_ : 0;
@@ -558,17 +661,12 @@ uint64_t SpscConsumer::size_bytes() const noexcept {
 
 namespace {
 
-// A segment whose creator and role holders are all dead can be replaced.
+// A segment whose creator and role holders are all gone can be replaced: the kernel says
+// nobody holds its creator slot or any role slot (unknown counts as held).
 bool IsStaleSpscSegment(const Segment& seg) {
   auto g = ValidateSpscSegment(seg, SegmentKind::kSpscRing, 1);
   if (!g) return false;  // not ours to judge: leave foreign or corrupt files alone
-  if (IsAlivePacked(g->creator)) return false;
-  SpscRegion r = SpscRegionAt(seg, *g, 0);
-  for (uint64_t owner : {r.control->producer_owner.load(std::memory_order_acquire),
-                         r.control->consumer_owner.load(std::memory_order_acquire)}) {
-    if (owner != 0 && IsAlivePacked(owner)) return false;
-  }
-  return true;
+  return SpscSegmentUnheld(seg, 1);
 }
 
 // Removes `name` if it is a stale ring: decided on one open file, and unlinked only if the
@@ -599,13 +697,20 @@ Expected<SpscRing> SpscRing::Create(std::string_view name, uint64_t capacity,
     seg = Segment::Create(name, *size, options.unlink, options.mode);
   }
   if (!seg) return MakeUnexpected(seg.error());
+  // The creator lock before the header is published: until then nobody judges the segment
+  // (ValidateSpscSegment says kNotReady), so no cleaner can find it unheld while we live.
+  auto creator = HolderLock::Acquire(*seg, kCreatorHolderSlot);
+  if (!creator) {
+    if (options.unlink == UnlinkPolicy::kKeep) (void)seg->Unlink();  // never published
+    return MakeUnexpected(creator.error());
+  }
   InitSpscSegment(*seg, SegmentKind::kSpscRing, 1, capacity);
   LogEvent(LogLevel::kInfo, "create", name, "spsc-ring, capacity %llu",
            static_cast<unsigned long long>(capacity));
   auto shared = std::make_shared<Segment>(std::move(*seg));
   auto g = ValidateSpscSegment(*shared, SegmentKind::kSpscRing, 1);
   if (!g) return MakeUnexpected(g.error());
-  return SpscRing(std::move(shared), *g);
+  return SpscRing(std::move(shared), *g, std::make_shared<HolderLock>(std::move(*creator)));
 }
 
 Expected<SpscRing> SpscRing::Attach(std::string_view name) {
@@ -621,17 +726,41 @@ Expected<SpscRing> SpscRing::Attach(std::string_view name) {
   }
   LogEvent(LogLevel::kInfo, "attach", name, "spsc-ring, capacity %llu",
            static_cast<unsigned long long>(g->capacity));
-  return SpscRing(std::make_shared<Segment>(std::move(*seg)), *g);
+  return SpscRing(std::make_shared<Segment>(std::move(*seg)), *g, nullptr);
+}
+
+SpscRing::SpscRing(SpscRing&& o) noexcept
+    : segment_(std::move(o.segment_)),
+      geometry_(std::exchange(o.geometry_, SpscGeometry{})),
+      creator_lock_(std::move(o.creator_lock_)) {}
+
+SpscRing& SpscRing::operator=(SpscRing&& o) noexcept {
+  if (this != &o) {
+    segment_ = std::move(o.segment_);
+    geometry_ = std::exchange(o.geometry_, SpscGeometry{});
+    creator_lock_ = std::move(o.creator_lock_);
+  }
+  return *this;
+}
+
+const Segment& SpscRing::segment() const noexcept {
+  static const Segment* const kNone = new Segment();  // leaked: outlives static handles
+  return segment_ != nullptr ? *segment_ : *kNone;
 }
 
 Expected<SpscProducer> SpscRing::Producer() const {
+  if (segment_ == nullptr) return RingErrc::kBadState;  // moved from
   return SpscProducer::Claim(segment_, SpscRegionAt(*segment_, geometry_, 0));
 }
 
 Expected<SpscConsumer> SpscRing::Consumer() const {
+  if (segment_ == nullptr) return RingErrc::kBadState;  // moved from
   return SpscConsumer::Claim(segment_, SpscRegionAt(*segment_, geometry_, 0));
 }
 
-Expected<void> SpscRing::Unlink() const { return segment_->Unlink(); }
+Expected<void> SpscRing::Unlink() const {
+  if (segment_ == nullptr) return RingErrc::kBadState;  // moved from
+  return segment_->Unlink();
+}
 
 }  // namespace shmlink

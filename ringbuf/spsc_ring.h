@@ -26,12 +26,25 @@
 //               other role died; reported after draining)
 //   kCorrupt    (indices or records are inconsistent: never read or written out of bounds)
 //
-// Roles: Producer() and Consumer() each claim their role in the segment (pid + start
-// time); a second live claimant gets kRoleTaken, a dead holder's role is taken over.
+// Roles: Producer() and Consumer() each claim their role by taking its holder lock, an
+// OFD lock the kernel drops when the holder dies or execs (holder_lock.h; the slots are in
+// spsc_layout.h). A role whose lock is held is never taken, whatever /proc says: a second
+// claimant gets kRoleTaken. A dead holder's role is taken over. The segment also names
+// each holder (pid + start time) for tools. Liveness needs no /proc: holders in other PID
+// namespaces, checkers out of file descriptors and a hidden /proc all get the truth.
 // Handles keep the mapping alive; they are move-only and bound to the process that claimed
 // them (do not use them across fork()). A forked child that destroys an inherited handle
 // only drops its copy of the mapping: the role (and, for a consumer, the read position)
-// stays the claiming process's.
+// stays the claiming process's, and the child holds no role (its peer does not wait for it
+// after the claimer died). A moved-from handle or ring holds nothing: its calls return
+// kBadState (or do nothing), never touch the segment.
+//
+// Crash recovery: a producer taking the role over resumes after the last record whose
+// header word its predecessor published (even one the consumer already read: a published
+// header is a commit, spsc_layout.h); a consumer taking over resumes at the last release
+// (advanced but unreleased messages are delivered again: at-least-once). A successor of a
+// holder that died asleep also resets that holder's announced wait, so the other side does
+// not keep paying for a sleeper that is gone.
 //
 // Event loops: SpscConsumer::fd() is an eventfd for poll/epoll/asyncio (see there).
 //
@@ -49,6 +62,7 @@
 #include <string_view>
 
 #include <shmlink/expected.h>
+#include <shmlink/holder_lock.h>
 #include <shmlink/ring_error.h>
 #include <shmlink/segment.h>
 #include <shmlink/spsc_layout.h>
@@ -61,7 +75,10 @@ class ReadinessNotifier;
 // Write side. producer-only.
 class SpscProducer {
  public:
-  // Binds to ring `region` inside `segment` and claims the producer role.
+  // Binds to ring `region` inside `segment` and claims the producer role (takes its holder
+  // lock; no /proc read decides it). Errors: kRoleTaken (a live holder has it),
+  // kInvalidArgument (no segment or region), the errno of opening the lock's token (e.g.
+  // EMFILE): a claim that fails takes nothing.
   [[nodiscard]] static Expected<SpscProducer> Claim(std::shared_ptr<const Segment> segment,
                                                     SpscRegion region);
   SpscProducer(SpscProducer&& other) noexcept;
@@ -72,6 +89,8 @@ class SpscProducer {
   // In another process than the one that claimed the role (an inherited copy after
   // fork()), releases nothing: the role stays its claimer's.
   ~SpscProducer();
+  // A moved-from producer: try_reserve/reserve/send fail with kBadState, commit/cancel/
+  // close do nothing.
 
   uint64_t capacity() const noexcept { return region_.capacity; }
   uint64_t max_message_size() const noexcept { return SpscMaxMessageSize(region_.capacity); }
@@ -102,15 +121,17 @@ class SpscProducer {
   bool reader_closed() const noexcept;
 
  private:
-  SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner);
+  SpscProducer(std::shared_ptr<const Segment> seg, SpscRegion region, HolderLock lock,
+               uint64_t owner);
   Expected<std::span<std::byte>> TryReserveImpl(size_t n) noexcept;
+  std::error_code StateError() const noexcept;
   void PutWord(uint64_t pos, uint64_t word) noexcept;
   void ResumeInterruptedCommit() noexcept;
 
   std::shared_ptr<const Segment> segment_;
   SpscRegion region_;
+  HolderLock lock_;  // the role's holder lock: held by the claiming process only
   uint64_t owner_word_ = 0;
-  pid_t claimer_pid_ = 0;  // getpid() of the claimer: only it releases the role
   uint64_t mask_ = 0;
   uint64_t write_pos_ = 0;        // local: end of the last reservation
   uint64_t committed_pos_ = 0;    // published end (last value stored to control->write_pos)
@@ -121,12 +142,13 @@ class SpscProducer {
   uint64_t committed_bytes_ = 0;  // (we are their only writer: stores, no loads)
   uint32_t pending_count_ = 0;
   bool closed_ = false;
-  bool corrupt_ = false;  // positions found inconsistent when the role was claimed
+  bool corrupt_ = false;  // positions found inconsistent when claimed, or moved from
 };
 
 // Read side. consumer-only.
 class SpscConsumer {
  public:
+  // As SpscProducer::Claim, for the consumer role.
   [[nodiscard]] static Expected<SpscConsumer> Claim(std::shared_ptr<const Segment> segment,
                                                     SpscRegion region);
   SpscConsumer(SpscConsumer&& other) noexcept;
@@ -137,6 +159,8 @@ class SpscConsumer {
   // one that claimed the role (an inherited copy after fork()), releases nothing and
   // leaves fd()'s notifier alone (its thread exists only in the claimer).
   ~SpscConsumer();
+  // A moved-from consumer: try_peek/peek/recv/advance/fd fail with kBadState, release and
+  // close do nothing, size_bytes() is 0.
 
   uint64_t capacity() const noexcept { return region_.capacity; }
   uint64_t max_message_size() const noexcept { return SpscMaxMessageSize(region_.capacity); }
@@ -188,12 +212,13 @@ class SpscConsumer {
   [[nodiscard]] Expected<int> fd();
 
  private:
-  SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, uint64_t owner);
+  SpscConsumer(std::shared_ptr<const Segment> seg, SpscRegion region, HolderLock lock,
+               uint64_t owner);
 
   std::shared_ptr<const Segment> segment_;
   SpscRegion region_;
+  HolderLock lock_;  // the role's holder lock: held by the claiming process only
   uint64_t owner_word_ = 0;
-  pid_t claimer_pid_ = 0;  // getpid() of the claimer: only it releases the role
   uint64_t mask_ = 0;
   uint64_t read_pos_ = 0;        // last value stored to control->read_pos
   uint64_t cursor_ = 0;          // past every advanced message
@@ -203,7 +228,7 @@ class SpscConsumer {
   uint64_t consumed_msgs_ = 0;   // running totals incl. advanced messages; stored to
   uint64_t consumed_bytes_ = 0;  // control->consumer_stats at each release (single writer)
   bool peeked_ = false;
-  bool corrupt_ = false;  // read_pos found misaligned when the role was claimed
+  bool corrupt_ = false;  // read_pos found misaligned when claimed, or moved from
   std::unique_ptr<ReadinessNotifier> notifier_;  // fd(), created on its first call
 };
 
@@ -214,12 +239,15 @@ class SpscRing {
     // kUnlinkOnDestroy: the creator owns the name (removed when this SpscRing dies).
     UnlinkPolicy unlink = UnlinkPolicy::kUnlinkOnDestroy;
     mode_t mode = 0600;
-    // If the name exists but its creator and both role holders are dead, replace it.
+    // If the name exists but nobody holds its creator's or either role's holder lock (the
+    // kernel says they all died or left), replace it.
     bool reclaim_stale = true;
   };
 
-  // Creates the segment `name` with a ring of `capacity` bytes (power of two).
-  // Errors: those of Segment::Create, kInvalidArgument for a bad capacity.
+  // Creates the segment `name` with a ring of `capacity` bytes (power of two). The ring
+  // (and its copies) holds the segment's creator lock until the last of them is gone.
+  // Errors: those of Segment::Create, kInvalidArgument for a bad capacity, the errno of
+  // taking the creator lock (e.g. EMFILE; the new name is removed again).
   [[nodiscard]] static Expected<SpscRing> Create(std::string_view name, uint64_t capacity,
                                                  const CreateOptions& options);
   [[nodiscard]] static Expected<SpscRing> Create(std::string_view name, uint64_t capacity) {
@@ -228,19 +256,31 @@ class SpscRing {
   // Attaches to an existing ring, validating header and geometry first.
   [[nodiscard]] static Expected<SpscRing> Attach(std::string_view name);
 
+  // Claim the ring's roles (see SpscProducer::Claim). kBadState on a moved-from ring.
   [[nodiscard]] Expected<SpscProducer> Producer() const;
   [[nodiscard]] Expected<SpscConsumer> Consumer() const;
 
   uint64_t capacity() const noexcept { return geometry_.capacity; }
   uint64_t max_message_size() const noexcept { return SpscMaxMessageSize(geometry_.capacity); }
-  const Segment& segment() const noexcept { return *segment_; }
-  // Removes the name now; mapped handles keep working.
+  // The mapped segment (an empty Segment for a moved-from ring).
+  const Segment& segment() const noexcept;
+  // Removes the name now; mapped handles keep working. kBadState on a moved-from ring.
   [[nodiscard]] Expected<void> Unlink() const;
 
+  // Moving leaves the source empty (its calls return kBadState); copies share the mapping
+  // and the creator lock.
+  SpscRing(SpscRing&& other) noexcept;
+  SpscRing& operator=(SpscRing&& other) noexcept;
+  SpscRing(const SpscRing&) = default;
+  SpscRing& operator=(const SpscRing&) = default;
+  ~SpscRing() = default;
+
  private:
-  SpscRing(std::shared_ptr<Segment> seg, SpscGeometry g) : segment_(std::move(seg)), geometry_(g) {}
+  SpscRing(std::shared_ptr<Segment> seg, SpscGeometry g, std::shared_ptr<HolderLock> creator)
+      : segment_(std::move(seg)), geometry_(g), creator_lock_(std::move(creator)) {}
   std::shared_ptr<Segment> segment_;
   SpscGeometry geometry_{};
+  std::shared_ptr<HolderLock> creator_lock_;  // Create() only: kCreatorHolderSlot
 };
 
 }  // namespace shmlink

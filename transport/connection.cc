@@ -20,7 +20,16 @@
 // arm is a seq_cst RMW followed by a seq_cst re-check of the ring; the sender's commit
 // publishes the message and ends with a seq_cst fence (spsc_ring.cc, SYNC(event-count)),
 // followed by a seq_cst load of waiters (event_count.h's argument): either the sender sees
-// the bias, or the reader's re-check sees the message.
+// the bias, or the reader's re-check sees the message. A reader that dies armed never
+// disarms: the sender, at most once per kSocketCheckInterval while it rings, asks the
+// kernel whether the reader still holds its role's lock, and takes a dead reader's bias
+// off, so a dead reader costs no system call per commit (the socket may outlive it in a
+// process that inherited it).
+//
+// Liveness: each side holds its two roles as holder locks (spsc_ring.h); the server also
+// holds the segment's creator lock for the Connection's lifetime. A peer counts as dead
+// only on the kernel's word (SpscRoleDied) or on the socket's end; a stale conn segment
+// only when nobody holds any of its locks.
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -45,6 +54,7 @@
 #include <shmlink/blocking_wait.h>
 #include <shmlink/connection.h>
 #include <shmlink/frame.h>
+#include <shmlink/holder_lock.h>
 #include <shmlink/log.h>
 #include <shmlink/process_identity.h>
 #include <shmlink/segment.h>
@@ -207,13 +217,15 @@ struct Connection::Impl {
 
   // shm data path
   std::shared_ptr<Segment> segment;
+  HolderLock creator_lock;  // server: the segment's kCreatorHolderSlot, while it is ours
   std::optional<SpscProducer> tx;
   std::optional<SpscConsumer> rx;
   SpscRegion tx_region, rx_region;
   bool armed = false;
-  bool big_reserved = false;      // reserve() of a message larger than a ring record
-  std::vector<std::byte> big_tx;  // its bytes until commit()
-  std::vector<std::byte> big_rx;  // a large message being reassembled / peeked
+  Clock::time_point next_reader_check{};  // doorbells: when to ask whether the reader lives
+  bool big_reserved = false;              // reserve() of a message larger than a ring record
+  std::vector<std::byte> big_tx;          // its bytes until commit()
+  std::vector<std::byte> big_rx;          // a large message being reassembled / peeked
   uint64_t big_total = 0, big_got = 0;
   bool big_active = false, big_ready = false;
   std::error_code rx_error;  // sticky: the peer broke the message protocol
@@ -361,6 +373,7 @@ struct Connection::Impl {
     tx.reset();
     rx.reset();
     segment.reset();
+    creator_lock.Release();
   }
 
   Expected<void> ServerUpgrade(Clock::time_point deadline) {
@@ -380,6 +393,13 @@ struct Connection::Impl {
     }
     std::array<std::byte, kTokenSize> token{};
     bool ok = seg.has_value();
+    if (ok) {
+      // The creator lock before the header is published (a sweeper judges only published
+      // segments), held until the rings are dropped.
+      auto lock = HolderLock::Acquire(*seg, kCreatorHolderSlot);
+      ok = static_cast<bool>(lock);
+      if (ok) creator_lock = std::move(*lock);
+    }
     if (ok) {
       InitSpscSegment(*seg, SegmentKind::kConnection, 2, cap);
       LogEvent(LogLevel::kDebug, "create", seg->name(), "connection rings, capacity %llu each",
@@ -560,9 +580,10 @@ struct Connection::Impl {
       }
       return m;
     };
-    auto m = internal::BlockingWait(try_fn, rx_region.control->data_event,
-                                    &rx_region.control->producer_owner, WaitFor(timeout),
-                                    &rx_region.control->consumer_stats);
+    auto m = internal::BlockingWaitWith(
+        try_fn, rx_region.control->data_event,
+        [this] { return SpscRoleDied(*segment, rx_region, SpscRole::kProducer); }, WaitFor(timeout),
+        &rx_region.control->consumer_stats);
     if (!m) return MakeUnexpected(MapRingError(m.error()));
     return m;
   }
@@ -583,9 +604,10 @@ struct Connection::Impl {
       }
       return b;
     };
-    auto b = internal::BlockingWait(try_fn, tx_region.control->space_event,
-                                    &tx_region.control->consumer_owner, WaitFor(kForever),
-                                    &tx_region.control->producer_stats);
+    auto b = internal::BlockingWaitWith(
+        try_fn, tx_region.control->space_event,
+        [this] { return SpscRoleDied(*segment, tx_region, SpscRole::kConsumer); },
+        WaitFor(kForever), &tx_region.control->producer_stats);
     if (!b) return MakeUnexpected(MapRingError(b.error()));
     return b;
   }
@@ -702,10 +724,32 @@ struct Connection::Impl {
     tx->commit();
     // SYNC(doorbell): seq_cst load after commit()'s seq_cst fence (see the file comment).
     if (tx_region.control->data_event.waiters.load(std::memory_order_seq_cst) >= kFdWaiterBias) {
-      const char bell = 1;
-      if (::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++stats.doorbells_sent;
-      // EAGAIN: the socket already holds unread doorbells, so the reader is woken anyway.
+      RingDoorbell();
     }
+  }
+
+  // Slow path of ShmCommit: the reader armed fileno(). A reader that died armed is
+  // disarmed here (see the file comment) instead of being rung at every commit.
+  void RingDoorbell() {
+    const Clock::time_point now = Clock::now();
+    if (now >= next_reader_check) {
+      next_reader_check = now + kSocketCheckInterval;
+      if (SpscRoleDied(*segment, tx_region, SpscRole::kConsumer)) {
+        std::atomic<uint32_t>& waiters = tx_region.control->data_event.waiters;
+        // SYNC(doorbell): seq_cst. Only the reader's holder adds or removes the bias, and
+        // it is dead: take its bias off once (never below it: futex sleepers' counts stay).
+        uint32_t w = waiters.load(std::memory_order_seq_cst);
+        while (w >= kFdWaiterBias &&
+               !waiters.compare_exchange_weak(w, w - kFdWaiterBias, std::memory_order_seq_cst)) {
+        }
+        LogEvent(LogLevel::kInfo, "peer-dead", segment->name(),
+                 "the reader died with fileno() armed: disarmed");
+        return;
+      }
+    }
+    const char bell = 1;
+    if (::send(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1) ++stats.doorbells_sent;
+    // EAGAIN: the socket already holds unread doorbells, so the reader is woken anyway.
   }
 
   void Disarm() {
@@ -1144,9 +1188,11 @@ bool ListenerGone(pid_t pid) noexcept {
 
 // Removes /dev/shm/shmlink-conn-<pid>-* ring segments left by TCP listeners that died
 // between creating a connection's segment and unlinking it (the client's confirmation
-// never came: SIGKILL mid-handshake). A segment is stale when the creator identity in its
-// header (pid + start time) is dead; a segment whose header was never published falls back
-// to the pid in its name. Live listeners' segments and other users' files are left alone.
+// never came: SIGKILL mid-handshake). A published segment is stale when the kernel says
+// nobody holds its creator lock nor any of its four role locks (SpscSegmentUnheld: no
+// /proc, right across PID namespaces); a segment whose header was never published (or of
+// another layout) falls back to the pid in its name. Live listeners' segments and other
+// users' files are left alone.
 void SweepStaleConnSegments() noexcept {
   static constexpr std::string_view kPrefix = "shmlink-conn-";
   DIR* dir = ::opendir("/dev/shm");
@@ -1164,7 +1210,7 @@ void SweepStaleConnSegments() noexcept {
     bool dead = false;
     if (seg) {
       auto f = ValidateHeader(seg->data(), seg->size(), SegmentKind::kConnection);
-      dead = f ? !IsAlivePacked(f->creator) : (pid > 0 && ListenerGone(pid));
+      dead = f ? SpscSegmentUnheld(*seg, 2) : (pid > 0 && ListenerGone(pid));
     } else if (seg.error() == RingErrc::kTruncated) {
       dead = pid > 0 && ListenerGone(pid);
     }

@@ -103,9 +103,12 @@ def test_kill9_holder_is_dead_and_clean_removes_it(name):
         assert e["status"] == "in-use" and not e["stale"]
         assert {h["role"] for h in e["holders"]} == {"creator", "producer", "consumer"}
         assert all(h["state"] == "alive" and h["pid"] == f.proc.pid for h in e["holders"])
+        # Layout 4 rings: every verdict is the kernel's (holder locks), not /proc's.
+        assert all(h["why"] == "holder lock held (kernel)" for h in e["holders"]), e["holders"]
         f.kill9()  # SIGKILL and reaped
         e = listing(name)
         assert all(h["state"] == "dead" for h in e["holders"]), e["holders"]
+        assert all(h["why"] == "holder lock released (kernel)" for h in e["holders"])
         assert e["stale"] and e["status"] == "stale"
         dry = run("clean", "--dry-run", name).stdout
         assert dry.startswith("would remove " + name), dry
@@ -205,7 +208,7 @@ def test_queue_and_object_reports(name):
     obj = name + "-obj"
     with Fixture("mpmc", name), Fixture("object", obj):
         q = json.loads(run("inspect", name, "--json").stdout)
-        assert q["kind"] == "mpmc-queue" and q["version"] == 3
+        assert q["kind"] == "mpmc-queue" and q["version"] == 4
         assert q["queue"]["produced"]["messages"] == 10
         assert q["queue"]["produced"]["bytes"] == 100
         assert q["queue"]["consumed"]["messages"] == 4

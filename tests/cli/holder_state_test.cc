@@ -16,6 +16,8 @@
 #include <string>
 
 #include <shmlink/process_identity.h>
+#include <shmlink/segment_header.h>
+#include <shmlink/spsc_layout.h>
 
 namespace shmlink::cli {
 namespace {
@@ -60,6 +62,23 @@ TEST(HolderStateTest, LockSlotAliveThenDeadAfterKill9) {
   ::close(fd);
   ::close(ready[0]);
   ::close(ready[1]);
+}
+
+// Layout-4 SPSC rings and connections hold their roles and creator as locks (spsc_layout.h
+// slots); other kinds and older layouts keep none: /proc decides for them.
+TEST(HolderStateTest, LockSlotsOfLayout4Rings) {
+  const auto ring = static_cast<uint32_t>(SegmentKind::kSpscRing);
+  const auto conn = static_cast<uint32_t>(SegmentKind::kConnection);
+  EXPECT_EQ(LockSlotFor(4, ring, HolderRole::kRingProducer, 0), SpscProducerHolderSlot(0));
+  EXPECT_EQ(LockSlotFor(4, ring, HolderRole::kRingConsumer, 0), SpscConsumerHolderSlot(0));
+  EXPECT_EQ(LockSlotFor(4, conn, HolderRole::kRingConsumer, 1), uint64_t{3});
+  EXPECT_EQ(LockSlotFor(4, conn, HolderRole::kCreator, 0), kCreatorHolderSlot);
+  EXPECT_EQ(LockSlotFor(3, ring, HolderRole::kRingProducer, 0), std::nullopt);
+  EXPECT_EQ(
+      LockSlotFor(4, static_cast<uint32_t>(SegmentKind::kMpmcQueue), HolderRole::kQueueEntry, 0),
+      std::nullopt);
+  EXPECT_EQ(LockSlotFor(4, static_cast<uint32_t>(SegmentKind::kMpmcQueue), HolderRole::kCreator, 0),
+            std::nullopt);
 }
 
 TEST(HolderStateTest, ProcEvidence) {

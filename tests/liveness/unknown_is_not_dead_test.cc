@@ -1,12 +1,16 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
-// Unknown is not dead: a liveness check that cannot read /proc (here: the checker is out of
-// file descriptors, EMFILE) must not take a live holder for dead. Real processes (fork),
-// real shm, real SIGKILL:
-//  * a parent at EMFILE asks for the producer role a live child holds: kRoleTaken;
-//  * a consumer at EMFILE waits for a live, silent producer: kTimedOut, not kPeerDead;
-//  * a process whose first read of its own identity fails (EMFILE) cannot claim a role
-//    under a name others cannot check ({pid, 0}), and the failure is not cached;
+// Unknown is not dead: a liveness check that cannot decide (here: the checker is out of
+// file descriptors, EMFILE) must not take a live holder for dead. SPSC roles are holder
+// locks (layout 4): deciding needs no fd, so a checker out of fds gets the truth, and only
+// a claim, which needs an fd for its lock, fails. Real processes (fork), real shm, real
+// SIGKILL:
+//  * a parent at EMFILE asks for the producer role a live child holds: the claim fails
+//    with EMFILE and takes nothing;
+//  * a consumer at EMFILE waits for a live, silent producer: kTimedOut, not kPeerDead; and
+//    once the producer is killed, still at EMFILE: kPeerDead (the truth);
+//  * a process out of fds at its first claim fails with EMFILE (its lock needs an fd) and
+//    the failure is not remembered: with fds again it claims, and others see it alive;
 //  * MPMC recovery at EMFILE leaves a live consumer's claim and entry alone.
 // Each call is made once with fds first (a warm-up): UBSan's vptr check caches the types it
 // verified, and verifying one needs a pipe, which at EMFILE fails (a false report).
@@ -69,7 +73,9 @@ TEST(UnknownIsNotDead, ProducerClaimOutOfFdsDoesNotTakeALiveRole) {
   }
   EXPECT_EQ(dup_errno, EMFILE);
   EXPECT_FALSE(claimed) << "took the producer role of a live process while out of fds";
-  EXPECT_EQ(claim_error, RingErrc::kRoleTaken) << claim_error.message();
+  // The lock needs an fd: the claim fails with the errno, typed, and holds nothing.
+  EXPECT_EQ(claim_error, std::errc::too_many_files_open) << claim_error.message();
+  EXPECT_EQ(ring->Producer().error(), RingErrc::kRoleTaken);  // with fds: still the child's
   KillAndReap(child);
   // The evidence path still works: the dead holder's role is taken over.
   EXPECT_TRUE(ring->Producer());
@@ -84,7 +90,7 @@ TEST(UnknownIsNotDead, ConsumerWaitOutOfFdsTimesOutInsteadOfPeerDead) {
   const pid_t child = ForkLiveProducer(*ring, ready);
   ASSERT_TRUE(ready.Wait());
   ASSERT_FALSE(rx->peek(WaitOptions::WithTimeout(1ms)));  // warm-up (see the file comment)
-  std::error_code peek_error;
+  std::error_code peek_error, after_kill_error;
   std::chrono::steady_clock::duration waited{};
   {
     FdExhaustion exhausted;
@@ -92,14 +98,16 @@ TEST(UnknownIsNotDead, ConsumerWaitOutOfFdsTimesOutInsteadOfPeerDead) {
     auto m = rx->peek(WaitOptions::WithTimeout(500ms));
     waited = std::chrono::steady_clock::now() - start;
     if (!m) peek_error = m.error();
+    // A real death is reported even out of fds: the lock probe opens nothing.
+    ::kill(child, SIGKILL);
+    while (!testing::HasExited(child)) ::usleep(1000);
+    auto after = rx->peek(WaitOptions::WithTimeout(5s));
+    if (!after) after_kill_error = after.error();
   }
   EXPECT_EQ(peek_error, RingErrc::kTimedOut) << peek_error.message();
   EXPECT_GE(waited, 500ms);
-  KillAndReap(child);
-  // A real death is still reported.
-  auto m = rx->peek(WaitOptions::WithTimeout(5s));
-  ASSERT_FALSE(m);
-  EXPECT_EQ(m.error(), RingErrc::kPeerDead) << m.error().message();
+  EXPECT_EQ(after_kill_error, RingErrc::kPeerDead) << after_kill_error.message();
+  EXPECT_EQ(testing::WaitChild(child), 128 + SIGKILL);
 }
 
 struct FirstReadReport {
@@ -108,10 +116,9 @@ struct FirstReadReport {
   std::atomic<int> retry_ok{-1};
 };
 
-// A process's first read of its own identity fails (the child is out of fds before its
-// first claim). It must neither claim under {pid, 0} - a name anyone would take for dead -
-// nor remember the failure: once it has fds again, its claim names it properly, and a third
-// party's claim sees a live holder.
+// A process is out of fds at its first claim (and its first read of its own identity).
+// The claim fails with EMFILE and takes nothing, and nothing of the failure is remembered:
+// once it has fds again, it claims, and a third party's claim sees a live holder.
 TEST(UnknownIsNotDead, FailedFirstSelfIdentityReadIsNotCachedNorClaimed) {
   auto ring = SpscRing::Create(UniqueShmName("unk-self"), 4096);
   ASSERT_TRUE(ring) << ring.error().message();
@@ -139,7 +146,7 @@ TEST(UnknownIsNotDead, FailedFirstSelfIdentityReadIsNotCachedNorClaimed) {
     for (;;) ::pause();
   });
   ASSERT_TRUE(ready.Wait());
-  EXPECT_EQ(report->first_claim_ok.load(), 0) << "claimed a role without knowing its own identity";
+  EXPECT_EQ(report->first_claim_ok.load(), 0) << "claimed a role without an fd for its lock";
   EXPECT_EQ(report->first_claim_errno.load(), EMFILE);
   if (report->first_claim_ok.load() == 0) {
     EXPECT_EQ(report->retry_ok.load(), 1);

@@ -11,7 +11,12 @@
 //  Receiver killed: the sender's next blocking send returns an error (kPeerDead, kClosed,
 //    EPIPE/ECONNRESET on the socket path) instead of hanging; nothing is redelivered.
 //  Killed during the handshake: the survivor's accept()/Client() fails with a typed error
-//    within the handshake timeout; a surviving listener accepts the next client normally.
+//    within the handshake timeout; a surviving listener accepts the next client normally
+//    (a replacement client, started by the parent).
+//  Successors: a connection has no second receiver, so a stream does not continue after
+//    a kill. What continues is the service: after a listener is killed, a successor
+//    listener process takes its address over (the dead one's socket file is replaced) and
+//    a new client transfers a whole stream through it, exactly once, in order.
 //  Files: the listener's socket file is removed by close(); a dead listener's file is
 //    replaced by the next Listener::Create on that path (then closed here). No
 //    /dev/shm/shmlink-conn-<listener pid>-* segment may remain.
@@ -406,6 +411,40 @@ class ConnScenario final : public CrashScenario {
     c.misordered += l->misordered.load();
     c.corrupt += l->corrupt.load();
 
+    if (replacement > 0 && l->connected.load() != 0) c.takeovers++;
+
+    // ---- a killed listener's successor serves a new client on the same address
+    pid_t server2 = -1;
+    if (p.victim == kServer && killed) {
+      Ledger* l2 = testing::NewShared<Ledger>();
+      Plan p2 = p;
+      p2.kill = KillMethod::kNone;
+      server2 = testing::ForkChild([&] { return ServerMain(p2, l2, addr, o); });
+      const pid_t client2 =
+          testing::ForkChild([&] { return ClientMain(p2, l2, addr, 0, server2, o); });
+      const int s2 = WaitOrCountHang(server2, trial_deadline, c);
+      const int c2 = WaitOrCountHang(client2, trial_deadline, c);
+      for (const int st : {s2, c2}) {
+        if (st != -1 && testing::ExitCodeOf(st) != kExitOk) {
+          std::fprintf(stderr, "conn: successor %s exit %d (tcp %d shm %d, seed %llu)\n",
+                       st == s2 ? "listener" : "client", testing::ExitCodeOf(st), p.tcp, p.shm,
+                       (unsigned long long)o.seed);
+          (testing::ExitCodeOf(st) == kExitHang ? c.hangs : c.errors)++;
+        }
+      }
+      if (s2 != -1 && testing::ExitCodeOf(s2) == kExitOk) c.takeovers++;
+      for (uint32_t s = 0; s < kMaxMessages; ++s) {
+        const uint32_t d = l2->deliveries[s].load();
+        c.messages += d;
+        if (s < p.messages && d == 0) c.lost++;
+        if (d > 1) c.duplicated += d - 1;
+        if (d > 0 && s >= p.messages) c.corrupt++;
+      }
+      c.misordered += l2->misordered.load();
+      c.corrupt += l2->corrupt.load();
+      testing::DeleteShared(l2);
+    }
+
     // ---- files
     if (!p.tcp && PathExists(sock)) {
       if (p.victim == kServer && killed) {
@@ -430,7 +469,8 @@ class ConnScenario final : public CrashScenario {
         c.kill_phases["listener:segment_swept_by_next_listener"]++;
         if (auto next = Listener::Create(Address::Tcp("127.0.0.1", 0), kAuthKey)) next->close();
       }
-      const int segs = CountConnSegments(server, true);
+      int segs = CountConnSegments(server, true);
+      if (server2 > 0) segs += CountConnSegments(server2, true);
       if (segs > 0) {
         std::fprintf(stderr,
                      "conn: %d ring segment(s) of listener %d left in /dev/shm (phase %s)\n", segs,

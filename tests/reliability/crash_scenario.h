@@ -16,9 +16,25 @@
 //              inside commit()/release()/close()/handshakes
 //   kCpuTimer  a POSIX CPU-time timer in the victim delivers SIGKILL after a random amount
 //              of its own CPU time (independent of scheduling on a loaded machine)
+//   kWatch     the victim runs traced (tests/kill_on_write.h) and arms a hardware
+//              watchpoint on a shared word the library writes at a named point: the tracer
+//              SIGKILLs it right after that write, inside the library call (e.g. SPSC
+//              commit() after the record header and before write_pos). Deterministic: the
+//              kill lands exactly there. Counted in kill_phases as "<role>:at_<point>".
 //   kNone      control trial, nobody is killed
+// After a kill, a successor process takes the dead one's role over where the primitive
+// allows it (TrialCounts::takeovers), and the stream continues.
 // Each process records the phase it is in (a word in a shared ledger) so the summary can
 // show where the kills actually landed.
+//
+// SYNC(ledger): the ledgers are anonymous shared memory written by the children and read by
+// the parent only after waitpid() reaped the writer (or, for a few progress words used to
+// time kills, as hints). So no reader races a writer; what matters is the order in which a
+// process's stores are performed when a SIGKILL stops it after an arbitrary instruction:
+// where one ledger word excuses another (an announcement before a count, a claim before a
+// publish), the later store is a release, which keeps the earlier one before it (compiler
+// and CPU); a store executed before the kill reaches the shared page. Other ledger words
+// are relaxed or default (seq_cst) atomics without such a pairing.
 #ifndef SHMLINK_TESTS_RELIABILITY_CRASH_SCENARIO_H_
 #define SHMLINK_TESTS_RELIABILITY_CRASH_SCENARIO_H_
 
@@ -28,6 +44,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -53,6 +70,7 @@ struct TrialCounts {
   uint64_t kills = 0;        // trials in which the victim really died of SIGKILL
   uint64_t redelivered = 0;  // duplicates the semantics allow (e.g. peeked, not released)
   uint64_t messages = 0;     // messages delivered in total
+  uint64_t takeovers = 0;    // successor processes that took a killed process's role over
   std::map<std::string, uint64_t> kill_phases;  // "role:phase" -> kills that landed there
   std::map<std::string, uint64_t> scenarios;    // scenario name -> trials
 
@@ -64,7 +82,7 @@ struct TrialCounts {
   std::string Json(double seconds) const;
 };
 
-enum class KillMethod { kNone, kSelf, kAsync, kCpuTimer };
+enum class KillMethod { kNone, kSelf, kAsync, kCpuTimer, kWatch };
 const char* KillMethodName(KillMethod m);
 
 struct TrialOptions {
@@ -134,6 +152,37 @@ void KillAndReap(pid_t pid);
 int WaitOrCountHang(pid_t pid, std::chrono::steady_clock::time_point deadline, TrialCounts& c);
 // True if the raw wait status `status` (not -1) says: killed by SIGKILL.
 bool KilledBySigkill(int status);
+
+// One process of a trial, watched by Supervise.
+struct Child {
+  pid_t pid = -1;
+  int tag = 0;      // the scenario's name for it (role, index, incarnation)
+  int status = -1;  // raw wait status once reaped; -1: overran the deadline
+  bool reaped = false;
+  bool reported = false;  // on_exit ran for it
+};
+// Runs `body` as a child traced by this process (kill_on_write.h: it may arm a watchpoint)
+// until it exits or is killed at its point, at most `limit`; blocks meanwhile (children
+// forked before keep running). Returns it as an already reaped Child (pid kWatchedPid,
+// `tag`) with a wait status as waitpid would give (SIGKILL when killed at its point), which
+// Supervise reports like any other. An overrun counts as a hang. Where tracing is not
+// possible (no ptrace), `body` runs as an ordinary child instead (not reaped yet; its
+// KillOnWrite returns false) and kill_phases counts "watch:trace_failed".
+// `*at_point` (optional): whether the tracer killed it at its armed write.
+inline constexpr pid_t kWatchedPid = -2;
+Child RunWatchedChild(const std::function<int()>& body, int tag, std::chrono::milliseconds limit,
+                      TrialCounts& c, bool* at_point = nullptr);
+// Polls every child in `kids` until all have exited, and at most until `deadline` (then
+// each one still running counts as a hang in `c` and is killed and reaped, status -1).
+// `on_exit(i)` runs once for each child i as soon as it is reaped (at once for one that
+// RunWatchedChild already reaped), in the order seen; it
+// may append children (a successor for a killed one), which are then supervised too.
+// `tick()` runs every round (e.g. to tell consumers that every producer is finished).
+// Polling, not a blocking wait: a killed victim's successor must start while the others
+// are still running, whichever child ends first.
+void Supervise(std::vector<Child>& kids, std::chrono::steady_clock::time_point deadline,
+               TrialCounts& c, const std::function<void(size_t)>& on_exit,
+               const std::function<void()>& tick = {});
 
 // names[phase], or "?" for a phase number out of range (a ledger word is only trusted so far).
 template <size_t N>

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "tests/kill_on_write.h"
 #include "tests/reliability/crash_scenario.h"
 
 namespace shmlink::reliability {
@@ -25,6 +26,7 @@ void TrialCounts::Add(const TrialCounts& o) {
   kills += o.kills;
   redelivered += o.redelivered;
   messages += o.messages;
+  takeovers += o.takeovers;
   for (const auto& [k, v] : o.kill_phases) kill_phases[k] += v;
   for (const auto& [k, v] : o.scenarios) scenarios[k] += v;
 }
@@ -50,7 +52,7 @@ std::string TrialCounts::Json(double seconds) const {
       << ", \"misordered\": " << misordered << ", \"corrupt\": " << corrupt
       << ", \"errors\": " << errors << ", \"kills\": " << kills
       << ", \"redelivered\": " << redelivered << ", \"messages\": " << messages
-      << ", \"seconds\": " << static_cast<uint64_t>(seconds)
+      << ", \"takeovers\": " << takeovers << ", \"seconds\": " << static_cast<uint64_t>(seconds)
       << ", \"scenarios\": " << JsonMap(scenarios) << ", \"kill_phases\": " << JsonMap(kill_phases)
       << "}";
   return out.str();
@@ -66,6 +68,8 @@ const char* KillMethodName(KillMethod m) {
       return "async";
     case KillMethod::kCpuTimer:
       return "cpu-timer";
+    case KillMethod::kWatch:
+      return "watch";
   }
   return "?";
 }
@@ -120,6 +124,80 @@ int WaitOrCountHang(pid_t pid, std::chrono::steady_clock::time_point deadline, T
 
 bool KilledBySigkill(int status) {
   return status != -1 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+void Supervise(std::vector<Child>& kids, std::chrono::steady_clock::time_point deadline,
+               TrialCounts& c, const std::function<void(size_t)>& on_exit,
+               const std::function<void()>& tick) {
+  for (uint32_t round = 0;; ++round) {
+    bool running = false;
+    // By index: on_exit may append (and so reallocate).
+    for (size_t i = 0; i < kids.size(); ++i) {
+      if (kids[i].reaped) {
+        if (!kids[i].reported) {
+          kids[i].reported = true;
+          on_exit(i);
+        }
+        continue;
+      }
+      int status = 0;
+      const pid_t r = ::waitpid(kids[i].pid, &status, WNOHANG);
+      if (r == 0 || (r < 0 && errno == EINTR)) {
+        running = true;
+        continue;
+      }
+      kids[i].reaped = kids[i].reported = true;
+      kids[i].status = r == kids[i].pid ? status : 0;  // not our child: nothing to wait for
+      on_exit(i);
+    }
+    if (tick) tick();
+    bool all = true;
+    for (const Child& k : kids) all = all && k.reaped;
+    if (all) return;
+    if (running && std::chrono::steady_clock::now() >= deadline) {
+      for (size_t i = 0; i < kids.size(); ++i) {
+        if (kids[i].reaped) continue;
+        c.hangs++;
+        KillAndReap(kids[i].pid);
+        kids[i].reaped = kids[i].reported = true;
+        kids[i].status = -1;
+        on_exit(i);
+      }
+      // Successors appended by on_exit after the deadline are killed at once as well.
+      continue;
+    }
+    ::usleep(round < 100 ? 200 : 1000);
+  }
+}
+
+Child RunWatchedChild(const std::function<int()>& body, int tag, std::chrono::milliseconds limit,
+                      TrialCounts& c, bool* at_point) {
+  const testing::TracedOutcome out = testing::RunTraced(body, limit);
+  Child k{kWatchedPid, tag, -1, true, false};
+  if (at_point != nullptr) *at_point = out.kind == testing::TracedOutcome::kKilledAtPoint;
+  switch (out.kind) {
+    case testing::TracedOutcome::kKilledAtPoint:
+      k.status = SIGKILL;  // the raw status of a process killed by SIGKILL
+      break;
+    case testing::TracedOutcome::kExited:
+      k.status = (out.code & 0xff) << 8;
+      break;
+    case testing::TracedOutcome::kSignaled:
+      k.status = out.code & 0x7f;
+      break;
+    case testing::TracedOutcome::kTimedOut:
+      c.hangs++;
+      break;
+    case testing::TracedOutcome::kTraceFailed:
+      // No ptrace here (e.g. a container without it): the body never ran. Run it untraced
+      // instead (its KillOnWrite returns false, so it is not killed): the trial goes on as
+      // a control trial, and kill_phases says why.
+      c.kill_phases["watch:trace_failed"]++;
+      k = {testing::ForkChild(body), tag};
+      if (at_point != nullptr) *at_point = false;
+      break;
+  }
+  return k;
 }
 
 namespace {

@@ -6,7 +6,9 @@
 // message, or just after release), asynchronously, or by a CPU-time timer. Semantics
 // checked (topic.h, topic_publisher.h, topic_subscriber.h):
 //
-//  - a killed subscriber stops holding the publisher back: the stream goes on;
+//  - a killed subscriber stops holding the publisher back: the stream goes on; a successor
+//    subscriber (a new process) joins mid-stream and receives, in order, every message
+//    published after it joined, up to the end;
 //  - a killed publisher: subscribers drain what it published, then see kPeerDead; a
 //    successor publisher (a new process) takes the role over and continues with the next
 //    sequence number - never below what was published, never skipping one;
@@ -24,10 +26,12 @@
 #include <string>
 #include <thread>
 
+#include "tests/kill_on_write.h"
 #include "tests/reliability/crash_scenario.h"
 #include "tests/test_util.h"
 
 #include <shmlink/topic.h>
+#include <shmlink/topic_layout.h>
 
 namespace shmlink::reliability {
 namespace {
@@ -37,6 +41,7 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 constexpr int kMaxSubs = 3;
+constexpr int kReplacement = kMaxSubs;  // subscriber index of a killed one's successor
 
 enum Phase : uint32_t {
   kStart = 0,
@@ -61,17 +66,27 @@ struct Plan {
   uint64_t self_at = 0;
   double delay_fraction = 0;
   microseconds cpu{0};
+  uint64_t watch_at = 0;  // kWatch: the publisher is killed publishing this seq
 };
 
 struct Ledger {
-  std::atomic<uint32_t> joined[kMaxSubs];
-  std::atomic<uint32_t> phase[1 + kMaxSubs];  // [0] publisher, [1 + i] subscriber i
-  std::atomic<int64_t> loop_start[1 + kMaxSubs];
+  std::atomic<uint32_t> joined[kMaxSubs + 1];
+  std::atomic<uint32_t> phase[2 + kMaxSubs];  // [0] publisher, [1 + i] subscriber i
+  std::atomic<int64_t> loop_start[2 + kMaxSubs];
   std::atomic<uint64_t> published;  // publish() returned for [0, n) (any publisher)
-  std::atomic<uint64_t> received[kMaxSubs];
+  std::atomic<uint64_t> received[kMaxSubs + 1];
+  // The replacement subscriber: `published` read right after it joined, and the first and
+  // last seq it received (first kNone: none).
+  std::atomic<uint64_t> joined_at;
+  std::atomic<uint64_t> first;
+  std::atomic<uint64_t> last;
+  std::atomic<uint32_t> takeovers;  // successors that took a role over
   std::atomic<uint32_t> misordered;
   std::atomic<uint32_t> corrupt;
-  std::atomic<uint32_t> bad_resume;  // a successor's next sequence was not the next one
+  std::atomic<uint32_t> bad_resume;         // a successor's next sequence was not the next one
+  std::atomic<uint64_t> successor_next;     // the successor publisher's next_sequence()
+  std::atomic<uint32_t> watch_unavailable;  // KillOnWrite could not arm (not x86-64)
+  std::atomic<uint32_t> watch_padded;       // the watched commit word was a padding word
 };
 
 enum Exit : int { kExitOk = 0, kExitHang = 10, kExitError = 11 };
@@ -102,9 +117,17 @@ int PublisherMain(const std::string& name, const Plan& p, Ledger* l, bool succes
   }
   // A successor resumes exactly after the last published message (the ledger may be one
   // behind if the predecessor died between publish() and the ledger update).
+  if (successor) l->takeovers.fetch_add(1);
   const uint64_t next = pub->next_sequence();
   const uint64_t logged = l->published.load();
   if (next < logged || next > logged + 1) l->bad_resume.fetch_add(1);
+  if (successor) l->successor_next.store(next);
+  std::optional<TopicRegion> region;  // kWatch: where the log lives in our mapping
+  if (me.victim && p.kill == KillMethod::kWatch) {
+    auto g = ValidateTopicSegment(t->segment());
+    if (!g) return kExitError;
+    region = TopicRegionOf(t->segment(), *g);
+  }
   l->loop_start[0].store(NowNs());
   WaitOptions w = WaitOptions::WithTimeout(o.wait_bound);
   w.liveness_check = milliseconds(5);
@@ -115,6 +138,22 @@ int PublisherMain(const std::string& name, const Plan& p, Ledger* l, bool succes
       return buf.error() == RingErrc::kTimedOut ? kExitHang : kExitError;
     }
     WriteSeqMessage(*buf, seq);
+    if (region && seq == p.watch_at) {
+      // Killed right after publish() stores the word that commits this record: its seq
+      // word, or the padding word before it when the record wrapped to the log's start
+      // (then the data word is stored first, relaxed, and the padding word publishes both).
+      const uint64_t mask = region->geometry.capacity - 1;
+      // Relaxed: our own last store (the publisher is the only writer of tail_pos).
+      const uint64_t tail = region->control->tail_pos.load(std::memory_order_relaxed);
+      std::byte* rec = buf->data() - kTopicRecordHeaderSize;
+      std::byte* at_tail = region->data + (tail & mask);
+      const bool padded = rec != at_tail;
+      l->watch_padded.store(padded ? 1 : 0);
+      const uint64_t word = TopicWord(padded ? kTopicKindPadding : kTopicKindData, seq);
+      if (!testing::KillOnWrite(padded ? at_tail : rec, ~uint64_t{0}, word)) {
+        l->watch_unavailable.store(1);
+      }
+    }
     me.Set(kLoaned);
     me.Die(kLoaned, seq);
     auto s = pub->publish();
@@ -134,6 +173,7 @@ int PublisherMain(const std::string& name, const Plan& p, Ledger* l, bool succes
 int SubscriberMain(const std::string& name, const Plan& p, Ledger* l, int index,
                    const TrialOptions& o) {
   const Proc me{p, l, 1 + index, !p.victim_is_publisher && p.victim_index == index};
+  const bool successor = index == kReplacement;
   if (me.victim && p.kill == KillMethod::kCpuTimer) ArmCpuKillTimer(p.cpu);
   auto t = Topic::Attach(name);
   if (!t) return kExitError;
@@ -143,11 +183,17 @@ int SubscriberMain(const std::string& name, const Plan& p, Ledger* l, int index,
     return kExitError;
   }
   l->joined[index].store(1);
+  if (successor) {
+    // Everything published from here on must reach us.
+    l->joined_at.store(l->published.load());
+    l->takeovers.fetch_add(1);
+  }
   l->loop_start[1 + index].store(NowNs());
   WaitOptions w = WaitOptions::WithTimeout(milliseconds(50));
   w.liveness_check = milliseconds(5);
   auto last_progress = Clock::now();
   uint64_t expect = 0;
+  bool first = true;
   for (;;) {
     auto m = sub->receive(w);
     if (!m) {
@@ -167,8 +213,15 @@ int SubscriberMain(const std::string& name, const Plan& p, Ledger* l, int index,
     me.Die(kHolding, expect);
     const int64_t seq = ReadSeqMessage(m->data, p.total);
     if (seq < 0 || static_cast<uint64_t>(seq) != m->seq) l->corrupt.fetch_add(1);
+    // A successor joins mid-stream: its first message may be any; then consecutive.
+    if (successor && first) {
+      l->first.store(m->seq);
+      expect = m->seq;
+    }
+    first = false;
     if (m->seq != expect) l->misordered.fetch_add(1);
     expect = m->seq + 1;
+    if (successor) l->last.store(m->seq);
     l->received[index].fetch_add(1);
     if (auto r = sub->release(); !r) {
       std::fprintf(stderr, "topic: subscriber %d: release: %s\n", index,
@@ -199,6 +252,12 @@ Plan MakePlan(std::mt19937_64& rng) {
   p.self_at = rng() % p.total;
   p.delay_fraction = static_cast<double>(rng() % 1000) / 1000.0;
   p.cpu = microseconds(200 + rng() % 3000);
+  // Drawn last, so that the plans above stay what they were for a given seed. Only the
+  // publisher is watched (its commit word); a subscriber victim stays asynchronous.
+  if (p.kill == KillMethod::kAsync && p.victim_is_publisher && rng() % 2 == 0) {
+    p.kill = KillMethod::kWatch;
+  }
+  p.watch_at = rng() % p.total;
   return p;
 }
 
@@ -244,7 +303,21 @@ class TopicScenario final : public CrashScenario {
     for (const auto until = Clock::now() + o.wait_bound; !all_settled() && Clock::now() < until;) {
       std::this_thread::sleep_for(microseconds(100));
     }
-    pid_t pub = testing::ForkChild([&] { return PublisherMain(name, p, l, false, o); });
+    const auto t0 = Clock::now();
+    // Tags: 0 publisher, 1 + i subscriber i; successors: kSuccessorPublisher and
+    // 1 + kReplacement.
+    constexpr int kSuccessorPublisher = 100;
+    std::vector<Child> kids;
+    for (int i = 0; i < p.subscribers; ++i) kids.push_back({subs[i], 1 + i});
+    bool at_point = false;
+    if (p.kill == KillMethod::kWatch) {
+      // Traced: blocks this process until the publisher is dead or done.
+      kids.push_back(RunWatchedChild([&] { return PublisherMain(name, p, l, false, o); }, 0,
+                                     o.wait_bound, c, &at_point));
+    } else {
+      kids.push_back({testing::ForkChild([&] { return PublisherMain(name, p, l, false, o); }), 0});
+    }
+    const pid_t pub = kids.back().pid;
     const pid_t victim = p.victim_is_publisher ? pub : subs[p.victim_index];
     const int vslot = p.victim_is_publisher ? 0 : 1 + p.victim_index;
     if (p.kill == KillMethod::kAsync) {
@@ -254,40 +327,56 @@ class TopicScenario final : public CrashScenario {
       ::kill(victim, SIGKILL);
     }
     bool killed = false;
+    bool replaced_subscriber = false;
     uint32_t victim_phase = 0;
-    auto reap = [&](pid_t pid, bool is_victim) {
-      const int st = WaitOrCountHang(pid, trial_deadline, c);
-      if (st == -1) return;
-      if (is_victim) {
-        killed = KilledBySigkill(st);
-        victim_phase = l->phase[vslot].load();
-        if (killed) return;
+    Supervise(kids, trial_deadline, c, [&](size_t i) {
+      const Child k = kids[i];  // a copy: push_back below may reallocate
+      if (k.tag == 0 || k.tag == kSuccessorPublisher) {
+        loop_us_ = 0.8 * loop_us_ +
+                   0.2 * std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
       }
-      const int code = testing::ExitCodeOf(st);
+      if (k.status == -1) return;  // overran the deadline: counted as a hang
+      if (k.pid == victim) {
+        killed = KilledBySigkill(k.status);
+        victim_phase = l->phase[vslot].load();
+        if (killed) {
+          // A successor takes the dead process's role over and finishes the stream.
+          if (p.victim_is_publisher) {
+            kids.push_back({testing::ForkChild([&] { return PublisherMain(name, p, l, true, o); }),
+                            kSuccessorPublisher});
+          } else {
+            replaced_subscriber = true;
+            kids.push_back(
+                {testing::ForkChild([&] { return SubscriberMain(name, p, l, kReplacement, o); }),
+                 1 + kReplacement});
+          }
+          return;
+        }
+      }
+      const int code = testing::ExitCodeOf(k.status);
       if (code != kExitOk) {
-        std::fprintf(stderr, "topic: %s %s exit %d (victim %s %d, %s)\n",
-                     pid == victim ? "victim" : "survivor", pid == pub ? "publisher" : "process",
-                     code, p.victim_is_publisher ? "publisher" : "subscriber", p.victim_index,
-                     KillMethodName(p.kill));
+        std::fprintf(stderr, "topic: %s (tag %d) exit %d (victim %s %d, %s, seed %llu)\n",
+                     k.pid == victim ? "victim" : "survivor", k.tag, code,
+                     p.victim_is_publisher ? "publisher" : "subscriber", p.victim_index,
+                     KillMethodName(p.kill), (unsigned long long)o.seed);
         (code == kExitHang ? c.hangs : c.errors)++;
       }
-    };
-    const auto t0 = Clock::now();
-    reap(pub, pub == victim);
-    loop_us_ =
-        0.8 * loop_us_ + 0.2 * std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-    const bool publisher_killed = killed && p.victim_is_publisher;
-    if (publisher_killed) {
-      // A successor takes the dead publisher's role over and finishes the stream.
-      const pid_t next = testing::ForkChild([&] { return PublisherMain(name, p, l, true, o); });
-      reap(next, false);
-    }
-    for (int i = 0; i < p.subscribers; ++i) reap(subs[i], subs[i] == victim);
+    });
     if (killed) {
       c.kills++;
       c.kill_phases[std::string(p.victim_is_publisher ? "topic-publisher:" : "topic-subscriber:") +
-                    PhaseName(kPhaseNames, victim_phase)]++;
+                    (at_point ? (l->watch_padded.load() ? "at_padding_word" : "at_seq_word")
+                              : PhaseName(kPhaseNames, victim_phase))]++;
     }
+    if (l->watch_unavailable.load()) c.kill_phases["topic:watch_unavailable"]++;
+    // Killed right after the word that commits message watch_at: it was published, so the
+    // successor resumes exactly after it (and every subscriber receives it: checked below).
+    if (killed && at_point && l->successor_next.load() != p.watch_at + 1) {
+      std::fprintf(stderr, "topic: publisher killed committing %llu, successor resumed at %llu\n",
+                   (unsigned long long)p.watch_at, (unsigned long long)l->successor_next.load());
+      c.errors++;
+    }
+    c.takeovers += l->takeovers.load();
 
     // ---- accounting: every survivor got exactly [0, total), in order, intact.
     for (int i = 0; i < p.subscribers; ++i) {
@@ -296,6 +385,18 @@ class TopicScenario final : public CrashScenario {
       if (killed && !p.victim_is_publisher && i == p.victim_index) continue;
       if (got < p.total) c.lost += p.total - got;
       if (got > p.total) c.duplicated += got - p.total;
+    }
+    if (replaced_subscriber) {
+      // The successor subscriber: consecutive (checked as it received), from at most the
+      // first message published after it joined to the last one.
+      const uint64_t got = l->received[kReplacement].load();
+      c.messages += got;
+      const uint64_t must_from = std::min<uint64_t>(l->joined_at.load() + 1, p.total);
+      const uint64_t from = got == 0 ? p.total : l->first.load();
+      const uint64_t to = got == 0 ? p.total : l->last.load() + 1;
+      if (from > must_from) c.lost += from - must_from;
+      if (to < p.total) c.lost += p.total - to;
+      if (got > to - from) c.duplicated += got - (to - from);
     }
     c.misordered += l->misordered.load();
     c.corrupt += l->corrupt.load();

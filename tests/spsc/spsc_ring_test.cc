@@ -538,6 +538,66 @@ TEST(SpscRing, KilledConsumersRoleIsTakenOverAndUnreleasedMessagesRedelivered) {
   EXPECT_EQ(Str(*m), "second");  // at-least-once: only released messages are gone
 }
 
+// A moved-from ring or handle holds nothing: every call is a typed error or a no-op, never
+// a dereference of the moved-away mapping, and the moved-to object works on.
+TEST(SpscRing, MovedFromRingAndHandlesAreBadStateNotACrash) {
+  TestRing f(4096, "moved");
+  SpscRing ring = std::move(*f.ring);
+  EXPECT_EQ(f.ring->Producer().error(), RingErrc::kBadState);
+  EXPECT_EQ(f.ring->Consumer().error(), RingErrc::kBadState);
+  EXPECT_EQ(f.ring->Unlink().error(), RingErrc::kBadState);
+  EXPECT_EQ(f.ring->segment().data(), nullptr);
+  EXPECT_EQ(f.ring->capacity(), 0u);
+  EXPECT_EQ(ring.capacity(), 4096u);
+
+  ASSERT_TRUE(f.tx->try_reserve(16));  // pending: must not be published by the source
+  SpscProducer tx = std::move(*f.tx);
+  SpscProducer& old_tx = *f.tx;
+  EXPECT_EQ(old_tx.try_reserve(8).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_tx.reserve(8, WaitOptions::WithTimeout(milliseconds(10))).error(),
+            RingErrc::kBadState);
+  EXPECT_EQ(old_tx.try_send(Bytes("x")).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_tx.send(Bytes("x")).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_tx.pending(), 0u);
+  old_tx.commit();
+  old_tx.cancel();
+  old_tx.close();
+  EXPECT_FALSE(old_tx.reader_closed());
+
+  ASSERT_TRUE(tx.try_send(Bytes("one")));  // commits the pending reservation too
+  ASSERT_TRUE(tx.try_send(Bytes("two")));
+  ASSERT_TRUE(f.rx->try_peek());
+  ASSERT_TRUE(f.rx->advance());  // advanced, not released: the source must not release it
+  SpscConsumer rx = std::move(*f.rx);
+  SpscConsumer& old_rx = *f.rx;
+  EXPECT_EQ(old_rx.try_peek().error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.peek(WaitOptions::WithTimeout(milliseconds(10))).error(), RingErrc::kBadState);
+  std::byte buf[64];
+  EXPECT_EQ(old_rx.try_recv(buf).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.recv(buf).error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.advance().error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.fd().error(), RingErrc::kBadState);
+  EXPECT_EQ(old_rx.size_bytes(), 0u);
+  old_rx.release();
+  old_rx.close();
+
+  // The moved-to handles own the stream: the 16-byte reservation (advanced past), "one",
+  // "two".
+  for (const char* want : {"one", "two"}) {
+    auto m = rx.try_peek();
+    ASSERT_TRUE(m) << m.error().message();
+    EXPECT_EQ(Str(*m), want);
+    rx.release();
+  }
+  EXPECT_EQ(rx.try_peek().error(), RingErrc::kWouldBlock);
+  // Claims through a fresh ring still see the roles held by the moved-to handles.
+  EXPECT_EQ(ring.Producer().error(), RingErrc::kRoleTaken);
+  EXPECT_EQ(ring.Consumer().error(), RingErrc::kRoleTaken);
+  // Claims without a segment or region are typed errors too.
+  EXPECT_EQ(SpscProducer::Claim(nullptr, SpscRegion{}).error(), RingErrc::kInvalidArgument);
+  EXPECT_EQ(SpscConsumer::Claim(nullptr, SpscRegion{}).error(), RingErrc::kInvalidArgument);
+}
+
 // ------------------------------------------------------------------ hostile headers
 
 class HostileHeader : public ::testing::Test {
@@ -747,12 +807,50 @@ TEST_F(CorruptRing, WritePosBeyondCapacity) {
   EXPECT_EQ(tx->reserve(8).error(), RingErrc::kCorrupt);  // blocking form returns at once
 }
 
-TEST_F(CorruptRing, WritePosBehindReadPos) {
+// read_pos up to one batch (capacity - 8 bytes) past write_pos is what a producer killed
+// between publishing a batch's header and storing write_pos leaves once the consumer has
+// drained the batch (a published header is a commit, spsc_layout.h): a new producer
+// resumes at the end of the stream, past read_pos.
+TEST_F(CorruptRing, WritePosBehindReadPosByOneBatchIsResumed) {
   region_.control->read_pos.store(64);
   region_.control->write_pos.store(32);
   auto rx = ring_->Consumer();
   ASSERT_TRUE(rx);
   EXPECT_EQ(rx->try_peek().error(), RingErrc::kWouldBlock);  // the zero word at 64
+  auto tx = ring_->Producer();
+  ASSERT_TRUE(tx);
+  EXPECT_EQ(region_.control->write_pos.load(), 64u);
+  ASSERT_TRUE(tx->try_send(Bytes("resumed")));
+  auto m = rx->try_peek();
+  ASSERT_TRUE(m) << m.error().message();
+  EXPECT_EQ(Str(*m), "resumed");
+}
+
+// No intact producer can leave read_pos more than capacity - 8 bytes past write_pos (one
+// batch at most is published without its write_pos store), nor a misaligned read_pos.
+TEST_F(CorruptRing, WritePosBehindReadPosByMoreThanABatch) {
+  region_.control->read_pos.store(32 + region_.capacity);
+  region_.control->write_pos.store(32);
+  {
+    auto tx = ring_->Producer();
+    ASSERT_TRUE(tx);
+    EXPECT_EQ(tx->try_reserve(8).error(), RingErrc::kCorrupt);
+    EXPECT_EQ(region_.control->write_pos.load(), 32u);  // nothing written on a corrupt ring
+  }
+  region_.control->read_pos.store(36);
+  {
+    auto tx = ring_->Producer();
+    ASSERT_TRUE(tx);
+    EXPECT_EQ(tx->try_reserve(8).error(), RingErrc::kCorrupt);
+  }
+  // Ahead by one batch, but the chain of headers from read_pos runs past a ring's worth.
+  region_.control->read_pos.store(64);
+  RecordAt(64)->length = static_cast<uint32_t>(region_.capacity - 64 - 8);
+  RecordAt(64)->type = kRecordPadding;
+  RecordAt(0)->length = static_cast<uint32_t>(region_.capacity / 2 - 8);
+  RecordAt(0)->type = kRecordData;
+  RecordAt(region_.capacity / 2)->length = static_cast<uint32_t>(region_.capacity / 2 - 16);
+  RecordAt(region_.capacity / 2)->type = kRecordData;
   auto tx = ring_->Producer();
   ASSERT_TRUE(tx);
   EXPECT_EQ(tx->try_reserve(8).error(), RingErrc::kCorrupt);
