@@ -139,7 +139,7 @@ class MpmcProducer {
   [[nodiscard]] Expected<std::span<std::byte>> claim(size_t n, const WaitOptions& opts = {});
   // Commits the claimed slot (its first `n` bytes if given, n <= claimed size) and wakes a
   // sleeping consumer. Errors: kBadState (no claim, or n too big), kRevoked (the claim was
-  // taken away: this process was judged dead, e.g. /proc unreadable).
+  // taken away: this handle was judged dead, its token fd closed behind its back).
   [[nodiscard]] Expected<void> publish() noexcept;
   [[nodiscard]] Expected<void> publish(size_t n) noexcept;
   // As publish(n), but consumers get the message flagged `redelivered`: for relays (such
