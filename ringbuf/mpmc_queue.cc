@@ -269,6 +269,7 @@ bool RecoverMpmcStrays(const Segment& seg, const MpmcView& v) noexcept {
     // registers or recovers right now) or no fd: later.
     auto lock = HolderLock::Acquire(seg, idx);
     if (!lock) continue;
+    // SYNC(owner): seq_cst; under the entry's lock, so the answer cannot change meanwhile.
     if (v.registry[idx].owner.load(std::memory_order_seq_cst) == 0) {
       TakeAwayClaims(v, idx);
       any = true;
@@ -624,7 +625,7 @@ void MpmcConsumer::GiveUpRevokedClaim(uint64_t pos) noexcept {
   // SYNC(claim): seq_cst CAS.
   if (!s->stamp.compare_exchange_strong(expected, MakeStamp(pos, kMpmcOrphanIdx, kSlotReading),
                                         std::memory_order_seq_cst)) {
-    c->orphans.fetch_sub(1, std::memory_order_seq_cst);
+    c->orphans.fetch_sub(1, std::memory_order_seq_cst);  // seq_cst: as the increment
   }
   c->not_empty.NotifyAll();
   LogEvent(LogLevel::kInfo, "revoked", handle_.segment_name(),
