@@ -595,5 +595,54 @@ TEST(MpmcLiveness, HighIndexSleeperIsWokenAndForgotten) {
   EXPECT_FALSE(v.control->not_empty.HasSleepers());
 }
 
+// The brief's exact sequence: A's entry is recovered first, then B registers. Without the
+// quarantine B got A's (lowest free) index, adopted A's orphan under it, and A's release then
+// freed B's slot. The quarantine ends once dequeue_pos passed the orphan's position + slots:
+// the index is handed out again, and A's stale release still fails.
+TEST(MpmcLiveness, RecoveredIndexIsQuarantinedUntilItsOrphanIsGone) {
+  const std::string name = UniqueShmName("mpmc-quarantine");
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  ASSERT_TRUE(tx);
+  ASSERT_TRUE(tx->try_push(Bytes("job")));
+  Registered a = RegisterConsumer(*q);
+  ASSERT_TRUE(a.rx);
+  ASSERT_GE(a.token, 0);
+  const uint32_t a_idx = a.rx->registry_index();
+  ASSERT_TRUE(a.rx->try_claim());
+  ASSERT_TRUE(CloseBehindItsBack(a.token));
+  EXPECT_EQ(q->RecoverDead(), 1u);
+  EXPECT_EQ(q->stats().orphans, 1u);
+  auto b = q->Consumer();
+  ASSERT_TRUE(b);
+  EXPECT_NE(b->registry_index(), a_idx) << "a quarantined index was handed out";
+  auto m = b->try_claim();
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(m->redelivered);
+  auto stale = a.rx->release();
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error(), RingErrc::kRevoked);
+  EXPECT_EQ(Str(m->data), "job");
+  ASSERT_TRUE(b->release());
+  // Traffic moves dequeue_pos past the orphan's position + slot_count: the index is free again.
+  std::vector<std::byte> buf(16);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(tx->try_push(Bytes("more")));
+    ASSERT_TRUE(b->try_pop(buf));
+  }
+  auto c = q->Consumer();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->registry_index(), a_idx) << "the quarantine never ended";
+  ASSERT_TRUE(tx->try_push(Bytes("c's")));
+  auto mc = c->try_claim();
+  ASSERT_TRUE(mc);
+  auto late = a.rx->release();  // A is still around, with C under its old index
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error(), RingErrc::kBadState);  // nothing held any more: no CAS at all
+  EXPECT_EQ(Str(mc->data), "c's");
+  ASSERT_TRUE(c->release());
+}
+
 }  // namespace
 }  // namespace shmlink
