@@ -303,6 +303,49 @@ TEST(MpmcQueueTest, MovedFromQueueAndHandlesFailTyped) {
   EXPECT_TRUE(q2.Consumer());
 }
 
+// The stale decision is the kernel's (ProbeAnyHolder over the registry + the creator slot):
+// a live handle in another process keeps the name; once its process exec'd (same pid and
+// start time, so /proc said "alive") and the creator is gone, the name is reclaimed.
+TEST(MpmcQueueTest, StaleDecisionAsksTheHolderLocks) {
+  const std::string name = UniqueShmName("mpmc-stale-locks");
+  {
+    MpmcQueue::CreateOptions o;
+    o.unlink = UnlinkPolicy::kKeep;
+    auto q = MpmcQueue::Create(name, 4, 16, o);
+    ASSERT_TRUE(q);
+  }  // the creator's queue is gone; the name stays
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  testing::Signal holding, go;
+  const pid_t child = ForkChild([&]() -> int {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    auto rx = a->Consumer();
+    if (!rx) return 3;
+    holding.Notify();
+    if (!go.Wait()) return 4;
+    ::dup2(pipefd[1], 3);
+    ::execl("/bin/sh", "sh", "-c", "printf x >&3; exec sleep 60", static_cast<char*>(nullptr));
+    return 5;
+  });
+  ASSERT_TRUE(holding.Wait());
+  auto kept = MpmcQueue::Create(name, 4, 16);
+  ASSERT_FALSE(kept) << "a queue with a live handle was reclaimed";
+  EXPECT_EQ(kept.error(), std::errc::file_exists);
+  go.Notify();
+  ::close(pipefd[1]);
+  char c = 0;
+  ASSERT_EQ(::read(pipefd[0], &c, 1), 1);  // the exec'd image runs
+  ::close(pipefd[0]);
+  {
+    auto reclaimed = MpmcQueue::Create(name, 4, 16);
+    EXPECT_TRUE(reclaimed) << reclaimed.error().message();
+  }
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+  EXPECT_FALSE(ShmExists(name));
+}
+
 TEST(MpmcQueueTest, StaleNameIsReclaimedOnCreate) {
   const std::string name = UniqueShmName("mpmc-stale");
   pid_t child = ForkChild([&] {
