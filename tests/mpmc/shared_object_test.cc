@@ -5,6 +5,7 @@
 // a deadlock when nobody repairs, and hostile or mismatched segments.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -319,10 +320,14 @@ TEST(SharedObjectTest, StaleDecisionUsesTheCreatorSlot) {
   char c = 0;
   ASSERT_EQ(::read(pipefd[0], &c, 1), 1);  // the exec'd image runs (it wrote to fd 3)
   ::close(pipefd[0]);
-  auto reclaimed = SharedObject::Create(name, 64, o);
-  EXPECT_TRUE(reclaimed) << reclaimed.error().message();
+  {
+    auto reclaimed = SharedObject::Create(name, 64, o);
+    EXPECT_TRUE(reclaimed) << reclaimed.error().message();
+  }
   ::kill(child, SIGKILL);
   EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+  if (ShmExists(name)) ::shm_unlink(name.c_str());  // only after a failure: the kept original
+  EXPECT_FALSE(ShmExists(name));
 }
 
 TEST(SharedObjectTest, MovedFromObjectFailsTyped) {
