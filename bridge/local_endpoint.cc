@@ -102,7 +102,7 @@ class QueueSource final : public LocalSource {
     return Item{m->data, m->redelivered, i};
   }
   void Done(uint32_t token) noexcept override {
-    (void)pool_[token].release();  // kCorrupt only if we were judged dead: nothing to do
+    (void)pool_[token].release();  // kRevoked only if we were judged dead: nothing to do
     free_.push_back(token);
   }
   uint64_t held() const noexcept override { return pool_.size() - free_.size(); }

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <shmlink/mpmc_layout.h>
 #include <shmlink/process_identity.h>
 #include <shmlink/segment_header.h>
 #include <shmlink/spsc_layout.h>
@@ -230,6 +231,17 @@ std::optional<uint64_t> LockSlotFor(uint32_t version, uint32_t kind, HolderRole 
                                     uint32_t index) {
   if (version < kFirstHolderLockLayout) return std::nullopt;
   const auto k = static_cast<SegmentKind>(kind);
+  // MPMC queues (mpmc_layout.h LIVENESS): registry entry i holds slot i, the creator
+  // kCreatorHolderSlot. Shared objects: the creator only (attachers are not registered).
+  if (k == SegmentKind::kMpmcQueue) {
+    if (role == HolderRole::kCreator) return kCreatorHolderSlot;
+    if (role == HolderRole::kQueueEntry && index < kMpmcMaxHandles) return uint64_t{index};
+    return std::nullopt;
+  }
+  if (k == SegmentKind::kSharedObject) {
+    if (role == HolderRole::kCreator) return kCreatorHolderSlot;
+    return std::nullopt;
+  }
   if (k != SegmentKind::kSpscRing && k != SegmentKind::kConnection) return std::nullopt;
   switch (role) {
     case HolderRole::kCreator:

@@ -73,10 +73,11 @@ class ProcessTable {
 };
 
 // The first layout version whose holders keep HolderLock slots: 4, where SPSC rings and
-// connections hold their roles and their creator as locks. Other kinds' holders keep no
-// lock at layout 4 yet (LockSlotFor says nullopt for them: /proc decides). MERGE NOTE: a
-// kind that starts holding locks adds its case to LockSlotFor (and, if that needs a newer
-// layout, compares the version there).
+// connections hold their roles and their creator as locks, MPMC queues their registry
+// entries and creator, shared objects their creator. Topics are not listed yet
+// (LockSlotFor says nullopt for them: /proc decides). MERGE NOTE: a kind that starts
+// holding locks adds its case to LockSlotFor (and, if that needs a newer layout, compares
+// the version there).
 inline constexpr uint32_t kFirstHolderLockLayout = 4;
 
 // What a holder is, for LockSlotFor: the creator, a ring role, or an MPMC registry entry.

@@ -183,6 +183,13 @@ std::string FormatInspect(const SegmentReport& r) {
     out += Printf("    recovery  abandoned %" PRIu64 "  redelivered %" PRIu64 "  orphans %" PRIu64
                   "  recoveries %" PRIu64 "\n",
                   q.abandoned, q.redelivered, q.orphans, q.recoveries);
+    for (const BlockingClaim& b : q.blocking) {
+      out +=
+          Printf("    blocked   %s wait behind position %" PRIu64 " (%s) of entry %u: pid %u, %s\n",
+                 b.waiting.c_str(), b.position,
+                 b.waiting == "consumers" ? "claimed, not published" : "held by a consumer",
+                 b.entry, b.pid, b.state.c_str());
+    }
     out += RoleLine("produced", q.produced);
     out += RoleLine("consumed", q.consumed);
   }
@@ -253,6 +260,15 @@ nlohmann::json ReportJson(const SegmentReport& r, bool detail) {
                   {"not_full_waiters", q.not_full_waiters},
                   {"produced", RoleJson(q.produced)},
                   {"consumed", RoleJson(q.consumed)}};
+    nlohmann::json blocking = nlohmann::json::array();
+    for (const BlockingClaim& b : q.blocking) {
+      blocking.push_back({{"waiting", b.waiting},
+                          {"position", b.position},
+                          {"entry", b.entry},
+                          {"pid", b.pid},
+                          {"state", b.state}});
+    }
+    j["queue"]["blocking"] = blocking;
   } else {
     j["queue"] = nullptr;
   }

@@ -11,7 +11,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
+#include <string>
 
 #include <shmlink/mpmc_layout.h>
 #include <shmlink/process_identity.h>
@@ -151,6 +153,32 @@ bool ReadRings(SegmentReport& r, const Mapping& m, const HeaderFields& f, uint32
   return true;
 }
 
+// The state letter of /proc/<pid>/stat with its meaning, e.g. "T (stopped)"; or why not.
+// Information for people only: it decides nothing (the pid may name another process in
+// another PID namespace).
+std::string ProcStateOf(uint32_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+  FILE* f = std::fopen(path, "re");
+  if (f == nullptr) return std::string("unknown (") + std::strerror(errno) + ")";
+  char buf[512] = {};
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  const std::string line(buf, n);
+  const size_t p = line.rfind(')');
+  if (p == std::string::npos || p + 2 >= line.size()) return "unknown (unparsable)";
+  const char c = line[p + 2];
+  const char* what = c == 'R'   ? "running"
+                     : c == 'S' ? "sleeping"
+                     : c == 'D' ? "disk sleep"
+                     : c == 'T' ? "stopped"
+                     : c == 't' ? "tracing stop"
+                     : c == 'Z' ? "zombie"
+                     : c == 'X' ? "dead"
+                                : "other";
+  return std::string(1, c) + " (" + what + ")";
+}
+
 bool ReadQueue(SegmentReport& r, const Mapping& m, const HeaderFields& f) {
   const uint64_t* g = f.geometry;
   auto expected_size = MpmcSegmentSize(g[0], g[1]);
@@ -183,8 +211,18 @@ bool ReadQueue(SegmentReport& r, const Mapping& m, const HeaderFields& f) {
   const auto orphans = static_cast<int64_t>(ctl.U64(offsetof(MpmcControl, orphans)));
   q.orphans = orphans > 0 ? static_cast<uint64_t>(orphans) : 0;
   q.recoveries = ctl.U64(offsetof(MpmcControl, recoveries));
-  q.not_empty_waiters = ctl.U32(offsetof(MpmcControl, not_empty) + offsetof(EventCount, waiters));
-  q.not_full_waiters = ctl.U32(offsetof(MpmcControl, not_full) + offsetof(EventCount, waiters));
+  // Sleeper sets (MpmcEvent): one bit per sleeping registry entry.
+  auto sleepers = [&](size_t event) {
+    uint32_t n = 0;
+    for (size_t w = 0; w < 5; ++w) {
+      uint64_t bits = ctl.U64(event + offsetof(MpmcEvent, sleepers) + w * sizeof(uint64_t));
+      if (w == 0) bits &= MpmcEvent::kLowMask;  // the rest are summary bits
+      n += static_cast<uint32_t>(__builtin_popcountll(bits));
+    }
+    return n;
+  };
+  q.not_empty_waiters = sleepers(offsetof(MpmcControl, not_empty));
+  q.not_full_waiters = sleepers(offsetof(MpmcControl, not_full));
   for (uint32_t i = 0; i < kMpmcRegistrySize; ++i) {
     const size_t s = i * sizeof(MpmcHandleStats);
     q.produced += st.Role(s + RoleStatsIndex(kRoleProducer) * sizeof(RoleStats));
@@ -202,6 +240,27 @@ bool ReadQueue(SegmentReport& r, const Mapping& m, const HeaderFields& f) {
     h.lock_slot = LockSlotFor(r.version, r.kind, HolderRole::kQueueEntry, i);
     r.holders.push_back(h);
   }
+  // Claims that hold a side back: the consumers' head slot still Claimed (an unpublished
+  // producer claim: every consumer waits behind it), the producers' next slot still Reading
+  // (a consumer holds the message whose slot producers need).
+  const uint64_t mask = q.slot_count - 1;
+  auto blocking = [&](const char* waiting, uint64_t pos, uint64_t want_state) {
+    uint64_t stamp = 0;
+    if (!GuardedCopy(&stamp, m.base + g[6] + (pos & mask) * g[2], 1)) return;
+    if (StampState(stamp) != want_state) return;
+    const uint32_t idx = StampIdx(stamp);
+    if (idx >= kMpmcMaxHandles) return;  // orphaned message: waiting for a consumer
+    BlockingClaim b;
+    b.waiting = waiting;
+    b.position = StampPos(stamp);
+    b.entry = idx;
+    b.identity = reg.U64(idx * sizeof(MpmcRegistryEntry) + offsetof(MpmcRegistryEntry, owner));
+    b.pid = ProcessIdentity::Unpack(b.identity).pid;
+    b.state = b.identity == 0 ? "no owner (stray claim)" : ProcStateOf(b.pid);
+    q.blocking.push_back(b);
+  };
+  blocking("consumers", q.dequeue_pos, kSlotClaimed);
+  blocking("producers", q.enqueue_pos, kSlotReading);
   r.capacity = q.slot_count;
   r.fill = q.fill();
   r.queue = q;

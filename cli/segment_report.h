@@ -54,12 +54,25 @@ struct RingReport {
   uint64_t fill_bytes() const noexcept { return write_pos >= read_pos ? write_pos - read_pos : 0; }
 };
 
+// A claim that holds one side of an MPMC queue back while its holder lives (SIGSTOP, a
+// debugger, a frozen cgroup): the unpublished producer claim at the consumers' head, or a
+// message a consumer holds in the slot the producers need next. Not acted on (it is alive).
+struct BlockingClaim {
+  std::string waiting;    // "consumers" (behind an unpublished claim) or "producers"
+  uint64_t position = 0;  // stamp position of the slot
+  uint32_t entry = 0;     // registry entry named by the stamp
+  uint64_t identity = 0;  // that entry's owner word (0: none, a stray claim)
+  uint32_t pid = 0;       // unpacked, as the holder's PID namespace numbers it
+  std::string state;      // its /proc state here, e.g. "T (stopped)", or why unknown
+};
+
 struct QueueReport {
   uint64_t slot_count = 0, max_message_size = 0;
   uint64_t enqueue_pos = 0, dequeue_pos = 0;  // claim counters (hints, may lag by one)
   uint64_t abandoned = 0, redelivered = 0, orphans = 0, recoveries = 0;
   uint32_t not_empty_waiters = 0, not_full_waiters = 0;
-  RoleCounts produced, consumed;  // summed over every registry entry
+  RoleCounts produced, consumed;        // summed over every registry entry
+  std::vector<BlockingClaim> blocking;  // at most one per side
   uint64_t fill() const noexcept {
     return enqueue_pos >= dequeue_pos ? enqueue_pos - dequeue_pos : 0;
   }

@@ -1,6 +1,7 @@
 // fuzz-srcs: ringbuf/mpmc_queue.cc ringbuf/mpmc_layout.cc ringbuf/segment.cc
 // fuzz-srcs: ringbuf/segment_header.cc ringbuf/process_identity.cc ringbuf/ring_error.cc
 // fuzz-srcs: ringbuf/futex.cc ringbuf/mpmc_handle.cc ringbuf/log.cc
+// fuzz-srcs: ringbuf/holder_lock.cc
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
 // A hostile peer scribbles on a live MPMC queue: the input overwrites stamps, lengths,

@@ -59,9 +59,10 @@ inline bool WouldBlock(const std::error_code& ec) noexcept {
 // BlockingWaitWith: the same loop with the liveness question as a callable: peer_dead()
 // returns true only on evidence that the awaited process died (slow path: it is called at
 // most once per opts.liveness_check).
-template <typename TryFn, typename PeerDeadFn>
-auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
-                      const WaitOptions& opts, RoleStats* stats = nullptr) -> decltype(try_fn()) {
+//  - `Event`: EventCount, or any type with its waiter interface (event_count.h).
+template <typename TryFn, typename Event, typename PeerDeadFn>
+auto BlockingWaitWith(TryFn&& try_fn, Event& event, PeerDeadFn&& peer_dead, const WaitOptions& opts,
+                      RoleStats* stats = nullptr) -> decltype(try_fn()) {
   using Clock = std::chrono::steady_clock;
   auto r = try_fn();
   if (r || !WouldBlock(r.error())) return r;
@@ -104,23 +105,23 @@ auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
 
   // Phase 2: sleep on the event count, waking at least every liveness_check.
   for (;;) {
-    event.waiters.fetch_add(1, std::memory_order_seq_cst);  // SYNC(event-count): announce
-    const uint32_t seq = event.PrepareWait();               // SYNC(event-count): arm
-    r = try_fn();                                           // re-check after announcing
+    event.Announce();                          // SYNC(event-count): announce
+    const uint32_t seq = event.PrepareWait();  // SYNC(event-count): arm
+    r = try_fn();                              // re-check after announcing
     if (r || !WouldBlock(r.error())) {
-      event.waiters.fetch_sub(1, std::memory_order_seq_cst);
+      event.Retire();
       return r;
     }
     const Clock::time_point now = Clock::now();
     if (now >= deadline) {
-      event.waiters.fetch_sub(1, std::memory_order_seq_cst);
+      event.Retire();
       return RingErrc::kTimedOut;
     }
     // Liveness costs a read of /proc: at most once per liveness_check, not on every
     // entry into sleep (with kSleep that would be once per message).
     if (now >= next_liveness) {
       if (peer_dead()) {
-        event.waiters.fetch_sub(1, std::memory_order_seq_cst);
+        event.Retire();
         r = try_fn();
         return (r || !WouldBlock(r.error())) ? r : decltype(r)(RingErrc::kPeerDead);
       }
@@ -129,9 +130,9 @@ auto BlockingWaitWith(TryFn&& try_fn, EventCount& event, PeerDeadFn&& peer_dead,
     std::chrono::nanoseconds slice = next_liveness - now;
     if (!infinite) slice = std::min<std::chrono::nanoseconds>(slice, deadline - now);
     if (stats != nullptr) CountAdd(stats->sleeps, 1);
-    const int wait_rc = FutexWait(&event.seq, seq, slice);
+    const int wait_rc = FutexWait(event.Word(), seq, slice);
     if (stats != nullptr && wait_rc == 0) CountAdd(stats->wakeups, 1);
-    event.waiters.fetch_sub(1, std::memory_order_seq_cst);
+    event.Retire();
   }
 }
 
@@ -145,8 +146,8 @@ inline bool PackedOwnerDied(const std::atomic<uint64_t>* peer_owner) noexcept {
   return owner != 0 && !IsAlivePacked(owner);
 }
 
-template <typename TryFn>
-auto BlockingWait(TryFn&& try_fn, EventCount& event, const std::atomic<uint64_t>* peer_owner,
+template <typename TryFn, typename Event>
+auto BlockingWait(TryFn&& try_fn, Event& event, const std::atomic<uint64_t>* peer_owner,
                   const WaitOptions& opts, RoleStats* stats = nullptr) -> decltype(try_fn()) {
   return BlockingWaitWith(
       std::forward<TryFn>(try_fn), event, [peer_owner] { return PackedOwnerDied(peer_owner); },

@@ -27,7 +27,12 @@
 // A waiter killed while asleep leaves `waiters` too high and possibly the bit set: at most
 // one needless wake call follows, then one extra load per notification (slower, never
 // wrong). Where only one role's holder ever sleeps on an event (SPSC rings: spsc_ring.cc,
-// "Sleepers"), the successor that takes over a dead holder's role resets `waiters`.
+// "Sleepers"), the successor that takes over a dead holder's role resets `waiters`. The
+// MPMC queue, with many sleepers per event, uses a sleeper *set* instead (MpmcEvent,
+// mpmc_layout.h) that recovery of a dead registry entry clears.
+//
+// Waiter interface used by BlockingWaitWith (blocking_wait.h): Announce(), PrepareWait(),
+// Retire(), Word() (the futex word). EventCount provides it; so does MpmcSleeper.
 #ifndef SHMLINK_RINGBUF_EVENT_COUNT_H_
 #define SHMLINK_RINGBUF_EVENT_COUNT_H_
 
@@ -39,6 +44,19 @@
 
 namespace shmlink {
 
+// The notifier's half after it saw a sleeper: disarms `seq` (if armed) and wakes it.
+// Returns true if it made the futex_wake call. SYNC(event-count): seq_cst load and CAS.
+inline bool DisarmAndWake(std::atomic<uint32_t>& seq) noexcept {
+  uint32_t s = seq.load(std::memory_order_seq_cst);
+  while ((s & 1u) != 0) {
+    if (seq.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst)) {
+      FutexWake(&seq, INT_MAX);
+      return true;
+    }
+  }
+  return false;
+}
+
 struct EventCount {
   std::atomic<uint32_t> seq{0};      // futex word; low bit: armed by a waiter
   std::atomic<uint32_t> waiters{0};  // number of processes between announce and retire
@@ -46,20 +64,18 @@ struct EventCount {
   // Waiter side, after incrementing `waiters`: arms the word and returns the value to pass
   // to futex_wait. SYNC(event-count): seq_cst RMW.
   uint32_t PrepareWait() noexcept { return seq.fetch_or(1, std::memory_order_seq_cst) | 1u; }
+  // Waiter side: announce before PrepareWait, retire after the wait (SYNC(event-count):
+  // seq_cst RMWs).
+  void Announce() noexcept { waiters.fetch_add(1, std::memory_order_seq_cst); }
+  void Retire() noexcept { waiters.fetch_sub(1, std::memory_order_seq_cst); }
+  std::atomic<uint32_t>* Word() noexcept { return &seq; }
 
   // Notifier side; call after the state change was published with a seq_cst store/RMW.
   // Returns true if it made a futex_wake system call (for the caller's wake_calls counter).
   bool NotifyAll() noexcept {
     // SYNC(event-count): seq_cst loads and CAS, see the file comment.
     if (waiters.load(std::memory_order_seq_cst) == 0) return false;
-    uint32_t s = seq.load(std::memory_order_seq_cst);
-    while ((s & 1u) != 0) {
-      if (seq.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst)) {
-        FutexWake(&seq, INT_MAX);
-        return true;
-      }
-    }
-    return false;
+    return DisarmAndWake(seq);
   }
 };
 

@@ -28,16 +28,23 @@
 // Stamps are seq_cst (not merely acq/rel) because the sleeping protocol (event_count.h)
 //   needs one total order between "publish stamp, load waiters" and "announce waiter,
 //   re-load stamp". On x86-64 a seq_cst CAS costs the same as an acq_rel one.
-// SYNC(owner): registry owner words are claimed with acq_rel CAS and freed with a release
-//   store (a handle's: ~MpmcHandle, mpmc_handle.cc), so a new owner of an entry sees
-//   everything the previous owner (or the process that recovered it) did to stamps
-//   carrying that index.
+// SYNC(owner): a registry owner word is written (seq_cst) only by the holder of the entry's
+//   HolderLock: the registrant after taking the lock, the leaver before dropping it (a CAS
+//   from its own name), a recoverer while it holds the lock. The kernel's lock hand-over
+//   (fcntl system calls) orders one holder's accesses before the next one's; seq_cst keeps
+//   "owner set" and the lock probe in one order for RecoverMpmcEntry.
+// SYNC(revoke): generations (mpmc_layout.h rule 1): a recovery bumps the entry's generation
+//   (seq_cst RMW) before it loads the stamps; a handle loads it (seq_cst) after each claim
+//   CAS. One of the two sees the other: the claim is taken away by the scan or given up by
+//   the handle.
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include <shmlink/blocking_wait.h>
+#include <shmlink/holder_lock.h>
 #include <shmlink/log.h>
 #include <shmlink/mpmc_queue.h>
 #include <shmlink/process_identity.h>
@@ -68,7 +75,7 @@ uint64_t HelpForward(std::atomic<uint64_t>& counter, uint64_t pos) {
 // is), so the fast path without sleepers reads no line that consumers write.
 // `stats`: the notifying handle's counters (wake_calls).
 void NotifyConsumersFor(MpmcControl* c, uint64_t pos, RoleStats& stats) {
-  if (c->not_empty.waiters.load(std::memory_order_seq_cst) == 0) return;
+  if (!c->not_empty.HasSleepers()) return;
   if (pos <= c->dequeue_pos.load(std::memory_order_seq_cst) && c->not_empty.NotifyAll()) {
     CountAdd(stats.wake_calls, 1);
   }
@@ -79,7 +86,7 @@ uint64_t HysteresisSlots(uint64_t slot_count) { return slot_count / 2 - 1; }
 // SYNC(targeted-wake): wake producers only if one may be waiting for position `pos`
 // (a blocked producer waits for position e + HysteresisSlots(N) with e <= enqueue_pos).
 void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos, RoleStats& stats) {
-  if (c->not_full.waiters.load(std::memory_order_seq_cst) == 0) return;
+  if (!c->not_full.HasSleepers()) return;
   if (pos <= c->enqueue_pos.load(std::memory_order_seq_cst) + HysteresisSlots(slot_count) &&
       c->not_full.NotifyAll()) {
     CountAdd(stats.wake_calls, 1);
@@ -87,11 +94,11 @@ void NotifyProducersFor(MpmcControl* c, uint64_t slot_count, uint64_t pos, RoleS
 }
 
 // Runs the liveness check of all participants if `h`'s recovery interval has passed since
-// the last one (each check reads /proc once per registered handle). True if something was
+// the last one (one fcntl per registered handle, no /proc). True if something was
 // recovered.
 bool RecoverIfDue(internal::MpmcHandle& h) {
   if (!h.RecoveryDue()) return false;
-  const size_t n = internal::RecoverMpmcDead(h.view());
+  const size_t n = internal::RecoverMpmcDead(h.segment(), h.view());
   if (n > 0) {
     LogEvent(LogLevel::kInfo, "peer-dead", h.segment_name(),
              "recovered %zu dead handle(s) of the queue", n);
@@ -99,46 +106,35 @@ bool RecoverIfDue(internal::MpmcHandle& h) {
   return n > 0;
 }
 
-}  // namespace
-
-// ---------------------------------------------------------------- recovery
-
-namespace internal {
-
-bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept {
-  if (idx >= kMpmcMaxHandles) return false;
+// Takes away every claim stamped with registry index `idx`: producer claims become skip
+// records, held messages orphans for redelivery. The caller holds HolderLock slot idx and
+// has seen no live holder behind the entry (its holder died, or the stamps are strays of a
+// revoked handle). Bumps the generation first (mpmc_layout.h rule 1) and quarantines the
+// entry past the orphans (rule 2). Every step is a CAS or a monotonic update, so a
+// recoverer that dies half-way leaves work that the next one repeats harmlessly.
+void TakeAwayClaims(const MpmcView& v, uint32_t idx) noexcept {
   MpmcRegistryEntry& e = v.registry[idx];
-  // SYNC(owner): acquire; pairs with the release of the entry by its previous holder.
-  uint64_t owner = e.owner.load(std::memory_order_acquire);
-  if (owner == 0) return false;
-  // A SIGKILLed process counts as soon as the signal is pending (kDying), not only once it
-  // is a zombie: until then it may wait long for a CPU, or tear down its address space, and
-  // survivors that took it for alive would not redeliver the message it held (they could
-  // even finish, leaving it orphaned with nobody to adopt it).
-  // Unknown is not dead: an owner whose /proc entry cannot be read (we are out of fds, it
-  // is hidden...) keeps its entry and its claims.
-  const Liveness liveness = LivenessOfPacked(owner);
-  if (liveness != Liveness::kDying && liveness != Liveness::kDead) return false;
-  const uint64_t dead_owner = owner;
-  // The entry is taken over under our name: one others can check, or no takeover.
-  auto self = SelfIdentity();
-  if (!self) return false;
-  const uint64_t me = self->Pack();
-  // Take the entry over so that neither a new handle nor another recoverer uses the index
-  // while we scan. If we die meanwhile, the entry names us (dead) and is recovered again:
-  // every step below is a CAS, so repeating it is harmless.
-  // SYNC(owner): acq_rel CAS.
-  if (!e.owner.compare_exchange_strong(owner, me, std::memory_order_acq_rel)) return false;
+  // Relaxed: read by registrants under the entry's lock (the kernel lock orders it).
+  e.ever_recovered.store(1, std::memory_order_relaxed);
+  // SYNC(revoke): seq_cst RMW before the scan's stamp loads (rule 1).
+  e.generation.fetch_add(1, std::memory_order_seq_cst);
   MpmcControl* c = v.control;
+  // A holder killed inside its futex wait leaves its sleeper bits set (MpmcEvent): clear
+  // them, so notifiers stop paying for it. (A revoked live sleeper wakes at its next
+  // liveness check instead of at once; it can do nothing more anyway.)
+  c->not_empty.Retire(idx);
+  c->not_full.Retire(idx);
+  uint64_t last_orphan = 0;
+  bool orphaned = false;
   for (uint64_t i = 0; i < v.slot_count; ++i) {
     MpmcSlotHeader* s = SlotByIndex(v, i);
-    // SYNC(claim): seq_cst load; the dead owner's last CAS on this stamp completed before
-    // it died, so it is visible here.
+    // SYNC(claim) + SYNC(revoke): seq_cst load; a dead owner's last CAS completed before
+    // the kernel dropped its lock; a revoked live owner's later claims are ordered by rule 1.
     uint64_t st = s->stamp.load(std::memory_order_seq_cst);
     while (StampIdx(st) == idx) {
       const uint64_t pos = StampPos(st);
       if (StampState(st) == kSlotClaimed) {
-        // Producer died between claim and publish: turn the slot into a skip record.
+        // Producer died (or was revoked) between claim and publish: a skip record.
         if (s->stamp.compare_exchange_strong(st, MakeStamp(pos, kPublishedSkip, kSlotPublished),
                                              std::memory_order_seq_cst)) {
           // Relaxed: a statistic; nothing is ordered by it.
@@ -147,10 +143,13 @@ bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept {
         }
       } else if (StampState(st) == kSlotReading) {
         // Consumer died holding a message: orphan it for redelivery. Count first, so the
-        // adopter's decrement never drives the counter below zero.
+        // adopter's decrement never drives the counter below zero (seq_cst: the count is
+        // part of the state a sleeping consumer re-checks).
         c->orphans.fetch_add(1, std::memory_order_seq_cst);
         if (s->stamp.compare_exchange_strong(st, MakeStamp(pos, kMpmcOrphanIdx, kSlotReading),
                                              std::memory_order_seq_cst)) {
+          last_orphan = std::max(last_orphan, pos);
+          orphaned = true;
           break;
         }
         c->orphans.fetch_sub(1, std::memory_order_seq_cst);
@@ -159,36 +158,140 @@ bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept {
       }
     }
   }
-  if (liveness == Liveness::kDying) {
-    // It may still execute a few instructions, e.g. a claim CAS with its index after our
-    // scan passed that slot. Hand the entry back instead of freeing it: the index is not
-    // reused, and the next pass scans again (every step is an idempotent CAS) and frees it
-    // once the owner is kDead.
-    // SYNC(owner): release; pairs with the acquire load of the next recoverer.
-    e.owner.store(dead_owner, std::memory_order_release);
-  } else {
-    e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the release below
-    // SYNC(owner): release; pairs with the acq_rel CAS of the next holder.
-    e.owner.store(0, std::memory_order_release);
-    // Relaxed: a statistic; several recoverers may count at once, hence the RMW (slow path).
-    c->recoveries.fetch_add(1, std::memory_order_relaxed);
+  if (orphaned) {
+    // Rule 2: not handed out again before dequeue_pos passed last_orphan + N. Monotonic
+    // max; seq_cst (slow path), read by registrants under the entry's lock.
+    const uint64_t until = last_orphan + v.slot_count + 1;
+    uint64_t q = e.quarantine_until.load(std::memory_order_seq_cst);
+    while (q < until &&
+           !e.quarantine_until.compare_exchange_weak(q, until, std::memory_order_seq_cst)) {
+    }
   }
-  c->not_empty.NotifyAll();
-  c->not_full.NotifyAll();
+}
+
+// True while registry entry `idx` must not be handed out (mpmc_layout.h rule 2).
+bool Quarantined(const MpmcView& v, uint32_t idx) noexcept {
+  // seq_cst: slow path (registration); dequeue_pos only grows, so a stale read only delays.
+  const uint64_t until = v.registry[idx].quarantine_until.load(std::memory_order_seq_cst);
+  return until != 0 && v.control->dequeue_pos.load(std::memory_order_seq_cst) < until;
+}
+
+// Called with HolderLock slot idx held by the caller: if the entry's owner word is still set,
+// its holder did not leave and does not hold the lock (we do): it died (or was revoked).
+// Takes its claims away and frees the entry. True if it recovered something.
+bool RecoverLockedEntry(const MpmcView& v, uint32_t idx) noexcept {
+  MpmcRegistryEntry& e = v.registry[idx];
+  // SYNC(owner): seq_cst; a leaver clears the word before it drops its lock.
+  if (e.owner.load(std::memory_order_seq_cst) == 0) return false;
+  TakeAwayClaims(v, idx);
+  e.role.store(kRoleNone, std::memory_order_relaxed);  // relaxed: ordered by the store below
+  // SYNC(owner): seq_cst; the lock we hold is dropped after this.
+  e.owner.store(0, std::memory_order_seq_cst);
+  // Relaxed: a statistic; several recoverers may count at once, hence the RMW (slow path).
+  v.control->recoveries.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
-size_t RecoverMpmcDead(const MpmcView& v) noexcept {
-  auto self = SelfIdentity();
-  if (!self) return 0;  // RecoverMpmcEntry could not take an entry over either
-  const uint64_t me = self->Pack();
+// True if stamp `st` is a claim (Claimed/Reading) naming registry entry `idx` < max handles.
+bool IsClaimOfEntry(uint64_t st, uint32_t* idx) noexcept {
+  const uint64_t state = StampState(st);
+  if (state != kSlotClaimed && state != kSlotReading) return false;
+  *idx = StampIdx(st);
+  return *idx < kMpmcMaxHandles;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- recovery
+
+namespace internal {
+
+bool RecoverMpmcEntry(const Segment& seg, const MpmcView& v, uint32_t idx) noexcept {
+  if (idx >= kMpmcMaxHandles || v.control == nullptr) return false;
+  MpmcRegistryEntry& e = v.registry[idx];
+  // SYNC(owner): seq_cst; "owner set" must be read before the probe that says "no lock"
+  // (a holder writes the word after taking the lock).
+  const uint64_t owner = e.owner.load(std::memory_order_seq_cst);
+  if (owner == 0) return false;
+  // Unknown is not dead: only the kernel's "nobody holds slot idx" lets us go on. No /proc.
+  if (ProbeHolder(seg, idx) != HolderState::kDead) return false;
+  // Take the entry's lock so that neither a registrant nor another recoverer works on it
+  // meanwhile. kRoleTaken: somebody else (registrant or recoverer) got there first; an
+  // error (e.g. EMFILE): we cannot act now, a later pass will.
+  auto lock = HolderLock::Acquire(seg, idx);
+  if (!lock) return false;
+  const bool recovered = RecoverLockedEntry(v, idx);
+  lock->Release();  // after the owner word was cleared: the next holder sees it free
+  if (recovered) {
+    v.control->not_empty.NotifyAll();
+    v.control->not_full.NotifyAll();
+  }
+  return recovered;
+}
+
+// Stray claims: a Claimed/Reading stamp naming an entry whose owner word is 0 (its claimant
+// was revoked, or died while the entry was free). Looked for in the two slots that can wedge
+// the queue - the consumers' head (a Claimed stamp there blocks every consumer) and the
+// producers' next slot (a Reading stamp there blocks every producer) - and in a window of
+// kStrayWindow slots that moves on with every pass (a stray Reading stamp elsewhere holds a
+// message that must be redelivered). A full pass costs at most kStrayWindow + 2 stamp loads.
+constexpr uint64_t kStrayWindow = 1024;
+
+bool RecoverMpmcStrays(const Segment& seg, const MpmcView& v) noexcept {
+  // Where the moving window starts (a hint shared by the process's queues; relaxed: any
+  // value is a valid start).
+  static std::atomic<uint64_t> cursor{0};
+  bool candidate[kMpmcMaxHandles] = {};
+  bool any_candidate = false;
+  auto look = [&](uint64_t i) {
+    // seq_cst: slow path; the decision is re-made under the entry's lock.
+    const uint64_t st = SlotByIndex(v, i & v.mask)->stamp.load(std::memory_order_seq_cst);
+    uint32_t idx = 0;
+    if (!IsClaimOfEntry(st, &idx) || candidate[idx]) return;
+    // A live or dead holder's claims are RecoverMpmcEntry's business.
+    if (v.registry[idx].owner.load(std::memory_order_seq_cst) != 0) return;
+    candidate[idx] = true;
+    any_candidate = true;
+  };
+  // seq_cst loads: slow path; the positions only say where to look.
+  look(v.control->dequeue_pos.load(std::memory_order_seq_cst));
+  look(v.control->enqueue_pos.load(std::memory_order_seq_cst));
+  const uint64_t n = std::min(v.slot_count, kStrayWindow);
+  const uint64_t first = cursor.fetch_add(n, std::memory_order_relaxed);
+  for (uint64_t k = 0; k < n; ++k) look(first + k);
+  if (!any_candidate) return false;
+  bool any = false;
+  for (uint32_t idx = 0; idx < kMpmcMaxHandles; ++idx) {
+    if (!candidate[idx]) continue;
+    // Under the entry's lock with its owner word 0, no holder of the entry exists: a
+    // registrant names itself only while holding the lock, and a leaver gave its claims up
+    // before clearing its name. Every stamp naming idx is then a stray. Lock busy (somebody
+    // registers or recovers right now) or no fd: later.
+    auto lock = HolderLock::Acquire(seg, idx);
+    if (!lock) continue;
+    // SYNC(owner): seq_cst; under the entry's lock, so the answer cannot change meanwhile.
+    if (v.registry[idx].owner.load(std::memory_order_seq_cst) == 0) {
+      TakeAwayClaims(v, idx);
+      any = true;
+    }
+    lock->Release();
+  }
+  if (any) {
+    v.control->not_empty.NotifyAll();
+    v.control->not_full.NotifyAll();
+  }
+  return any;
+}
+
+size_t RecoverMpmcDead(const Segment& seg, const MpmcView& v) noexcept {
+  if (v.control == nullptr) return 0;
   size_t n = 0;
   for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
-    // Relaxed: a hint; RecoverMpmcEntry re-reads with acquire and re-checks liveness.
-    const uint64_t owner = v.registry[i].owner.load(std::memory_order_relaxed);
-    if (owner == 0 || owner == me) continue;
-    if (RecoverMpmcEntry(v, i)) ++n;
+    // Relaxed: a hint; RecoverMpmcEntry re-reads with seq_cst and asks the kernel.
+    if (v.registry[i].owner.load(std::memory_order_relaxed) == 0) continue;
+    if (RecoverMpmcEntry(seg, v, i)) ++n;
   }
+  if (RecoverMpmcStrays(seg, v)) ++n;
   return n;
 }
 
@@ -233,6 +336,10 @@ Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
       if (s->stamp.compare_exchange_strong(st, MakeStamp(pos, handle_.index(), kSlotClaimed),
                                            std::memory_order_seq_cst)) {
         HelpForward(c->enqueue_pos, pos);
+        if (handle_.revoked()) [[unlikely]] {  // SYNC(revoke): after the claim CAS
+          GiveUpRevokedClaim(pos);
+          return RingErrc::kRevoked;
+        }
         claim_pos_ = pos;
         claim_size_ = n;
         claimed_ = true;
@@ -249,7 +356,26 @@ Expected<std::span<std::byte>> MpmcProducer::TryClaimOnce(size_t n) noexcept {
   return RingErrc::kCorrupt;
 }
 
+// Our entry was recovered while we ran (mpmc_layout.h rule 1): the claim at `pos` that we
+// just made is not ours to keep. It becomes a skip record (unless the recoverer already
+// made it one) and the handle is unusable from now on.
+void MpmcProducer::GiveUpRevokedClaim(uint64_t pos) noexcept {
+  handle_.MarkRevoked();
+  MpmcSlotHeader* s = view().slot(pos);
+  uint64_t expected = MakeStamp(pos, handle_.index(), kSlotClaimed);
+  // SYNC(publish): seq_cst CAS; a skip record carries no payload.
+  if (s->stamp.compare_exchange_strong(expected, MakeStamp(pos, kPublishedSkip, kSlotPublished),
+                                       std::memory_order_seq_cst)) {
+    view().control->abandoned.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
+    view().control->not_empty.NotifyAll();
+  }
+  LogEvent(LogLevel::kInfo, "revoked", handle_.segment_name(),
+           "producer claim given up: this handle's entry was recovered");
+}
+
 Expected<std::span<std::byte>> MpmcProducer::try_claim(size_t n) noexcept {
+  if (!handle_.usable()) [[unlikely]]
+    return handle_.Unusable();
   if (claimed_) return RingErrc::kBadState;
   if (n > view().max_message_size) return RingErrc::kTooLarge;
   auto r = TryClaimOnce(n);
@@ -261,6 +387,8 @@ Expected<std::span<std::byte>> MpmcProducer::try_claim(size_t n) noexcept {
 }
 
 Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& opts) {
+  if (!handle_.usable()) [[unlikely]]
+    return handle_.Unusable();  // before touching view()
   auto r = try_claim(n);
   if (r || !internal::WouldBlock(r.error())) return r;
   // Full: wait for a batch of free slots (hysteresis), not for the first one. A producer
@@ -269,6 +397,7 @@ Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& 
   // are done with while they drain the rest.
   const uint64_t batch = HysteresisSlots(view().slot_count);
   MpmcControl* c = view().control;
+  MpmcSleeper sleeper{c->not_full, handle_.index()};
   return internal::BlockingWait(
       [&]() -> Expected<std::span<std::byte>> {
         // SYNC(targeted-wake): seq_cst loads; this producer waits for the slot of position
@@ -285,7 +414,7 @@ Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& 
         }
         return try_claim(n);
       },
-      c->not_full, nullptr, opts, &stats());
+      sleeper, nullptr, opts, &stats());
 }
 
 Expected<void> MpmcProducer::publish() noexcept {
@@ -302,18 +431,28 @@ Expected<void> MpmcProducer::publish_redelivered(size_t n) noexcept {
 Expected<void> MpmcProducer::PublishWithFlags(size_t n, uint32_t flags) noexcept {
   if (!claimed_ || n > claim_size_) return RingErrc::kBadState;
   MpmcSlotHeader* s = view().slot(claim_pos_);
-  s->length = static_cast<uint32_t>(n);
-  s->flags = flags;  // plain: published with the length by the CAS below
   uint64_t expected = MakeStamp(claim_pos_, handle_.index(), kSlotClaimed);
   claimed_ = false;
+  // Relaxed: only a check that the slot is still ours before we write its header (a claim
+  // taken away by recovery may already be reused by another producer); the CAS below
+  // decides. The line is in our cache since the claim: no extra miss.
+  if (s->stamp.load(std::memory_order_relaxed) != expected) [[unlikely]] {
+    handle_.MarkRevoked();
+    LogEvent(LogLevel::kInfo, "revoked", handle_.segment_name(),
+             "publish: the claim was taken away (this process was judged dead)");
+    return RingErrc::kRevoked;
+  }
+  s->length = static_cast<uint32_t>(n);
+  s->flags = flags;  // plain: published with the length by the CAS below
   // SYNC(publish): seq_cst CAS (release side). A CAS, not a store: if our claim was taken
   // away (we were judged dead), we must not overwrite the recoverer's stamp.
   if (!s->stamp.compare_exchange_strong(expected,
                                         MakeStamp(claim_pos_, kPublishedData, kSlotPublished),
                                         std::memory_order_seq_cst)) {
-    LogEvent(LogLevel::kInfo, "corruption", handle_.segment_name(),
+    handle_.MarkRevoked();
+    LogEvent(LogLevel::kInfo, "revoked", handle_.segment_name(),
              "publish: the claim was taken away (this process was judged dead)");
-    return RingErrc::kCorrupt;
+    return RingErrc::kRevoked;
   }
   // Counters: relaxed stores of our running totals on our own stats block (role_stats.h).
   RoleStats& st = stats();
@@ -428,6 +567,10 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimOnce() noexcept {
       continue;
     }
     HelpForward(c->dequeue_pos, pos);
+    if (handle_.revoked()) [[unlikely]] {  // SYNC(revoke): after the claim CAS
+      GiveUpRevokedClaim(pos);
+      return RingErrc::kRevoked;
+    }
     return Hold(*s, pos, /*redelivered=*/false);
   }
   return RingErrc::kCorrupt;
@@ -446,7 +589,12 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryAdoptOrphan() noexcept {
                                           std::memory_order_seq_cst)) {
       continue;
     }
+    // seq_cst: part of the state a sleeping consumer re-checks (event_count.h).
     c->orphans.fetch_sub(1, std::memory_order_seq_cst);
+    if (handle_.revoked()) [[unlikely]] {  // SYNC(revoke): after the claim CAS
+      GiveUpRevokedClaim(pos);
+      return RingErrc::kRevoked;
+    }
     c->redelivered.fetch_add(1, std::memory_order_relaxed);  // relaxed: statistic
     return Hold(*s, pos, /*redelivered=*/true);
   }
@@ -464,7 +612,29 @@ Expected<MpmcConsumer::Message> MpmcConsumer::TryClaimSlow() noexcept {
   return RingErrc::kWouldBlock;
 }
 
+// Our entry was recovered while we ran (mpmc_layout.h rule 1): the message at `pos` that we
+// just claimed goes back to the other consumers as an orphan (unless the recoverer already
+// orphaned it), flagged redelivered; the handle is unusable from now on.
+void MpmcConsumer::GiveUpRevokedClaim(uint64_t pos) noexcept {
+  handle_.MarkRevoked();
+  MpmcControl* c = view().control;
+  MpmcSlotHeader* s = view().slot(pos);
+  uint64_t expected = MakeStamp(pos, handle_.index(), kSlotReading);
+  // Count first (as TakeAwayClaims); seq_cst: re-checked by sleepers.
+  c->orphans.fetch_add(1, std::memory_order_seq_cst);
+  // SYNC(claim): seq_cst CAS.
+  if (!s->stamp.compare_exchange_strong(expected, MakeStamp(pos, kMpmcOrphanIdx, kSlotReading),
+                                        std::memory_order_seq_cst)) {
+    c->orphans.fetch_sub(1, std::memory_order_seq_cst);  // seq_cst: as the increment
+  }
+  c->not_empty.NotifyAll();
+  LogEvent(LogLevel::kInfo, "revoked", handle_.segment_name(),
+           "consumer claim given up: this handle's entry was recovered");
+}
+
 Expected<MpmcConsumer::Message> MpmcConsumer::try_claim() noexcept {
+  if (!handle_.usable()) [[unlikely]]
+    return handle_.Unusable();
   if (claimed_) return RingErrc::kBadState;
   auto r = TryClaimOnce();
   if (r || !internal::WouldBlock(r.error())) return r;
@@ -472,8 +642,10 @@ Expected<MpmcConsumer::Message> MpmcConsumer::try_claim() noexcept {
 }
 
 Expected<MpmcConsumer::Message> MpmcConsumer::claim(const WaitOptions& opts) {
-  return internal::BlockingWait([&] { return try_claim(); }, view().control->not_empty, nullptr,
-                                opts, &stats());
+  if (!handle_.usable()) [[unlikely]]
+    return handle_.Unusable();  // before touching view()
+  MpmcSleeper sleeper{view().control->not_empty, handle_.index()};
+  return internal::BlockingWait([&] { return try_claim(); }, sleeper, nullptr, opts, &stats());
 }
 
 Expected<void> MpmcConsumer::release() noexcept {
@@ -486,9 +658,12 @@ Expected<void> MpmcConsumer::release() noexcept {
   if (!s->stamp.compare_exchange_strong(expected,
                                         MakeStamp(claim_pos_ + view().slot_count, 0, kSlotFree),
                                         std::memory_order_seq_cst)) {
-    LogEvent(LogLevel::kInfo, "corruption", handle_.segment_name(),
+    // Taken away: the stamp can never again be `expected` (mpmc_layout.h rule 2), so no
+    // later release of ours could free somebody else's message either.
+    handle_.MarkRevoked();
+    LogEvent(LogLevel::kInfo, "revoked", handle_.segment_name(),
              "release: the claim was taken away (this process was judged dead)");
-    return RingErrc::kCorrupt;
+    return RingErrc::kRevoked;
   }
   RoleStats& st = stats();  // counters: as in publish()
   st.messages.store(++total_msgs_, std::memory_order_relaxed);
@@ -527,16 +702,13 @@ Expected<MpmcConsumer::Popped> MpmcConsumer::pop(std::span<std::byte> buf,
 
 namespace {
 
+// Stale: no live process holds any registry entry nor the creator slot, as the kernel says
+// (ProbeAnyHolder: one fcntl for all entries; no /proc, no fd opened). Unknown: not stale.
 bool IsStaleMpmcSegment(const Segment& seg) {
   auto g = ValidateMpmcSegment(seg);
   if (!g) return false;  // not ours to judge: leave foreign or corrupt files alone
-  if (IsAlivePacked(g->creator)) return false;
-  MpmcView v = MpmcViewOf(seg, *g);
-  for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
-    const uint64_t owner = v.registry[i].owner.load(std::memory_order_acquire);
-    if (owner != 0 && IsAlivePacked(owner)) return false;
-  }
-  return true;
+  return ProbeAnyHolder(seg, 0, kMpmcMaxHandles) == HolderState::kDead &&
+         ProbeHolder(seg, kCreatorHolderSlot) == HolderState::kDead;
 }
 
 // Decided on one open file; unlinked only if the name still refers to it.
@@ -556,8 +728,35 @@ bool RemoveIfStale(std::string_view name) {
 
 }  // namespace
 
-MpmcQueue::MpmcQueue(std::shared_ptr<Segment> seg, MpmcGeometry g)
-    : segment_(std::move(seg)), geometry_(g), view_(MpmcViewOf(*segment_, g)) {}
+MpmcQueue::MpmcQueue(std::shared_ptr<Segment> seg, MpmcGeometry g,
+                     std::shared_ptr<HolderLock> creator_lock)
+    : segment_(std::move(seg)),
+      creator_lock_(std::move(creator_lock)),
+      geometry_(g),
+      view_(MpmcViewOf(*segment_, g)) {}
+
+MpmcQueue::MpmcQueue(MpmcQueue&& o) noexcept
+    : segment_(std::move(o.segment_)),
+      creator_lock_(std::move(o.creator_lock_)),
+      geometry_(std::exchange(o.geometry_, MpmcGeometry{})),
+      view_(std::exchange(o.view_, MpmcView{})),
+      recovery_interval_(o.recovery_interval_) {}
+
+MpmcQueue& MpmcQueue::operator=(MpmcQueue&& o) noexcept {
+  if (this != &o) {
+    segment_ = std::move(o.segment_);
+    creator_lock_ = std::move(o.creator_lock_);
+    geometry_ = std::exchange(o.geometry_, MpmcGeometry{});
+    view_ = std::exchange(o.view_, MpmcView{});
+    recovery_interval_ = o.recovery_interval_;
+  }
+  return *this;
+}
+
+const Segment& MpmcQueue::segment() const noexcept {
+  static const Segment kNone;
+  return segment_ ? *segment_ : kNone;
+}
 
 Expected<MpmcQueue> MpmcQueue::Create(std::string_view name, uint64_t slot_count,
                                       uint64_t max_message_size, const CreateOptions& options) {
@@ -569,6 +768,10 @@ Expected<MpmcQueue> MpmcQueue::Create(std::string_view name, uint64_t slot_count
     seg = Segment::Create(name, *size, options.unlink, options.mode);
   }
   if (!seg) return MakeUnexpected(seg.error());
+  // The creator slot, before the header is published: nobody can judge the new queue stale
+  // once it is visible. Out of fds: fail (the Segment's destructor unlinks the name).
+  auto creator = HolderLock::Acquire(*seg, kCreatorHolderSlot);
+  if (!creator) return MakeUnexpected(creator.error());
   InitMpmcSegment(*seg, slot_count, max_message_size);
   LogEvent(LogLevel::kInfo, "create", name, "mpmc-queue, %llu slots of %llu B",
            static_cast<unsigned long long>(slot_count),
@@ -576,7 +779,7 @@ Expected<MpmcQueue> MpmcQueue::Create(std::string_view name, uint64_t slot_count
   auto shared = std::make_shared<Segment>(std::move(*seg));
   auto g = ValidateMpmcSegment(*shared);
   if (!g) return MakeUnexpected(g.error());
-  return MpmcQueue(std::move(shared), *g);
+  return MpmcQueue(std::move(shared), *g, std::make_shared<HolderLock>(std::move(*creator)));
 }
 
 Expected<MpmcQueue> MpmcQueue::Attach(std::string_view name) {
@@ -592,7 +795,7 @@ Expected<MpmcQueue> MpmcQueue::Attach(std::string_view name) {
   }
   LogEvent(LogLevel::kInfo, "attach", name, "mpmc-queue, %llu slots",
            static_cast<unsigned long long>(g->slot_count));
-  return MpmcQueue(std::make_shared<Segment>(std::move(*seg)), *g);
+  return MpmcQueue(std::make_shared<Segment>(std::move(*seg)), *g, nullptr);
 }
 
 Expected<MpmcQueue> MpmcQueue::CreateAnonymous(uint64_t slot_count, uint64_t max_message_size) {
@@ -600,32 +803,57 @@ Expected<MpmcQueue> MpmcQueue::CreateAnonymous(uint64_t slot_count, uint64_t max
   if (!size) return MakeUnexpected(size.error());
   auto seg = Segment::CreateAnonymous(*size);
   if (!seg) return MakeUnexpected(seg.error());
+  auto creator = HolderLock::Acquire(*seg, kCreatorHolderSlot);  // as Create
+  if (!creator) return MakeUnexpected(creator.error());
   InitMpmcSegment(*seg, slot_count, max_message_size);
-  return Adopt(std::move(*seg));
+  auto q = Adopt(std::move(*seg));
+  if (q) q->creator_lock_ = std::make_shared<HolderLock>(std::move(*creator));
+  return q;
 }
 
 Expected<MpmcQueue> MpmcQueue::Adopt(Segment segment) {
   auto g = ValidateMpmcSegment(segment);
   if (!g) return MakeUnexpected(g.error());
-  return MpmcQueue(std::make_shared<Segment>(std::move(segment)), *g);
+  return MpmcQueue(std::make_shared<Segment>(std::move(segment)), *g, nullptr);
 }
 
 Expected<internal::MpmcHandle> MpmcQueue::Register(uint32_t role) const {
-  // Never register under a name others cannot check (process_identity.h).
-  auto self = SelfIdentity();
-  if (!self) return MakeUnexpected(self.error());
-  const uint64_t me = self->Pack();
+  if (!segment_) return RingErrc::kBadState;  // moved from
+  // The owner word only names us (for tools, and "registered" vs "left"); liveness is the
+  // entry's HolderLock, so a /proc we cannot read does not keep us from registering.
+  const uint64_t me = SelfIdentityOrPidOnly();
+  // Free entries first; if there is none, recover every entry whose holder the kernel says
+  // died without leaving, and look again.
   for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1 && internal::RecoverMpmcDead(*segment_, view_) == 0) break;
     for (uint32_t i = 0; i < kMpmcMaxHandles; ++i) {
       MpmcRegistryEntry& e = view_.registry[i];
-      uint64_t expected = 0;
-      // SYNC(owner): acq_rel CAS; ordered after the previous holder's release.
-      if (e.owner.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
-        e.role.store(role, std::memory_order_relaxed);  // relaxed: informational (stats)
-        return internal::MpmcHandle(segment_, view_, i, me, recovery_interval_);
+      // seq_cst: slow path; a hint, re-read under the entry's lock.
+      if (e.owner.load(std::memory_order_seq_cst) != 0) continue;
+      if (Quarantined(view_, i)) continue;  // cheap check before opening an fd
+      auto lock = HolderLock::Acquire(*segment_, i);
+      if (!lock) {
+        if (lock.error() == RingErrc::kRoleTaken) continue;  // registering or held
+        return MakeUnexpected(lock.error());                 // e.g. EMFILE: say so
       }
+      // We hold slot i: nobody else registers on or recovers entry i until we let go. An
+      // owner word set since our look names a holder that did not leave and holds no lock
+      // (we do): it died in between.
+      if (RecoverLockedEntry(view_, i)) {
+        view_.control->not_empty.NotifyAll();
+        view_.control->not_full.NotifyAll();
+      }
+      // Strays of a revoked earlier holder (mpmc_layout.h rule 2): none may name us.
+      if (e.ever_recovered.load(std::memory_order_relaxed) != 0) TakeAwayClaims(view_, i);
+      if (Quarantined(view_, i)) continue;  // (the recovery may have quarantined it)
+      // SYNC(revoke): seq_cst RMW; our tenure's generation (mpmc_layout.h rule 1).
+      const uint64_t gen = e.generation.fetch_add(1, std::memory_order_seq_cst) + 1;
+      e.role.store(role, std::memory_order_relaxed);  // relaxed: informational (stats)
+      // SYNC(owner): seq_cst; written after the lock was taken (mpmc_layout.h LIVENESS).
+      e.owner.store(me, std::memory_order_seq_cst);
+      return internal::MpmcHandle(segment_, view_, i, std::move(*lock), me, gen,
+                                  recovery_interval_);
     }
-    if (internal::RecoverMpmcDead(view_) == 0) break;
   }
   return RingErrc::kRoleTaken;
 }
@@ -642,11 +870,15 @@ Expected<MpmcConsumer> MpmcQueue::Consumer() const {
   return MpmcConsumer(std::move(*h));
 }
 
-size_t MpmcQueue::RecoverDead() const noexcept { return internal::RecoverMpmcDead(view_); }
+size_t MpmcQueue::RecoverDead() const noexcept {
+  if (!segment_) return 0;
+  return internal::RecoverMpmcDead(*segment_, view_);
+}
 
 MpmcStats MpmcQueue::stats() const noexcept {
   const MpmcControl* c = view_.control;
   MpmcStats st;
+  if (c == nullptr) return st;  // moved from
   // Relaxed/seq_cst mix is fine for a snapshot; each counter is corrected by its stamp.
   uint64_t e = c->enqueue_pos.load(std::memory_order_seq_cst);
   uint64_t stamp = view_.slot(e)->stamp.load(std::memory_order_seq_cst);
@@ -678,6 +910,9 @@ MpmcStats MpmcQueue::stats() const noexcept {
   return st;
 }
 
-Expected<void> MpmcQueue::Unlink() const { return segment_->Unlink(); }
+Expected<void> MpmcQueue::Unlink() const {
+  if (!segment_) return RingErrc::kBadState;
+  return segment_->Unlink();
+}
 
 }  // namespace shmlink

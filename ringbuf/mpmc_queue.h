@@ -27,15 +27,26 @@
 //
 // CRASH SEMANTICS (processes killed at any instruction, e.g. SIGKILL):
 //  * Every claim writes the claimant's registry index into the slot stamp in the same CAS
-//    that claims it. The registry entry holds the handle owner's pid + start time, so a
-//    dead owner (exited, killed, zombie, or pid reused) is recognised without any window.
-//    A SIGKILLed owner counts as dead as soon as the signal is pending, before it has run
-//    or finished exiting (LivenessOf, process_identity.h); its registry entry is freed only
-//    once it is really gone.
+//    that claims it, and every handle holds its registry entry through an OFD lock the
+//    kernel drops when the holder dies, exec's or closes the lock's fd (holder_lock.h,
+//    mpmc_layout.h LIVENESS). A dead owner is recognised on the kernel's word - in any PID
+//    namespace, with /proc hidden or unreadable, with a zombie thread-group leader - once the
+//    kernel has closed its files (then it runs no user code any more); never before, and
+//    never on a failed probe (unknown is not dead).
 //  * Dead participants are detected by the survivors' slow paths: a consumer that finds the
-//    queue empty and a producer that finds it full check every registered owner's liveness
-//    at most once per `recovery_interval` (default 10 ms; blocking waits wake at least every
-//    WaitOptions::liveness_check to do it). RecoverDead() does it at once.
+//    queue empty and a producer that finds it full probe every registered entry (one fcntl
+//    each, no /proc, no fd) at most once per `recovery_interval` (default 10 ms; blocking
+//    waits wake at least every WaitOptions::liveness_check to do it). RecoverDead() does it
+//    at once. Recovering an entry takes its lock, i.e. one fd while it works: a process out
+//    of fds recovers nothing until it has one.
+//  * A LIVE handle whose lock fd was closed behind its back (a program closing all fds) is
+//    judged dead and recovered like a dead one; it then gets RingErrc::kRevoked from
+//    claim/publish/release and can never complete one under another handle's name
+//    (mpmc_layout.h: generations and quarantine). A message it held is redelivered.
+//  * A stopped (SIGSTOP) producer between claim and publish holds back every consumer
+//    behind its slot for as long as it stays stopped: it is alive and nothing acts on it
+//    (`shmlink inspect` shows the claim and its holder's state). Same for a stopped
+//    consumer holding the message in the slot that producers need next.
 //  * Producer died between claim and publish: its slot becomes a skip record, which
 //    consumers step over. Counted in stats().abandoned. The message is lost (it was never
 //    committed); nothing else is. A consumer blocked behind that slot proceeds within about
@@ -54,8 +65,10 @@
 // 255 live handles at a time (registry size); messages may be empty.
 //
 // Errors (RingErrc): kWouldBlock (try_: full/empty), kTimedOut, kTooLarge, kBadState (call
-// out of order, e.g. publish() without claim), kRoleTaken (255 live handles), kCorrupt
-// (stamps inconsistent: the segment was damaged; never read or written out of bounds).
+// out of order, e.g. publish() without claim; any call on a moved-from queue or handle),
+// kRoleTaken (255 live handles), kRevoked (this handle was judged dead and recovered; see
+// below), kCorrupt (stamps inconsistent: the segment was damaged; never read or written out
+// of bounds).
 //
 // Thread safety: MpmcQueue is any-thread. A handle (MpmcProducer/MpmcConsumer) is used by
 // one thread at a time; create one handle per thread. Handles are bound to the process
@@ -76,6 +89,7 @@
 #include <utility>
 
 #include <shmlink/expected.h>
+#include <shmlink/holder_lock.h>
 #include <shmlink/mpmc_handle.h>
 #include <shmlink/mpmc_layout.h>
 #include <shmlink/ring_error.h>
@@ -116,7 +130,7 @@ class MpmcProducer {
 
   // Claims a slot for one message of `n` bytes and returns its payload span, valid until
   // publish() or abort(). At most one claim per handle. Errors: kTooLarge, kBadState (a
-  // claim is pending), kWouldBlock (full), kCorrupt.
+  // claim is pending), kWouldBlock (full), kRevoked, kCorrupt.
   [[nodiscard]] Expected<std::span<std::byte>> try_claim(size_t n) noexcept;
   // As try_claim, waiting for space per `opts`. When the queue is full it waits until
   // about half of it is free again (hysteresis: refills then touch lines the consumers are
@@ -124,8 +138,8 @@ class MpmcProducer {
   // consumer holds an old slot while the rest drained. Extra error: kTimedOut.
   [[nodiscard]] Expected<std::span<std::byte>> claim(size_t n, const WaitOptions& opts = {});
   // Commits the claimed slot (its first `n` bytes if given, n <= claimed size) and wakes a
-  // sleeping consumer. Errors: kBadState (no claim, or n too big), kCorrupt (the claim was
-  // taken away: this process was judged dead, e.g. /proc unreadable).
+  // sleeping consumer. Errors: kBadState (no claim, or n too big), kRevoked (the claim was
+  // taken away: this handle was judged dead, its token fd closed behind its back).
   [[nodiscard]] Expected<void> publish() noexcept;
   [[nodiscard]] Expected<void> publish(size_t n) noexcept;
   // As publish(n), but consumers get the message flagged `redelivered`: for relays (such
@@ -155,6 +169,7 @@ class MpmcProducer {
     return view().stats[handle_.index()].by_role[RoleStatsIndex(kRoleProducer)];
   }
   Expected<std::span<std::byte>> TryClaimOnce(size_t n) noexcept;
+  void GiveUpRevokedClaim(uint64_t pos) noexcept;
   Expected<void> PublishWithFlags(size_t n, uint32_t flags) noexcept;
 
   internal::MpmcHandle handle_;  // frees the entry after ~MpmcProducer aborted the claim
@@ -194,7 +209,7 @@ class MpmcConsumer {
   // As try_claim, waiting per `opts`. Extra error: kTimedOut.
   [[nodiscard]] Expected<Message> claim(const WaitOptions& opts = {});
   // Frees the held message's slot and wakes a sleeping producer. Errors: kBadState (none
-  // held), kCorrupt (the claim was taken away: this process was judged dead).
+  // held), kRevoked (the claim was taken away: this handle was judged dead).
   [[nodiscard]] Expected<void> release() noexcept;
   bool has_claim() const noexcept { return claimed_; }
 
@@ -217,6 +232,7 @@ class MpmcConsumer {
     return view().stats[handle_.index()].by_role[RoleStatsIndex(kRoleConsumer)];
   }
   Expected<Message> TryClaimOnce() noexcept;
+  void GiveUpRevokedClaim(uint64_t pos) noexcept;
   Expected<Message> TryAdoptOrphan() noexcept;
   Expected<Message> TryClaimSlow() noexcept;
   Expected<Popped> CopyOut(std::span<std::byte> buf) noexcept;
@@ -265,43 +281,65 @@ class MpmcQueue {
   // Takes over an already-mapped segment (e.g. Segment::FromFd), validating it as Attach.
   [[nodiscard]] static Expected<MpmcQueue> Adopt(Segment segment);
 
-  // New handles, each registered under this process's identity. kRoleTaken if all
-  // kMpmcMaxHandles entries are held by live processes. any-thread.
+  // New handles, each holding a registry entry through its HolderLock (one fd per handle,
+  // O_CLOEXEC) and named by this process's identity. kRoleTaken if all kMpmcMaxHandles
+  // entries are held by live processes (or quarantined, mpmc_layout.h); the errno of the
+  // open (e.g. EMFILE) if the lock's fd cannot be opened; kBadState if moved from.
+  // any-thread.
   [[nodiscard]] Expected<MpmcProducer> Producer() const;
   [[nodiscard]] Expected<MpmcConsumer> Consumer() const;
 
   // How often a handle's slow path checks other participants' liveness (new handles).
   void set_recovery_interval(std::chrono::nanoseconds d) noexcept { recovery_interval_ = d; }
 
-  // Checks every registered handle's owner now and recovers those of dead processes
-  // (abandon their claims, orphan their held messages for redelivery, free their entries).
-  // Returns the number of entries recovered. any-thread.
+  // Asks the kernel now about every registered handle and recovers those whose holder died
+  // (abandon their claims, orphan their held messages for redelivery, free their entries),
+  // and stray claims naming free entries. Returns the number of entries recovered (strays
+  // count as one). Needs one fd while it recovers an entry. any-thread.
   size_t RecoverDead() const noexcept;
 
   MpmcStats stats() const noexcept;                        // snapshot (may be stale)
   uint64_t size() const noexcept { return stats().size; }  // approximate fill
   uint64_t capacity() const noexcept { return view_.slot_count; }
   uint64_t max_message_size() const noexcept { return view_.max_message_size; }
-  const Segment& segment() const noexcept { return *segment_; }
-  // Removes the name now; mapped handles keep working.
+  // The mapped segment (an empty Segment once moved from).
+  const Segment& segment() const noexcept;
+  // Removes the name now; mapped handles keep working. kBadState once moved from.
   [[nodiscard]] Expected<void> Unlink() const;
 
+  // Copies share the mapping (and the creator slot, held until the last copy goes). A
+  // moved-from queue maps nothing: Producer()/Consumer()/Unlink() fail with kBadState,
+  // stats() is all zero, RecoverDead() does nothing.
+  MpmcQueue(const MpmcQueue&) = default;
+  MpmcQueue& operator=(const MpmcQueue&) = default;
+  MpmcQueue(MpmcQueue&& other) noexcept;
+  MpmcQueue& operator=(MpmcQueue&& other) noexcept;
+
  private:
-  MpmcQueue(std::shared_ptr<Segment> seg, MpmcGeometry g);
+  MpmcQueue(std::shared_ptr<Segment> seg, MpmcGeometry g, std::shared_ptr<HolderLock> creator);
   // Claims a free registry entry for this process (recovering dead ones if none is free).
   Expected<internal::MpmcHandle> Register(uint32_t role) const;
 
   std::shared_ptr<Segment> segment_;
+  // HolderLock kCreatorHolderSlot, in the creating process only (Create/CreateAnonymous):
+  // the kernel's answer to "does the creator still run?" for stale-segment removal.
+  std::shared_ptr<HolderLock> creator_lock_;
   MpmcGeometry geometry_{};
   MpmcView view_{};
   std::chrono::nanoseconds recovery_interval_ = std::chrono::milliseconds(10);
 };
 
 namespace internal {
-// Recovers registry entry `idx` if its owner is dead. Returns true if it did.
-bool RecoverMpmcEntry(const MpmcView& v, uint32_t idx) noexcept;
-// Recovers every dead entry; returns how many.
-size_t RecoverMpmcDead(const MpmcView& v) noexcept;
+// Recovers registry entry `idx` of the queue mapped by `seg` if the kernel says its holder
+// died without leaving (its HolderLock slot is free, its owner word still set). Needs one
+// fd for the entry's lock while it works (out of fds: recovers nothing now). True if it did.
+bool RecoverMpmcEntry(const Segment& seg, const MpmcView& v, uint32_t idx) noexcept;
+// Takes away stray claims - Claimed/Reading stamps naming an entry whose owner word is 0
+// (mpmc_layout.h) - found at the queue's two heads or in a window of up to 1024 slots that
+// moves on with every call. True if it did.
+bool RecoverMpmcStrays(const Segment& seg, const MpmcView& v) noexcept;
+// Recovers every dead entry and the strays; returns how many.
+size_t RecoverMpmcDead(const Segment& seg, const MpmcView& v) noexcept;
 }  // namespace internal
 
 }  // namespace shmlink

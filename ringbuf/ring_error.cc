@@ -49,6 +49,8 @@ class RingCategoryImpl final : public std::error_category {
         return "overrun: the publisher overwrote messages before they were read";
       case RingErrc::kTypeMismatch:
         return "message type does not match the topic's type";
+      case RingErrc::kRevoked:
+        return "handle revoked: its process was judged dead and its claims recovered";
     }
     return "unknown shmlink.ring error " + std::to_string(ev);
   }

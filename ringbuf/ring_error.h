@@ -39,6 +39,10 @@ enum class RingErrc : int {
                      // oldest intact one. Retry helps (the next receive succeeds).
   kTypeMismatch,     // Typed topic call with another type (size, alignment or name hash)
                      // than the topic was created with. No retry.
+  kRevoked,          // This handle's registration was taken away: its process was judged
+                     // dead (its liveness token fd was closed behind its back) and its claims
+                     // were recovered. The handle can do nothing more; make a new one.
+                     // No retry with this handle.
 };
 
 const std::error_category& RingCategory() noexcept;

@@ -3,11 +3,15 @@
 #include <time.h>
 
 #include <cerrno>
+#include <limits>
 #include <new>
 #include <string>
 
+#include <shmlink/holder_lock.h>
 #include <shmlink/log.h>
-#include <shmlink/process_identity.h>
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
 #include <shmlink/segment_header.h>
 #include <shmlink/shared_object.h>
 
@@ -41,7 +45,8 @@ bool RemoveIfStale(std::string_view name) {
   // Gone since our create failed (another cleaner removed it): the name may be free now.
   if (!seg) return seg.error() == std::errc::no_such_file_or_directory;
   auto v = ValidateObject(*seg);
-  if (!v || IsAlivePacked(v->creator)) return false;
+  // The kernel's word on the creator (its HolderLock slot); unknown is not dead. No /proc.
+  if (!v || ProbeHolder(*seg, kCreatorHolderSlot) != HolderState::kDead) return false;
   auto removed = UnlinkShmIfSame(name, seg->fd());
   if (removed && *removed) {
     LogEvent(LogLevel::kInfo, "stale-removed", name, "creator is dead");
@@ -66,6 +71,10 @@ Expected<SharedObject> SharedObject::Create(std::string_view name, size_t size,
     seg = Segment::Create(name, total, options.unlink, options.mode);
   }
   if (!seg) return MakeUnexpected(seg.error());
+  // The creator slot, before the header is published: nobody may judge the new object stale
+  // once it is visible. Out of fds: fail (the Segment's destructor unlinks the name).
+  auto creator = HolderLock::Acquire(*seg, kCreatorHolderSlot);
+  if (!creator) return MakeUnexpected(creator.error());
   const uint64_t geometry[8] = {kDataOffset,
                                 size,
                                 options.elem_size,
@@ -90,7 +99,7 @@ Expected<SharedObject> SharedObject::Create(std::string_view name, size_t size,
   auto shared = std::make_shared<Segment>(std::move(*seg));
   std::byte* base = shared->data();
   return SharedObject(std::move(shared), c, base + kDataOffset, size, options.elem_size,
-                      options.type_tag);
+                      options.type_tag, std::make_shared<HolderLock>(std::move(*creator)));
 }
 
 Expected<SharedObject> SharedObject::Attach(std::string_view name) {
@@ -113,13 +122,13 @@ Expected<SharedObject> SharedObject::Attach(std::string_view name) {
 }
 
 Expected<SharedObject::Guard> SharedObject::Finish(int rc, LockRecovery mode) noexcept {
-  if (rc == 0) return Guard(&control_->mutex, false);
+  if (rc == 0) return Guard(segment_, &control_->mutex, false);
   if (rc == EOWNERDEAD) {
     // Relaxed: a statistic; the mutex orders the data.
     control_->owner_died_count.fetch_add(1, std::memory_order_relaxed);
     LogEvent(LogLevel::kInfo, "peer-dead", segment_->name(),
              "the lock's previous owner died holding it");
-    Guard g(&control_->mutex, true);
+    Guard g(segment_, &control_->mutex, true);
     if (mode == LockRecovery::kAutoRecover) {
       auto ok = g.mark_consistent();
       if (!ok) return MakeUnexpected(ok.error());
@@ -132,28 +141,54 @@ Expected<SharedObject::Guard> SharedObject::Finish(int rc, LockRecovery mode) no
 }
 
 Expected<SharedObject::Guard> SharedObject::lock(LockRecovery mode) noexcept {
+  if (!segment_) return RingErrc::kBadState;  // moved from
   return Finish(pthread_mutex_lock(&control_->mutex), mode);
 }
 
 Expected<SharedObject::Guard> SharedObject::try_lock(LockRecovery mode) noexcept {
+  if (!segment_) return RingErrc::kBadState;  // moved from
   return Finish(pthread_mutex_trylock(&control_->mutex), mode);
 }
 
 Expected<SharedObject::Guard> SharedObject::lock_for(std::chrono::nanoseconds timeout,
                                                      LockRecovery mode) noexcept {
+  if (!segment_) return RingErrc::kBadState;  // moved from
+  // CLOCK_MONOTONIC: a wall-clock step (NTP, settimeofday) must not change the wait.
   struct timespec ts {};
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   const int64_t ns = timeout.count() < 0 ? 0 : timeout.count();
-  ts.tv_sec += static_cast<time_t>(ns / 1000000000);
-  ts.tv_nsec += static_cast<long>(ns % 1000000000);
-  if (ts.tv_nsec >= 1000000000) {
-    ts.tv_sec += 1;
-    ts.tv_nsec -= 1000000000;
+  constexpr int64_t kNs = 1000000000;
+  // Saturate: a deadline past what time_t holds waits "forever" instead of overflowing.
+  const int64_t add_sec = ns / kNs;
+  if (ts.tv_sec > std::numeric_limits<time_t>::max() - add_sec - 1) {
+    ts.tv_sec = std::numeric_limits<time_t>::max();
+    ts.tv_nsec = kNs - 1;
+  } else {
+    ts.tv_sec += static_cast<time_t>(add_sec);
+    ts.tv_nsec += static_cast<long>(ns % kNs);
+    if (ts.tv_nsec >= kNs) {
+      ts.tv_sec += 1;
+      ts.tv_nsec -= kNs;
+    }
   }
-  return Finish(pthread_mutex_timedlock(&control_->mutex, &ts), mode);
+#if defined(__SANITIZE_THREAD__)
+  // TSan (GCC 12) does not intercept pthread_mutex_clocklock: tell it about the lock, or it
+  // reports the later unlock as an unlock of an unlocked mutex.
+  __tsan_mutex_pre_lock(&control_->mutex, __tsan_mutex_try_lock);
+  const int rc = pthread_mutex_clocklock(&control_->mutex, CLOCK_MONOTONIC, &ts);
+  __tsan_mutex_post_lock(&control_->mutex,
+                         rc == 0 || rc == EOWNERDEAD
+                             ? __tsan_mutex_try_lock
+                             : __tsan_mutex_try_lock | __tsan_mutex_try_lock_failed,
+                         0);
+  return Finish(rc, mode);
+#else
+  return Finish(pthread_mutex_clocklock(&control_->mutex, CLOCK_MONOTONIC, &ts), mode);
+#endif
 }
 
 uint64_t SharedObject::owner_died_count() const noexcept {
+  if (control_ == nullptr) return 0;
   return control_->owner_died_count.load(std::memory_order_relaxed);  // relaxed: statistic
 }
 
@@ -171,6 +206,7 @@ void SharedObject::Guard::unlock() noexcept {
   // Unlocking an inconsistent robust mutex makes it ENOTRECOVERABLE (documented).
   pthread_mutex_unlock(mutex_);
   mutex_ = nullptr;
+  mapping_.reset();  // after the unlock: the mutex lives in this mapping
 }
 
 }  // namespace shmlink

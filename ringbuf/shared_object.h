@@ -50,6 +50,7 @@
 #include <utility>
 
 #include <shmlink/expected.h>
+#include <shmlink/holder_lock.h>
 #include <shmlink/ring_error.h>
 #include <shmlink/segment.h>
 
@@ -76,20 +77,26 @@ class SharedObject {
     // Free-form tag stored in the header (e.g. a Python typecode), checked by typed attach.
     uint64_t type_tag = 0;
     // If the name exists and its creator is dead, replace it. Off by default: attachers
-    // are not registered, so a dead creator does not mean nobody uses the object.
+    // are not registered, so a dead creator does not mean nobody uses the object. "Dead" is
+    // the kernel's word: the creator's SharedObject holds HolderLock kCreatorHolderSlot
+    // for as long as it (or a copy) lives; a creator whose state cannot be probed is alive.
     bool reclaim_stale = false;
   };
 
-  // Holds the lock; unlocks when destroyed. Move-only. not-thread-safe (one owner).
+  // Holds the lock; unlocks when destroyed. Keeps the mapping alive while it holds the lock
+  // (a Guard may outlive the SharedObject it came from). Move-only. not-thread-safe (one
+  // owner).
   class Guard {
    public:
     Guard(Guard&& o) noexcept
-        : mutex_(std::exchange(o.mutex_, nullptr)),
+        : mapping_(std::move(o.mapping_)),
+          mutex_(std::exchange(o.mutex_, nullptr)),
           owner_died_(o.owner_died_),
           consistent_(o.consistent_) {}
     Guard& operator=(Guard&& o) noexcept {
       if (this != &o) {
         unlock();
+        mapping_ = std::move(o.mapping_);
         mutex_ = std::exchange(o.mutex_, nullptr);
         owner_died_ = o.owner_died_;
         consistent_ = o.consistent_;
@@ -110,7 +117,9 @@ class SharedObject {
 
    private:
     friend class SharedObject;
-    Guard(pthread_mutex_t* m, bool died) : mutex_(m), owner_died_(died), consistent_(!died) {}
+    Guard(std::shared_ptr<const Segment> mapping, pthread_mutex_t* m, bool died)
+        : mapping_(std::move(mapping)), mutex_(m), owner_died_(died), consistent_(!died) {}
+    std::shared_ptr<const Segment> mapping_;  // the mapping that holds *mutex_
     pthread_mutex_t* mutex_ = nullptr;
     bool owner_died_ = false;
     bool consistent_ = true;
@@ -127,12 +136,15 @@ class SharedObject {
   // kBadGeometry, and the header's errors.
   [[nodiscard]] static Expected<SharedObject> Attach(std::string_view name);
 
+  // A moved-from SharedObject maps nothing of its own: lock/try_lock/lock_for fail with
+  // kBadState.
   // Blocks until the lock is held. Errors: ENOTRECOVERABLE (a previous owner died and the
   // data was never marked consistent), EDEADLK, other pthread errno values.
   [[nodiscard]] Expected<Guard> lock(LockRecovery mode = LockRecovery::kReport) noexcept;
   // Non-blocking: kWouldBlock if another thread/process holds it.
   [[nodiscard]] Expected<Guard> try_lock(LockRecovery mode = LockRecovery::kReport) noexcept;
-  // Waits at most `timeout`: kTimedOut after it.
+  // Waits at most `timeout` (measured on CLOCK_MONOTONIC: a wall-clock step does not shorten
+  // or stretch it; <= 0: one try; huge values saturate): kTimedOut after it.
   [[nodiscard]] Expected<Guard> lock_for(std::chrono::nanoseconds timeout,
                                          LockRecovery mode = LockRecovery::kReport) noexcept;
 
@@ -148,8 +160,9 @@ class SharedObject {
 
  private:
   SharedObject(std::shared_ptr<Segment> seg, SharedObjectControl* c, std::byte* data, size_t size,
-               uint64_t elem, uint64_t tag)
+               uint64_t elem, uint64_t tag, std::shared_ptr<HolderLock> creator = nullptr)
       : segment_(std::move(seg)),
+        creator_lock_(std::move(creator)),
         control_(c),
         data_(data),
         size_(size),
@@ -158,6 +171,8 @@ class SharedObject {
   Expected<Guard> Finish(int rc, LockRecovery mode) noexcept;
 
   std::shared_ptr<Segment> segment_;
+  // HolderLock kCreatorHolderSlot, in the creating process only: for stale-name removal.
+  std::shared_ptr<HolderLock> creator_lock_;
   SharedObjectControl* control_ = nullptr;
   std::byte* data_ = nullptr;
   size_t size_ = 0;

@@ -9,6 +9,8 @@
 //                                       are caught up) and a forked consumer; runs until
 //                                       SIGTERM, then closes and removes the ring
 //   cli_fixture mpmc NAME               queue (kept): 10 pushed, 4 popped; handles held
+//   cli_fixture mpmc-stopped NAME       queue (kept): a forked producer claims the head slot
+//                                       and stops itself (SIGSTOP) before publishing; waits
 //   cli_fixture object NAME             shared object (kept); waits
 //   cli_fixture recreate NAME ITERS     create (holding the producer role) / destroy NAME in
 //                                       a loop; each time, checks that the name still refers
@@ -155,6 +157,29 @@ int Mpmc(const std::string& name) {
   WaitForever();
 }
 
+int MpmcStopped(const std::string& name) {
+  MpmcQueue::CreateOptions o;
+  o.unlink = UnlinkPolicy::kKeep;
+  auto q = MpmcQueue::Create(name, 16, 64, o);
+  if (!q) Die("create", q.error());
+  auto rx = q->Consumer();
+  if (!rx) Die("consumer", rx.error());
+  const pid_t child = ::fork();
+  if (child == 0) {
+    auto tx = q->Producer();
+    if (!tx || !tx->try_claim(8)) ::_exit(2);
+    ::raise(SIGSTOP);  // stopped between claim and publish
+    ::_exit(0);
+  }
+  int status = 0;
+  if (child < 0 || ::waitpid(child, &status, WUNTRACED) != child || !WIFSTOPPED(status)) {
+    std::fprintf(stderr, "the producer did not stop\n");
+    return 1;
+  }
+  Ready();
+  WaitForever();
+}
+
 int Object(const std::string& name) {
   SharedObject::CreateOptions o;
   o.unlink = UnlinkPolicy::kKeep;
@@ -216,6 +241,7 @@ int main(int argc, char** argv) {
   if (mode == "count" && argc == 5) return Count(name, std::atoi(argv[3]), std::atoi(argv[4]));
   if (mode == "rate" && argc == 4) return Rate(name, std::atof(argv[3]));
   if (mode == "mpmc") return Mpmc(name);
+  if (mode == "mpmc-stopped") return MpmcStopped(name);
   if (mode == "object") return Object(name);
   if (mode == "reclaim") return Reclaim(name);
   if (mode == "recreate" && argc == 4) return Recreate(name, std::atoi(argv[3]));

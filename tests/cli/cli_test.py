@@ -226,6 +226,18 @@ def test_queue_and_object_reports(name):
     assert not os.path.exists(shm(obj))
 
 
+def test_stopped_producer_holding_consumers_back_is_shown(name):
+    with Fixture("mpmc-stopped", name):
+        q = json.loads(run("inspect", name, "--json").stdout)
+        blocking = q["queue"]["blocking"]
+        assert len(blocking) == 1, blocking
+        assert blocking[0]["waiting"] == "consumers" and blocking[0]["position"] == 0
+        assert blocking[0]["state"] == "T (stopped)", blocking
+        text = run("inspect", name).stdout
+        assert "blocked   consumers wait behind position 0 (claimed, not published)" in text
+    run("clean", name)
+
+
 def write(path, data):
     with open(path, "wb") as f:
         f.write(data)

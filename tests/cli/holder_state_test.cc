@@ -74,11 +74,16 @@ TEST(HolderStateTest, LockSlotsOfLayout4Rings) {
   EXPECT_EQ(LockSlotFor(4, conn, HolderRole::kRingConsumer, 1), uint64_t{3});
   EXPECT_EQ(LockSlotFor(4, conn, HolderRole::kCreator, 0), kCreatorHolderSlot);
   EXPECT_EQ(LockSlotFor(3, ring, HolderRole::kRingProducer, 0), std::nullopt);
-  EXPECT_EQ(
-      LockSlotFor(4, static_cast<uint32_t>(SegmentKind::kMpmcQueue), HolderRole::kQueueEntry, 0),
-      std::nullopt);
-  EXPECT_EQ(LockSlotFor(4, static_cast<uint32_t>(SegmentKind::kMpmcQueue), HolderRole::kCreator, 0),
-            std::nullopt);
+  // MPMC queues: registry entry i holds slot i, the creator kCreatorHolderSlot
+  // (mpmc_layout.h); shared objects: the creator only.
+  const auto queue = static_cast<uint32_t>(SegmentKind::kMpmcQueue);
+  const auto object = static_cast<uint32_t>(SegmentKind::kSharedObject);
+  EXPECT_EQ(LockSlotFor(4, queue, HolderRole::kQueueEntry, 0), uint64_t{0});
+  EXPECT_EQ(LockSlotFor(4, queue, HolderRole::kQueueEntry, 254), uint64_t{254});
+  EXPECT_EQ(LockSlotFor(4, queue, HolderRole::kQueueEntry, 255), std::nullopt);
+  EXPECT_EQ(LockSlotFor(4, queue, HolderRole::kCreator, 0), kCreatorHolderSlot);
+  EXPECT_EQ(LockSlotFor(3, queue, HolderRole::kQueueEntry, 0), std::nullopt);
+  EXPECT_EQ(LockSlotFor(4, object, HolderRole::kCreator, 0), kCreatorHolderSlot);
 }
 
 TEST(HolderStateTest, ProcEvidence) {

@@ -268,6 +268,86 @@ TEST(MpmcQueueTest, RegistryFullThenDeadEntriesAreReused) {
   EXPECT_EQ(q->stats().producers, 1u);
 }
 
+// A moved-from queue or handle maps nothing of its own: every call fails with kBadState (it
+// used to keep a copy of the view and claim under an index it no longer owned, or crash).
+TEST(MpmcQueueTest, MovedFromQueueAndHandlesFailTyped) {
+  const std::string name = UniqueShmName("mpmc-moved");
+  auto q = MpmcQueue::Create(name, 4, 16);
+  ASSERT_TRUE(q);
+  auto tx = q->Producer();
+  auto rx = q->Consumer();
+  ASSERT_TRUE(tx && rx);
+  MpmcProducer tx2 = std::move(*tx);
+  MpmcConsumer rx2 = std::move(*rx);
+  EXPECT_EQ(tx->try_claim(4).error(), RingErrc::kBadState);
+  EXPECT_EQ(tx->claim(4, WaitOptions::WithTimeout(1ms)).error(), RingErrc::kBadState);
+  EXPECT_EQ(tx->try_push(Bytes("x")).error(), RingErrc::kBadState);
+  EXPECT_EQ(tx->publish().error(), RingErrc::kBadState);
+  EXPECT_EQ(rx->try_claim().error(), RingErrc::kBadState);
+  EXPECT_EQ(rx->claim(WaitOptions::WithTimeout(1ms)).error(), RingErrc::kBadState);
+  EXPECT_EQ(rx->release().error(), RingErrc::kBadState);
+  std::vector<std::byte> buf(16);
+  EXPECT_EQ(rx->try_pop(buf).error(), RingErrc::kBadState);
+  ASSERT_TRUE(tx2.try_push(Bytes("moved")));
+  auto p = rx2.try_pop(buf);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(Str({buf.data(), p->size}), "moved");
+
+  MpmcQueue q2 = std::move(*q);
+  EXPECT_EQ(q->Producer().error(), RingErrc::kBadState);
+  EXPECT_EQ(q->Consumer().error(), RingErrc::kBadState);
+  EXPECT_EQ(q->Unlink().error(), RingErrc::kBadState);
+  EXPECT_EQ(q->RecoverDead(), 0u);
+  EXPECT_EQ(q->stats().capacity, 0u);
+  EXPECT_EQ(q->segment().fd(), -1);
+  EXPECT_TRUE(q2.Consumer());
+}
+
+// The stale decision is the kernel's (ProbeAnyHolder over the registry + the creator slot):
+// a live handle in another process keeps the name; once its process exec'd (same pid and
+// start time, so /proc said "alive") and the creator is gone, the name is reclaimed.
+TEST(MpmcQueueTest, StaleDecisionAsksTheHolderLocks) {
+  const std::string name = UniqueShmName("mpmc-stale-locks");
+  {
+    MpmcQueue::CreateOptions o;
+    o.unlink = UnlinkPolicy::kKeep;
+    auto q = MpmcQueue::Create(name, 4, 16, o);
+    ASSERT_TRUE(q);
+  }  // the creator's queue is gone; the name stays
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  testing::Signal holding, go;
+  const pid_t child = ForkChild([&]() -> int {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    auto rx = a->Consumer();
+    if (!rx) return 3;
+    holding.Notify();
+    if (!go.Wait()) return 4;
+    ::dup2(pipefd[1], 3);
+    ::execl("/bin/sh", "sh", "-c", "printf x >&3; exec sleep 60", static_cast<char*>(nullptr));
+    return 5;
+  });
+  ASSERT_TRUE(holding.Wait());
+  auto kept = MpmcQueue::Create(name, 4, 16);
+  ASSERT_FALSE(kept) << "a queue with a live handle was reclaimed";
+  EXPECT_EQ(kept.error(), std::errc::file_exists);
+  go.Notify();
+  ::close(pipefd[1]);
+  char c = 0;
+  ASSERT_EQ(::read(pipefd[0], &c, 1), 1);  // the exec'd image runs
+  ::close(pipefd[0]);
+  {
+    auto reclaimed = MpmcQueue::Create(name, 4, 16);
+    EXPECT_TRUE(reclaimed) << reclaimed.error().message();
+  }
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+  const bool left = ShmExists(name);
+  if (left) ::shm_unlink(name.c_str());  // only after a failure: the kept original
+  EXPECT_FALSE(left);
+}
+
 TEST(MpmcQueueTest, StaleNameIsReclaimedOnCreate) {
   const std::string name = UniqueShmName("mpmc-stale");
   pid_t child = ForkChild([&] {

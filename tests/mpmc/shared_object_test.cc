@@ -5,10 +5,12 @@
 // a deadlock when nobody repairs, and hostile or mismatched segments.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -238,6 +240,105 @@ TEST(SharedObjectTest, AutoRecoverReportsAndContinues) {
   auto g = v->lock();
   ASSERT_TRUE(g);
   EXPECT_FALSE(g->owner_died());
+}
+
+// A Guard that outlives its SharedObject (the last owner of the mapping) keeps the mapping
+// alive until it unlocks: it never touches unmapped memory (this crashed, and is an ASan
+// use-after-unmap, before Guards held the mapping).
+TEST(SharedObjectTest, GuardOutlivingItsObjectKeepsTheMapping) {
+  const std::string name = UniqueShmName("obj-guard");
+  std::optional<SharedObject::Guard> guard;
+  {
+    auto obj = SharedObject::Create(name, 64);
+    ASSERT_TRUE(obj) << obj.error().message();
+    auto g = obj->lock();
+    ASSERT_TRUE(g);
+    guard.emplace(std::move(*g));
+  }  // the object is gone; the guard still holds its lock
+  ASSERT_TRUE(guard->owns_lock());
+  EXPECT_TRUE(guard->mark_consistent());
+  guard->unlock();
+  EXPECT_FALSE(guard->owns_lock());
+  guard.reset();
+  EXPECT_FALSE(ShmExists(name));
+}
+
+// lock_for goes through pthread_mutex_clocklock(CLOCK_MONOTONIC): zero and negative timeouts
+// are one try, a huge one saturates (waits, does not overflow into the past), and a held lock
+// still times out.
+TEST(SharedObjectTest, TimedLockOnTheMonotonicClock) {
+  const std::string name = UniqueShmName("obj-mono");
+  auto v = SharedValue<int>::Create(name, 0);
+  ASSERT_TRUE(v);
+  Signal ready, done;
+  pid_t child = ForkChild([&] {
+    auto cv = SharedValue<int>::Attach(name);
+    auto g = cv->lock();
+    if (!g) return 2;
+    ready.Notify();
+    done.Wait();
+    return 0;
+  });
+  ASSERT_TRUE(ready.Wait());
+  EXPECT_EQ(v->object().lock_for(0ns).error(), RingErrc::kTimedOut);
+  EXPECT_EQ(v->object().lock_for(-5s).error(), RingErrc::kTimedOut);
+  EXPECT_EQ(v->object().lock_for(20ms).error(), RingErrc::kTimedOut);
+  done.Notify();  // the child unlocks and exits while we wait "forever"
+  auto g = v->object().lock_for(std::chrono::nanoseconds::max());
+  ASSERT_TRUE(g) << g.error().message();
+  EXPECT_FALSE(g->owner_died());
+  EXPECT_EQ(WaitChild(child), 0);
+}
+
+// Stale-name removal asks the kernel about the creator's HolderLock slot: a creator that
+// exec'd (same pid and start time, so /proc said "alive") no longer holds it, and its name is
+// reclaimed; a live creator's is not.
+TEST(SharedObjectTest, StaleDecisionUsesTheCreatorSlot) {
+  const std::string name = UniqueShmName("obj-stale");
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  testing::Signal created, go;
+  pid_t child = ForkChild([&]() -> int {
+    SharedObject::CreateOptions o;
+    o.unlink = UnlinkPolicy::kKeep;
+    auto obj = SharedObject::Create(name, 64, o);
+    if (!obj) return 2;
+    created.Notify();
+    if (!go.Wait()) return 3;  // the parent tried while we live
+    ::dup2(pipefd[1], 3);
+    ::execl("/bin/sh", "sh", "-c", "printf x >&3; exec sleep 60", static_cast<char*>(nullptr));
+    return 4;
+  });
+  ASSERT_TRUE(created.Wait());
+  SharedObject::CreateOptions o;
+  o.reclaim_stale = true;
+  auto alive = SharedObject::Create(name, 64, o);
+  ASSERT_FALSE(alive) << "a live creator's object was reclaimed";
+  EXPECT_EQ(alive.error(), std::errc::file_exists);
+  go.Notify();
+  ::close(pipefd[1]);
+  char c = 0;
+  ASSERT_EQ(::read(pipefd[0], &c, 1), 1);  // the exec'd image runs (it wrote to fd 3)
+  ::close(pipefd[0]);
+  {
+    auto reclaimed = SharedObject::Create(name, 64, o);
+    EXPECT_TRUE(reclaimed) << reclaimed.error().message();
+  }
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(WaitChild(child), 128 + SIGKILL);
+  if (ShmExists(name)) ::shm_unlink(name.c_str());  // only after a failure: the kept original
+  EXPECT_FALSE(ShmExists(name));
+}
+
+TEST(SharedObjectTest, MovedFromObjectFailsTyped) {
+  const std::string name = UniqueShmName("obj-moved");
+  auto obj = SharedObject::Create(name, 64);
+  ASSERT_TRUE(obj);
+  SharedObject other = std::move(*obj);
+  EXPECT_EQ(obj->lock().error(), RingErrc::kBadState);
+  EXPECT_EQ(obj->try_lock().error(), RingErrc::kBadState);
+  EXPECT_EQ(obj->lock_for(1ms).error(), RingErrc::kBadState);
+  EXPECT_TRUE(other.lock());
 }
 
 }  // namespace
