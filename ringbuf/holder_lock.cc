@@ -24,7 +24,19 @@ namespace {
 struct TokenEntry {
   uint64_t serial;  // 0: free entry
   int fd;
+  dev_t dev;  // the token's file, to recognise the fd number as still ours (CloseIfOurs)
+  ino_t ino;
 };
+
+// Closes a token fd unless the program closed it behind our back and the number now
+// names another file (then closing it would close somebody else's fd; our lock is gone
+// with the close anyway). A reused number that names the same segment file again cannot
+// be told apart and is closed. Async-signal-safe (used in the atfork child handler).
+void CloseIfOurs(const TokenEntry& e) {
+  struct stat st {};
+  if (::fstat(e.fd, &st) != 0 || st.st_dev != e.dev || st.st_ino != e.ino) return;
+  ::close(e.fd);
+}
 
 struct Registry {
   std::mutex mu;
@@ -45,7 +57,7 @@ void AtforkParent() { GetRegistry().mu.unlock(); }
 void AtforkChild() {
   Registry& r = GetRegistry();
   for (TokenEntry& e : r.entries) {
-    if (e.serial != 0) ::close(e.fd);
+    if (e.serial != 0) CloseIfOurs(e);
     e.serial = 0;
     e.fd = -1;
   }
@@ -124,9 +136,15 @@ Expected<HolderLock> HolderLock::Acquire(const Segment& segment, uint64_t slot) 
       break;
     }
   }
-  if (index == r.entries.size()) r.entries.push_back({0, -1});
+  if (index == r.entries.size()) r.entries.push_back({0, -1, 0, 0});
   const int fd = OpenToken(segment);
   if (fd < 0) return ErrnoError(-fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoError(err);
+  }
   struct flock fl = SlotLock(F_WRLCK, slot);
   if (::fcntl(fd, F_OFD_SETLK, &fl) != 0) {
     const int err = errno;
@@ -135,7 +153,7 @@ Expected<HolderLock> HolderLock::Acquire(const Segment& segment, uint64_t slot) 
     return ErrnoError(err);
   }
   const uint64_t serial = r.next_serial++;
-  r.entries[index] = {serial, fd};
+  r.entries[index] = {serial, fd, st.st_dev, st.st_ino};
   return HolderLock(serial, slot);
 }
 
@@ -169,7 +187,7 @@ void HolderLock::Release() noexcept {
   std::lock_guard<std::mutex> guard(r.mu);
   for (TokenEntry& e : r.entries) {
     if (e.serial == serial_) {
-      ::close(e.fd);  // drops the lock: this was the OFD's only fd
+      CloseIfOurs(e);  // drops the lock: this was the OFD's only fd
       e.serial = 0;
       e.fd = -1;
       break;

@@ -39,6 +39,10 @@
 //  - execve: tokens are O_CLOEXEC, so an exec'd holder (same pid, same start time) is seen
 //    gone, as it holds no handle any more.
 //  - Only kernel evidence says kDead: any probe failure is kUnknown (never treat as dead).
+//  - A program that closes a token fd behind its HolderLock's back drops the lock (the
+//    kernel cannot tell that from a death: a successor may take the slot while the object
+//    lives). Release then closes the fd number only if it still names the token's file, so
+//    a number reused for another file is left alone.
 // OFD locks do not report the holder's pid (l_pid is -1); keep pid + start time in the
 // segment (process_identity.h) as information for tools.
 //

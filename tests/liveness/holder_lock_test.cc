@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -215,6 +216,42 @@ TEST(HolderLock, ExecedHolderIsGone) {
 
 // A forked child destroying its inherited HolderLock leaves the parent's slot held, and the
 // child cannot claim the parent's slot either (it holds nothing of it).
+// The fds of this process that are open on `seg`'s file, other than the segment's own.
+std::vector<int> TokenFds(const Segment& seg) {
+  std::vector<int> out;
+  struct stat mine {};
+  if (::fstat(seg.fd(), &mine) != 0) return out;
+  for (int fd = 0; fd < 1024; ++fd) {
+    struct stat st {};
+    if (fd == seg.fd() || ::fstat(fd, &st) != 0) continue;
+    if (st.st_dev == mine.st_dev && st.st_ino == mine.st_ino) out.push_back(fd);
+  }
+  return out;
+}
+
+// A program closes a token fd behind the HolderLock's back and the number is reused for a
+// pipe: the kernel drops the lock (seen as free), and releasing the HolderLock later must
+// not close the pipe (before, Release closed whatever the number named).
+TEST(HolderLock, TokenClosedBehindItsBackAndNumberReusedIsNotClosedAgain) {
+  Segment seg = MakeSegment("hl-reuse");
+  auto lock = HolderLock::Acquire(seg, kSlot);
+  ASSERT_TRUE(lock) << lock.error().message();
+  const std::vector<int> tokens = TokenFds(seg);
+  ASSERT_EQ(tokens.size(), 1u);
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  ASSERT_EQ(::dup2(p[0], tokens[0]), tokens[0]);  // closes the token, reuses its number
+  EXPECT_EQ(ProbeHolder(seg, kSlot), HolderState::kDead);
+  lock->Release();
+  EXPECT_NE(::fcntl(tokens[0], F_GETFD), -1) << "the reused number was closed";
+  EXPECT_EQ(::write(p[1], "x", 1), 1);
+  char c = 0;
+  EXPECT_EQ(::read(tokens[0], &c, 1), 1);
+  ::close(tokens[0]);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
 TEST(HolderLock, ForkedChildDestroyingInheritedLockKeepsParentsSlot) {
   Segment seg = MakeSegment("hl-fork");
   auto lock = HolderLock::Acquire(seg, kSlot);
