@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/liveness/namespaces.h"
 #include "tests/test_util.h"
 
 #include <shmlink/holder_lock.h>
@@ -341,50 +342,27 @@ TEST(HolderLock, ZombieLeaderWithLiveThreadIsAlive) {
 // A holder in another PID namespace (pid 1 there) sharing /dev/shm, as in a container.
 TEST(HolderLock, HolderInAnotherPidNamespace) {
   Segment seg = MakeSegment("hl-pidns");
-  struct Shared {
-    std::atomic<int> status{0};  // 0 pending, 1 ready, 2 unshare not permitted, 3 failure
-    std::atomic<pid_t> holder{0};
-    std::atomic<pid_t> ns_pid{0};
-  };
-  auto* shared = testing::NewShared<Shared>();
+  auto* shared = testing::NewShared<testing::PidNsShared>();
   testing::Signal ready;
   const std::string name = seg.name();
-  pid_t mid = testing::ForkChild([&]() -> int {
-    if (::unshare(CLONE_NEWPID) != 0) {
-      shared->status.store(2);
-      ready.Notify();
-      return 0;
-    }
-    pid_t h = ::fork();  // the first child in the new namespace: pid 1 there
-    if (h == 0) {
-      shared->ns_pid.store(::getpid());
-      auto own = Segment::Open(name);
-      auto lock =
-          own ? HolderLock::Acquire(*own, kSlot) : Expected<HolderLock>(RingErrc::kBadState);
-      shared->status.store(lock ? 1 : 3);
-      ready.Notify();
-      for (;;) ::pause();
-    }
-    if (h < 0) {
-      shared->status.store(3);
-      ready.Notify();
-      return 1;
-    }
-    shared->holder.store(h);
-    int st = 0;
-    ::waitpid(h, &st, 0);
-    return 0;
-  });
-  ASSERT_TRUE(ready.Wait());
-  if (shared->status.load() == 2) {
-    testing::WaitChild(mid);
+  pid_t mid = 0;
+  const bool started = testing::StartInPidNamespace(
+      [&]() -> int {
+        auto own = Segment::Open(name);
+        auto lock =
+            own ? HolderLock::Acquire(*own, kSlot) : Expected<HolderLock>(RingErrc::kBadState);
+        shared->status.store(lock ? 1 : 3);
+        ready.Notify();
+        for (;;) ::pause();
+      },
+      ready, shared, &mid);
+  if (!started) {
     testing::DeleteShared(shared);
     GTEST_SKIP() << "unshare(CLONE_NEWPID) not permitted here";
   }
   ASSERT_EQ(shared->status.load(), 1);
   EXPECT_EQ(shared->ns_pid.load(), 1);
   EXPECT_EQ(ProbeHolder(seg, kSlot), HolderState::kAlive);
-  ASSERT_TRUE(Eventually([&] { return shared->holder.load() != 0; }));
   ::kill(shared->holder.load(), SIGKILL);
   EXPECT_EQ(testing::WaitChild(mid), 0);  // it reaped the holder
   EXPECT_EQ(ProbeHolder(seg, kSlot), HolderState::kDead);

@@ -27,6 +27,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/kill_on_write.h"
+#include "tests/liveness/namespaces.h"
 #include "tests/test_util.h"
 
 #include <shmlink/holder_lock.h>
@@ -283,42 +284,20 @@ TEST(MpmcLiveness, HolderInAnotherPidNamespace) {
   auto tx = q->Producer();
   ASSERT_TRUE(tx);
   ASSERT_TRUE(tx->try_push(Bytes("job")));
-  struct Shared {
-    std::atomic<int> status{0};  // 0 pending, 1 holding, 2 unshare not permitted, 3 failure
-    std::atomic<pid_t> holder{0};
-    std::atomic<pid_t> ns_pid{0};
-  };
-  auto* shared = testing::NewShared<Shared>();
+  auto* shared = testing::NewShared<testing::PidNsShared>();
   testing::Signal ready;
-  const pid_t mid = ForkChild([&]() -> int {
-    if (::unshare(CLONE_NEWPID) != 0) {
-      shared->status.store(2);
-      ready.Notify();
-      return 0;
-    }
-    const pid_t h = ::fork();  // the first child in the new namespace: pid 1 there
-    if (h == 0) {
-      shared->ns_pid.store(::getpid());
-      auto a = MpmcQueue::Attach(name);
-      auto rx = a ? a->Consumer() : Expected<MpmcConsumer>(RingErrc::kBadState);
-      const bool holding = rx && rx->try_claim();
-      shared->status.store(holding ? 1 : 3);
-      ready.Notify();
-      for (;;) ::pause();
-    }
-    if (h < 0) {
-      shared->status.store(3);
-      ready.Notify();
-      return 1;
-    }
-    shared->holder.store(h);
-    int st = 0;
-    ::waitpid(h, &st, 0);
-    return 0;
-  });
-  ASSERT_TRUE(ready.Wait());
-  if (shared->status.load() == 2) {
-    WaitChild(mid);
+  pid_t mid = 0;
+  const bool started = testing::StartInPidNamespace(
+      [&]() -> int {
+        auto a = MpmcQueue::Attach(name);
+        auto rx = a ? a->Consumer() : Expected<MpmcConsumer>(RingErrc::kBadState);
+        const bool holding = rx && rx->try_claim();
+        shared->status.store(holding ? 1 : 3);
+        ready.Notify();
+        for (;;) ::pause();
+      },
+      ready, shared, &mid);
+  if (!started) {
     testing::DeleteShared(shared);
     GTEST_SKIP() << "unshare(CLONE_NEWPID) not permitted here";
   }
@@ -331,7 +310,6 @@ TEST(MpmcLiveness, HolderInAnotherPidNamespace) {
   ASSERT_FALSE(none);
   EXPECT_EQ(none.error(), RingErrc::kTimedOut);
   EXPECT_EQ(q->stats().consumers, 2u);
-  ASSERT_TRUE(Eventually([&] { return shared->holder.load() != 0; }));
   ::kill(shared->holder.load(), SIGKILL);
   EXPECT_EQ(WaitChild(mid), 0);  // it reaped the holder
   auto m = rx->claim(WaitOptions::WithTimeout(10s));
@@ -417,10 +395,7 @@ TEST(MpmcLiveness, CheckerWithProcHiddenIsStillRight) {
   };
   auto* shared = testing::NewShared<Shared>();
   const pid_t checker = ForkChild([&]() -> int {
-    if (::unshare(CLONE_NEWNS) != 0) return 10;  // not permitted: skip
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 11;
-    if (::mount("none", "/proc", "tmpfs", 0, nullptr) != 0) return 12;
-    if (::access("/proc/self/stat", F_OK) == 0) return 13;  // /proc still visible
+    if (!testing::HideProc()) return 10;  // not permitted: skip
     auto a = MpmcQueue::Attach(name);
     if (!a) return 2;
     auto rx = a->Consumer();  // registering needs no /proc either
@@ -439,7 +414,7 @@ TEST(MpmcLiveness, CheckerWithProcHiddenIsStillRight) {
     ::kill(holder, SIGKILL);
     WaitChild(holder);
     testing::DeleteShared(shared);
-    if (rc >= 10 && rc <= 12) GTEST_SKIP() << "no private mount namespace here (" << rc << ")";
+    if (rc == 10) GTEST_SKIP() << "no private mount namespace with /proc hidden here";
     FAIL() << "checker failed early: " << rc;
   }
   EXPECT_EQ(shared->live_recovered.load(), 0) << "a live holder was recovered";

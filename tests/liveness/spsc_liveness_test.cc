@@ -31,6 +31,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/liveness/namespaces.h"
 #include "tests/test_util.h"
 
 #include <shmlink/connection.h>
@@ -45,7 +46,10 @@ namespace {
 using namespace std::chrono_literals;
 using testing::Bytes;
 using testing::ForkChild;
+using testing::HideProc;
+using testing::PidNsShared;
 using testing::Signal;
+using testing::StartInPidNamespace;
 using testing::Str;
 using testing::UniqueShmName;
 
@@ -97,46 +101,6 @@ void KillAndReap(pid_t pid) {
   EXPECT_EQ(testing::WaitChild(pid), 128 + SIGKILL);
 }
 
-// Runs `holder` in the first process of a new PID namespace (pid 1 there), as in a
-// container sharing /dev/shm and /tmp with us. `holder` notifies `ready` itself. Returns
-// false if unshare is not permitted (skip). *mid: the child that reaps it; *holder_pid: the
-// holder as we see it.
-struct PidNsShared {
-  std::atomic<int> status{0};  // 0 running, 2 unshare not permitted, 3 fork failed
-  std::atomic<pid_t> holder{0};
-  std::atomic<pid_t> ns_pid{0};
-};
-bool StartInPidNamespace(const std::function<int()>& holder, const Signal& ready,
-                         PidNsShared* shared, pid_t* mid) {
-  *mid = ForkChild([&]() -> int {
-    if (::unshare(CLONE_NEWPID) != 0) {
-      shared->status.store(2);
-      ready.Notify();
-      return 0;
-    }
-    const pid_t h = ::fork();  // pid 1 in the new namespace
-    if (h == 0) {
-      shared->ns_pid.store(::getpid());
-      ::_exit(holder());
-    }
-    if (h < 0) {
-      shared->status.store(3);
-      ready.Notify();
-      return 1;
-    }
-    shared->holder.store(h);
-    int st = 0;
-    ::waitpid(h, &st, 0);
-    return 0;
-  });
-  if (!ready.Wait()) return false;
-  if (shared->status.load() == 2) {
-    testing::WaitChild(*mid);
-    return false;
-  }
-  return Eventually([&] { return shared->holder.load() != 0; });
-}
-
 // Forks a child whose main thread exits (leaving a zombie leader in /proc) while another
 // thread runs `body` and then sleeps for ever. `setup` runs first, on the main thread.
 pid_t ForkZombieLeader(const std::function<void()>& setup) {
@@ -149,15 +113,6 @@ pid_t ForkZombieLeader(const std::function<void()>& setup) {
     ::syscall(SYS_exit, 0);  // this thread only, no unwinding into the test framework
   }
   return pid;
-}
-
-// Makes /proc unreadable for the calling process: a private mount namespace with a tmpfs
-// mounted over /proc. Returns false if that is not permitted.
-bool HideProc() {
-  if (::unshare(CLONE_NEWNS) != 0) return false;
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return false;
-  if (::mount("tmpfs", "/proc", "tmpfs", 0, nullptr) != 0) return false;
-  return ::access("/proc/self/stat", F_OK) != 0;
 }
 
 // ================================================================== SpscRing
