@@ -12,6 +12,7 @@
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include <functional>
 #include <new>
 #include <random>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -74,6 +76,39 @@ inline std::vector<std::string> ShmFiles(const std::string& prefix) {
     ::closedir(d);
   }
   return out;
+}
+
+// The fds of this process open on the same file as `fd` (same st_dev/st_ino), other than
+// `fd` itself: e.g. the liveness tokens a library opened on a segment's file.
+inline std::set<int> FdsOnSameFile(int fd) {
+  std::set<int> out;
+  struct stat want {};
+  if (::fstat(fd, &want) != 0) return out;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return out;
+  const int dir_fd = ::dirfd(d);
+  while (dirent* e = ::readdir(d)) {
+    const int other = std::atoi(e->d_name);
+    if (e->d_name[0] == '.' || other == dir_fd || other == fd) continue;
+    struct stat st {};
+    if (::fstat(other, &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino) {
+      out.insert(other);
+    }
+  }
+  ::closedir(d);
+  return out;
+}
+
+// Polls `cond` every millisecond for up to `limit`: for what the kernel completes
+// asynchronously to the test (a killed process's files closed, a lock dropped).
+template <typename Cond>
+bool Eventually(Cond cond, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 // Number of open file descriptors of this process.

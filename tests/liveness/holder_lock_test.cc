@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,6 +28,8 @@
 
 namespace shmlink {
 namespace {
+
+using testing::Eventually;
 
 using std::chrono::milliseconds;
 
@@ -49,17 +52,6 @@ pid_t ForkHolder(const Segment& seg, uint64_t slot, const testing::Signal& ready
     ready.Notify();
     for (;;) ::pause();
   });
-}
-
-// Polls `cond` for up to `limit` (for events the kernel completes asynchronously to us).
-template <typename Cond>
-bool Eventually(Cond cond, milliseconds limit = milliseconds(5000)) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return true;
 }
 
 TEST(HolderLock, FreeSlotIsDeadAndCanBeTaken) {
@@ -217,19 +209,6 @@ TEST(HolderLock, ExecedHolderIsGone) {
 
 // A forked child destroying its inherited HolderLock leaves the parent's slot held, and the
 // child cannot claim the parent's slot either (it holds nothing of it).
-// The fds of this process that are open on `seg`'s file, other than the segment's own.
-std::vector<int> TokenFds(const Segment& seg) {
-  std::vector<int> out;
-  struct stat mine {};
-  if (::fstat(seg.fd(), &mine) != 0) return out;
-  for (int fd = 0; fd < 1024; ++fd) {
-    struct stat st {};
-    if (fd == seg.fd() || ::fstat(fd, &st) != 0) continue;
-    if (st.st_dev == mine.st_dev && st.st_ino == mine.st_ino) out.push_back(fd);
-  }
-  return out;
-}
-
 // A program closes a token fd behind the HolderLock's back and the number is reused for a
 // pipe: the kernel drops the lock (seen as free), and releasing the HolderLock later must
 // not close the pipe (before, Release closed whatever the number named).
@@ -237,8 +216,9 @@ TEST(HolderLock, TokenClosedBehindItsBackAndNumberReusedIsNotClosedAgain) {
   Segment seg = MakeSegment("hl-reuse");
   auto lock = HolderLock::Acquire(seg, kSlot);
   ASSERT_TRUE(lock) << lock.error().message();
-  const std::vector<int> tokens = TokenFds(seg);
-  ASSERT_EQ(tokens.size(), 1u);
+  const std::set<int> on_file = testing::FdsOnSameFile(seg.fd());
+  ASSERT_EQ(on_file.size(), 1u);
+  const std::vector<int> tokens(on_file.begin(), on_file.end());
   int p[2];
   ASSERT_EQ(::pipe(p), 0);
   ASSERT_EQ(::dup2(p[0], tokens[0]), tokens[0]);  // closes the token, reuses its number

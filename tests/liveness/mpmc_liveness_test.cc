@@ -36,6 +36,8 @@
 namespace shmlink {
 namespace {
 
+using testing::Eventually;
+
 using namespace std::chrono_literals;
 using testing::Bytes;
 using testing::ForkChild;
@@ -45,24 +47,7 @@ using testing::WaitChild;
 using testing::WaitChildFor;
 
 // The fds of this process open on `seg`'s file, other than the segment's own.
-std::set<int> FdsOnFile(const Segment& seg) {
-  std::set<int> out;
-  struct stat want {};
-  if (::fstat(seg.fd(), &want) != 0) return out;
-  DIR* d = ::opendir("/proc/self/fd");
-  if (d == nullptr) return out;
-  const int dir_fd = ::dirfd(d);
-  while (dirent* e = ::readdir(d)) {
-    const int fd = std::atoi(e->d_name);
-    if (e->d_name[0] == '.' || fd == dir_fd || fd == seg.fd()) continue;
-    struct stat st {};
-    if (::fstat(fd, &st) == 0 && st.st_dev == want.st_dev && st.st_ino == want.st_ino) {
-      out.insert(fd);
-    }
-  }
-  ::closedir(d);
-  return out;
-}
+std::set<int> FdsOnFile(const Segment& seg) { return testing::FdsOnSameFile(seg.fd()); }
 
 // Registers a consumer and returns it with its token fd (the one fd on the segment's file
 // that its registration opened), or -1 if that fd cannot be told.
@@ -91,17 +76,6 @@ bool CloseBehindItsBack(int fd) {
   const bool ok = ::dup2(null, fd) == fd;
   ::close(null);
   return ok;
-}
-
-// Polls `cond` for up to `limit` (for events the kernel completes asynchronously to us).
-template <typename Cond>
-bool Eventually(Cond cond, std::chrono::milliseconds limit = 10000ms) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
 }
 
 // A consumer A holds a message; its token is closed behind its back, so the kernel says its

@@ -43,6 +43,8 @@
 namespace shmlink {
 namespace {
 
+using testing::Eventually;
+
 using namespace std::chrono_literals;
 using testing::Bytes;
 using testing::ForkChild;
@@ -54,17 +56,6 @@ using testing::Str;
 using testing::UniqueShmName;
 
 constexpr std::string_view kKey = "liveness key";
-
-// Polls `cond` for up to `limit` (for events the kernel completes asynchronously to us).
-template <typename Cond>
-bool Eventually(Cond cond, std::chrono::milliseconds limit = 10s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
 
 std::string ReadSmall(const std::string& path) {
   std::string out;
