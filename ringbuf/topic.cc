@@ -1,10 +1,9 @@
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
-#include <sys/mman.h>
-
+#include <algorithm>
 #include <string>
 
 #include <shmlink/holder_lock.h>
-#include <shmlink/process_identity.h>
+#include <shmlink/log.h>
 #include <shmlink/topic.h>
 #include <shmlink/topic_liveness.h>
 
@@ -12,21 +11,31 @@ namespace shmlink {
 
 namespace {
 
-// A topic whose creator is gone and whose roles nobody holds (the kernel says so) can be
+// A topic whose creator is gone and whose roles nobody holds (the kernel says so: no lock
+// on the creator slot, the publisher slot or any subscriber slot ever used) can be
 // replaced. Unknown is not dead: a probe that cannot decide keeps the segment.
-bool IsStaleTopic(std::string_view name) {
-  auto seg = Segment::Open(name);
-  if (!seg) return false;
-  auto g = ValidateTopicSegment(*seg);
+bool IsStaleTopic(const Segment& seg) {
+  auto g = ValidateTopicSegment(seg);
   if (!g) return false;  // not ours to judge: leave foreign or corrupt files alone
-  if (IsAlivePacked(g->creator)) return false;
-  TopicRegion r = TopicRegionOf(*seg, *g);
-  if (ProbeHolder(*seg, kTopicPublisherHolderSlot) != HolderState::kDead) return false;
+  if (ProbeHolder(seg, kCreatorHolderSlot) != HolderState::kDead) return false;
+  TopicRegion r = TopicRegionOf(seg, *g);
   // Acquire: a snapshot; every slot ever claimed lies below the mark.
   const uint32_t hw =
       std::min(r.control->slots_high_water.load(std::memory_order_acquire), g->max_subscribers);
-  for (uint32_t i = 0; i < hw; ++i) {
-    if (ProbeHolder(*seg, TopicSubscriberHolderSlot(i)) != HolderState::kDead) return false;
+  return ProbeAnyHolder(seg, kTopicPublisherHolderSlot, TopicSubscriberHolderSlot(hw)) ==
+         HolderState::kDead;
+}
+
+// Removes `name` if it is a stale topic: decided on one open file, and unlinked only if the
+// name still refers to that file (UnlinkShmIfSame: a topic re-created under the name
+// meanwhile by another process is never removed). True if creating again is worth a try.
+bool RemoveIfStale(std::string_view name) {
+  auto seg = Segment::Open(name);
+  if (!seg) return seg.error() == std::errc::no_such_file_or_directory;
+  if (!IsStaleTopic(*seg)) return false;
+  auto removed = UnlinkShmIfSame(name, seg->fd());
+  if (removed && *removed) {
+    LogEvent(LogLevel::kInfo, "stale-removed", name, "creator, publisher and subscribers gone");
   }
   return true;
 }
@@ -48,17 +57,22 @@ Expected<Topic> Topic::Create(std::string_view name, const TopicOptions& o) {
   auto size = TopicSegmentSize(g);
   if (!size) return MakeUnexpected(size.error());
   auto seg = Segment::Create(name, *size, o.unlink, o.mode);
-  if (!seg && o.reclaim_stale && seg.error() == std::errc::file_exists && IsStaleTopic(name)) {
-    std::string n(name);
-    ::shm_unlink(n.c_str());
+  if (!seg && o.reclaim_stale && seg.error() == std::errc::file_exists && RemoveIfStale(name)) {
     seg = Segment::Create(name, *size, o.unlink, o.mode);
   }
   if (!seg) return MakeUnexpected(seg.error());
+  // The creator lock before the header is published: until then nobody judges the segment
+  // (validation fails), so no cleaner can find it unheld while this Topic lives.
+  auto creator = HolderLock::Acquire(*seg, kCreatorHolderSlot);
+  if (!creator) {
+    if (o.unlink == UnlinkPolicy::kKeep) (void)seg->Unlink();  // never published
+    return MakeUnexpected(creator.error());
+  }
   InitTopicSegment(*seg, g);
   auto shared = std::make_shared<Segment>(std::move(*seg));
   auto valid = ValidateTopicSegment(*shared);
   if (!valid) return MakeUnexpected(valid.error());
-  return Topic(std::move(shared), *valid);
+  return Topic(std::move(shared), *valid, std::make_shared<HolderLock>(std::move(*creator)));
 }
 
 Expected<Topic> Topic::Attach(std::string_view name) {

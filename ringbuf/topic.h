@@ -36,6 +36,7 @@
 #include <string_view>
 
 #include <shmlink/expected.h>
+#include <shmlink/holder_lock.h>
 #include <shmlink/ring_error.h>
 #include <shmlink/segment.h>
 #include <shmlink/topic_layout.h>
@@ -63,7 +64,8 @@ struct TopicOptions {
   // kUnlinkOnDestroy: the creator owns the name (removed when this Topic dies).
   UnlinkPolicy unlink = UnlinkPolicy::kUnlinkOnDestroy;
   mode_t mode = 0600;
-  // If the name exists but its creator, publisher and subscribers are all dead, replace it.
+  // If the name exists but nobody holds its creator's, publisher's or any subscriber's
+  // holder lock (all dead, exec'd or gone: the kernel says so), replace it.
   bool reclaim_stale = true;
 };
 
@@ -107,10 +109,16 @@ class Topic {
   [[nodiscard]] Expected<void> Unlink() const { return segment_->Unlink(); }
 
  private:
-  Topic(std::shared_ptr<Segment> seg, const TopicGeometry& g)
-      : segment_(std::move(seg)), region_(TopicRegionOf(*segment_, g)) {}
+  Topic(std::shared_ptr<Segment> seg, const TopicGeometry& g,
+        std::shared_ptr<HolderLock> creator = nullptr)
+      : segment_(std::move(seg)),
+        region_(TopicRegionOf(*segment_, g)),
+        creator_lock_(std::move(creator)) {}
   std::shared_ptr<Segment> segment_;
   TopicRegion region_;
+  // Create() only: kCreatorHolderSlot, held while this Topic or a copy of it lives (the
+  // kernel's word for stale-topic removal that the creator still runs).
+  std::shared_ptr<HolderLock> creator_lock_;
 };
 
 }  // namespace shmlink
