@@ -14,7 +14,6 @@
 
 #include <shmlink/event_count.h>
 #include <shmlink/futex.h>
-#include <shmlink/process_identity.h>
 #include <shmlink/ring_error.h>
 #include <shmlink/role_stats.h>
 #include <shmlink/wait_options.h>
@@ -48,18 +47,15 @@ inline bool WouldBlock(const std::error_code& ec) noexcept {
 }
 
 // Calls try_fn() until it returns anything but kWouldBlock, following `opts`.
-//  - `event`: the EventCount the other side notifies after making progress.
-//  - `peer_owner`: packed ProcessIdentity of the process whose progress we wait for, or
-//    nullptr. If it is set and that process is dead, returns kPeerDead once try_fn() still
-//    says kWouldBlock (so everything already committed is delivered first).
+//  - `event`: the EventCount (or any type with its waiter interface, event_count.h) the
+//    other side notifies after making progress.
+//  - `peer_dead()`: true only on the kernel's evidence that the awaited process died (its
+//    holder lock is free: holder_lock.h); then kPeerDead is returned once try_fn() still
+//    says kWouldBlock (so everything already committed is delivered first). Slow path: it
+//    is called at most once per opts.liveness_check. Unknown must answer false.
 //  - `stats`: the waiting role's counters (waits, sleeps, wakeups; role_stats.h), or nullptr.
 //    Only the role's holder may pass them (single writer).
 // try_fn's reads of the shared state must be seq_cst (see event_count.h).
-//
-// BlockingWaitWith: the same loop with the liveness question as a callable: peer_dead()
-// returns true only on evidence that the awaited process died (slow path: it is called at
-// most once per opts.liveness_check).
-//  - `Event`: EventCount, or any type with its waiter interface (event_count.h).
 template <typename TryFn, typename Event, typename PeerDeadFn>
 auto BlockingWaitWith(TryFn&& try_fn, Event& event, PeerDeadFn&& peer_dead, const WaitOptions& opts,
                       RoleStats* stats = nullptr) -> decltype(try_fn()) {
@@ -117,8 +113,8 @@ auto BlockingWaitWith(TryFn&& try_fn, Event& event, PeerDeadFn&& peer_dead, cons
       event.Retire();
       return RingErrc::kTimedOut;
     }
-    // Liveness costs a read of /proc: at most once per liveness_check, not on every
-    // entry into sleep (with kSleep that would be once per message).
+    // Liveness costs a system call: at most once per liveness_check, not on every entry
+    // into sleep (with kSleep that would be once per message).
     if (now >= next_liveness) {
       if (peer_dead()) {
         event.Retire();
@@ -136,22 +132,14 @@ auto BlockingWaitWith(TryFn&& try_fn, Event& event, PeerDeadFn&& peer_dead, cons
   }
 }
 
-// True if the role whose owner word is `peer_owner` (nullptr: none) is held by a process
-// that died (slow path: reads /proc). For roles that keep no holder lock; SPSC rings and
-// connections ask the kernel instead (SpscRoleDied, spsc_layout.h) via BlockingWaitWith.
-inline bool PackedOwnerDied(const std::atomic<uint64_t>* peer_owner) noexcept {
-  if (peer_owner == nullptr) return false;
-  // Relaxed is enough: an owner change is itself only a hint, re-checked by IsAlive.
-  const uint64_t owner = peer_owner->load(std::memory_order_relaxed);
-  return owner != 0 && !IsAlivePacked(owner);
-}
-
+// BlockingWaitWith for waits with no single peer to watch (an MPMC queue recovers dead
+// participants inside try_fn; a topic publisher skips dead subscribers there): the wait
+// itself never reports kPeerDead.
 template <typename TryFn, typename Event>
-auto BlockingWait(TryFn&& try_fn, Event& event, const std::atomic<uint64_t>* peer_owner,
-                  const WaitOptions& opts, RoleStats* stats = nullptr) -> decltype(try_fn()) {
+auto BlockingWait(TryFn&& try_fn, Event& event, const WaitOptions& opts, RoleStats* stats = nullptr)
+    -> decltype(try_fn()) {
   return BlockingWaitWith(
-      std::forward<TryFn>(try_fn), event, [peer_owner] { return PackedOwnerDied(peer_owner); },
-      opts, stats);
+      std::forward<TryFn>(try_fn), event, [] { return false; }, opts, stats);
 }
 
 }  // namespace shmlink::internal

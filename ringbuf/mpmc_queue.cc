@@ -414,7 +414,7 @@ Expected<std::span<std::byte>> MpmcProducer::claim(size_t n, const WaitOptions& 
         }
         return try_claim(n);
       },
-      sleeper, nullptr, opts, &stats());
+      sleeper, opts, &stats());
 }
 
 Expected<void> MpmcProducer::publish() noexcept {
@@ -645,7 +645,7 @@ Expected<MpmcConsumer::Message> MpmcConsumer::claim(const WaitOptions& opts) {
   if (!handle_.usable()) [[unlikely]]
     return handle_.Unusable();  // before touching view()
   MpmcSleeper sleeper{view().control->not_empty, handle_.index()};
-  return internal::BlockingWait([&] { return try_claim(); }, sleeper, nullptr, opts, &stats());
+  return internal::BlockingWait([&] { return try_claim(); }, sleeper, opts, &stats());
 }
 
 Expected<void> MpmcConsumer::release() noexcept {

@@ -321,8 +321,7 @@ Expected<std::span<std::byte>> TopicPublisher::try_loan(size_t n) noexcept {
 Expected<std::span<std::byte>> TopicPublisher::loan(size_t n, const WaitOptions& opts) {
   auto r = try_loan(n);
   if (r || !internal::WouldBlock(r.error())) return r;
-  return internal::BlockingWait([&] { return try_loan(n); }, region_.control->space_event, nullptr,
-                                opts);
+  return internal::BlockingWait([&] { return try_loan(n); }, region_.control->space_event, opts);
 }
 
 Expected<uint64_t> TopicPublisher::publish() noexcept {
