@@ -1,7 +1,7 @@
 // fuzz-srcs: ringbuf/ring_error.cc ringbuf/futex.cc ringbuf/process_identity.cc ringbuf/segment.cc
 // fuzz-srcs: ringbuf/segment_header.cc ringbuf/holder_lock.cc ringbuf/topic.cc
 // fuzz-srcs: ringbuf/topic_layout.cc ringbuf/topic_liveness.cc ringbuf/readiness_notifier.cc
-// fuzz-srcs: ringbuf/topic_publisher.cc ringbuf/topic_subscriber.cc
+// fuzz-srcs: ringbuf/topic_publisher.cc ringbuf/topic_subscriber.cc ringbuf/log.cc
 // fuzz-libs: -lpthread
 // Copyright shmlink authors. SPDX-License-Identifier: MIT
 //
