@@ -78,6 +78,19 @@ bool CloseBehindItsBack(int fd) {
   return ok;
 }
 
+// A child that attaches to queue `name`, registers a consumer, claims a message, tells
+// `holding` and sleeps until it is killed (exit 2: attach failed, 3: no message claimed).
+pid_t ForkConsumerHolding(const std::string& name, const testing::Signal& holding) {
+  return ForkChild([&]() -> int {
+    auto a = MpmcQueue::Attach(name);
+    if (!a) return 2;
+    auto rx = a->Consumer();
+    if (!rx || !rx->try_claim()) return 3;
+    holding.Notify();
+    for (;;) ::pause();
+  });
+}
+
 // A consumer A holds a message; its token is closed behind its back, so the kernel says its
 // entry's holder is gone. B recovers the entry and gets the message redelivered; A's release
 // fails typed (kRevoked), B's span is untouched, and nobody gets the message a third time.
@@ -353,14 +366,7 @@ TEST(MpmcLiveness, CheckerWithProcHiddenIsStillRight) {
   ASSERT_TRUE(tx->try_push(Bytes("job")));
   // The holder: a consumer holding the message until it is killed.
   testing::Signal holding;
-  const pid_t holder = ForkChild([&]() -> int {
-    auto a = MpmcQueue::Attach(name);
-    if (!a) return 2;
-    auto rx = a->Consumer();
-    if (!rx || !rx->try_claim()) return 3;
-    holding.Notify();
-    for (;;) ::pause();
-  });
+  const pid_t holder = ForkConsumerHolding(name, holding);
   ASSERT_TRUE(holding.Wait());
   struct Shared {
     std::atomic<int> step{0};  // child: 1 checked the live holder; parent: 2 holder killed
@@ -410,14 +416,7 @@ TEST(MpmcLiveness, OutOfFdsRegistrationFailsAndCheckerStaysRight) {
   ASSERT_TRUE(tx);
   ASSERT_TRUE(tx->try_push(Bytes("job")));
   testing::Signal holding;
-  const pid_t holder = ForkChild([&]() -> int {
-    auto a = MpmcQueue::Attach(name);
-    if (!a) return 2;
-    auto rx = a->Consumer();
-    if (!rx || !rx->try_claim()) return 3;
-    holding.Notify();
-    for (;;) ::pause();
-  });
+  const pid_t holder = ForkConsumerHolding(name, holding);
   ASSERT_TRUE(holding.Wait());
   std::error_code register_error;
   size_t live_recovered = 99, dead_recovered = 99;
